@@ -42,6 +42,7 @@ test-fast: install
 ## Benchmarks: ratios against a baseline measured in the same run; figures in results/bench.
 bench: model
 	$(BIN)/python benchmarks/bench_forward.py --out results/bench
+	$(BIN)/python benchmarks/bench_lens.py --out results/bench
 
 lab: install
 	$(BIN)/jupyter lab notebooks

@@ -47,7 +47,7 @@ def test_gemma_tokenizes_every_script_without_unknowns(gemma, bible):
 def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     monkeypatch.setattr(job_module, "load_model", lambda *a, **k: gemma)
     langs = ["en", "de", "zh", "sw"]
-    report = run(RunConfig(languages=langs, heldout_documents=4, out=tmp_path), show_progress=False)
+    report = run(RunConfig(languages=langs, heldout_documents=4, lens_documents=2, out=tmp_path), show_progress=False)
     manifest = load_json(tmp_path / "manifest.json")
     assert "Q4_K_M" in manifest["model"]["weights"]
     assert manifest["corpus"]["translations"]["sw"]["name"] == "Swahili Union Version 1997"
@@ -56,4 +56,46 @@ def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     for lang in langs:
         # A trained model is far better than uniform guessing over 262k tokens (12.5 nats).
         assert 0.3 < table[lang]["loss"] < uniform / 2, (lang, table[lang])
-    assert report.exists() and "gemma-3-270m" in report.read_text()
+    html = report.read_text()
+    assert "gemma-3-270m" in html and "Logit lens" in html
+    lens = load_json(tmp_path / "lens.json")
+    assert set(lens["languages"]) == set(langs) and len(lens["layer_names"]) == 19
+
+
+# Token classifier on 300 held-out verses per language (seed 0), Gemma's tokenizer, margin 1.0:
+# (precision, recall). Reproduce: see docs/langid.md. Regressions of more than 0.03 fail.
+MEASURED_LANGID = {
+    "en": (0.810, 0.633), "de": (0.858, 0.609), "fr": (0.858, 0.470), "es": (0.816, 0.278),
+    "it": (0.857, 0.340), "pt": (0.787, 0.296), "ru": (1.000, 0.560), "zh": (0.887, 0.720),
+    "ja": (0.987, 0.774), "ko": (0.999, 0.998), "ar": (1.000, 0.537), "hi": (1.000, 1.000),
+    "sw": (0.953, 0.221), "vi": (0.964, 0.832), "id": (0.862, 0.548), "tr": (0.760, 0.462),
+}  # fmt: skip
+
+
+def test_token_classifier_meets_its_measured_accuracy(gemma, bible):
+    from workbench.langid import accuracy_table, default_classifier, vocab_languages
+
+    vocab = vocab_languages(gemma.tokenizer, gemma.cfg.d_vocab, default_classifier(bible))
+    langs = list(MEASURED_LANGID)
+    docs = bible.parallel_sample(langs, 300, "heldout", seed=0)
+    tokens = {lang: [gemma.tokenizer(t, add_special_tokens=False)["input_ids"] for t in docs[lang]["text"]] for lang in langs}
+    for row in accuracy_table(vocab, tokens):
+        precision, recall = MEASURED_LANGID[row["language"]]
+        assert row["precision"] >= precision - 0.03, row
+        assert row["recall"] >= recall - 0.03, row
+
+
+def test_gemma_lens_shows_an_english_middle_for_german(gemma, bible):
+    """MWork's observation on the default model: for German input, English tokens among the
+    lens's top-10 peak in the middle layers and vanish again by the last layer."""
+    from workbench.batching import tokenize
+    from workbench.langid import default_classifier, vocab_languages
+    from workbench.layer_language import lens_groups, summarise
+    from workbench.lens import logit_lens
+
+    vocab = vocab_languages(gemma.tokenizer, gemma.cfg.d_vocab, default_classifier(bible))
+    docs = bible.parallel_sample(["de"], 8, "analysis", seed=0)["de"]
+    readout = logit_lens(gemma, tokenize(gemma, docs["text"]), groups=lens_groups(vocab, "de"))
+    english = summarise(readout, vocab, "de").share("english")
+    middle = english[6:15]
+    assert max(middle) > 3 * max(english[-1], 0.01), english

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench import __version__
 from workbench.errors import WorkbenchError
-from workbench.job import DEFAULT_LANGUAGES, RunConfig
+from workbench.job import ANALYSES, DEFAULT_LANGUAGES, RunConfig
 
 
 def _parse_translations(items: list[str]) -> dict[str, str]:
@@ -31,7 +31,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         languages=parse_languages(args.languages),
         translations=_parse_translations(args.translation),
+        analyses=[a.strip() for a in args.analyses.split(",") if a.strip()],
         heldout_documents=args.heldout,
+        lens_documents=args.lens_documents,
+        lens_positions=args.lens_positions,
+        lens_positions_per_document=args.lens_per_document,
+        lens_k=args.lens_k,
+        lens_final_norm=not args.lens_no_final_norm,
         batch_tokens=args.batch_tokens,
         on_too_long=args.on_too_long,
         seed=args.seed,
@@ -83,11 +89,55 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_langid(args: argparse.Namespace) -> int:
+    from workbench.corpus import BibleCorpus
+    from workbench.langid import default_classifier, heldout_accuracy, vocab_languages
+    from workbench.languages import parse_languages
+    from workbench.models import load_model
+
+    model = load_model(args.model)
+    corpus = BibleCorpus()
+    vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
+    rows = heldout_accuracy(model.tokenizer, vocab, corpus, parse_languages(args.languages), args.documents, args.seed)
+    print(f"Token language labels on {args.documents} held-out verses per language ({model.cfg.model_name} tokenizer)")
+    print(f"{'lang':<5} {'tokens':>7} {'content':>8} {'precision':>10} {'recall':>7} {'rec|amb':>8} {'ambig':>6} {'unknown':>8}")
+    for r in rows:
+        print(f"{r['language']:<5} {r['tokens']:>7} {r['content_tokens']:>8} {r['precision']:>10.3f} {r['recall']:>7.3f} "
+              f"{r['recall_or_ambiguous']:>8.3f} {r['ambiguous']:>6.3f} {r['unknown']:>8.3f}")  # fmt: skip
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.report import write_report
 
     print(f"Report: {write_report(Path(args.folder)).resolve()}")
     return 0
+
+
+def _add_run_options(parser: argparse.ArgumentParser, analyses: str, out: str) -> None:
+    """Options shared by ``run`` and the single-analysis commands."""
+    add = parser.add_argument
+    add("--model", default="gemma-3-270m", help="known name, local HF folder, or hub name")
+    add("--corpus", default="bible", help="'bible', a .jsonl file, or hf:NAME:en=CONFIG,...")
+    add("--languages", default=",".join(DEFAULT_LANGUAGES), help="comma-separated ISO 639-1 codes")
+    add("--translation", action="append", default=[], metavar="LANG=CODE",
+        help="Bible translation for a language (see 'workbench corpora'); repeatable")  # fmt: skip
+    add("--analyses", default=analyses, help=f"comma-separated, from: {', '.join(ANALYSES)}")
+    add("--heldout", type=int, default=32, help="held-out documents per language for the loss")
+    add("--lens-documents", type=int, default=16, help="analysis documents per language for the lens")
+    add("--lens-positions", choices=["sample", "all", "last"], default="sample",
+        help="positions the lens reads in each document")  # fmt: skip
+    add("--lens-per-document", type=int, default=8, help="positions per document with 'sample'")
+    add("--lens-k", type=int, default=10, help="top-k decoded tokens per layer and position")
+    add("--lens-no-final-norm", action="store_true", help="decode without the final norm")
+    add("--batch-tokens", type=int, default=512, help="padded tokens per forward batch")
+    add("--on-too-long", choices=["truncate", "error"], default="truncate",
+        help="texts longer than the model context: cut with a warning, or stop")  # fmt: skip
+    add("--seed", type=int, default=0, help="seed of the document sample")
+    add("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add("--out", default=out, help="output folder (re-running resumes)")
+    add("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,20 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
-    run.add_argument("--model", default="gemma-3-270m", help="known name, local HF folder, or hub name")
-    run.add_argument("--corpus", default="bible", help="'bible', a .jsonl file, or hf:NAME:en=CONFIG,...")
-    run.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES), help="comma-separated ISO 639-1 codes")
-    run.add_argument("--translation", action="append", default=[], metavar="LANG=CODE",
-                     help="Bible translation for a language (see 'workbench corpora'); repeatable")  # fmt: skip
-    run.add_argument("--heldout", type=int, default=32, help="held-out documents per language for the loss")
-    run.add_argument("--batch-tokens", type=int, default=512, help="padded tokens per forward batch")
-    run.add_argument("--on-too-long", choices=["truncate", "error"], default="truncate",
-                     help="texts longer than the model context: cut with a warning, or stop")  # fmt: skip
-    run.add_argument("--seed", type=int, default=0, help="seed of the document sample")
-    run.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    run.add_argument("--out", default="results/run", help="output folder (re-running resumes)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.set_defaults(func=cmd_run)
+    _add_run_options(run, analyses=",".join(ANALYSES), out="results/run")
+    lens = sub.add_parser("lens", help="logit lens only: the language of every layer (MWork Fig. 1)")
+    _add_run_options(lens, analyses="lens", out="results/lens")
 
     models = sub.add_parser("models", help="list the models the workbench knows")
     models.set_defaults(func=cmd_models)
@@ -125,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = sub.add_parser("prepare", help="build the cached default model (gemma-3-270m)")
     prepare.add_argument("--force", action="store_true", help="rebuild even if the cache is intact")
     prepare.set_defaults(func=cmd_prepare)
+
+    langid = sub.add_parser("langid", help="accuracy of the token language labels on held-out verses")
+    langid.add_argument("--model", default="gemma-3-270m", help="whose tokenizer's vocabulary to label")
+    langid.add_argument("--languages", default="en,de,fr,es,it,pt,ru,zh,ja,ko,ar,hi,sw,vi,id,tr")
+    langid.add_argument("--documents", type=int, default=300, help="held-out verses per language")
+    langid.add_argument("--seed", type=int, default=0)
+    langid.set_defaults(func=cmd_langid)
 
     report = sub.add_parser("report", help="rebuild report.html of a results folder")
     report.add_argument("folder")

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from workbench.batching import DEFAULT_BATCH_TOKENS
 from workbench.corpus import Corpus, open_corpus
-from workbench.errors import ResultsMismatchError
+from workbench.errors import ResultsMismatchError, WorkbenchError
 from workbench.models import DEFAULT_MODEL, load_model, model_source
 from workbench.perplexity import LanguageLoss, LossResult, language_loss
 from workbench.results import MANIFEST, load_json, make_manifest, save_json
 
 log = logging.getLogger(__name__)
 
+ANALYSES: tuple[str, ...] = ("loss", "lens")
 DEFAULT_LANGUAGES: tuple[str, ...] = (
     "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
 )  # fmt: skip
@@ -34,12 +35,23 @@ class RunConfig:
     corpus: str = "bible"
     languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
     translations: dict[str, str] = field(default_factory=dict)
+    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     heldout_documents: int = 32
+    lens_documents: int = 16
+    lens_positions: str = "sample"
+    lens_positions_per_document: int = 8
+    lens_k: int = 10
+    lens_final_norm: bool = True
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     on_too_long: str = "truncate"
     seed: int = 0
     device: str = "cpu"
     out: Path = Path("results/run")
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.analyses if a not in ANALYSES]
+        if unknown:
+            raise WorkbenchError(f"Unknown analysis {', '.join(unknown)}; choose from {', '.join(ANALYSES)}.")
 
     def settings(self) -> dict:
         """The settings a resumed run must share with the folder's results (not out or device)."""
@@ -79,6 +91,43 @@ def _loss_for_language(model, corpus: Corpus, config: RunConfig, lang: str, ids,
     return result
 
 
+def run_loss(model, corpus: Corpus, config: RunConfig, out: Path, show_progress: bool) -> None:
+    """Per-language loss on aligned held-out documents -> loss.json, loss_documents.npz."""
+    ids = corpus.sample_ids(config.languages, config.heldout_documents, "heldout", config.seed)
+    losses = {
+        lang: _loss_for_language(model, corpus, config, lang, ids, out / "parts" / f"loss-{lang}.json", show_progress)
+        for lang in config.languages
+    }
+    LossResult(losses, settings={"split": "heldout", **config.settings()}).save(out)
+
+
+def run_lens(model, corpus: Corpus, config: RunConfig, out: Path, show_progress: bool) -> None:
+    """Logit lens per input language on aligned analysis documents -> lens.json."""
+    from workbench.langid import default_classifier, heldout_accuracy, vocab_languages
+    from workbench.layer_language import LayerLanguages, LensResult, layer_names, lens_language
+
+    classifier = default_classifier(corpus)
+    vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, classifier)
+    ids = corpus.sample_ids(config.languages, config.lens_documents, "analysis", config.seed)
+    docs = corpus.parallel(config.languages, ids)
+    results = {}
+    for lang in config.languages:
+        part = out / "parts" / f"lens-{lang}.json"
+        if part.exists():
+            results[lang] = LayerLanguages(**load_json(part))
+            continue
+        results[lang] = lens_language(
+            model, vocab, lang, docs[lang]["text"], ids, k=config.lens_k, positions=config.lens_positions,
+            per_doc=config.lens_positions_per_document, final_norm=config.lens_final_norm,
+            batch_tokens=config.batch_tokens, seed=config.seed, on_too_long=config.on_too_long,
+            show_progress=show_progress,
+        )  # fmt: skip
+        save_json(part, vars(results[lang]))
+    accuracy = heldout_accuracy(model.tokenizer, vocab, corpus, config.languages, config.heldout_documents, config.seed)
+    settings = {k: v for k, v in config.settings().items() if k.startswith("lens_") or k == "seed"}
+    LensResult(results, layer_names(model), {"split": "analysis", **settings}, classifier.describe(), accuracy).save(out)
+
+
 def run(config: RunConfig, show_progress: bool = True) -> Path:
     """Run the job; return the path of the HTML report."""
     from workbench.report import write_report
@@ -87,7 +136,8 @@ def run(config: RunConfig, show_progress: bool = True) -> Path:
     corpus = open_corpus(config.corpus, config.translations or None)
     # Cheap checks first: a bad language or an empty selection fails before the model loads.
     corpus.check_languages(config.languages)
-    ids = corpus.sample_ids(config.languages, config.heldout_documents, "heldout", config.seed)
+    corpus.sample_ids(config.languages, config.heldout_documents, "heldout", config.seed)
+    corpus.sample_ids(config.languages, config.lens_documents, "analysis", config.seed)
     settings = config.settings()
     _check_folder(out, settings)
 
@@ -98,9 +148,8 @@ def run(config: RunConfig, show_progress: bool = True) -> Path:
         manifest["created"] = load_json(out / MANIFEST)["created"]
     save_json(out / MANIFEST, manifest)
 
-    losses = {
-        lang: _loss_for_language(model, corpus, config, lang, ids, out / "parts" / f"loss-{lang}.json", show_progress)
-        for lang in config.languages
-    }
-    LossResult(losses, settings={"split": "heldout", **settings}).save(out)
+    if "loss" in config.analyses:
+        run_loss(model, corpus, config, out, show_progress)
+    if "lens" in config.analyses:
+        run_lens(model, corpus, config, out, show_progress)
     return write_report(out)

@@ -1,0 +1,73 @@
+"""Logit-lens benchmark: lens time over real verses as a ratio to a plain forward pass on the
+same tokens (measured in the same run), and peak memory.
+
+Usage: ``python benchmarks/bench_lens.py [--documents 16] [--out results/bench]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from bench_forward import PeakRSS  # noqa: E402
+
+from workbench.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
+from workbench.corpus import BibleCorpus  # noqa: E402
+from workbench.langid import default_classifier, vocab_languages  # noqa: E402
+from workbench.layer_language import lens_groups  # noqa: E402
+from workbench.lens import logit_lens  # noqa: E402
+from workbench.models import load_model  # noqa: E402
+from workbench.results import environment, save_json  # noqa: E402
+
+
+@torch.inference_mode()
+def plain_forward(model, token_lists) -> None:
+    for batch in iter_batches(token_lists, pad_id_of(model)):
+        model(batch.tokens)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--documents", type=int, default=16)
+    args = parser.parse_args()
+    model = load_model("gemma-3-270m")
+    corpus = BibleCorpus()
+    vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
+    docs = corpus.parallel_sample(["de"], args.documents, "analysis", seed=0)["de"]
+    tokens = tokenize(model, docs["text"])
+    n_tokens = sum(len(t) for t in tokens)
+    groups = lens_groups(vocab, "de")
+    peak = PeakRSS()
+    plain_forward(model, tokens[:2])  # warm-up
+    with peak.measure():
+        forward_s = timed(lambda: plain_forward(model, tokens))
+    rows = [{"mode": "plain forward (logits)", "seconds": round(forward_s, 2), "peak_rss_gib": peak.gib, "ratio": 1.0}]
+    for positions, per_doc in (("last", 1), ("sample", 8), ("all", 0)):
+        with peak.measure():
+            seconds = timed(lambda: logit_lens(model, tokens, positions=positions, per_doc=per_doc, groups=groups))
+        rows.append({"mode": f"lens, positions={positions}" + (f" ({per_doc}/doc)" if positions == "sample" else ""),
+                     "seconds": round(seconds, 2), "peak_rss_gib": peak.gib,
+                     "ratio": round(seconds / forward_s, 2)})  # fmt: skip
+    result = {"environment": environment(), "documents": args.documents, "tokens": n_tokens,
+              "layers_read": model.cfg.n_layers + 1, "rows": rows}  # fmt: skip
+    save_json(Path(args.out) / "bench_lens.json", result)
+    print(f"{args.documents} German verses, {n_tokens} tokens, {model.cfg.n_layers + 1} layers read")
+    print(f"{'mode':<34} {'seconds':>8} {'ratio':>6} {'peak GiB':>9}")
+    for r in rows:
+        print(f"{r['mode']:<34} {r['seconds']:>8} {r['ratio']:>6} {r['peak_rss_gib']:>9}")
+
+
+if __name__ == "__main__":
+    main()
