@@ -99,6 +99,7 @@ def lens_mass_figure(result: LensResult, cols: int = 4) -> go.Figure:
     fig = make_subplots(rows=rows, cols=cols, shared_xaxes=True, shared_yaxes=True,
                         subplot_titles=[f"{lang} · {language_name(lang)}" for lang in langs])  # fmt: skip
     x = list(range(len(result.layer_names)))
+    in_legend: set[str] = set()
     for i, lang in enumerate(langs):
         r = result.languages[lang]
         row, col = i // cols + 1, i % cols + 1
@@ -111,9 +112,10 @@ def lens_mass_figure(result: LensResult, cols: int = 4) -> go.Figure:
                                      opacity=0.2, line=dict(width=0), hoverinfo="skip", showlegend=False),
                           row=row, col=col)  # fmt: skip
             fig.add_trace(go.Scatter(x=x, y=mean, mode="lines", line=dict(color=color), name=name,
-                                     legendgroup=name, showlegend=i == 0,
+                                     legendgroup=name, showlegend=name not in in_legend,
                                      hovertemplate=f"{lang} layer %{{x}}: {name} %{{y:.3f}}<extra></extra>"),
                           row=row, col=col)  # fmt: skip
+            in_legend.add(name)
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(title="Latent language: probability mass on English vs input-language tokens",
                       template="plotly_white", height=260 * rows + 80)  # fmt: skip
