@@ -90,11 +90,15 @@ def read_rows(
     rows: torch.Tensor,
     k: int,
     final_norm: bool,
-    final_top: torch.Tensor,
+    final_top: torch.Tensor | None,
     group_matrix: torch.Tensor | None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> dict[str, torch.Tensor]:
-    """Reduce residual ``rows [R, d_model]`` of one layer to top-k, entropy, p(final top), masses."""
+    """Reduce residual ``rows [R, d_model]`` of one layer to top-k, entropy, p(final top), masses.
+
+    ``final_top=None`` means these rows *are* the model's final readout: its own top-1 is the
+    final top token.
+    """
     if final_norm and model.cfg.normalization_type is not None:
         rows = model.ln_final(rows)
     out: dict[str, list[torch.Tensor]] = {"ids": [], "probs": [], "entropy": [], "final": [], "mass": []}
@@ -105,7 +109,10 @@ def read_rows(
         out["ids"].append(top.indices)
         out["probs"].append(top.values)
         out["entropy"].append(-(probs * logp).sum(-1))
-        out["final"].append(probs.gather(-1, final_top[start : start + chunk_rows, None])[:, 0])
+        if final_top is None:
+            out["final"].append(top.values[:, 0])
+        else:
+            out["final"].append(probs.gather(-1, final_top[start : start + chunk_rows, None])[:, 0])
         if group_matrix is not None:
             out["mass"].append(probs @ group_matrix)
     return {key: torch.cat(values) for key, values in out.items() if values}
@@ -150,10 +157,14 @@ def logit_lens(
             batch.tokens, names_filter=lambda name: name in names, stop_at_layer=model.cfg.n_layers
         )
         resid = [cache[name][batch_row, pos] for name in names]
-        final_logits = logits_of_rows(model, model.ln_final(resid[-1]) if model.cfg.normalization_type else resid[-1])
-        final_top = final_logits.argmax(-1)
-        del cache, final_logits
-        per_layer = [read_rows(model, r, k, final_norm, final_top, group_matrix) for r in resid]
+        del cache
+        # The last layer read through the final norm is the model's own output: read it first,
+        # and its top-1 is the final top token for every other layer.
+        last = read_rows(model, resid[-1], k, True, None, group_matrix)
+        final_top = last["ids"][:, 0]
+        if not final_norm:
+            last = read_rows(model, resid[-1], k, False, final_top, group_matrix)
+        per_layer = [read_rows(model, r, k, final_norm, final_top, group_matrix) for r in resid[:-1]] + [last]
         parts.append(
             LensReadout(
                 doc=rows_doc,
