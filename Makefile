@@ -43,6 +43,7 @@ test-fast: install
 bench: model
 	$(BIN)/python benchmarks/bench_forward.py --out results/bench
 	$(BIN)/python benchmarks/bench_lens.py --out results/bench
+	$(BIN)/python benchmarks/bench_plnd.py --out results/bench
 
 lab: install
 	$(BIN)/jupyter lab notebooks

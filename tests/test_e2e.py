@@ -47,7 +47,8 @@ def test_gemma_tokenizes_every_script_without_unknowns(gemma, bible):
 def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     monkeypatch.setattr(job_module, "load_model", lambda *a, **k: gemma)
     langs = ["en", "de", "zh", "sw"]
-    report = run(RunConfig(languages=langs, heldout_documents=4, lens_documents=2, out=tmp_path), show_progress=False)
+    config = RunConfig(languages=langs, heldout_documents=4, lens_documents=2, plnd_documents=4, out=tmp_path)
+    report = run(config, show_progress=False)
     manifest = load_json(tmp_path / "manifest.json")
     assert "Q4_K_M" in manifest["model"]["weights"]
     assert manifest["corpus"]["translations"]["sw"]["name"] == "Swahili Union Version 1997"
@@ -60,6 +61,8 @@ def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     assert "gemma-3-270m" in html and "Logit lens" in html
     lens = load_json(tmp_path / "lens.json")
     assert set(lens["languages"]) == set(langs) and len(lens["layer_names"]) == 19
+    assert "PLND: language-specific neurons" in html
+    assert set(load_json(tmp_path / "plnd.json")["sets"]) == set(langs)
 
 
 # Token classifier on 300 held-out verses per language (seed 0), Gemma's tokenizer, margin 1.0:
@@ -99,3 +102,43 @@ def test_gemma_lens_shows_an_english_middle_for_german(gemma, bible):
     english = summarise(readout, vocab, "de").share("english")
     middle = english[6:15]
     assert max(middle) > 3 * max(english[-1], 0.01), english
+
+
+def test_gemma_has_language_specific_neurons_for_ten_languages(gemma, bible):
+    """PLND on 16 aligned verses per language: every language gets a set, a small share of the
+    model, with neurons of its own beyond those all languages share; and the sets of different
+    languages overlap much less once the shared neurons are removed."""
+    import numpy as np
+
+    from workbench.plnd import PLNDResult, Selection, language_importance
+
+    langs = ["en", "de", "fr", "es", "zh", "ru", "ja", "ar", "hi", "sw"]
+    ids = bible.sample_ids(langs, 16, "analysis", seed=0)
+    docs = bible.parallel(langs, ids)
+    summaries = {lang: language_importance(gemma, lang, docs[lang]["text"], ids, show_progress=False) for lang in langs}
+    result = PLNDResult.build(gemma, summaries, Selection())
+    for row in result.table():
+        assert 0 < row["% of neurons"] < 2.0, row
+        assert row["not shared by all languages"] > 0, row
+        assert row["all"] == sum(sum(c) for c in result.per_layer(row["language"]).values())
+    off_diagonal = ~np.eye(len(langs), dtype=bool)
+    assert result.overlap("exclusive")[off_diagonal].mean() < 0.5 * result.overlap("plnd")[off_diagonal].mean()
+
+
+def test_gemma_parallel_importances_equal_the_literal_method(gemma, bible):
+    """On the real model (RMS norms before and after each sublayer, q/k norms, rotary, one
+    key/value head, a global-attention layer 5 and a sliding-window layer 9)."""
+    from workbench.batching import Batch, tokenize
+    from workbench.importance import batch_importance
+    from workbench.plnd_reference import attention_reference, ffn_reference
+
+    verse = tokenize(gemma, bible.parallel(["de"], ["1.1.1"])["de"]["text"])[0]
+    fast = batch_importance(gemma, Batch([0], verse[None], torch.ones_like(verse)[None]))
+    for layer in (5, 9):
+        literal = {"ffn": ffn_reference(gemma, verse[None], layer, [0, 777, 2047])}
+        for structure in ("attn_q", "attn_k", "attn_v", "attn_o"):
+            literal[structure] = attention_reference(gemma, verse[None], layer, structure, [0, 100, 255])
+        for structure, values in literal.items():
+            for k, value in values.items():
+                assert fast.importance[structure][0, layer, k].item() == pytest.approx(value, rel=1e-4, abs=1e-7), (
+                    structure, layer, k)  # fmt: skip

@@ -3,35 +3,12 @@ import warnings
 
 import pytest
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    ViTConfig,
-    XGLMConfig,
-    XGLMForCausalLM,
-)
+from conftest import save_tiny_hf
+from transformers import ViTConfig
 
 from workbench import hub, models
 from workbench.errors import OfflineError, UnknownModelError, UnsupportedArchitectureError
-from workbench.models import byte_tokenizer, load_model, tiny_model, verify_cache_folder
-
-SMALL = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
-
-
-def _tiny_hf(kind: str):
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(vocab_size=260, n_positions=128, n_embd=32, n_layer=2, n_head=4, **SMALL))
-    if kind == "llama":
-        cfg = LlamaConfig(vocab_size=260, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, **SMALL)
-        return LlamaForCausalLM(cfg)
-    cfg = XGLMConfig(vocab_size=260, d_model=32, ffn_dim=64, num_layers=2, attention_heads=4,
-                     max_position_embeddings=128, decoder_start_token_id=1, **SMALL)
-    return XGLMForCausalLM(cfg)  # fmt: skip
-
+from workbench.models import load_model, tiny_model, verify_cache_folder
 
 @pytest.mark.parametrize(
     "kind, expected_route",
@@ -40,10 +17,8 @@ def _tiny_hf(kind: str):
 def test_local_folder_matches_hf_logits(tmp_path, kind, expected_route):
     """GPT-2 (whose config TransformerLens 3.9 cannot read under transformers 5) and XGLM go
     through TransformerBridge; Llama converts to a HookedTransformer. All match HF."""
-    hf = _tiny_hf(kind).eval()
     folder = tmp_path / kind  # the word "llama" in the path must not confuse the loader
-    hf.save_pretrained(folder)
-    byte_tokenizer().save_pretrained(folder)
+    hf = save_tiny_hf(kind, folder)
     model = load_model(str(folder))
     assert model.workbench_source.route == expected_route
     tokens = model.to_tokens("Hello world, bonjour le monde")

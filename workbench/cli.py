@@ -10,6 +10,8 @@ from pathlib import Path
 from workbench import __version__
 from workbench.errors import WorkbenchError
 from workbench.job import ANALYSES, DEFAULT_LANGUAGES, RunConfig
+from workbench.neurons import STRUCTURES
+from workbench.plnd import RULES
 
 
 def _parse_translations(items: list[str]) -> dict[str, str]:
@@ -22,6 +24,10 @@ def _parse_translations(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from workbench.job import run
     from workbench.languages import parse_languages
@@ -31,13 +37,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         languages=parse_languages(args.languages),
         translations=_parse_translations(args.translation),
-        analyses=[a.strip() for a in args.analyses.split(",") if a.strip()],
+        analyses=_comma_list(args.analyses),
         heldout_documents=args.heldout,
         lens_documents=args.lens_documents,
         lens_positions=args.lens_positions,
         lens_positions_per_document=args.lens_per_document,
         lens_k=args.lens_k,
         lens_final_norm=not args.lens_no_final_norm,
+        plnd_documents=args.plnd_documents,
+        plnd_structures=_comma_list(args.plnd_structures),
+        plnd_rule=args.plnd_rule,
+        plnd_value=args.plnd_value,
+        plnd_specificity=args.plnd_specificity,
+        plnd_exclusive=args.plnd_exclusive,
+        plnd_include_bos=args.plnd_include_bos,
         batch_tokens=args.batch_tokens,
         on_too_long=args.on_too_long,
         seed=args.seed,
@@ -130,6 +143,15 @@ def _add_run_options(parser: argparse.ArgumentParser, analyses: str, out: str) -
     add("--lens-per-document", type=int, default=8, help="positions per document with 'sample'")
     add("--lens-k", type=int, default=10, help="top-k decoded tokens per layer and position")
     add("--lens-no-final-norm", action="store_true", help="decode without the final norm")
+    add("--plnd-documents", type=int, default=64, help="analysis documents per language for PLND")
+    add("--plnd-structures", default=",".join(STRUCTURES), help="neuron structures PLND scores")
+    add("--plnd-rule", choices=list(RULES), default="top_fraction",
+        help="when a neuron is activated for a document: top fraction / top-k of its layer, or Imp >= value")  # fmt: skip
+    add("--plnd-value", type=float, default=0.01, help="the fraction, k, or epsilon of --plnd-rule")
+    add("--plnd-specificity", type=float, default=1.0,
+        help="share of a language's documents a neuron must be activated for")  # fmt: skip
+    add("--plnd-exclusive", action="store_true", help="drop neurons specific to every language")
+    add("--plnd-include-bos", action="store_true", help="count the BOS position in importances")
     add("--batch-tokens", type=int, default=512, help="padded tokens per forward batch")
     add("--on-too-long", choices=["truncate", "error"], default="truncate",
         help="texts longer than the model context: cut with a warning, or stop")  # fmt: skip
@@ -153,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(run, analyses=",".join(ANALYSES), out="results/run")
     lens = sub.add_parser("lens", help="logit lens only: the language of every layer (MWork Fig. 1)")
     _add_run_options(lens, analyses="lens", out="results/lens")
+    plnd = sub.add_parser("plnd", help="PLND and LAPE: language-specific neurons (MWork Fig. 3)")
+    _add_run_options(plnd, analyses="plnd", out="results/plnd")
 
     models = sub.add_parser("models", help="list the models the workbench knows")
     models.set_defaults(func=cmd_models)

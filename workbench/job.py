@@ -16,12 +16,13 @@ from workbench.batching import DEFAULT_BATCH_TOKENS
 from workbench.corpus import Corpus, open_corpus
 from workbench.errors import ResultsMismatchError, WorkbenchError
 from workbench.models import DEFAULT_MODEL, load_model, model_source
+from workbench.neurons import STRUCTURES, check_structures
 from workbench.perplexity import LanguageLoss, LossResult, language_loss
 from workbench.results import MANIFEST, load_json, make_manifest, save_json
 
 log = logging.getLogger(__name__)
 
-ANALYSES: tuple[str, ...] = ("loss", "lens")
+ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd")
 DEFAULT_LANGUAGES: tuple[str, ...] = (
     "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
 )  # fmt: skip
@@ -42,6 +43,13 @@ class RunConfig:
     lens_positions_per_document: int = 8
     lens_k: int = 10
     lens_final_norm: bool = True
+    plnd_documents: int = 64
+    plnd_structures: list[str] = field(default_factory=lambda: list(STRUCTURES))
+    plnd_rule: str = "top_fraction"
+    plnd_value: float = 0.01
+    plnd_specificity: float = 1.0
+    plnd_exclusive: bool = False
+    plnd_include_bos: bool = False
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     on_too_long: str = "truncate"
     seed: int = 0
@@ -52,6 +60,16 @@ class RunConfig:
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             raise WorkbenchError(f"Unknown analysis {', '.join(unknown)}; choose from {', '.join(ANALYSES)}.")
+        try:
+            self.plnd_structures = check_structures(self.plnd_structures)
+            self.plnd_selection()
+        except ValueError as exc:
+            raise WorkbenchError(str(exc)) from None
+
+    def plnd_selection(self):
+        from workbench.plnd import Selection
+
+        return Selection(self.plnd_rule, self.plnd_value, self.plnd_specificity, self.plnd_exclusive)
 
     def settings(self) -> dict:
         """The settings a resumed run must share with the folder's results (not out or device)."""
@@ -128,6 +146,35 @@ def run_lens(model, corpus: Corpus, config: RunConfig, out: Path, show_progress:
     LensResult(results, layer_names(model), {"split": "analysis", **settings}, classifier.describe(), accuracy).save(out)
 
 
+def run_plnd(model, corpus: Corpus, config: RunConfig, out: Path, show_progress: bool) -> None:
+    """PLND (and LAPE) per language on aligned analysis documents -> plnd.json, plnd/*.safetensors.
+
+    Each language's summary is saved as soon as it is done and reused by a resumed run.
+    """
+    from workbench.plnd import ImportanceSummary, PLNDResult, language_importance
+
+    selection = config.plnd_selection()
+    ids = corpus.sample_ids(config.languages, config.plnd_documents, "analysis", config.seed)
+    docs = corpus.parallel(config.languages, ids)
+    summaries = {}
+    for lang in config.languages:
+        part = out / PLNDResult.SUMMARIES / f"{lang}.safetensors"
+        if part.exists():
+            saved = ImportanceSummary.load(part)
+            if saved.ids == ids and list(saved.total) == config.plnd_structures:
+                log.info("plnd %s: reusing %s", lang, part)
+                summaries[lang] = saved
+                continue
+        summaries[lang] = language_importance(
+            model, lang, docs[lang]["text"], ids, selection, config.plnd_structures, lape=True,
+            include_bos=config.plnd_include_bos, batch_tokens=config.batch_tokens,
+            on_too_long=config.on_too_long, show_progress=show_progress,
+        )  # fmt: skip
+        summaries[lang].save(part)
+    settings = {k: v for k, v in config.settings().items() if k.startswith("plnd_") or k == "seed"}
+    PLNDResult.build(model, summaries, selection, {"split": "analysis", **settings}).save(out)
+
+
 def run(config: RunConfig, show_progress: bool = True) -> Path:
     """Run the job; return the path of the HTML report."""
     from workbench.report import write_report
@@ -138,6 +185,7 @@ def run(config: RunConfig, show_progress: bool = True) -> Path:
     corpus.check_languages(config.languages)
     corpus.sample_ids(config.languages, config.heldout_documents, "heldout", config.seed)
     corpus.sample_ids(config.languages, config.lens_documents, "analysis", config.seed)
+    corpus.sample_ids(config.languages, config.plnd_documents, "analysis", config.seed)
     settings = config.settings()
     _check_folder(out, settings)
 
@@ -152,4 +200,6 @@ def run(config: RunConfig, show_progress: bool = True) -> Path:
         run_loss(model, corpus, config, out, show_progress)
     if "lens" in config.analyses:
         run_lens(model, corpus, config, out, show_progress)
+    if "plnd" in config.analyses:
+        run_plnd(model, corpus, config, out, show_progress)
     return write_report(out)

@@ -18,7 +18,8 @@ from plotly.offline import get_plotlyjs
 
 from workbench.layer_language import LensResult
 from workbench.perplexity import LossResult
-from workbench.plots import lens_mass_figure, lens_share_figure, loss_figure
+from workbench.plnd import PLNDResult
+from workbench.plots import lens_mass_figure, lens_share_figure, loss_figure, overlap_figure, plnd_layer_figure
 from workbench.results import MANIFEST, atomic_write_bytes, load_json
 
 REPORT = "report.html"
@@ -98,7 +99,36 @@ def lens_section(folder: Path) -> Section | None:
     )
 
 
-SECTIONS: list[Callable[[Path], Section | None]] = [loss_section, lens_section]
+def plnd_section(folder: Path) -> Section | None:
+    if not (folder / PLNDResult.JSON).exists():
+        return None
+    result = PLNDResult.load(folder)
+    sel = result.selection
+    n_docs = max((d["n_documents"] for d in result.documents.values()), default=0)
+    rule = {
+        "top_fraction": f"among the top {sel.value:.2%} of its layer and structure",
+        "top_k": f"among the top {int(sel.value)} of its layer and structure",
+        "threshold": f"with importance at least {sel.value:g}",
+    }[sel.rule]
+    intro = (
+        "PLND (Zhao et al. 2024): the importance of a neuron for a document is how much its "
+        "sublayer's output changes over the document when the neuron is zeroed (for Q and K, the "
+        "paper's approximation: the change of the attention pattern), computed for all neurons "
+        f"at once with hooks. A neuron counts as activated for a document when it is {rule}; it "
+        f"is specific to a language when activated for {sel.specificity:.0%} of the language's "
+        f"{n_docs} aligned verses{' and not specific to every language' if sel.exclusive else ''}. "
+        "FFN, V and O importances measure the sublayer output before any post-sublayer norm. "
+        "Stability is the Jaccard index between the sets found on the even and on the odd half "
+        "of the verses. LAPE (Tang et al. 2024) is a second detector from the same forward "
+        "passes, over FFN neurons only; the last columns compare it with PLND's FFN set."
+    )
+    return Section(
+        "PLND: language-specific neurons", intro,
+        [plnd_layer_figure(result), overlap_figure(result)], [result.table()],
+    )  # fmt: skip
+
+
+SECTIONS: list[Callable[[Path], Section | None]] = [loss_section, lens_section, plnd_section]
 
 
 def _header(manifest: dict) -> str:

@@ -1,0 +1,138 @@
+"""The literal, sequential PLND: zero one neuron's parameters, rerun the layer, measure.
+
+This is the definition ``Imp(N | c) = || T\\N(h) - T(h) ||^2`` computed the slow way, one neuron
+at a time, on one document. It exists to hold the parallel computation in
+:mod:`workbench.importance` to the definition (tests) and to time the speed-up (benchmark).
+Parameters are zeroed (and restored) in a *copy* of the sublayer; the model is never edited.
+
+* FFN, V, O: the change of the sublayer's output (before any post-sublayer norm), summed over
+  the document's counted positions.
+* Q, K: the paper's approximation computed literally: the sublayer is rerun with the query (or
+  key) dimension zeroed where it enters the dot product, and the change of the attention
+  pattern is measured. Without rotary embeddings this is the same as zeroing the column of
+  W_Q (W_K) and its bias; with rotary embeddings it zeroes a rotated coordinate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import torch
+
+from workbench.importance import counted_positions
+from workbench.neurons import n_kv_heads, structure_size
+
+
+def sublayer_inputs(model, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs of layer ``layer``'s attention and MLP for one document ``[1, pos]``: the
+    residual stream before each, through the block's own norm (weights included)."""
+    names = (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid")
+    block = model.blocks[layer]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names, stop_at_layer=layer + 1)
+        return block.ln1(cache[names[0]]), block.ln2(cache[names[1]])
+
+
+def _squared_change(new: torch.Tensor, old: torch.Tensor, weights: torch.Tensor) -> float:
+    return float(((new - old).square().sum(-1) * weights).sum())
+
+
+def ffn_reference(model, tokens: torch.Tensor, layer: int, neurons: Iterable[int], include_bos: bool = False,
+                  zero: str = "in") -> dict[int, float]:  # fmt: skip
+    """Imp of FFN neurons: zero column k of W_in (and b_in[k]) or row k of W_out."""
+    _, x = sublayer_inputs(model, tokens, layer)
+    weights = counted_positions(torch.ones_like(tokens), include_bos)
+    mlp = model.blocks[layer].mlp
+    changed = copy.deepcopy(mlp)  # the model's own sublayer is never edited
+    with torch.no_grad():
+        base = mlp(x)
+        out = {}
+        for k in neurons:
+            with _zeroed(_ffn_params(changed, int(k), zero)):
+                out[int(k)] = _squared_change(changed(x), base, weights)
+    return out
+
+
+def _ffn_params(mlp, k: int, zero: str) -> list[tuple[torch.Tensor, tuple]]:
+    """The input side (W_in's column and b_in; the gate is then multiplied by 0) or W_out's row."""
+    if zero == "in":
+        return [(mlp.W_in, (slice(None), k)), (mlp.b_in, (k,))]
+    return [(mlp.W_out, (k,))]
+
+
+def attention_reference(
+    model, tokens: torch.Tensor, layer: int, structure: str, neurons: Iterable[int], include_bos: bool = False
+) -> dict[int, float]:
+    """Imp of attention neurons (flat index ``head * d_head + k``) by rerunning the sublayer."""
+    if structure not in ("attn_q", "attn_k", "attn_v", "attn_o"):
+        raise ValueError(f"Not an attention structure: {structure!r}")
+    x, _ = sublayer_inputs(model, tokens, layer)
+    weights = counted_positions(torch.ones_like(tokens), include_bos)
+    attn = model.blocks[layer].attn
+    size = structure_size(model.cfg, structure)
+    changed = copy.deepcopy(attn)  # the model's own sublayer is never edited
+    with torch.no_grad():
+        base_out, base_pattern = _run_attention(attn, x)
+        out = {}
+        for index in neurons:
+            if not 0 <= index < size:
+                raise IndexError(f"{structure} has {size} neurons per layer, not {index}")
+            head, k = divmod(int(index), model.cfg.d_head)
+            if structure in ("attn_q", "attn_k"):
+                _, pattern = _run_attention(attn, x, zero=(structure, head, k))
+                diff = (pattern - base_pattern).square().sum(-1)  # [1, heads, q]
+                out[int(index)] = float((diff * weights[:, None, :]).sum())
+            else:
+                with _zeroed(_value_or_output_params(changed, model.cfg, structure, head, k)):
+                    new_out, _ = _run_attention(changed, x)
+                out[int(index)] = _squared_change(new_out, base_out, weights)
+    return out
+
+
+def _value_or_output_params(attn, cfg, structure: str, head: int, k: int) -> list[tuple[torch.Tensor, tuple]]:
+    """The parameter entries of value dimension (head, k) or of W_O's input row (head, k)."""
+    if structure == "attn_o":
+        return [(attn.W_O, (head, k))]
+    grouped = n_kv_heads(cfg) != cfg.n_heads
+    W_V, b_V = (attn._W_V, attn._b_V) if grouped else (attn.W_V, attn.b_V)
+    return [(W_V, (head, slice(None), k)), (b_V, (head, k))]
+
+
+@contextmanager
+def _zeroed(entries: list[tuple[torch.Tensor, tuple]]):
+    """Zero some entries of (copied) parameters for the duration of the block, then restore them."""
+    saved = [(param, index, param[index].clone()) for param, index in entries]
+    with torch.no_grad():
+        for param, index, _ in saved:
+            param[index] = 0
+        try:
+            yield
+        finally:
+            for param, index, value in saved:
+                param[index] = value
+
+
+def _run_attention(attn, x: torch.Tensor, zero: tuple[str, int, int] | None = None):
+    """Run an attention sublayer alone; optionally zero one q/k dimension where it enters the scores."""
+    captured = {}
+    handles = [attn.hook_pattern.register_forward_hook(lambda m, i, o: captured.setdefault("pattern", o))]
+    if zero is not None:
+        structure, head, k = zero
+        rotary = attn.cfg.positional_embedding_type == "rotary"
+        point = {"attn_q": attn.hook_rot_q if rotary else attn.hook_q,
+                 "attn_k": attn.hook_rot_k if rotary else attn.hook_k}[structure]  # fmt: skip
+
+        def zero_dim(module, inputs, output):
+            output = output.clone()
+            output[:, :, head, k] = 0
+            return output
+
+        handles.append(point.register_forward_hook(zero_dim))
+    try:
+        out = attn(x, x, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, captured["pattern"]
