@@ -44,6 +44,7 @@ bench: model
 	$(BIN)/python benchmarks/bench_forward.py --out results/bench
 	$(BIN)/python benchmarks/bench_lens.py --out results/bench
 	$(BIN)/python benchmarks/bench_plnd.py --out results/bench
+	$(BIN)/python benchmarks/bench_ablate.py --out results/bench
 
 lab: install
 	$(BIN)/jupyter lab notebooks

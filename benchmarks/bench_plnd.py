@@ -29,7 +29,7 @@ from workbench.batching import iter_batches, pad_id_of  # noqa: E402
 from workbench.corpus import BibleCorpus  # noqa: E402
 from workbench.importance import iter_importance  # noqa: E402
 from workbench.models import load_model  # noqa: E402
-from workbench.neurons import ATTENTION, STRUCTURES, structure_size  # noqa: E402
+from workbench.neurons import ATTENTION, structure_size  # noqa: E402
 from workbench.plnd_reference import attention_reference, ffn_reference  # noqa: E402
 from workbench.results import environment, save_json  # noqa: E402
 

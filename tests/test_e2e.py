@@ -47,7 +47,8 @@ def test_gemma_tokenizes_every_script_without_unknowns(gemma, bible):
 def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     monkeypatch.setattr(job_module, "load_model", lambda *a, **k: gemma)
     langs = ["en", "de", "zh", "sw"]
-    config = RunConfig(languages=langs, heldout_documents=4, lens_documents=2, plnd_documents=4, out=tmp_path)
+    config = RunConfig(languages=langs, heldout_documents=4, lens_documents=2, plnd_documents=4, ablate_seeds=1,
+                       ablate_groups=["all", "generation"], ablate_new_tokens=4, out=tmp_path)  # fmt: skip
     report = run(config, show_progress=False)
     manifest = load_json(tmp_path / "manifest.json")
     assert "Q4_K_M" in manifest["model"]["weights"]
@@ -63,6 +64,8 @@ def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     assert set(lens["languages"]) == set(langs) and len(lens["layer_names"]) == 19
     assert "PLND: language-specific neurons" in html
     assert set(load_json(tmp_path / "plnd.json")["sets"]) == set(langs)
+    assert "Deactivation: switching language-specific neurons off" in html
+    assert load_json(tmp_path / "deactivation.json")["languages"] == ["en", "de", "zh"]
 
 
 # Token classifier on 300 held-out verses per language (seed 0), Gemma's tokenizer, margin 1.0:

@@ -10,6 +10,7 @@ from workbench import hub, models
 from workbench.errors import OfflineError, UnknownModelError, UnsupportedArchitectureError
 from workbench.models import load_model, tiny_model, verify_cache_folder
 
+
 @pytest.mark.parametrize(
     "kind, expected_route",
     [("gpt2", "local-folder+bridge"), ("llama", "local-folder"), ("xglm", "local-folder+bridge")],

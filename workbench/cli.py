@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from workbench import __version__
+from workbench.deactivation import GROUPS
 from workbench.errors import WorkbenchError
-from workbench.job import ANALYSES, DEFAULT_LANGUAGES, RunConfig
+from workbench.job import ABLATE_SETS, ANALYSES, DEFAULT_LANGUAGES, RunConfig
 from workbench.neurons import STRUCTURES
 from workbench.plnd import RULES
 
@@ -51,6 +52,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         plnd_specificity=args.plnd_specificity,
         plnd_exclusive=args.plnd_exclusive,
         plnd_include_bos=args.plnd_include_bos,
+        ablate_languages=parse_languages(args.ablate_languages) if args.ablate_languages else [],
+        ablate_documents=args.ablate_documents,
+        ablate_sets=args.ablate_sets,
+        ablate_seeds=args.ablate_seeds,
+        ablate_groups=_comma_list(args.ablate_groups),
+        ablate_understanding=args.understanding_layers,
+        ablate_generation=args.generation_layers,
+        ablate_new_tokens=args.continuation_tokens,
         batch_tokens=args.batch_tokens,
         on_too_long=args.on_too_long,
         seed=args.seed,
@@ -120,6 +129,37 @@ def cmd_langid(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_task(args: argparse.Namespace) -> int:
+    from workbench.deactivation import DeactivationOptions
+    from workbench.languages import parse_languages
+    from workbench.models import load_model, model_source
+    from workbench.plnd import PLNDResult
+    from workbench.results import save_json
+    from workbench.tasks import get_task, load_examples, task_deactivation
+
+    task = get_task(args.task)
+    plnd = PLNDResult.load(Path(args.sets_from))
+    sets = plnd.named_sets(args.ablate_sets)
+    langs = parse_languages(args.languages)
+    missing = [lang for lang in langs if lang not in sets]
+    if missing:
+        raise WorkbenchError(f"{args.sets_from} has no neuron sets for {', '.join(missing)}; run workbench plnd for them.")
+    examples = {lang: load_examples(task, lang, args.examples, args.file) for lang in langs}
+    model = load_model(args.model, device=args.device)
+    options = DeactivationOptions(seeds=args.ablate_seeds, understanding=args.understanding_layers,
+                                  generation=args.generation_layers)  # fmt: skip
+    result = task_deactivation(model, task, examples, sets, options)
+    result.update(model=model_source(model), sets_from=str(args.sets_from), neuron_sets=args.ablate_sets,
+                  examples={lang: len(v) for lang, v in examples.items()})  # fmt: skip
+    path = Path(args.out) / f"task-{task.name}.json"
+    save_json(path, result)
+    print(f"{task.name} ({task.metric}) baseline: {result['baseline']}")
+    for row in result["rows"]:
+        print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else str(v) for k, v in row.items()))
+    print(f"Saved: {path.resolve()}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.report import write_report
 
@@ -152,6 +192,16 @@ def _add_run_options(parser: argparse.ArgumentParser, analyses: str, out: str) -
         help="share of a language's documents a neuron must be activated for")  # fmt: skip
     add("--plnd-exclusive", action="store_true", help="drop neurons specific to every language")
     add("--plnd-include-bos", action="store_true", help="count the BOS position in importances")
+    add("--ablate-languages", default="",
+        help="languages of the deactivation experiment (default: the run's among en,de,fr,es,zh,ru,ja,ar)")  # fmt: skip
+    add("--ablate-documents", type=int, default=12, help="held-out verses per language for deactivation")
+    add("--ablate-sets", choices=list(ABLATE_SETS), default="plnd",
+        help="which neuron sets to switch off: PLND's, PLND's minus those all languages share, or LAPE's")  # fmt: skip
+    add("--ablate-seeds", type=int, default=3, help="random control sets (seeds) per setting")
+    add("--ablate-groups", default=",".join(GROUPS), help=f"layer groups, from: {', '.join(GROUPS)}")
+    add("--understanding-layers", type=int, default=None, help="MWork understanding layers (default: first quarter)")
+    add("--generation-layers", type=int, default=None, help="MWork generation layers (default: last eighth)")
+    add("--continuation-tokens", type=int, default=16, help="greedy continuation length (0: none)")
     add("--batch-tokens", type=int, default=512, help="padded tokens per forward batch")
     add("--on-too-long", choices=["truncate", "error"], default="truncate",
         help="texts longer than the model context: cut with a warning, or stop")  # fmt: skip
@@ -177,6 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(lens, analyses="lens", out="results/lens")
     plnd = sub.add_parser("plnd", help="PLND and LAPE: language-specific neurons (MWork Fig. 3)")
     _add_run_options(plnd, analyses="plnd", out="results/plnd")
+    ablate = sub.add_parser("ablate", help="deactivation: switch language-specific neurons off (MWork Tables 1-5)")
+    _add_run_options(ablate, analyses="plnd,ablate", out="results/ablate")
+
+    task = sub.add_parser("task", help="the paper's tasks (XQuAD, MGSM, X-CSQA, XLSum) under deactivation (online or local files)")
+    task.add_argument("--task", required=True, choices=["xquad", "mgsm", "xcsqa", "xlsum"])
+    task.add_argument("--sets-from", required=True, help="a results folder with plnd.json (workbench plnd)")
+    task.add_argument("--file", default=None, help="local .jsonl with the dataset's fields (and 'language'); default: the hub")
+    task.add_argument("--languages", default="en,de,fr,es,zh,ru")
+    task.add_argument("--examples", type=int, default=100, help="examples per language")
+    task.add_argument("--model", default="gemma-3-270m")
+    task.add_argument("--ablate-sets", choices=list(ABLATE_SETS), default="plnd")
+    task.add_argument("--ablate-seeds", type=int, default=3)
+    task.add_argument("--understanding-layers", type=int, default=None)
+    task.add_argument("--generation-layers", type=int, default=None)
+    task.add_argument("--device", default="cpu")
+    task.add_argument("--out", default="results/task")
+    task.set_defaults(func=cmd_task)
 
     models = sub.add_parser("models", help="list the models the workbench knows")
     models.set_defaults(func=cmd_models)

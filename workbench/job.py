@@ -14,6 +14,7 @@ from pathlib import Path
 
 from workbench.batching import DEFAULT_BATCH_TOKENS
 from workbench.corpus import Corpus, open_corpus
+from workbench.deactivation import GROUPS
 from workbench.errors import ResultsMismatchError, WorkbenchError
 from workbench.models import DEFAULT_MODEL, load_model, model_source
 from workbench.neurons import STRUCTURES, check_structures
@@ -22,7 +23,9 @@ from workbench.results import MANIFEST, load_json, make_manifest, save_json
 
 log = logging.getLogger(__name__)
 
-ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd")
+ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
+ABLATE_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ru", "ja", "ar")
+ABLATE_SETS: tuple[str, ...] = ("plnd", "exclusive", "lape")
 DEFAULT_LANGUAGES: tuple[str, ...] = (
     "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
 )  # fmt: skip
@@ -50,6 +53,14 @@ class RunConfig:
     plnd_specificity: float = 1.0
     plnd_exclusive: bool = False
     plnd_include_bos: bool = False
+    ablate_languages: list[str] = field(default_factory=list)  # empty: see ablate_language_list()
+    ablate_documents: int = 12
+    ablate_sets: str = "plnd"
+    ablate_seeds: int = 3
+    ablate_groups: list[str] = field(default_factory=lambda: list(GROUPS))
+    ablate_understanding: int | None = None
+    ablate_generation: int | None = None
+    ablate_new_tokens: int = 16
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     on_too_long: str = "truncate"
     seed: int = 0
@@ -63,8 +74,32 @@ class RunConfig:
         try:
             self.plnd_structures = check_structures(self.plnd_structures)
             self.plnd_selection()
+            self.deactivation_options()
         except ValueError as exc:
             raise WorkbenchError(str(exc)) from None
+        if self.ablate_sets not in ABLATE_SETS:
+            raise WorkbenchError(f"Unknown neuron sets {self.ablate_sets!r}; choose from {', '.join(ABLATE_SETS)}.")
+        outside = [lang for lang in self.ablate_languages if lang not in self.languages]
+        if outside:
+            raise WorkbenchError(
+                f"Deactivation languages {', '.join(outside)} are not among the run's languages "
+                f"({', '.join(self.languages)}): their neurons are found by PLND over those."
+            )
+
+    def ablate_language_list(self) -> list[str]:
+        """The languages of the deactivation experiment: as given, or the run's languages among
+        en, de, fr, es, zh, ru, ja, ar (its first 8 if none of those)."""
+        if self.ablate_languages:
+            return list(self.ablate_languages)
+        return [lang for lang in self.languages if lang in ABLATE_LANGUAGES] or self.languages[:8]
+
+    def deactivation_options(self):
+        from workbench.deactivation import DeactivationOptions
+
+        return DeactivationOptions(
+            groups=tuple(self.ablate_groups), seeds=self.ablate_seeds, understanding=self.ablate_understanding,
+            generation=self.ablate_generation, new_tokens=self.ablate_new_tokens, batch_tokens=self.batch_tokens,
+        )  # fmt: skip
 
     def plnd_selection(self):
         from workbench.plnd import Selection
@@ -175,6 +210,37 @@ def run_plnd(model, corpus: Corpus, config: RunConfig, out: Path, show_progress:
     PLNDResult.build(model, summaries, selection, {"split": "analysis", **settings}).save(out)
 
 
+def run_ablate(model, corpus: Corpus, config: RunConfig, out: Path, show_progress: bool) -> None:
+    """Deactivation experiment on held-out verses with the PLND (or LAPE) sets of this folder
+    -> deactivation.json. Measurements are checkpointed in parts/ and reused on resume."""
+    from tqdm.auto import tqdm
+
+    from workbench.batching import tokenize
+    from workbench.deactivation import run_deactivation
+    from workbench.langid import default_classifier, vocab_languages
+    from workbench.layer_language import token_categories
+    from workbench.plnd import PLNDResult
+
+    if not (out / PLNDResult.JSON).exists():
+        run_plnd(model, corpus, config, out, show_progress)
+    plnd = PLNDResult.load(out)
+    langs = config.ablate_language_list()
+    sets = plnd.named_sets(config.ablate_sets)
+    vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
+    ids = corpus.sample_ids(config.languages, config.heldout_documents, "heldout", config.seed)[: config.ablate_documents]
+    docs = corpus.parallel(langs, ids)
+    tokens = {lang: tokenize(model, docs[lang]["text"], ids, on_too_long=config.on_too_long) for lang in langs}
+    categories = {lang: token_categories(vocab, lang) for lang in langs}
+    settings = {k: v for k, v in config.settings().items() if k.startswith("ablate_") or k == "seed"}
+    with tqdm(desc="deactivation", unit=" runs", disable=not show_progress) as bar:
+        result = run_deactivation(
+            model, tokens, {lang: sets[lang] for lang in langs}, categories, config.deactivation_options(),
+            checkpoint=out / "parts" / "deactivation.json", progress=lambda label: (bar.set_postfix_str(label), bar.update()),
+            settings={"split": "heldout", "documents": len(ids), "neuron_sets": config.ablate_sets, **settings},
+        )  # fmt: skip
+    result.save(out)
+
+
 def run(config: RunConfig, show_progress: bool = True) -> Path:
     """Run the job; return the path of the HTML report."""
     from workbench.report import write_report
@@ -202,4 +268,6 @@ def run(config: RunConfig, show_progress: bool = True) -> Path:
         run_lens(model, corpus, config, out, show_progress)
     if "plnd" in config.analyses:
         run_plnd(model, corpus, config, out, show_progress)
+    if "ablate" in config.analyses:
+        run_ablate(model, corpus, config, out, show_progress)
     return write_report(out)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from tqdm.auto import tqdm
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, tokenize

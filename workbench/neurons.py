@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 STRUCTURES: tuple[str, ...] = ("ffn", "attn_q", "attn_k", "attn_v", "attn_o")
 ATTENTION: tuple[str, ...] = ("attn_q", "attn_k", "attn_v", "attn_o")
@@ -157,3 +158,28 @@ class NeuronSet:
 def head_and_dim(index: int, d_head: int) -> tuple[int, int]:
     """Split an attention neuron's flat index into ``(head, dimension)``."""
     return divmod(int(index), d_head)
+
+
+def parameter_entries(model, layer: int, structure: str, index: int) -> list[tuple[str, torch.Tensor, tuple]]:
+    """The parameter entries that make up one neuron of a ``HookedTransformer``: what zeroing
+    (or training) the neuron touches, as ``(name, parameter, index)``.
+
+    FFN unit k: column k of W_in (and W_gate) and b_in[k], row k of W_out. Q/K/V dimension
+    (head, k): that column of W_Q/W_K/W_V and its bias (with grouped-query attention the
+    key/value head's own, shared, parameters). O: row (head, k) of W_O.
+    """
+    block, k = model.blocks[layer], int(index)
+    if structure == "ffn":
+        mlp = block.mlp
+        names = ["W_in", "W_gate"] if getattr(model.cfg, "gated_mlp", False) else ["W_in"]
+        entries = [(n, getattr(mlp, n), (slice(None), k)) for n in names]
+        return entries + [("b_in", mlp.b_in, (k,)), ("W_out", mlp.W_out, (k,))]
+    head, dim = divmod(k, model.cfg.d_head)
+    attn = block.attn
+    if structure == "attn_o":
+        return [("W_O", attn.W_O, (head, dim))]
+    letter = structure[-1].upper()
+    grouped = structure != "attn_q" and n_kv_heads(model.cfg) != model.cfg.n_heads
+    prefix = "_" if grouped else ""
+    weight, bias = getattr(attn, f"{prefix}W_{letter}"), getattr(attn, f"{prefix}b_{letter}")
+    return [(f"W_{letter}", weight, (head, slice(None), dim)), (f"b_{letter}", bias, (head, dim))]

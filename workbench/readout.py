@@ -29,24 +29,33 @@ def next_token_losses(
     model, tokens: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> torch.Tensor:
     """Cross-entropy (nats) of every next token: ``[batch, pos - 1]``, equal to
-    ``F.cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` position by position.
+    ``F.cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` position by position."""
+    return next_token_predictions(model, tokens, chunk_rows)[0]
+
+
+def next_token_predictions(
+    model, tokens: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy (nats) of every next token and the model's top-1 prediction there, both
+    ``[batch, pos - 1]``, from one pass.
 
     Models other than ``HookedTransformer`` (the bridge route) take their own full forward pass.
     """
     targets = tokens[:, 1:]
     if not isinstance(model, HookedTransformer):
         logits = model(tokens, return_type="logits")[:, :-1].float()
-        return torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]
+        losses = torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]
+        return losses, logits.argmax(-1)
     resid = model(tokens, stop_at_layer=model.cfg.n_layers)
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)
     rows = resid[:, :-1].reshape(-1, resid.shape[-1])
     flat_targets = targets.reshape(-1)
-    out = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
+    losses = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
+    predicted = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
     for start in range(0, rows.shape[0], chunk_rows):
         stop = start + chunk_rows
         logits = logits_of_rows(model, rows[start:stop]).float()
-        out[start:stop] = torch.logsumexp(logits, -1) - logits.gather(
-            -1, flat_targets[start:stop, None]
-        )[:, 0]
-    return out.view_as(targets)
+        losses[start:stop] = torch.logsumexp(logits, -1) - logits.gather(-1, flat_targets[start:stop, None])[:, 0]
+        predicted[start:stop] = logits.argmax(-1)
+    return losses.view_as(targets), predicted.view_as(targets)
