@@ -168,18 +168,22 @@ def parameter_entries(model, layer: int, structure: str, index: int) -> list[tup
     (head, k): that column of W_Q/W_K/W_V and its bias (with grouped-query attention the
     key/value head's own, shared, parameters). O: row (head, k) of W_O.
     """
-    block, k = model.blocks[layer], int(index)
+    block = model.blocks[layer]
+    return sublayer_entries(block.mlp if structure == "ffn" else block.attn, model.cfg, structure, index)
+
+
+def sublayer_entries(sublayer, cfg, structure: str, index: int) -> list[tuple[str, torch.Tensor, tuple]]:
+    """:func:`parameter_entries` of one sublayer module (``mlp`` or ``attn``), e.g. of a copy."""
+    k = int(index)
     if structure == "ffn":
-        mlp = block.mlp
-        names = ["W_in", "W_gate"] if getattr(model.cfg, "gated_mlp", False) else ["W_in"]
-        entries = [(n, getattr(mlp, n), (slice(None), k)) for n in names]
-        return entries + [("b_in", mlp.b_in, (k,)), ("W_out", mlp.W_out, (k,))]
-    head, dim = divmod(k, model.cfg.d_head)
-    attn = block.attn
+        names = ["W_in", "W_gate"] if getattr(cfg, "gated_mlp", False) else ["W_in"]
+        entries = [(n, getattr(sublayer, n), (slice(None), k)) for n in names]
+        return entries + [("b_in", sublayer.b_in, (k,)), ("W_out", sublayer.W_out, (k,))]
+    head, dim = divmod(k, cfg.d_head)
     if structure == "attn_o":
-        return [("W_O", attn.W_O, (head, dim))]
+        return [("W_O", sublayer.W_O, (head, dim))]
     letter = structure[-1].upper()
-    grouped = structure != "attn_q" and n_kv_heads(model.cfg) != model.cfg.n_heads
+    grouped = structure != "attn_q" and n_kv_heads(cfg) != cfg.n_heads
     prefix = "_" if grouped else ""
-    weight, bias = getattr(attn, f"{prefix}W_{letter}"), getattr(attn, f"{prefix}b_{letter}")
+    weight, bias = getattr(sublayer, f"{prefix}W_{letter}"), getattr(sublayer, f"{prefix}b_{letter}")
     return [(f"W_{letter}", weight, (head, slice(None), dim)), (f"b_{letter}", bias, (head, dim))]

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import torch
 
 from workbench.importance import counted_positions
-from workbench.neurons import n_kv_heads, structure_size
+from workbench.neurons import structure_size, sublayer_entries
 
 
 def sublayer_inputs(model, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +41,7 @@ def _squared_change(new: torch.Tensor, old: torch.Tensor, weights: torch.Tensor)
 
 def ffn_reference(model, tokens: torch.Tensor, layer: int, neurons: Iterable[int], include_bos: bool = False,
                   zero: str = "in") -> dict[int, float]:  # fmt: skip
-    """Imp of FFN neurons: zero column k of W_in (and b_in[k]) or row k of W_out."""
+    """Imp of FFN neurons: zero column k of W_in (W_gate) and b_in[k], or row k of W_out."""
     _, x = sublayer_inputs(model, tokens, layer)
     weights = counted_positions(torch.ones_like(tokens), include_bos)
     mlp = model.blocks[layer].mlp
@@ -50,16 +50,14 @@ def ffn_reference(model, tokens: torch.Tensor, layer: int, neurons: Iterable[int
         base = mlp(x)
         out = {}
         for k in neurons:
-            with _zeroed(_ffn_params(changed, int(k), zero)):
+            with _zeroed(_ffn_side(sublayer_entries(changed, model.cfg, "ffn", k), zero)):
                 out[int(k)] = _squared_change(changed(x), base, weights)
     return out
 
 
-def _ffn_params(mlp, k: int, zero: str) -> list[tuple[torch.Tensor, tuple]]:
-    """The input side (W_in's column and b_in; the gate is then multiplied by 0) or W_out's row."""
-    if zero == "in":
-        return [(mlp.W_in, (slice(None), k)), (mlp.b_in, (k,))]
-    return [(mlp.W_out, (k,))]
+def _ffn_side(entries, zero: str) -> list[tuple[str, torch.Tensor, tuple]]:
+    """The input side (W_in / W_gate columns and b_in: h[:, k] = act(0) * 0 = 0) or W_out's row."""
+    return [e for e in entries if (e[0] == "W_out") == (zero == "out")]
 
 
 def attention_reference(
@@ -85,25 +83,16 @@ def attention_reference(
                 diff = (pattern - base_pattern).square().sum(-1)  # [1, heads, q]
                 out[int(index)] = float((diff * weights[:, None, :]).sum())
             else:
-                with _zeroed(_value_or_output_params(changed, model.cfg, structure, head, k)):
+                with _zeroed(sublayer_entries(changed, model.cfg, structure, index)):
                     new_out, _ = _run_attention(changed, x)
                 out[int(index)] = _squared_change(new_out, base_out, weights)
     return out
 
 
-def _value_or_output_params(attn, cfg, structure: str, head: int, k: int) -> list[tuple[torch.Tensor, tuple]]:
-    """The parameter entries of value dimension (head, k) or of W_O's input row (head, k)."""
-    if structure == "attn_o":
-        return [(attn.W_O, (head, k))]
-    grouped = n_kv_heads(cfg) != cfg.n_heads
-    W_V, b_V = (attn._W_V, attn._b_V) if grouped else (attn.W_V, attn.b_V)
-    return [(W_V, (head, slice(None), k)), (b_V, (head, k))]
-
-
 @contextmanager
-def _zeroed(entries: list[tuple[torch.Tensor, tuple]]):
+def _zeroed(entries: list[tuple[str, torch.Tensor, tuple]]):
     """Zero some entries of (copied) parameters for the duration of the block, then restore them."""
-    saved = [(param, index, param[index].clone()) for param, index in entries]
+    saved = [(param, index, param[index].clone()) for _, param, index in entries]
     with torch.no_grad():
         for param, index, _ in saved:
             param[index] = 0
