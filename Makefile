@@ -45,6 +45,8 @@ bench: model
 	$(BIN)/python benchmarks/bench_lens.py --out results/bench
 	$(BIN)/python benchmarks/bench_plnd.py --out results/bench
 	$(BIN)/python benchmarks/bench_ablate.py --out results/bench
+	$(BIN)/python benchmarks/bench_finetune.py --out results/bench
+	$(BIN)/python benchmarks/bench_ffn.py --out results/bench
 
 lab: install
 	$(BIN)/jupyter lab notebooks

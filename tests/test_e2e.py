@@ -145,3 +145,57 @@ def test_gemma_parallel_importances_equal_the_literal_method(gemma, bible):
             for k, value in values.items():
                 assert fast.importance[structure][0, layer, k].item() == pytest.approx(value, rel=1e-4, abs=1e-7), (
                     structure, layer, k)  # fmt: skip
+
+
+def test_training_german_neurons_on_gemma_lowers_german_loss_and_leaves_the_rest(gemma, bible):
+    """A small enhancement run on the real model: 24 German verses on 0.3% of the neurons."""
+    import numpy as np
+
+    from workbench.batching import iter_batches, pad_id_of, tokenize
+    from workbench.finetune import TrainOptions, train_neurons
+    from workbench.neurons import STRUCTURES, NeuronDims, NeuronSet, structure_size
+    from workbench.readout import mean_next_token_loss
+
+    dims, rng = NeuronDims.of(gemma), np.random.default_rng(0)
+    neurons = NeuronSet({s: [[layer, i] for layer in range(dims.n_layers)
+                             for i in rng.choice(structure_size(dims, s), 3, replace=False)] for s in STRUCTURES})  # fmt: skip
+    train = tokenize(gemma, bible.documents("de", "analysis", 24, seed=3)["text"])
+    before = {k: v.clone() for k, v in gemma.state_dict().items()}
+    delta, record = train_neurons(gemma, neurons, train, TrainOptions(epochs=2, lr=1e-3))
+    assert all(torch.equal(before[k], v) for k, v in gemma.state_dict().items())
+    del before
+    (batch,) = iter_batches(train, pad_id_of(gemma), 100_000)
+    with torch.no_grad():
+        base = float(mean_next_token_loss(gemma, batch.tokens, batch.mask))
+        with delta.applied(gemma):
+            tuned = float(mean_next_token_loss(gemma, batch.tokens, batch.mask))
+    assert tuned < base - 0.05, (base, tuned)
+    assert delta.n_parameters == record.parameters < 0.01 * sum(p.numel() for p in gemma.parameters())
+
+
+def test_gemma_ffn_detectors_on_parallel_verses(gemma, bible):
+    """Detector usage on Gemma (measured with 64 verses and 13 languages: cross-language rank
+    correlation 0.25 at layer 0, 0.77 at layer 6, 0.23 at layer 17; a language against itself
+    0.92-0.99): languages share detectors most in the middle, and a language agrees with itself
+    on other verses far more than with other languages."""
+    import random
+
+    import numpy as np
+
+    from workbench.batching import tokenize
+    from workbench.ffn import FFNResult, summarise
+
+    langs = ["en", "de", "zh"]
+    ids = bible.sample_ids(langs, 12, "analysis", seed=0)
+    other = random.Random(1).sample(sorted(set(bible.ids(langs, "analysis")) - set(ids)), 12)
+
+    def summaries(chosen):
+        docs = bible.parallel(langs, chosen)
+        return {lang: summarise(gemma, lang, tokenize(gemma, docs[lang]["text"]), chosen) for lang in langs}
+
+    result = FFNResult.build(summaries(ids), summaries(other))
+    cross = {k: np.array(v) for k, v in result.cross_language("detector").items()}
+    assert result.n_layers == 18 and all(0.0 <= s <= 1.0 for s in result.metrics["detector"]["sparsity"]["de"])
+    assert (cross["same language"] > cross["unrelated"] + 0.1).all()
+    middle = cross["parallel"][4:12].mean()
+    assert middle > cross["parallel"][0] + 0.1 and middle > cross["parallel"][-1] + 0.1

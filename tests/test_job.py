@@ -86,7 +86,7 @@ def test_cli_help_lists_subcommands(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for command in ("run", "lens", "plnd", "models", "corpora", "prepare", "report"):
+    for command in ("run", "lens", "plnd", "ablate", "finetune", "export", "models", "corpora", "prepare", "report"):
         assert command in text
 
 

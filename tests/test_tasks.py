@@ -102,3 +102,25 @@ def test_task_command_on_local_files(tmp_path, capsys):
     saved = load_json(tmp_path / "task" / "task-mgsm.json")
     assert saved["examples"] == {"en": 1, "de": 1} and len(saved["rows"]) == 10
     assert "Delta_nEng" in capsys.readouterr().out
+
+
+def test_task_enhancement_equals_scoring_the_fine_tuned_model(tmp_path, tiny_gated):
+    from safetensors.torch import load_file
+    from transformer_lens import HookedTransformer
+
+    from workbench.finetune import TrainOptions, train_neurons
+    from workbench.tasks import task_enhancement
+
+    task = TASKS["xlsum"]
+    examples = {lang: [{"text": text, "summary": text[:12]}] for lang, text in [("en", "In the beginning was the word."), ("de", "Im Anfang war das Wort.")]}
+    docs = [tiny_gated.to_tokens(ex["text"])[0] for exs in examples.values() for ex in exs] * 3
+    delta, _ = train_neurons(tiny_gated, NeuronSet({"ffn": [[1, 2], [1, 5]], "attn_o": [[1, 4]]}), docs, TrainOptions(epochs=5, lr=5e-2))
+    delta.meta["target"] = "de"
+    result = task_enhancement(tiny_gated, task, examples, {"de-language-6": delta})
+    tuned = HookedTransformer(tiny_gated.cfg)
+    tuned.load_state_dict(load_file(str(delta.export(tiny_gated, tmp_path / "full.safetensors"))))
+    tuned.tokenizer = tiny_gated.tokenizer
+    (row,) = result["rows"]
+    for lang, exs in examples.items():
+        assert row[lang] == pytest.approx(task_score(tuned, task, exs, lang) - result["baseline"][lang])
+    assert row["other languages: mean gain"] is None  # only en and the target

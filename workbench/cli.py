@@ -10,7 +10,7 @@ from pathlib import Path
 from workbench import __version__
 from workbench.deactivation import GROUPS
 from workbench.errors import WorkbenchError
-from workbench.job import ABLATE_SETS, ANALYSES, DEFAULT_LANGUAGES, RunConfig
+from workbench.job import ABLATE_SETS, ANALYSES, DEFAULT_ANALYSES, DEFAULT_LANGUAGES, RunConfig
 from workbench.neurons import STRUCTURES
 from workbench.plnd import RULES
 
@@ -27,6 +27,13 @@ def _parse_translations(items: list[str]) -> dict[str, str]:
 
 def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(item) for item in _comma_list(text)]
+    except ValueError:
+        raise WorkbenchError(f"{option} takes comma-separated whole numbers, e.g. 100,200,400; got {text!r}.") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -60,6 +67,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         ablate_understanding=args.understanding_layers,
         ablate_generation=args.generation_layers,
         ablate_new_tokens=args.continuation_tokens,
+        finetune_languages=parse_languages(args.finetune_languages) if args.finetune_languages else [],
+        finetune_eval_languages=parse_languages(args.finetune_eval_languages) if args.finetune_eval_languages else [],
+        finetune_sizes=_int_list(args.finetune_sizes, "--finetune-sizes"),
+        finetune_random_size=args.finetune_random_size,
+        finetune_sets=args.finetune_sets,
+        finetune_documents=args.finetune_documents,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        finetune_batch_tokens=args.finetune_batch_tokens,
+        ffn_documents=args.ffn_documents,
+        ffn_positions=args.ffn_positions,
+        ffn_tolerance=args.ffn_tolerance,
+        ffn_include_bos=args.ffn_include_bos,
+        ffn_compare_models=args.compare_model,
         batch_tokens=args.batch_tokens,
         on_too_long=args.on_too_long,
         seed=args.seed,
@@ -134,10 +155,13 @@ def cmd_task(args: argparse.Namespace) -> int:
     from workbench.languages import parse_languages
     from workbench.models import load_model, model_source
     from workbench.plnd import PLNDResult
-    from workbench.results import save_json
     from workbench.tasks import get_task, load_examples, task_deactivation
 
     task = get_task(args.task)
+    if args.deltas_from:
+        return _task_enhancement(args, task)
+    if not args.sets_from:
+        raise WorkbenchError("workbench task needs --sets-from (a PLND folder) or --deltas-from (a finetune folder).")
     plnd = PLNDResult.load(Path(args.sets_from))
     sets = plnd.named_sets(args.ablate_sets)
     langs = parse_languages(args.languages)
@@ -151,11 +175,60 @@ def cmd_task(args: argparse.Namespace) -> int:
     result = task_deactivation(model, task, examples, sets, options)
     result.update(model=model_source(model), sets_from=str(args.sets_from), neuron_sets=args.ablate_sets,
                   examples={lang: len(v) for lang, v in examples.items()})  # fmt: skip
-    path = Path(args.out) / f"task-{task.name}.json"
+    return _save_task_result(result, Path(args.out) / f"task-{task.name}.json")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.finetune import NeuronDelta
+    from workbench.models import load_model
+
+    path = Path(args.delta)
+    if not path.is_file():
+        raise WorkbenchError(f"No delta file {path}; finetune deltas are in RESULTS/finetune/*.safetensors.")
+    delta = NeuronDelta.load(path)
+    model = load_model(args.model)
+    try:
+        delta.check_fits(model)
+    except ValueError as exc:
+        raise WorkbenchError(f"{exc} Pass the base model it was trained on with --model.") from None
+    out = delta.export(model, Path(args.out))
+    print(f"Wrote {out.resolve()} ({delta.n_parameters:,} parameters differ from {args.model}); "
+          "load it with HookedTransformer(cfg).load_state_dict(safetensors.torch.load_file(PATH)).")  # fmt: skip
+    return 0
+
+
+def _task_enhancement(args: argparse.Namespace, task) -> int:
+    """``workbench task --deltas-from``: the task's scores with each fine-tuned delta applied."""
+    from workbench.finetune import NeuronDelta
+    from workbench.languages import parse_languages
+    from workbench.models import load_model, model_source
+    from workbench.tasks import load_examples, task_enhancement
+
+    files = sorted((Path(args.deltas_from) / "finetune").glob("*.safetensors"))
+    if not files:
+        raise WorkbenchError(f"{args.deltas_from} holds no finetune/*.safetensors deltas; run workbench finetune first.")
+    langs = parse_languages(args.languages)
+    examples = {lang: load_examples(task, lang, args.examples, args.file) for lang in langs}
+    model = load_model(args.model, device=args.device)
+    deltas = {path.stem: NeuronDelta.load(path) for path in files}
+    for name, delta in deltas.items():
+        try:
+            delta.check_fits(model)
+        except ValueError as exc:
+            raise WorkbenchError(f"{name}: {exc} Pass the base model it was trained on with --model.") from None
+    result = task_enhancement(model, task, examples, deltas)
+    result.update(model=model_source(model), deltas_from=str(args.deltas_from), examples={k: len(v) for k, v in examples.items()})
+    return _save_task_result(result, Path(args.out) / f"task-{task.name}-finetune.json")
+
+
+def _save_task_result(result: dict, path: Path) -> int:
+    """Save a task table and print it (scores, drops or gains, one row per setting)."""
+    from workbench.results import save_json
+
     save_json(path, result)
-    print(f"{task.name} ({task.metric}) baseline: {result['baseline']}")
+    print(f"{result['task']} ({result['metric']}) baseline: {result['baseline']}")
     for row in result["rows"]:
-        print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else str(v) for k, v in row.items()))
+        print("  ".join(f"{k}={v:+.3f}" if isinstance(v, float) else str(v) for k, v in row.items()))
     print(f"Saved: {path.resolve()}")
     return 0
 
@@ -202,6 +275,24 @@ def _add_run_options(parser: argparse.ArgumentParser, analyses: str, out: str) -
     add("--understanding-layers", type=int, default=None, help="MWork understanding layers (default: first quarter)")
     add("--generation-layers", type=int, default=None, help="MWork generation layers (default: last eighth)")
     add("--continuation-tokens", type=int, default=16, help="greedy continuation length (0: none)")
+    add("--finetune-languages", default="",
+        help="languages whose neurons are trained (default: de and sw among the run's languages)")  # fmt: skip
+    add("--finetune-eval-languages", default="",
+        help="languages measured before and after (default: the deactivation languages plus the targets)")  # fmt: skip
+    add("--finetune-sizes", default="100,200,400,800", help="training documents per run (nested samples)")
+    add("--finetune-random-size", type=int, default=400, help="training documents of the random-neuron control (0: none)")
+    add("--finetune-sets", choices=list(ABLATE_SETS), default="plnd", help="which neuron sets to train")
+    add("--finetune-documents", type=int, default=16, help="held-out verses per evaluated language")
+    add("--finetune-epochs", type=int, default=1, help="passes over the training documents")
+    add("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate (constant)")
+    add("--finetune-batch-tokens", type=int, default=512, help="padded tokens per training step")
+    add("--ffn-documents", type=int, default=64, help="analysis verses per language for FFN metrics (and as many unrelated)")
+    add("--ffn-positions", choices=["all", "last"], default="all", help="FFN rows: every position or each verse's last")
+    add("--ffn-tolerance", type=float, default=None,
+        help="|activation| counted as zero (default: 0 for ReLU, 0.01 for GELU/SiLU)")  # fmt: skip
+    add("--ffn-include-bos", action="store_true", help="count the BOS position in FFN metrics")
+    add("--compare-model", action="append", default=[], metavar="MODEL",
+        help="another model (name or folder) for layer-by-layer similarity with this one; repeatable")  # fmt: skip
     add("--batch-tokens", type=int, default=512, help="padded tokens per forward batch")
     add("--on-too-long", choices=["truncate", "error"], default="truncate",
         help="texts longer than the model context: cut with a warning, or stop")  # fmt: skip
@@ -222,17 +313,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
-    _add_run_options(run, analyses=",".join(ANALYSES), out="results/run")
+    _add_run_options(run, analyses=",".join(DEFAULT_ANALYSES), out="results/run")
     lens = sub.add_parser("lens", help="logit lens only: the language of every layer (MWork Fig. 1)")
     _add_run_options(lens, analyses="lens", out="results/lens")
     plnd = sub.add_parser("plnd", help="PLND and LAPE: language-specific neurons (MWork Fig. 3)")
     _add_run_options(plnd, analyses="plnd", out="results/plnd")
     ablate = sub.add_parser("ablate", help="deactivation: switch language-specific neurons off (MWork Tables 1-5)")
     _add_run_options(ablate, analyses="plnd,ablate", out="results/ablate")
+    finetune = sub.add_parser("finetune", help="train only a language's neurons, measure every language (MWork Fig. 4, Table 6)")
+    _add_run_options(finetune, analyses="plnd,finetune", out="results/finetune")
 
-    task = sub.add_parser("task", help="the paper's tasks (XQuAD, MGSM, X-CSQA, XLSum) under deactivation (online or local files)")
+    ffn = sub.add_parser("ffn", help="FFN detectors and combinators, rank correlations, layer similarity (arXiv 2404.13855)")
+    _add_run_options(ffn, analyses="ffn", out="results/ffn")
+
+    export = sub.add_parser("export", help="write a fine-tuned model (a finetune delta on its base model) as a full state dict")
+    export.add_argument("delta", help="a .safetensors delta from a finetune folder (finetune/LANG-KIND-SIZE.safetensors)")
+    export.add_argument("--model", default="gemma-3-270m", help="the base model the delta was trained on")
+    export.add_argument("--out", required=True, help="output .safetensors file")
+    export.set_defaults(func=cmd_export)
+
+    task = sub.add_parser("task", help="the paper's tasks (XQuAD, MGSM, X-CSQA, XLSum) under deactivation or after fine-tuning (online or local files)")
     task.add_argument("--task", required=True, choices=["xquad", "mgsm", "xcsqa", "xlsum"])
-    task.add_argument("--sets-from", required=True, help="a results folder with plnd.json (workbench plnd)")
+    task.add_argument("--sets-from", default=None, help="deactivation: a results folder with plnd.json (workbench plnd)")
+    task.add_argument("--deltas-from", default=None, help="enhancement: a results folder with finetune/ deltas (workbench finetune)")
     task.add_argument("--file", default=None, help="local .jsonl with the dataset's fields (and 'language'); default: the hub")
     task.add_argument("--languages", default="en,de,fr,es,zh,ru")
     task.add_argument("--examples", type=int, default=100, help="examples per language")

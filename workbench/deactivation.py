@@ -204,7 +204,7 @@ class DeactivationOptions:
             raise ValueError("Random controls need at least one seed.")
 
 
-class _Memo:
+class MeasureMemo:
     """Measurements by key, saved after each one, so an interrupted experiment resumes."""
 
     def __init__(self, path: Path | None):
@@ -361,7 +361,7 @@ def run_deactivation(
     langs = list(tokens)
     dims = NeuronDims.of(model)
     groups = LayerGroups.default(dims.n_layers, options.understanding, options.generation)
-    memo = _Memo(checkpoint)
+    memo = MeasureMemo(checkpoint)
     vocab = {lang: in_language(categories[lang], lang) for lang in langs}
     tick = progress or (lambda label: None)
 

@@ -9,8 +9,11 @@ refused rather than mixed.
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from workbench.batching import DEFAULT_BATCH_TOKENS
 from workbench.corpus import Corpus, open_corpus
@@ -23,7 +26,9 @@ from workbench.results import MANIFEST, load_json, make_manifest, save_json
 
 log = logging.getLogger(__name__)
 
-ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
+ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate", "finetune", "ffn")
+DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")  # finetune and ffn: asked for by name
+FINETUNE_TARGETS: tuple[str, ...] = ("de", "sw")  # a high- and a lower-resource language (MWork Fig. 4, Table 6)
 ABLATE_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ru", "ja", "ar")
 ABLATE_SETS: tuple[str, ...] = ("plnd", "exclusive", "lape")
 DEFAULT_LANGUAGES: tuple[str, ...] = (
@@ -39,7 +44,7 @@ class RunConfig:
     corpus: str = "bible"
     languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
     translations: dict[str, str] = field(default_factory=dict)
-    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
+    analyses: list[str] = field(default_factory=lambda: list(DEFAULT_ANALYSES))
     heldout_documents: int = 32
     lens_documents: int = 16
     lens_positions: str = "sample"
@@ -61,6 +66,20 @@ class RunConfig:
     ablate_understanding: int | None = None
     ablate_generation: int | None = None
     ablate_new_tokens: int = 16
+    finetune_languages: list[str] = field(default_factory=list)  # empty: see finetune_targets()
+    finetune_eval_languages: list[str] = field(default_factory=list)  # empty: see finetune_evaluated()
+    finetune_sizes: list[int] = field(default_factory=lambda: [100, 200, 400, 800])
+    finetune_random_size: int = 400
+    finetune_sets: str = "plnd"
+    finetune_documents: int = 16
+    finetune_epochs: int = 1
+    finetune_lr: float = 1e-4
+    finetune_batch_tokens: int = DEFAULT_BATCH_TOKENS
+    ffn_documents: int = 64
+    ffn_positions: str = "all"
+    ffn_tolerance: float | None = None  # None: 0 for ReLU, 1e-2 for smooth activations
+    ffn_include_bos: bool = False
+    ffn_compare_models: list[str] = field(default_factory=list)
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     on_too_long: str = "truncate"
     seed: int = 0
@@ -75,16 +94,24 @@ class RunConfig:
             self.plnd_structures = check_structures(self.plnd_structures)
             self.plnd_selection()
             self.deactivation_options()
+            self.enhancement_options()
         except ValueError as exc:
             raise WorkbenchError(str(exc)) from None
-        if self.ablate_sets not in ABLATE_SETS:
-            raise WorkbenchError(f"Unknown neuron sets {self.ablate_sets!r}; choose from {', '.join(ABLATE_SETS)}.")
-        outside = [lang for lang in self.ablate_languages if lang not in self.languages]
-        if outside:
-            raise WorkbenchError(
-                f"Deactivation languages {', '.join(outside)} are not among the run's languages "
-                f"({', '.join(self.languages)}): their neurons are found by PLND over those."
-            )
+        from workbench.ffn import POSITIONS
+
+        if self.ffn_positions not in POSITIONS:
+            raise WorkbenchError(f"Unknown FFN positions {self.ffn_positions!r}; choose from {', '.join(POSITIONS)}.")
+        for sets in (self.ablate_sets, self.finetune_sets):
+            if sets not in ABLATE_SETS:
+                raise WorkbenchError(f"Unknown neuron sets {sets!r}; choose from {', '.join(ABLATE_SETS)}.")
+        for what, chosen in (("Deactivation", self.ablate_languages), ("Fine-tuning", self.finetune_languages),
+                             ("Evaluation", self.finetune_eval_languages)):  # fmt: skip
+            outside = [lang for lang in chosen if lang not in self.languages]
+            if outside:
+                raise WorkbenchError(
+                    f"{what} languages {', '.join(outside)} are not among the run's languages "
+                    f"({', '.join(self.languages)}): add them to --languages (PLND and the aligned samples cover those)."
+                )
 
     def ablate_language_list(self) -> list[str]:
         """The languages of the deactivation experiment: as given, or the run's languages among
@@ -92,6 +119,29 @@ class RunConfig:
         if self.ablate_languages:
             return list(self.ablate_languages)
         return [lang for lang in self.languages if lang in ABLATE_LANGUAGES] or self.languages[:8]
+
+    def finetune_targets(self) -> list[str]:
+        """The languages whose neurons are trained: as given, or de and sw among the run's
+        languages (else its first non-English one)."""
+        if self.finetune_languages:
+            return list(self.finetune_languages)
+        chosen = [lang for lang in self.languages if lang in FINETUNE_TARGETS]
+        return chosen or [lang for lang in self.languages if lang != "en"][:1]
+
+    def finetune_evaluated(self) -> list[str]:
+        """The languages measured before and after fine-tuning: as given, or the deactivation
+        languages plus the targets."""
+        chosen = self.finetune_eval_languages or self.ablate_language_list()
+        return list(dict.fromkeys([*chosen, *self.finetune_targets()]))
+
+    def enhancement_options(self):
+        from workbench.enhancement import EnhancementOptions
+        from workbench.finetune import TrainOptions
+
+        train = TrainOptions(
+            epochs=self.finetune_epochs, lr=self.finetune_lr, batch_tokens=self.finetune_batch_tokens, seed=self.seed
+        )
+        return EnhancementOptions(tuple(self.finetune_sizes), self.finetune_random_size, self.seed, train, self.batch_tokens)
 
     def deactivation_options(self):
         from workbench.deactivation import DeactivationOptions
@@ -241,6 +291,111 @@ def run_ablate(model, corpus: Corpus, config: RunConfig, out: Path, show_progres
     result.save(out)
 
 
+def training_ids(corpus: Corpus, language: str, n: int, exclude: set[str], seed: int) -> list[str]:
+    """``n`` analysis-split ids of ``language`` outside ``exclude``, in a seeded random order: the
+    first ``k`` of them are a random sample for every ``k`` (nested training sets)."""
+    pool = [i for i in corpus.ids([language], "analysis") if i not in exclude]
+    if len(pool) < n:
+        raise WorkbenchError(f"{language}: only {len(pool)} analysis documents for {n} training documents.")
+    return random.Random(seed).sample(pool, n)
+
+
+def run_finetune(model, corpus: Corpus, config: RunConfig, out: Path, show_progress: bool) -> None:
+    """Train each target language's neurons (and random controls) on its analysis documents, not
+    those PLND used; measure the evaluated languages on held-out verses -> finetune.json and the
+    deltas in finetune/. Deltas and measurements are reused on resume."""
+    from tqdm.auto import tqdm
+
+    from workbench.batching import tokenize
+    from workbench.enhancement import run_enhancement
+    from workbench.langid import default_classifier, vocab_languages
+    from workbench.layer_language import token_categories
+    from workbench.plnd import PLNDResult
+
+    if not (out / PLNDResult.JSON).exists():
+        run_plnd(model, corpus, config, out, show_progress)
+    sets = PLNDResult.load(out).named_sets(config.finetune_sets)
+    options = config.enhancement_options()
+    targets, evaluated = config.finetune_targets(), config.finetune_evaluated()
+    used = set(corpus.sample_ids(config.languages, config.plnd_documents, "analysis", config.seed))
+    documents = {}
+    for lang in targets:
+        ids = training_ids(corpus, lang, options.documents_needed, used, config.seed)
+        documents[lang] = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=config.on_too_long)
+    heldout = corpus.sample_ids(config.languages, config.heldout_documents, "heldout", config.seed)[: config.finetune_documents]
+    held = corpus.parallel(evaluated, heldout)
+    evaluation = {lang: tokenize(model, held[lang]["text"], heldout, on_too_long=config.on_too_long) for lang in evaluated}
+    vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
+    categories = {lang: token_categories(vocab, lang) for lang in evaluated}
+    settings = {k: v for k, v in config.settings().items() if k.startswith("finetune_") or k.startswith("plnd_") or k == "seed"}
+    with tqdm(desc="finetune", unit=" steps", disable=not show_progress) as bar:
+        result = run_enhancement(
+            model, documents, {lang: sets[lang] for lang in targets}, evaluation, categories, options, folder=out,
+            settings={"split": "analysis (training) / heldout (evaluation)", "documents": len(heldout), **settings},
+            progress=lambda label: (bar.set_postfix_str(label, refresh=False), bar.update()),
+        )  # fmt: skip
+    result.save(out)
+
+
+def _ffn_summary(model, corpus: Corpus, config: RunConfig, lang: str, ids: list[str], part: Path, pooled: bool):
+    """One language's FFN summary on ``ids``, from its saved part when the settings match."""
+    from workbench.batching import tokenize
+    from workbench.ffn import FFNSummary, summarise
+
+    if part.exists():
+        saved = FFNSummary.load(part)
+        if saved.ids == ids and (saved.positions, saved.include_bos) == (config.ffn_positions, config.ffn_include_bos):
+            if config.ffn_tolerance is None or saved.tolerance == config.ffn_tolerance:
+                return saved
+    tokens = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=config.on_too_long)
+    summary = summarise(model, lang, tokens, ids, config.ffn_tolerance, config.ffn_positions, config.ffn_include_bos,
+                        pooled, config.batch_tokens)  # fmt: skip
+    summary.save(part)
+    return summary
+
+
+def run_ffn(model, corpus: Corpus, config: RunConfig, out: Path, show_progress: bool) -> None:
+    """FFN detectors and combinators per language on parallel analysis verses and on unrelated
+    ones; layer similarity within the model and against ``ffn_compare_models`` -> ffn.json."""
+    from tqdm.auto import tqdm
+
+    from workbench.ffn import SUBLAYERS, FFNResult
+    from workbench.similarity import MEASURES, layer_similarity
+
+    langs = config.languages
+    parallel_ids = corpus.sample_ids(langs, config.ffn_documents, "analysis", config.seed)
+    rest = sorted(set(corpus.ids(langs, "analysis")) - set(parallel_ids))
+    unrelated_ids = sorted(random.Random(config.seed + 1).sample(rest, min(config.ffn_documents, len(rest))))
+    folder = out / FFNResult.SUMMARIES
+    parallel, unrelated = {}, {}
+    for lang in tqdm(langs, desc="ffn", unit=" languages", disable=not show_progress):
+        parallel[lang] = _ffn_summary(model, corpus, config, lang, parallel_ids, folder / f"{lang}-parallel.safetensors", True)
+        unrelated[lang] = _ffn_summary(model, corpus, config, lang, unrelated_ids, folder / f"{lang}-unrelated.safetensors", False)
+    name = model_source(model).get("name", config.model)
+    reps = {sub: np.concatenate([parallel[lang].pooled[sub] for lang in langs]) for sub in SUBLAYERS}
+    comparisons = [(name, reps)]
+    for other in config.ffn_compare_models:
+        other_model = load_model(other, device=config.device)
+        folder_other = folder / "compare" / _safe_name(other)
+        summaries = {lang: _ffn_summary(other_model, corpus, config, lang, parallel_ids, folder_other / f"{lang}.safetensors", True)
+                     for lang in langs}  # fmt: skip
+        comparisons.append((model_source(other_model).get("name", other),
+                            {sub: np.concatenate([summaries[lang].pooled[sub] for lang in langs]) for sub in SUBLAYERS}))  # fmt: skip
+        del other_model
+    similarity = [
+        {"a": name, "b": other_name, "sublayer": sub, "measure": measure,
+         "matrix": layer_similarity(reps[sub], other_reps[sub], measure).tolist()}
+        for other_name, other_reps in comparisons for sub in SUBLAYERS for measure in MEASURES
+    ]  # fmt: skip
+    settings = {k: v for k, v in config.settings().items() if k.startswith("ffn_") or k == "seed"}
+    settings.update(split="analysis", parallel_ids=len(parallel_ids), unrelated_ids=len(unrelated_ids))
+    FFNResult.build(parallel, unrelated, similarity, settings).save(out)
+
+
+def _safe_name(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in spec)[-80:]
+
+
 def run(config: RunConfig, show_progress: bool = True) -> Path:
     """Run the job; return the path of the HTML report."""
     from workbench.report import write_report
@@ -262,12 +417,9 @@ def run(config: RunConfig, show_progress: bool = True) -> Path:
         manifest["created"] = load_json(out / MANIFEST)["created"]
     save_json(out / MANIFEST, manifest)
 
-    if "loss" in config.analyses:
-        run_loss(model, corpus, config, out, show_progress)
-    if "lens" in config.analyses:
-        run_lens(model, corpus, config, out, show_progress)
-    if "plnd" in config.analyses:
-        run_plnd(model, corpus, config, out, show_progress)
-    if "ablate" in config.analyses:
-        run_ablate(model, corpus, config, out, show_progress)
+    runners = {"loss": run_loss, "lens": run_lens, "plnd": run_plnd, "ablate": run_ablate,
+               "finetune": run_finetune, "ffn": run_ffn}  # fmt: skip
+    for analysis in ANALYSES:  # in this order: ablate and finetune reuse plnd's sets
+        if analysis in config.analyses:
+            runners[analysis](model, corpus, config, out, show_progress)
     return write_report(out)

@@ -6,6 +6,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.deactivation import DeactivationResult
+from workbench.enhancement import EnhancementResult
+from workbench.ffn import FFNResult
 from workbench.languages import language_name
 from workbench.layer_language import LensResult
 from workbench.perplexity import LossResult
@@ -233,4 +235,149 @@ def settings_figure(result: DeactivationResult, measure: str = "loss") -> go.Fig
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=f"Deactivation settings ({measure} delta; positive = worse)", template="plotly_white",
                       height=120 + 34 * len(rows))  # fmt: skip
+    return fig
+
+
+_GAIN_UNITS = {"loss": "loss decrease (nats/token)", "accuracy": "accuracy gain", "fidelity": "fidelity gain"}
+
+
+def enhancement_figure(result: EnhancementResult, measure: str = "loss") -> go.Figure:
+    """MWork Figure 4 form: per target, the gain against training documents for the target,
+    English and the other languages (mean), with the random-neuron control as separate markers."""
+    targets = result.targets
+    fig = make_subplots(rows=1, cols=len(targets), shared_yaxes=True,
+                        subplot_titles=[f"trained: {t} · {language_name(t)}" for t in targets])  # fmt: skip
+    table = result.table(measure)
+    lines = (("target gain", "target", "#E45756"), ("English gain", "English", "#4C78A8"),
+             ("other languages: mean gain", "other languages (mean)", "#72B7B2"))  # fmt: skip
+    for col, target in enumerate(targets, start=1):
+        for kind, dash, symbol in (("language", "solid", "circle"), ("random", "dot", "x")):
+            rows = [r for r in table if r["target"] == target and r["neurons"] == kind]
+            for key, name, color in lines:
+                if not rows or all(r[key] is None for r in rows):
+                    continue
+                label = f"{name}, {'its neurons' if kind == 'language' else 'random neurons'}"
+                fig.add_scatter(
+                    x=[r["documents"] for r in rows], y=[r[key] for r in rows], name=label, legendgroup=label,
+                    showlegend=col == 1, mode="lines+markers", line=dict(color=color, dash=dash),
+                    marker=dict(symbol=symbol, size=9), row=1, col=col,
+                    hovertemplate=f"{target}, {label}: %{{x}} documents, gain %{{y:.3f}}<extra></extra>",
+                )  # fmt: skip
+        fig.add_hline(y=0, line=dict(color="#999", width=1), row=1, col=col)
+    fig.update_xaxes(title_text="training documents", type="log")
+    fig.update_yaxes(title_text=_GAIN_UNITS.get(measure, measure), col=1)
+    fig.update_layout(title=f"Training only a language's neurons: {_GAIN_UNITS.get(measure, measure)} (positive = better)",
+                      template="plotly_white", height=460)  # fmt: skip
+    return fig
+
+
+def enhancement_matrix_figure(result: EnhancementResult, measure: str = "loss") -> go.Figure:
+    """Rows: training runs (target · neurons · documents); columns: languages measured; cells: gain."""
+    matrix = result.gain_matrix(measure)
+    labels = [f"{r.target} · {'its neurons' if r.kind == 'language' else 'random'} · {r.size}" for r in result.runs]
+    fig = go.Figure(go.Heatmap(
+        z=matrix, x=result.languages, y=labels, colorscale="RdBu", zmid=0,
+        text=[[f"{v:.2f}" for v in row] for row in matrix], texttemplate="%{text}",
+        hovertemplate="%{y}, %{x} measured: gain %{z:.3f}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title_text="training run")
+    fig.update_xaxes(title_text="language measured")
+    fig.update_layout(title=f"Every language after each run ({_GAIN_UNITS.get(measure, measure)}; blue = better)",
+                      template="plotly_white", height=140 + 32 * len(labels))  # fmt: skip
+    return fig
+
+
+def training_curve_figure(result: EnhancementResult, window: int = 5) -> go.Figure:
+    """Training loss per step of every run (moving average over ``window`` steps)."""
+    fig = go.Figure()
+    for run in result.runs:
+        losses = run.losses
+        smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+        fig.add_scatter(x=list(range(1, len(losses) + 1)), y=smooth, mode="lines",
+                        name=f"{run.target} · {'its neurons' if run.kind == 'language' else 'random'} · {run.size}",
+                        line=dict(dash="solid" if run.kind == "language" else "dot"))  # fmt: skip
+    fig.update_layout(title=f"Training loss (nats/token, moving average of {window} steps)", template="plotly_white",
+                      height=420, xaxis_title="step", yaxis_title="loss")  # fmt: skip
+    return fig
+
+
+_FFN_MEASURES = {"sparsity": "sparsity (share of near-zero values)", "frequency": "mean activation frequency",
+                 "rare": "share of units active < 1%", "flatness": "flatness (entropy / log units)"}  # fmt: skip
+
+
+def ffn_layer_figure(result: FFNResult, sublayer: str = "detector") -> go.Figure:
+    """Per-layer curves per language: sparsity, activation frequency, rarely active units, flatness."""
+    names = list(_FFN_MEASURES)
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[_FFN_MEASURES[m] for m in names], vertical_spacing=0.14)
+    layers = list(range(result.n_layers))
+    for k, measure in enumerate(names):
+        row, col = divmod(k, 2)
+        for i, lang in enumerate(result.languages):
+            fig.add_scatter(x=layers, y=result.metrics[sublayer][measure][lang], mode="lines+markers", name=lang,
+                            legendgroup=lang, showlegend=k == 0, marker=dict(size=4),
+                            line=dict(color=_PALETTE[i % len(_PALETTE)]), row=row + 1, col=col + 1,
+                            hovertemplate=f"{lang}, layer %{{x}}: %{{y:.3f}}<extra></extra>")  # fmt: skip
+    fig.update_xaxes(title_text="layer")
+    fig.update_layout(title=f"FFN {sublayer}s per layer and language", template="plotly_white", height=620)
+    return fig
+
+
+def ffn_correlation_figure(result: FFNResult, sublayer: str = "detector") -> go.Figure:
+    """Per layer, the mean Spearman correlation of the units' mean activations between languages:
+    on parallel verses, on unrelated verses, their difference, and a language against itself on
+    other verses."""
+    cross = result.cross_language(sublayer)
+    layers = list(range(result.n_layers))
+    styles = {"parallel": ("#E45756", "solid"), "unrelated": ("#4C78A8", "solid"),
+              "same language": ("#54A24B", "dot"), "difference": ("#333333", "dash")}  # fmt: skip
+    labels = {"parallel": "other language, same verses", "unrelated": "other language, other verses",
+              "same language": "same language, other verses", "difference": "parallel - unrelated"}  # fmt: skip
+    fig = go.Figure()
+    for key, (color, dash) in styles.items():
+        fig.add_scatter(x=layers, y=cross[key], mode="lines+markers", name=labels[key], line=dict(color=color, dash=dash),
+                        hovertemplate=f"{labels[key]}, layer %{{x}}: rho %{{y:.3f}}<extra></extra>")  # fmt: skip
+    fig.update_layout(title=f"Rank correlation of FFN {sublayer} usage between languages (Spearman, mean over pairs)",
+                      template="plotly_white", height=420, xaxis_title="layer", yaxis_title="Spearman rho")  # fmt: skip
+    return fig
+
+
+def ffn_heatmap_figure(result: FFNResult, sublayer: str = "detector", layers: list[int] | None = None) -> go.Figure:
+    """Language-by-language Spearman matrices at a few layers: parallel verses (top), unrelated (bottom)."""
+    n = result.n_layers
+    layers = layers if layers is not None else sorted({0, n // 2, n - 1})
+    fig = make_subplots(rows=2, cols=len(layers), horizontal_spacing=0.06, vertical_spacing=0.12,
+                        subplot_titles=[f"{kind}, layer {layer}" for kind in ("parallel", "unrelated") for layer in layers])  # fmt: skip
+    for row, kind in enumerate(("parallel", "unrelated"), start=1):
+        matrices = result.correlation(sublayer, kind)
+        for col, layer in enumerate(layers, start=1):
+            m = matrices[layer]
+            fig.add_trace(go.Heatmap(
+                z=m, x=result.languages, y=result.languages, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+                showscale=row == 1 and col == 1, text=[[f"{v:.2f}" for v in r] for r in m], texttemplate="%{text}",
+                hovertemplate=f"{kind}, layer {layer}: %{{y}} vs %{{x}}: rho %{{z:.3f}}<extra></extra>",
+            ), row=row, col=col)  # fmt: skip
+            fig.update_yaxes(autorange="reversed", row=row, col=col)
+    fig.update_layout(title=f"Spearman correlation of FFN {sublayer} usage between languages", template="plotly_white",
+                      height=760)  # fmt: skip
+    return fig
+
+
+def similarity_figure(result: FFNResult, measure: str = "cka") -> go.Figure:
+    """Layer-by-layer similarity heatmaps: for each compared pair of models, detectors and combinators."""
+    entries = [s for s in result.similarity if s["measure"] == measure]
+    titles = [f"{s['sublayer']}s: {s['a']} vs {s['b']}" for s in entries]
+    fig = make_subplots(rows=max(1, len(entries) // 2), cols=2, subplot_titles=titles, vertical_spacing=0.12,
+                        horizontal_spacing=0.1)  # fmt: skip
+    for k, s in enumerate(entries):
+        row, col = divmod(k, 2)
+        m = s["matrix"]
+        fig.add_trace(go.Heatmap(
+            z=m, zmin=0, zmax=1, colorscale="Viridis", showscale=k == 0,
+            hovertemplate=f"{s['a']} layer %{{y}} vs {s['b']} layer %{{x}}: {measure} %{{z:.3f}}<extra></extra>",
+        ), row=row + 1, col=col + 1)  # fmt: skip
+        fig.update_yaxes(autorange="reversed", title_text=f"{s['a']} layer", row=row + 1, col=col + 1)
+        fig.update_xaxes(title_text=f"{s['b']} layer", row=row + 1, col=col + 1)
+    label = {"cka": "linear CKA", "rsa": "correlation of correlations"}.get(measure, measure)
+    fig.update_layout(title=f"Layer-by-layer similarity ({label}) on the same verses", template="plotly_white",
+                      height=80 + 440 * max(1, len(entries) // 2))  # fmt: skip
     return fig

@@ -59,3 +59,34 @@ def next_token_predictions(
         losses[start:stop] = torch.logsumexp(logits, -1) - logits.gather(-1, flat_targets[start:stop, None])[:, 0]
         predicted[start:stop] = logits.argmax(-1)
     return losses.view_as(targets), predicted.view_as(targets)
+
+
+def mean_next_token_loss(model, tokens: torch.Tensor, mask: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
+    """Differentiable mean cross-entropy over the real next tokens of a padded batch.
+
+    For training: the unembedding runs a chunk of rows at a time under activation
+    checkpointing, so only one chunk's ``[rows, vocab]`` logits exist at once, forward or
+    backward. Equal to ``F.cross_entropy`` of the full logits over positions where
+    ``mask[:, 1:]`` is set.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    real = mask[:, 1:].bool().reshape(-1)
+    targets = tokens[:, 1:].reshape(-1)[real]
+    if not isinstance(model, HookedTransformer):
+        logits = model(tokens, return_type="logits")[:, :-1].float().reshape(-1, model.cfg.d_vocab)[real]
+        return torch.nn.functional.cross_entropy(logits, targets)
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    rows = resid[:, :-1].reshape(-1, resid.shape[-1])[real]
+
+    def chunk_loss(chunk: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
+        logits = logits_of_rows(model, chunk).float()
+        return torch.nn.functional.cross_entropy(logits, chunk_targets, reduction="sum")
+
+    total = rows.new_zeros((), dtype=torch.float32)
+    for start in range(0, rows.shape[0], chunk_rows):
+        stop = start + chunk_rows
+        total = total + checkpoint(chunk_loss, rows[start:stop], targets[start:stop], use_reentrant=False)
+    return total / max(int(real.sum()), 1)

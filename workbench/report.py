@@ -13,22 +13,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from workbench.deactivation import DeactivationResult
+from workbench.enhancement import EnhancementResult
+from workbench.ffn import FFNResult
 from workbench.layer_language import LensResult
 from workbench.perplexity import LossResult
 from workbench.plnd import PLNDResult
 from workbench.plots import (
     cross_language_figure,
     deactivation_figure,
+    enhancement_figure,
+    enhancement_matrix_figure,
+    ffn_correlation_figure,
+    ffn_heatmap_figure,
+    ffn_layer_figure,
     lens_mass_figure,
     lens_share_figure,
     loss_figure,
     overlap_figure,
     plnd_layer_figure,
     settings_figure,
+    similarity_figure,
+    training_curve_figure,
 )
 from workbench.results import MANIFEST, atomic_write_bytes, load_json
 
@@ -198,7 +208,97 @@ def continuation_table(result: DeactivationResult) -> list[dict]:
     return rows
 
 
-SECTIONS: list[Callable[[Path], Section | None]] = [loss_section, lens_section, plnd_section, deactivation_section]
+def finetune_section(folder: Path) -> Section | None:
+    if not (folder / EnhancementResult.JSON).exists():
+        return None
+    result = EnhancementResult.load(folder)
+    options, train = result.options, result.options.get("train", {})
+    n_docs = result.settings.get("documents", "?")
+    intro = (
+        "MWork Figure 4 and Table 6: only the parameters of a language's neurons are trained (causal-LM loss, "
+        f"AdamW, lr {train.get('lr')}, {train.get('epochs')} epoch(s), gradient clipping {train.get('max_grad_norm')}) on "
+        f"{', '.join(str(n) for n in options.get('sizes', []))} of its verses (nested random samples of the analysis "
+        "split, none of them a PLND verse), and as many random neurons (same count per layer and structure) on "
+        f"{options.get('random_size')}. Every listed language is then measured on the same {n_docs} held-out verses. "
+        "Gains are improvements: loss down, accuracy up. Every other parameter is bit-for-bit the base model's "
+        "(tested); each run's trained entries are saved in <code>finetune/</code> and <code>workbench export</code> "
+        f"writes a full model.<br><strong>{html.escape(enhancement_verdict(result))}</strong>"
+    )
+    figures = [enhancement_figure(result, "loss"), enhancement_matrix_figure(result, "loss"),
+               enhancement_figure(result, "accuracy"), training_curve_figure(result)]  # fmt: skip
+    return Section("Enhancing a language by training only its neurons (MWork Fig. 4, Table 6)", intro, figures,
+                   [result.table("loss"), result.table("accuracy")])  # fmt: skip
+
+
+def enhancement_verdict(result: EnhancementResult) -> str:
+    """One sentence per target, computed from the numbers: the target's gain with its own
+    neurons against the other languages' and the random control's, at the control's size."""
+    sentences = []
+    for target in result.targets:
+        randoms = [r for r in result.runs if r.target == target and r.kind == "random"]
+        size = randoms[0].size if randoms else max(r.size for r in result.runs if r.target == target)
+        own = [r for r in result.runs if r.target == target and r.kind == "language" and r.size == size]
+        if not own:
+            continue
+        run = own[0]
+        text = (f"{target}, {run.neurons} neurons on {size} documents: {target} loss "
+                f"{-result.gain(run, target):+.3f} nats/token, other languages {-result.others_gain(run):+.3f} (mean)")  # fmt: skip
+        if "en" in result.languages and target != "en":
+            text += f", en {-result.gain(run, 'en'):+.3f}"
+        if randoms:
+            text += f"; as many random neurons: {target} {-result.gain(randoms[0], target):+.3f}"
+        sentences.append(text + ".")
+    return " ".join(sentences)
+
+
+def ffn_section(folder: Path) -> Section | None:
+    if not (folder / FFNResult.JSON).exists():
+        return None
+    result = FFNResult.load(folder)
+    st = result.settings
+    intro = (
+        "arXiv 2404.13855 (METHODS §5): each FFN read as <em>detectors</em> (the first sublayer's activations, "
+        "<code>mlp.hook_post</code>) and <em>combinators</em> (the second sublayer's output, before any post-FFN norm). "
+        f"{st.get('documents')} analysis verses per language, {st.get('positions')} positions"
+        f"{'' if st.get('include_bos') else ' (BOS excluded)'}; a value counts as zero when |a| &le; {st.get('tolerance')}. "
+        "Flatness is the mean entropy of each token's min-max normalised activation row, as a share of its maximum. "
+        "Rank correlations compare the units' mean activations between two languages on the same (translated) verses "
+        "and on unrelated verses: a high correlation means the languages use the same units; parallel minus unrelated "
+        "is what the shared content adds. Layer similarity compares one vector per verse (a layer's mean over positions) "
+        f"across layers and models.<br><strong>{html.escape(ffn_verdict(result))}</strong>"
+    )
+    figures = [ffn_layer_figure(result, "detector"), ffn_correlation_figure(result, "detector"),
+               ffn_heatmap_figure(result, "detector"), ffn_layer_figure(result, "combinator"),
+               ffn_correlation_figure(result, "combinator"), similarity_figure(result, "cka"),
+               similarity_figure(result, "rsa")]  # fmt: skip
+    return Section("FFN detectors and combinators (arXiv 2404.13855)", intro, figures,
+                   [result.table("detector"), result.table("combinator")])  # fmt: skip
+
+
+def ffn_verdict(result: FFNResult) -> str:
+    """How the sharing of detectors and combinators between languages changes with depth, from the numbers."""
+    parts = []
+    for sub in SUBLAYERS_SHOWN:
+        cross = result.cross_language(sub)
+        par = np.array(cross["parallel"], dtype=float)
+        if np.isnan(par).all():
+            continue
+        peak = int(np.nanargmax(par))
+        parts.append(
+            f"{sub}s: mean cross-language rank correlation on parallel verses {par[0]:.2f} at layer 0, "
+            f"{par[peak]:.2f} at its peak (layer {peak}), {par[-1]:.2f} at layer {len(par) - 1}; a language against "
+            f"itself on other verses {np.nanmin(cross['same language']):.2f}-{np.nanmax(cross['same language']):.2f}; "
+            f"parallel minus unrelated {np.nanmin(cross['difference']):+.3f} to {np.nanmax(cross['difference']):+.3f}"
+        )
+    return "; ".join(parts) + "." if parts else "Only one language: no cross-language comparison."
+
+
+SUBLAYERS_SHOWN = ("detector", "combinator")
+
+
+SECTIONS: list[Callable[[Path], Section | None]] = [
+    loss_section, lens_section, plnd_section, deactivation_section, finetune_section, ffn_section,
+]  # fmt: skip
 
 
 def _header(manifest: dict) -> str:

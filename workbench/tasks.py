@@ -222,3 +222,16 @@ def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: 
             rows.append({"setting": f"{kind} · {group}", **deltas, **paper_deltas(deltas)})
     return {"task": task.name, "metric": task.metric, "baseline": baseline, "rows": rows,
             "layer_groups": {"understanding": groups.understanding, "generation": groups.generation}}  # fmt: skip
+
+
+def task_enhancement(model, task: Task, examples: dict[str, list[dict]], deltas: dict) -> dict:
+    """MWork Figure 4 / Table 6 on a task: every language's score with each fine-tuned delta
+    (:class:`~workbench.finetune.NeuronDelta`, by label) applied, and its gain over the base model."""
+    baseline = {lang: task_score(model, task, exs, lang) for lang, exs in examples.items()}
+    rows = []
+    for label, delta in deltas.items():
+        with delta.applied(model):
+            gains = {lang: task_score(model, task, exs, lang) - baseline[lang] for lang, exs in examples.items()}
+        others = [v for lang, v in gains.items() if lang not in ("en", delta.meta.get("target"))]
+        rows.append({"run": label, **gains, "other languages: mean gain": sum(others) / len(others) if others else None})
+    return {"task": task.name, "metric": task.metric, "baseline": baseline, "rows": rows}

@@ -1,0 +1,235 @@
+"""Enhancing a language by training only its neurons (METHODS §4; MWork Figure 4 and Table 6).
+
+For each target language: train its neuron set (:func:`workbench.finetune.train_neurons`) on
+the first 100, 200, 400 and 800 of one ordered sample of its documents, and a count-matched
+random set (same count per layer and structure) on 400 of them; measure every evaluation
+language before and after on held-out verses (loss, next-token accuracy, top-1 fidelity). The
+paper's claim: the target improves, the other languages are preserved, and random neurons
+improve the target less.
+
+Gains are "how much better": loss down, accuracy and fidelity up (positive = better).
+Every trained delta is saved as soon as it is trained and every measurement as soon as it is
+measured, so an interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.batching import DEFAULT_BATCH_TOKENS
+from workbench.deactivation import MeasureMemo, Measures, in_language, measure, random_like
+from workbench.finetune import NeuronDelta, TrainOptions, train_neurons
+from workbench.neurons import NeuronDims, NeuronSet
+from workbench.results import load_json, save_json
+
+log = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("language", "random")
+GAIN_MEASURES: tuple[str, ...] = ("loss", "accuracy", "fidelity")
+
+
+@dataclass(frozen=True)
+class EnhancementOptions:
+    """The protocol: training sizes, the random control, training and evaluation settings."""
+
+    sizes: tuple[int, ...] = (100, 200, 400, 800)
+    random_size: int = 400  # documents for the random-neuron control (0: no control)
+    random_seed: int = 0
+    train: TrainOptions = field(default_factory=TrainOptions)
+    batch_tokens: int = DEFAULT_BATCH_TOKENS  # evaluation batches
+
+    def __post_init__(self) -> None:
+        if not self.sizes or min(self.sizes) < 1 or self.random_size < 0:
+            raise ValueError(f"Training sizes must be positive (got {self.sizes}, random {self.random_size}).")
+
+    @property
+    def documents_needed(self) -> int:
+        return max(max(self.sizes), self.random_size)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "sizes": list(self.sizes)}
+
+
+@dataclass
+class EnhancementRun:
+    """One training run (a target's own neurons or random ones, on ``size`` documents) and every
+    language measured after it."""
+
+    target: str
+    kind: str  # "language" or "random"
+    size: int
+    neurons: int
+    record: dict  # TrainRecord.summary(): steps, tokens, seconds, parameters, first/last loss
+    losses: list[float]
+    after: dict[str, Measures]
+    delta_file: str  # relative to the results folder ("" when not saved)
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}/{self.kind}/{self.size}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "after": {k: asdict(v) for k, v in self.after.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EnhancementRun:
+        return cls(**{**data, "after": {k: Measures(**v) for k, v in data["after"].items()}})
+
+
+def gain(after: Measures, before: Measures, which: str = "loss") -> float:
+    """How much better ``after`` is than ``before``: loss down, accuracy or fidelity up."""
+    if which not in GAIN_MEASURES:
+        raise ValueError(f"Unknown measure {which!r}; choose from {', '.join(GAIN_MEASURES)}.")
+    difference = getattr(after, which) - getattr(before, which)
+    return -difference if which == "loss" else difference
+
+
+@dataclass
+class EnhancementResult:
+    """Everything an enhancement experiment measured."""
+
+    languages: list[str]  # evaluated languages
+    targets: list[str]
+    baseline: dict[str, Measures]
+    runs: list[EnhancementRun]
+    options: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    JSON = "finetune.json"
+    DELTAS = "finetune"
+
+    def to_dict(self) -> dict:
+        return {
+            "languages": self.languages, "targets": self.targets,
+            "baseline": {k: asdict(v) for k, v in self.baseline.items()},
+            "runs": [r.to_dict() for r in self.runs], "options": self.options, "settings": self.settings,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EnhancementResult:
+        return cls(
+            data["languages"], data["targets"], {k: Measures(**v) for k, v in data["baseline"].items()},
+            [EnhancementRun.from_dict(r) for r in data["runs"]], data["options"], data["settings"],
+        )  # fmt: skip
+
+    def save(self, folder: Path) -> None:
+        save_json(Path(folder) / self.JSON, self.to_dict())
+
+    @classmethod
+    def load(cls, folder: Path) -> EnhancementResult:
+        return cls.from_dict(load_json(Path(folder) / cls.JSON))
+
+    def gain(self, run: EnhancementRun, language: str, which: str = "loss") -> float:
+        return gain(run.after[language], self.baseline[language], which)
+
+    def others_gain(self, run: EnhancementRun, which: str = "loss") -> float:
+        """Mean gain over the evaluated languages other than the target and English."""
+        values = [self.gain(run, lang, which) for lang in self.languages if lang not in (run.target, "en")]
+        return float(np.mean(values)) if values else math.nan
+
+    def table(self, which: str = "loss") -> list[dict]:
+        """Figure 4 / Table 6 form: per run, the gain of the target, of English, and of the other
+        languages (mean, and the largest loss among them), with the training cost."""
+        rows = []
+        for run in self.runs:
+            others = [self.gain(run, lang, which) for lang in self.languages if lang not in (run.target, "en")]
+            rows.append({
+                "target": run.target, "neurons": run.kind, "documents": run.size, "trained neurons": run.neurons,
+                "trained parameters": run.record["parameters"], "train tokens": run.record["tokens"],
+                "train seconds": run.record["seconds"],
+                f"target {which} before": _round(getattr(self.baseline[run.target], which)),
+                "target gain": _round(self.gain(run, run.target, which)),
+                "English gain": _round(self.gain(run, "en", which)) if "en" in self.languages and run.target != "en" else None,
+                "other languages: mean gain": _round(float(np.mean(others)) if others else math.nan),
+                "other languages: worst gain": _round(min(others) if others else math.nan),
+            })  # fmt: skip
+        return rows
+
+    def gain_matrix(self, which: str = "loss") -> np.ndarray:
+        """``[run, evaluated language]`` gains (rows in ``runs`` order)."""
+        return np.array([[self.gain(run, lang, which) for lang in self.languages] for run in self.runs], dtype=float)
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), 4)
+
+
+def _trained(model, neurons, documents, options: TrainOptions, path: Path | None, meta: dict, label: str, progress):
+    """A saved delta made with the same settings, or a new one (saved at once)."""
+    if path is not None and path.exists():
+        saved = NeuronDelta.load(path)
+        same = saved.meta.get("train_options") == asdict(options) and saved.meta.get("train_documents") == len(documents)
+        if same and saved.neurons.to_dict() == neurons.to_dict():
+            log.info("finetune %s: reusing %s", label, path)
+            return saved
+    delta, record = train_neurons(model, neurons, documents, options, progress=lambda step, loss: progress(f"{label} step {step} loss {loss:.3f}"))
+    delta.meta.update(meta, losses=record.losses)
+    if path is not None:
+        delta.save(path)
+    return delta
+
+
+def run_enhancement(
+    model,
+    documents: dict[str, list[torch.Tensor]],
+    sets: dict[str, NeuronSet],
+    evaluation: dict[str, list[torch.Tensor]],
+    categories: dict[str, np.ndarray],
+    options: EnhancementOptions = EnhancementOptions(),
+    folder: Path | None = None,
+    settings: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EnhancementResult:
+    """The experiment: for every target in ``documents`` (its training documents, in order; the
+    first ``size`` are used), train its set from ``sets`` on each size and a random control;
+    measure every language of ``evaluation`` (held-out documents) before and after.
+
+    ``categories``: per evaluated language, :func:`~workbench.layer_language.token_categories`.
+    With ``folder`` the deltas go to ``folder/finetune/`` and measurements to
+    ``folder/parts/finetune.json``, and both are reused by a resumed run.
+    """
+    short = [t for t in documents if len(documents[t]) < options.documents_needed]
+    if short:
+        raise ValueError(f"{', '.join(short)}: fewer than {options.documents_needed} training documents.")
+    tick = progress or (lambda label: None)
+    langs = list(evaluation)
+    vocab = {lang: in_language(categories[lang], lang) for lang in langs}
+    memo = MeasureMemo(Path(folder) / "parts" / "finetune.json" if folder is not None else None)
+    dims = NeuronDims.of(model)
+
+    def evaluate(key: str, delta: NeuronDelta | None) -> dict[str, Measures]:
+        def one(lang: str):
+            tick(f"{key}: measure {lang}")
+            if delta is None:
+                return measure(model, evaluation[lang], *vocab[lang], options.batch_tokens)
+            with delta.applied(model):
+                return measure(model, evaluation[lang], *vocab[lang], options.batch_tokens)
+
+        return {lang: memo.get(f"{key}/{lang}", lambda: one(lang)) for lang in langs}
+
+    baseline = evaluate("baseline", None)
+    runs = []
+    for target in documents:
+        plan = [("language", size, sets[target]) for size in options.sizes]
+        if options.random_size:
+            plan.append(("random", options.random_size, random_like(sets[target], dims, options.random_seed)))
+        for kind, size, neurons in plan:
+            key = f"{target}/{kind}/{size}"
+            name = f"{target}-{kind}-{size}.safetensors"
+            path = Path(folder) / EnhancementResult.DELTAS / name if folder is not None else None
+            meta = {"target": target, "kind": kind, "documents": size}
+            delta = _trained(model, neurons, documents[target][:size], options.train, path, meta, key, tick)
+            runs.append(EnhancementRun(
+                target, kind, size, len(neurons), dict(delta.meta["record"]), list(delta.meta.get("losses", [])),
+                evaluate(key, delta), f"{EnhancementResult.DELTAS}/{name}" if path is not None else "",
+            ))  # fmt: skip
+    return EnhancementResult(langs, list(documents), baseline, runs, options.to_dict(), dict(settings or {}))
