@@ -205,7 +205,7 @@ class FFNSummary:
     pooled: dict[str, np.ndarray] = field(default_factory=dict)  # sublayer -> [docs, layers, units]
 
     def save(self, path: Path) -> None:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         from workbench.results import atomic_write_bytes
 
@@ -216,12 +216,7 @@ class FFNSummary:
         meta = {"language": self.language, "ids": "\n".join(self.ids), "positions": self.positions,
                 "tolerance": repr(self.tolerance), "include_bos": str(self.include_bos),
                 "rows": ",".join(f"{k}={s.rows}" for k, s in self.sums.items())}  # fmt: skip
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=meta)
-        atomic_write_bytes(path, tmp.read_bytes())
-        tmp.unlink()
+        atomic_write_bytes(Path(path), save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta))
 
     @classmethod
     def load(cls, path: Path) -> FFNSummary:

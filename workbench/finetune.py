@@ -155,7 +155,7 @@ class NeuronDelta:
     def save(self, path: Path) -> Path:
         """Save as safetensors: ``PATH::index`` and ``PATH::values`` per parameter, with the
         neuron set and ``meta`` as JSON metadata."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         from workbench.results import atomic_write_bytes
 
@@ -164,11 +164,8 @@ class NeuronDelta:
         for name, (index, vals) in self.values.items():
             tensors[f"{name}::index"] = index.detach().cpu().contiguous()
             tensors[f"{name}::values"] = vals.detach().cpu().contiguous()
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(tmp), metadata={"neurons": json.dumps(self.neurons.to_dict()), "meta": json.dumps(self.meta)})
-        atomic_write_bytes(path, tmp.read_bytes())
-        tmp.unlink()
+        meta = {"neurons": json.dumps(self.neurons.to_dict()), "meta": json.dumps(self.meta)}
+        atomic_write_bytes(path, save(tensors, metadata=meta))
         return path
 
     @classmethod
