@@ -123,15 +123,6 @@ class SublayerSums:
         return self.total / max(self.rows, 1)
 
 
-def _rows(acts: torch.Tensor, weights: torch.Tensor, positions: str) -> torch.Tensor:
-    """The rows of ``acts [b, pos, units]`` that count: every counted position, or each
-    document's last real one."""
-    if positions == "last":
-        last = (weights > 0).long().cumsum(1).argmax(1)
-        return acts[torch.arange(acts.shape[0], device=acts.device), last]
-    return acts[weights > 0]
-
-
 class Collector:
     """Hooks that add one batch's detector and combinator rows to per-sublayer sums (and each
     document's mean vector when ``pooled``)."""
@@ -145,7 +136,7 @@ class Collector:
         self.sums = {"detector": SublayerSums.empty(n_layers, d_mlp), "combinator": SublayerSums.empty(n_layers, d_model)}
         self.pooled: dict[str, list[np.ndarray]] | None = {s: [] for s in SUBLAYERS} if pooled else None
         self._batch_pooled: dict[str, list[np.ndarray]] = {}
-        self.weights: torch.Tensor | None = None
+        self.rows_weight: torch.Tensor | None = None  # [b, pos]: > 0 where a position is a row
 
     def hooks(self) -> list:
         return [(f"blocks.{layer}.mlp.hook_post", self._hook(layer)) for layer in range(len(self.model.blocks))]
@@ -162,21 +153,22 @@ class Collector:
         return hook
 
     def _add(self, name: str, layer: int, acts: torch.Tensor) -> None:
-        sums, rows = self.sums[name], _rows(acts, self.weights, self.positions)
+        sums, rows = self.sums[name], acts[self.rows_weight > 0]
         sums.near_zero[layer] += (rows.abs() <= self.tolerance).sum(0).cpu().numpy()
         sums.total[layer] += rows.double().sum(0).cpu().numpy()
         sums.entropy[layer] += float(row_entropy(rows).sum())
         if self.pooled is not None:
-            w = self.weights if self.positions == "all" else _last_only(self.weights)
+            w = self.rows_weight
             mean = torch.einsum("bpu,bp->bu", acts, w) / w.sum(1, keepdim=True).clamp_min(1)
             self._batch_pooled.setdefault(name, [None] * len(self.model.blocks))[layer] = mean.cpu().numpy()
 
     def run(self, tokens: torch.Tensor, mask: torch.Tensor, include_bos: bool) -> None:
-        self.weights = counted_positions(mask, include_bos).to(tokens.device)
+        counted = counted_positions(mask, include_bos).to(tokens.device)
+        self.rows_weight = counted if self.positions == "all" else _last_only(counted)
         self._batch_pooled = {}
         with torch.no_grad():
             self.model.run_with_hooks(tokens, fwd_hooks=self.hooks(), stop_at_layer=len(self.model.blocks))
-        n_rows = int((self.weights > 0).sum()) if self.positions == "all" else tokens.shape[0]
+        n_rows = int((self.rows_weight > 0).sum())
         for sums in self.sums.values():
             sums.rows += n_rows
         if self.pooled is not None:
@@ -185,9 +177,10 @@ class Collector:
 
 
 def _last_only(weights: torch.Tensor) -> torch.Tensor:
+    """A 0/1 ``[b, pos]`` mask of each document's last counted position."""
     out = torch.zeros_like(weights)
     last = (weights > 0).long().cumsum(1).argmax(1)
-    out[torch.arange(weights.shape[0]), last] = 1
+    out[torch.arange(weights.shape[0], device=weights.device), last] = 1
     return out
 
 
@@ -324,10 +317,8 @@ class FFNResult:
     def build(cls, parallel: dict[str, FFNSummary], unrelated: dict[str, FFNSummary], similarity=(), settings=None) -> FFNResult:
         langs = list(parallel)
         first = parallel[langs[0]]
-        metrics = {
-            sub: {m: {lang: layer_metrics(parallel[lang].sums[sub])[m] for lang in langs} for m in LAYER_MEASURES}
-            for sub in SUBLAYERS
-        }  # fmt: skip
+        per_language = {sub: {lang: layer_metrics(parallel[lang].sums[sub]) for lang in langs} for sub in SUBLAYERS}
+        metrics = {sub: {m: {lang: per_language[sub][lang][m] for lang in langs} for m in LAYER_MEASURES} for sub in SUBLAYERS}
         correlations = {sub: {k: v.tolist() for k, v in rank_correlations(parallel, unrelated, sub).items()} for sub in SUBLAYERS}
         settings = {"positions": first.positions, "tolerance": first.tolerance, "include_bos": first.include_bos,
                     "documents": len(first.ids), **(settings or {})}  # fmt: skip

@@ -58,19 +58,19 @@ def neuron_indices(model, neurons: NeuronSet, biases: bool | None = None) -> dic
     """Flat indices of the neurons' parameter entries, per parameter path
     (``"blocks.3.mlp.W_in"``, a ``state_dict`` key). ``biases=None``: include bias entries only
     where the model's bias is not identically zero."""
-    masks: dict[str, torch.Tensor] = {}
+    masks: dict[str, torch.Tensor | None] = {}  # None: a bias left out
     for structure, rows in neurons.neurons.items():
         for layer, index in rows.tolist():
             block = model.blocks[layer]
             module_name = "mlp" if structure == "ffn" else "attn"
             for name, param, where in parameter_entries(model, layer, structure, index):
-                if name.startswith("b_") and not _wanted_bias(param, biases):
-                    continue
                 path = f"blocks.{layer}.{module_name}.{_attribute_of(getattr(block, module_name), param)}"
                 if path not in masks:
-                    masks[path] = torch.zeros(param.shape, dtype=torch.bool)
-                masks[path][where] = True
-    return {path: mask.reshape(-1).nonzero().squeeze(1) for path, mask in masks.items()}
+                    wanted = not name.startswith("b_") or _wanted_bias(param, biases)
+                    masks[path] = torch.zeros(param.shape, dtype=torch.bool) if wanted else None
+                if masks[path] is not None:
+                    masks[path][where] = True
+    return {path: mask.reshape(-1).nonzero().squeeze(1) for path, mask in masks.items() if mask is not None}
 
 
 def _wanted_bias(param: torch.Tensor, biases: bool | None) -> bool:

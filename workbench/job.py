@@ -344,9 +344,9 @@ def _ffn_summary(model, corpus: Corpus, config: RunConfig, lang: str, ids: list[
 
     if part.exists():
         saved = FFNSummary.load(part)
-        if saved.ids == ids and (saved.positions, saved.include_bos) == (config.ffn_positions, config.ffn_include_bos):
-            if config.ffn_tolerance is None or saved.tolerance == config.ffn_tolerance:
-                return saved
+        same_rows = (saved.ids, saved.positions, saved.include_bos) == (ids, config.ffn_positions, config.ffn_include_bos)
+        if same_rows and config.ffn_tolerance in (None, saved.tolerance) and (saved.pooled or not pooled):
+            return saved
     tokens = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=config.on_too_long)
     summary = summarise(model, lang, tokens, ids, config.ffn_tolerance, config.ffn_positions, config.ffn_include_bos,
                         pooled, config.batch_tokens)  # fmt: skip

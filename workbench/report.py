@@ -19,7 +19,7 @@ from plotly.offline import get_plotlyjs
 
 from workbench.deactivation import DeactivationResult
 from workbench.enhancement import EnhancementResult
-from workbench.ffn import FFNResult
+from workbench.ffn import SUBLAYERS, FFNResult
 from workbench.layer_language import LensResult
 from workbench.perplexity import LossResult
 from workbench.plnd import PLNDResult
@@ -278,7 +278,7 @@ def ffn_section(folder: Path) -> Section | None:
 def ffn_verdict(result: FFNResult) -> str:
     """How the sharing of detectors and combinators between languages changes with depth, from the numbers."""
     parts = []
-    for sub in SUBLAYERS_SHOWN:
+    for sub in SUBLAYERS:
         cross = result.cross_language(sub)
         par = np.array(cross["parallel"], dtype=float)
         if np.isnan(par).all():
@@ -291,9 +291,6 @@ def ffn_verdict(result: FFNResult) -> str:
             f"parallel minus unrelated {np.nanmin(cross['difference']):+.3f} to {np.nanmax(cross['difference']):+.3f}"
         )
     return "; ".join(parts) + "." if parts else "Only one language: no cross-language comparison."
-
-
-SUBLAYERS_SHOWN = ("detector", "combinator")
 
 
 SECTIONS: list[Callable[[Path], Section | None]] = [
