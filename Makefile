@@ -11,7 +11,7 @@ OUT    ?= results/demo
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install model demo test test-fast bench report lab clean
+.PHONY: install model demo reproduce test test-fast bench assets assets-deps lab clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,24 @@ install: $(STAMP)
 model: install
 	$(BIN)/workbench prepare
 
-## The main job: default model and corpus, results + report.html in $(OUT).
+## The main job: default model and corpus, results + report.html in $(OUT) (the demo sizes).
 demo: model
 	$(BIN)/workbench run --out $(OUT)
 
+## The paper-sized run: 13 languages, more documents, every layer group (see README for its time).
+reproduce: model
+	$(BIN)/workbench run --preset paper --out results/paper
+
+## Static images of the key figures for README.md, from the demo's results (make demo first).
+assets: assets-deps
+	$(BIN)/workbench figures $(OUT) --out assets --only loss,lens_share,plnd_layers,ablate_comparison
+
+## What static image export needs: kaleido (PyPI) and Debian's headless Chromium (no browser download).
+assets-deps: install
+	command -v chromium-headless-shell >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium-headless-shell; }
+
 ## The whole suite: unit tests, notebooks executed, end-to-end tests on the real model.
-test: model
+test: model assets-deps
 	$(BIN)/python -m pytest -q --nbmake tests notebooks
 
 ## Unit tests only (tiny models, no Gemma).

@@ -8,9 +8,10 @@ for documents of 64, 256 and 1024 tokens of the default model.
   (:mod:`workbench.plnd_reference`); timed on a sample of neurons of one middle layer per
   structure on one document and extrapolated to every neuron of every layer.
 
-Times are medians of ``--repeats`` runs; memory is the process's peak resident size.
+Times are medians of ``--repeats`` runs; memory is the process's peak resident size (and, on a
+GPU, the peak memory torch allocated there).
 
-Usage: ``python benchmarks/bench_plnd.py [--tokens 2048] [--out results/bench]``.
+Usage: ``python benchmarks/bench_plnd.py [--tokens 2048] [--device cpu] [--out results/bench]``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from bench_forward import PeakRSS  # noqa: E402
+from bench_forward import PeakRSS, add_device_argument, synchronize  # noqa: E402
 
 from workbench.batching import iter_batches, pad_id_of  # noqa: E402
 from workbench.corpus import BibleCorpus  # noqa: E402
@@ -38,10 +39,11 @@ LITERAL_SAMPLE = {"ffn": 16, "attn_q": 8, "attn_k": 8, "attn_v": 8, "attn_o": 8}
 
 
 def documents(model, length: int, total_tokens: int) -> list[torch.Tensor]:
-    """German Bible text cut into documents of exactly ``length`` tokens (BOS first)."""
+    """German Bible text cut into documents of exactly ``length`` tokens (BOS first), on the CPU
+    like :func:`workbench.batching.tokenize`'s (batches are moved to the model's device)."""
     corpus = BibleCorpus()
     ids = corpus.sample_ids(["de"], 600, "analysis", seed=0)
-    stream = model.to_tokens(" ".join(corpus.parallel(["de"], ids)["de"]["text"]), prepend_bos=False)[0]
+    stream = model.to_tokens(" ".join(corpus.parallel(["de"], ids)["de"]["text"]), prepend_bos=False)[0].cpu()
     n_docs = max(1, total_tokens // length)
     if len(stream) < n_docs * (length - 1):
         raise RuntimeError("not enough text for the requested documents")
@@ -51,7 +53,7 @@ def documents(model, length: int, total_tokens: int) -> list[torch.Tensor]:
 
 @torch.inference_mode()
 def blocks_only(model, tokens, batch_tokens: int) -> None:
-    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens):
+    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, next(model.parameters()).device):
         model(batch.tokens, stop_at_layer=model.cfg.n_layers)
 
 
@@ -65,18 +67,23 @@ def timed(fn, peak: PeakRSS, repeats: int) -> tuple[float, float]:
     times = []
     with peak.measure():
         for _ in range(repeats):
+            synchronize(peak.device)
             start = time.perf_counter()
             fn()
+            synchronize(peak.device)
             times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], peak.gib
+    return sorted(times)[len(times) // 2], peak.gib if peak.gpu_gib is None else peak.gpu_gib
 
 
 def _reference(model, doc: torch.Tensor, layer: int, structure: str, n: int) -> float:
+    doc = doc.to(next(model.parameters()).device)
+    synchronize(doc.device)
     start = time.perf_counter()
     if structure == "ffn":
         ffn_reference(model, doc[None], layer, range(n))
     else:
         attention_reference(model, doc[None], layer, structure, range(n))
+    synchronize(doc.device)
     return time.perf_counter() - start
 
 
@@ -99,9 +106,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048, help="tokens per document length")
     parser.add_argument("--batch-tokens", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per mode (median)")
+    add_device_argument(parser)
     args = parser.parse_args()
-    model = load_model("gemma-3-270m")
-    peak = PeakRSS()
+    model = load_model("gemma-3-270m", device=args.device)
+    peak = PeakRSS(args.device)
     rows = []
     for length in LENGTHS:
         tokens = documents(model, length, args.tokens)
@@ -121,8 +129,12 @@ def main() -> None:
         row["speedup_over_literal"] = round(literal / row["plnd_all_s"], 1)
         rows.append(row)
         print(f"length {length}: done", flush=True)
-    save_json(Path(args.out) / "bench_plnd.json", {"environment": environment(), "threads": torch.get_num_threads(), "rows": rows})
-    print(f"\nthroughput as a ratio to the blocks-only forward over the same tokens ({torch.get_num_threads()} threads)")
+    memory = "GPU memory allocated by torch" if peak.gpu_gib is not None else "resident memory"
+    save_json(Path(args.out) / "bench_plnd.json", {"environment": environment(), "device": args.device,
+                                                  "threads": torch.get_num_threads(), "peak_memory": memory,
+                                                  "rows": rows})  # fmt: skip
+    print(f"\nthroughput as a ratio to the blocks-only forward over the same tokens "
+          f"({args.device}, {torch.get_num_threads()} threads; peak {memory})")
     print(f"{'length':>6} {'docs':>5} {'fwd tok/s':>9} {'FFN':>6} {'FFN+attn':>9} {'literal (est.)':>15} {'speed-up':>9} "
           f"{'peak GiB fwd/FFN/all':>22}")  # fmt: skip
     for r in rows:

@@ -13,7 +13,13 @@ from workbench.corpus import (
     open_corpus,
     split_of,
 )
-from workbench.errors import EmptyCorpusError, OfflineError, UnknownLanguageError
+from workbench.errors import (
+    CorpusFormatError,
+    EmptyCorpusError,
+    OfflineError,
+    UnknownLanguageError,
+    WorkbenchError,
+)
 
 REQUIRED = ["en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw", "vi", "id", "tr"]
 
@@ -109,6 +115,44 @@ def test_empty_inputs_get_clear_errors(tmp_path):
         corpus.sample_ids(["en", "de"], 1)
     with pytest.raises(EmptyCorpusError, match="Unknown corpus"):
         open_corpus("no-such-corpus")
+
+
+def test_malformed_jsonl_names_the_file_and_the_line(tmp_path):
+    good = json.dumps({"id": "a", "language": "en", "text": "Hello."})
+    cases = {
+        '{"language": "en", "text": "unterminated}': "not valid JSON",
+        '["en", "Hello."]': "expected a JSON object",
+        json.dumps({"language": "en"}): "no 'text' field",
+        json.dumps({"language": "en", "text": None}): "'text' must be a string",
+        json.dumps({"text": "Hello."}): "no 'language' field",
+        json.dumps({"language": 3, "text": "Hello."}): "'language' must be a language code",
+    }
+    for bad, what in cases.items():
+        path = tmp_path / "bad.jsonl"
+        path.write_text(f"{good}\n\n{bad}\n{good}\n", encoding="utf-8")  # the bad record is on line 3
+        with pytest.raises(CorpusFormatError) as err:
+            TextCorpus.from_jsonl(path)
+        message = str(err.value)
+        assert str(path) in message and "line 3" in message and what in message, message
+        assert "'language' and 'text'" in message, message  # says what a line should look like
+        assert isinstance(err.value, WorkbenchError) and isinstance(err.value, ValueError)
+    with pytest.raises(CorpusFormatError, match="line 3"):  # through the command-line spec too
+        open_corpus(str(path))
+
+
+def test_corpus_files_must_be_utf8_and_may_start_with_a_bom(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    first = json.dumps({"language": "en", "text": "ok"}) + "\n"
+    second = json.dumps({"language": "fr", "text": "déjà"}, ensure_ascii=False) + "\n"
+    path.write_bytes(first.encode("utf-8") + second.encode("latin-1"))
+    with pytest.raises(CorpusFormatError, match=r"line 2: not UTF-8"):
+        TextCorpus.from_jsonl(path)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"language": "en", "text": "Hi."}).encode() + b"\r\n")
+    assert TextCorpus.from_jsonl(bom).texts("en") == {"1": "Hi."}
+    txt = tmp_path / "en.txt"
+    txt.write_bytes(b"\xef\xbb\xbfFirst.\r\nSecond.\r\n")
+    assert list(TextCorpus.from_files({"en": txt}).texts("en").values()) == ["First.", "Second."]
 
 
 def test_hub_dataset_offline_fails_fast(monkeypatch):

@@ -5,20 +5,14 @@ import pytest
 import torch
 
 from workbench import deactivation as deact
+from workbench import measures as measures_module
+from workbench.analyses import ablate, plnd
 from workbench.batching import tokenize
-from workbench.deactivation import (
-    DeactivationOptions,
-    DeactivationResult,
-    LayerGroups,
-    Measures,
-    greedy_continuations,
-    in_language,
-    measure,
-    paper_deltas,
-    random_like,
-    run_deactivation,
-)
-from workbench.job import RunConfig, run
+from workbench.deactivation import AblationResult, DeactivationOptions, DeactivationResult, LayerGroups, paper_deltas, run_deactivation
+from workbench.errors import WorkbenchError
+from workbench.job import run
+from workbench.measures import MeasureMemo, Measures, greedy_continuations, in_language, measure, random_like
+from workbench.options import RunOptions
 from workbench.layer_language import ENGLISH, INPUT, NONE_CAT, OTHER
 from workbench.neurons import NeuronDims, NeuronSet
 from workbench.readout import next_token_predictions
@@ -111,9 +105,9 @@ def _experiment(model, tmp_path=None, **options):
     tokens = {lang: tokenize(model, texts) for lang, texts in TEXTS.items()}
     sets = {"en": NeuronSet({"ffn": [[0, 1], [1, 7]], "attn_v": [[1, 3]]}), "de": NeuronSet({"ffn": [[1, 2]], "attn_q": [[0, 9]]})}
     categories = {lang: np.random.default_rng(1).choice([ENGLISH, INPUT, OTHER], model.cfg.d_vocab).astype(np.int8) for lang in TEXTS}
-    opts = DeactivationOptions(**{"seeds": 2, "prompt_tokens": 4, "new_tokens": 3, **options})
-    checkpoint = tmp_path / "parts.json" if tmp_path else None
-    return run_deactivation(model, tokens, sets, categories, opts, checkpoint=checkpoint), sets
+    opts = DeactivationOptions(**{"seeds": 2, "prompt_tokens": 4, "new_tokens": 3, "groups": deact.GROUPS, **options})
+    memo = MeasureMemo(tmp_path / "parts.json" if tmp_path else None)
+    return run_deactivation(model, tokens, sets, categories, opts, memo=memo), sets
 
 
 def test_experiment_structure_and_round_trip(tiny_gated):
@@ -137,28 +131,35 @@ def test_an_interrupted_experiment_resumes_from_its_checkpoint(tiny_gated, tmp_p
         raise AssertionError("measured again")
 
     monkeypatch.setattr(deact, "measure", must_not_measure)
-    monkeypatch.setattr(deact, "greedy_continuations", must_not_measure)
+    monkeypatch.setattr(measures_module, "greedy_continuations", must_not_measure)
     again, _ = _experiment(tiny_gated, tmp_path)
     assert again.to_dict() == first.to_dict()
 
 
 def test_ablate_job_writes_results_and_report(tmp_path):
-    config = RunConfig(model="tiny", languages=["en", "de", "zh"], analyses=["ablate"], heldout_documents=4,
-                       ablate_documents=3, plnd_documents=4, plnd_value=0.1, ablate_seeds=2, out=tmp_path / "run")  # fmt: skip
-    report = run(config, show_progress=False)
-    result = DeactivationResult.load(tmp_path / "run")
-    assert result.languages == ["en", "de", "zh"] and result.settings["neuron_sets"] == "plnd"
-    assert all(len(result.random[g]["de"]) == 2 for g in result.random)
+    options = ablate.Options(documents=3, seeds=2, sets=("plnd", "exclusive"), groups=("all", "generation"), new_tokens=3)
+    report = run(RunOptions(model="tiny", languages=("en", "de", "zh")),
+                 {"plnd": plnd.Options(documents=4, value=0.1), "ablate": options}, tmp_path / "run", show_progress=False)  # fmt: skip
+    result = AblationResult.load(tmp_path / "run")
+    assert list(result.experiments) == ["plnd", "exclusive"] and result.languages == ["en", "de", "zh"]
+    shared = plnd.Result.load(tmp_path / "run").shared()
+    for kind, experiment in result.experiments.items():
+        assert experiment.settings["neuron_sets"] == kind
+        assert all(len(experiment.random[g]["de"]) == 2 for g in experiment.random)
+    # Both kinds share one baseline; the exclusive sets are the plnd sets minus the shared neurons.
+    assert result.experiments["plnd"].baseline == result.experiments["exclusive"].baseline
+    sizes = {kind: e.set_sizes["all"] for kind, e in result.experiments.items()}
+    assert all(sizes["exclusive"][lang] == sizes["plnd"][lang] - len(shared) for lang in sizes["plnd"])
+    rows = result.comparison("loss")
+    assert len(rows) == 6 and {r["sets"] for r in rows} == {"plnd", "exclusive"}
     html = report.read_text()
-    assert "Deactivation: switching language-specific neurons off" in html and "Delta_nEng" in html
+    assert "Deactivation: switching language-specific neurons off" in html and "with and without the shared neurons" in html
 
 
-def test_deactivation_settings_are_checked_early(tmp_path):
-    from workbench.errors import WorkbenchError
-
-    with pytest.raises(WorkbenchError, match="not among the run's languages"):
-        RunConfig(model="tiny", languages=["en", "de"], ablate_languages=["fr"], out=tmp_path)
-    with pytest.raises(WorkbenchError, match="Groups"):
-        RunConfig(model="tiny", ablate_groups=["middle"], out=tmp_path)
-    with pytest.raises(WorkbenchError, match="neuron sets"):
-        RunConfig(model="tiny", ablate_sets="random", out=tmp_path)
+def test_deactivation_settings_are_checked_early():
+    with pytest.raises(WorkbenchError, match="not among the run's"):
+        ablate.Options(languages=("fr",)).language_list(["en", "de"])
+    with pytest.raises(WorkbenchError, match="--ablate-groups: unknown value 'middle'"):
+        ablate.Options(groups=("all", "middle"))
+    with pytest.raises(WorkbenchError, match="--ablate-sets: unknown value 'random'"):
+        ablate.Options(sets=("random",))

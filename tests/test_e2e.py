@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from workbench import job as job_module
-from workbench.job import RunConfig, run
+from workbench.analyses import ablate, loss, plnd
+from workbench.analyses import lens as lens_slice
+from workbench.job import run
+from workbench.options import RunOptions
 from workbench.models import gemma_cache_dir, read_cache_manifest
 from workbench.results import load_json
 
@@ -47,13 +50,13 @@ def test_gemma_tokenizes_every_script_without_unknowns(gemma, bible):
 def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     monkeypatch.setattr(job_module, "load_model", lambda *a, **k: gemma)
     langs = ["en", "de", "zh", "sw"]
-    config = RunConfig(languages=langs, heldout_documents=4, lens_documents=2, plnd_documents=4, ablate_seeds=1,
-                       ablate_groups=["all", "generation"], ablate_new_tokens=4, out=tmp_path)  # fmt: skip
-    report = run(config, show_progress=False)
+    analyses = {"loss": loss.Options(documents=4), "lens": lens_slice.Options(documents=2), "plnd": plnd.Options(documents=4),
+                "ablate": ablate.Options(documents=3, groups=("all", "generation"), new_tokens=4)}  # fmt: skip
+    report = run(RunOptions(languages=tuple(langs)), analyses, tmp_path, show_progress=False)
     manifest = load_json(tmp_path / "manifest.json")
     assert "Q4_K_M" in manifest["model"]["weights"]
     assert manifest["corpus"]["translations"]["sw"]["name"] == "Swahili Union Version 1997"
-    table = {r["language"]: r for r in load_json(tmp_path / "loss.json")["table"]}
+    table = {r["language"]: r for r in loss.Result.load(tmp_path).table()}
     uniform = math.log(gemma.cfg.d_vocab)
     for lang in langs:
         # A trained model is far better than uniform guessing over 262k tokens (12.5 nats).
@@ -65,7 +68,8 @@ def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     assert "PLND: language-specific neurons" in html
     assert set(load_json(tmp_path / "plnd.json")["sets"]) == set(langs)
     assert "Deactivation: switching language-specific neurons off" in html
-    assert load_json(tmp_path / "deactivation.json")["languages"] == ["en", "de", "zh"]
+    assert ablate.Result.load(tmp_path).languages == ["en", "de", "zh", "sw"]
+    assert "with and without the shared neurons" in html
 
 
 # Token classifier on 300 held-out verses per language (seed 0), Gemma's tokenizer, margin 1.0:

@@ -4,9 +4,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.deactivation import Measures
+from workbench.analyses import finetune
+from workbench.analyses.finetune.analysis import training_ids, verdict
+from workbench.cli import main
+from workbench.corpus import BibleCorpus
 from workbench.enhancement import EnhancementOptions, EnhancementResult, EnhancementRun, gain, run_enhancement
-from workbench.finetune import NeuronDelta, TrainOptions
+from workbench.errors import WorkbenchError
+from workbench.finetune import NeuronDelta
+from workbench.measures import MeasureMemo, Measures
 from workbench.neurons import NeuronSet
 
 
@@ -39,9 +44,7 @@ def test_tables_on_hand_made_values(tmp_path):
     result.save(tmp_path)
     assert EnhancementResult.load(tmp_path).to_dict() == result.to_dict()
 
-    from workbench.report import enhancement_verdict
-
-    assert enhancement_verdict(result).startswith("de, 10 neurons on 400 documents: de loss -0.500 nats/token")
+    assert verdict(result).startswith("de, 10 neurons on 400 documents: de loss -0.500 nats/token")
 
 
 def _categories(model, langs):
@@ -52,8 +55,13 @@ def test_experiment_trains_every_run_and_resumes_without_training_again(tiny, tm
     docs = [tiny.to_tokens(t)[0] for t in ["Im Anfang schuf Gott Himmel und Erde.", "Und die Erde war wüst und leer."] * 2]
     held = {"en": [tiny.to_tokens("And God said, Let there be light.")[0]], "de": [tiny.to_tokens("Und Gott sprach.")[0]]}
     sets = {"de": NeuronSet({"ffn": [[0, 1], [1, 2]], "attn_v": [[1, 3]]})}
-    options = EnhancementOptions(sizes=(2, 4), random_size=2, train=TrainOptions(lr=1e-2))
-    result = run_enhancement(tiny, {"de": docs}, sets, held, _categories(tiny, held), options, folder=tmp_path)
+    options = EnhancementOptions(sizes=(2, 4), random_size=2, lr=1e-2)
+
+    def experiment():
+        memo = MeasureMemo(tmp_path / "measurements.json")
+        return run_enhancement(tiny, {"de": docs}, sets, held, _categories(tiny, held), options, folder=tmp_path, memo=memo)
+
+    result = experiment()
     assert [r.key for r in result.runs] == ["de/language/2", "de/language/4", "de/random/2"]
     assert all(len(r.losses) == r.record["steps"] > 0 for r in result.runs)
     assert result.runs[0].after["de"].loss != result.baseline["de"].loss
@@ -65,7 +73,7 @@ def test_experiment_trains_every_run_and_resumes_without_training_again(tiny, tm
         raise AssertionError("a resumed experiment must not train again")
 
     monkeypatch.setattr("workbench.enhancement.train_neurons", no_training)
-    again = run_enhancement(tiny, {"de": docs}, sets, held, _categories(tiny, held), options, folder=tmp_path)
+    again = experiment()
     assert again.to_dict() == result.to_dict()
 
 
@@ -79,12 +87,9 @@ def test_too_few_training_documents_are_refused(tiny):
 def test_finetune_command_writes_results_report_and_exports_a_delta(tmp_path, capsys):
     from safetensors.torch import load_file
 
-    from workbench.cli import main
-    from workbench.job import RunConfig, training_ids
-
     out = tmp_path / "ft"
-    args = ["finetune", "--model", "tiny", "--languages", "en,de,sw", "--plnd-documents", "4", "--heldout", "3",
-            "--finetune-sizes", "2,4", "--finetune-random-size", "2", "--finetune-documents", "3", "--out", str(out), "--quiet"]  # fmt: skip
+    args = ["finetune", "--model", "tiny", "--languages", "en,de,sw", "--plnd-documents", "4", "--sizes", "2,4",
+            "--random-size", "2", "--documents", "3", "--out", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     result = EnhancementResult.load(out)
     assert result.targets == ["de", "sw"] and result.languages == ["en", "de", "sw"]
@@ -102,26 +107,38 @@ def test_finetune_command_writes_results_report_and_exports_a_delta(tmp_path, ca
             "--model", "tiny", "--out", str(tmp_path / "task")]  # fmt: skip
     assert main(args) == 0
     saved = json.loads((tmp_path / "task" / "task-mgsm-finetune.json").read_text())
-    assert [r["run"] for r in saved["rows"]] == sorted(Path(r.delta_file).stem for r in result.runs)
+    assert [r["run"] for r in saved["rows"]] == [Path(r.delta_file).stem for r in result.runs]
 
-    config = RunConfig(model="tiny", languages=["en", "de", "sw"], plnd_documents=4)
-    assert config.finetune_targets() == ["de", "sw"] and "finetune" not in config.analyses
-    from workbench.corpus import BibleCorpus
 
+def test_training_documents_are_nested_samples_outside_plnd():
+    assert finetune.Options().targets(["en", "de", "sw"]) == ["de", "sw"]
     corpus = BibleCorpus()
-    used = set(corpus.sample_ids(config.languages, 4, "analysis", 0))
+    used = set(corpus.sample_ids(["en", "de", "sw"], 4, "analysis", 0))
     ids = training_ids(corpus, "de", 8, used, seed=0)
     assert len(set(ids)) == 8 and not used & set(ids) and ids == training_ids(corpus, "de", 8, used, seed=0)
     assert set(ids) <= set(corpus.ids(["de"], "analysis"))
 
 
 def test_finetune_settings_are_checked_early(tmp_path):
-    from workbench.cli import main
-    from workbench.errors import WorkbenchError
-    from workbench.job import RunConfig
+    with pytest.raises(WorkbenchError, match="not among the run's"):
+        finetune.Options(languages=("sw",)).targets(["en", "de"])
+    with pytest.raises(WorkbenchError, match="--finetune-sizes must be at least 1"):
+        finetune.Options(sizes=(0,))
+    with pytest.raises(SystemExit) as exit_:
+        main(["finetune", "--model", "tiny", "--finetune-sizes", "a,b", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
 
-    with pytest.raises(WorkbenchError, match="not among the run's languages"):
-        RunConfig(model="tiny", languages=["en", "de"], finetune_languages=["sw"], out=tmp_path)
-    with pytest.raises(WorkbenchError, match="positive"):
-        RunConfig(model="tiny", finetune_sizes=[0], out=tmp_path)
-    assert main(["finetune", "--model", "tiny", "--finetune-sizes", "a,b", "--out", str(tmp_path)]) == 2
+
+def test_empty_neuron_sets_are_refused_before_training(tmp_path, capsys, monkeypatch):
+    """tiny-gated has no language-specific neurons at the default specificity: a clear error that
+    names the options to change, before any training."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained an empty set")
+
+    monkeypatch.setattr("workbench.enhancement.train_neurons", no_training)
+    args = ["finetune", "--model", "tiny-gated", "--languages", "en,de", "--plnd-documents", "6", "--sizes", "2",
+            "--random-size", "0", "--documents", "2", "--out", str(tmp_path / "ft"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("workbench: error:") and "are empty" in err and "--plnd-specificity" in err

@@ -152,10 +152,10 @@ def test_bridged_xglm_detectors_are_the_hf_fc1_activations(tmp_path):
 def test_ffn_command_writes_results_report_and_compares_models(tmp_path, capsys):
     from workbench.cli import main
     from workbench.errors import WorkbenchError
-    from workbench.job import RunConfig
+    from workbench.analyses import ffn
 
     out = tmp_path / "ffn"
-    args = ["ffn", "--model", "tiny", "--languages", "en,de,fr", "--ffn-documents", "4", "--compare-model", "tiny-gated",
+    args = ["ffn", "--model", "tiny", "--languages", "en,de,fr", "--documents", "4", "--compare-models", "tiny-gated",
             "--out", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     result = FFNResult.load(out)
@@ -167,7 +167,8 @@ def test_ffn_command_writes_results_report_and_compares_models(tmp_path, capsys)
     assert all(0 <= v <= 1 for row in result.metrics["detector"]["sparsity"].values() for v in row)
     text = (out / "report.html").read_text()
     assert "FFN detectors and combinators" in text and "at its peak" in text
-    summary = FFNSummary.load(out / "ffn" / "de-unrelated.safetensors")
-    assert not set(summary.ids) & set(FFNSummary.load(out / "ffn" / "de-parallel.safetensors").ids)
+    (parts,) = (out / "parts").iterdir()
+    summary = FFNSummary.load(parts / "de-unrelated.safetensors")
+    assert not set(summary.ids) & set(FFNSummary.load(parts / "de-parallel.safetensors").ids)
     with pytest.raises(WorkbenchError, match="positions"):
-        RunConfig(model="tiny", ffn_positions="middle")
+        ffn.Options(positions="middle")

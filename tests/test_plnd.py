@@ -4,8 +4,10 @@ import torch
 
 from workbench import plnd as plnd_module
 from workbench.batching import Batch, tokenize
+from workbench.analyses import plnd as plnd_slice
+from workbench.analyses.plnd import analysis as plnd_analysis
 from workbench.importance import batch_importance
-from workbench.job import RunConfig, run
+from workbench.job import run
 from workbench.lape import LapeOptions, lape_entropy, lape_masks
 from workbench.neurons import STRUCTURES, NeuronSet, structure_size, total_neurons
 from workbench.plnd import (
@@ -16,6 +18,7 @@ from workbench.plnd import (
     language_sets,
     specific_masks,
 )
+from workbench.options import RunOptions
 from workbench.results import load_json
 
 TEXTS = [
@@ -143,9 +146,11 @@ def test_lape_picks_the_neuron_that_fires_for_one_language():
 
 
 def test_plnd_job_writes_sets_report_and_resumes(tmp_path, monkeypatch):
-    config = RunConfig(model="tiny", languages=["en", "de", "zh"], analyses=["plnd"], plnd_documents=6,
-                       plnd_value=0.05, out=tmp_path / "run")  # fmt: skip
-    report = run(config, show_progress=False)
+    def job():
+        return run(RunOptions(model="tiny", languages=("en", "de", "zh")), {"plnd": plnd_slice.Options(documents=6, value=0.05)},
+                   tmp_path / "run", show_progress=False)  # fmt: skip
+
+    report = job()
     data = load_json(tmp_path / "run" / "plnd.json")
     assert set(data["sets"]) == {"en", "de", "zh"} and data["selection"]["value"] == 0.05
     result = PLNDResult.load(tmp_path / "run")
@@ -159,15 +164,15 @@ def test_plnd_job_writes_sets_report_and_resumes(tmp_path, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("recomputed a finished language")
 
-    monkeypatch.setattr(plnd_module, "language_importance", must_not_run)
-    run(config, show_progress=False)
+    monkeypatch.setattr(plnd_analysis, "language_importance", must_not_run)
+    job()
     assert PLNDResult.load(tmp_path / "run").to_dict() == result.to_dict()
 
 
-def test_bad_plnd_settings_are_refused_early(tmp_path):
+def test_bad_plnd_settings_are_refused_early():
     from workbench.errors import WorkbenchError
 
     with pytest.raises(WorkbenchError, match="structure"):
-        RunConfig(model="tiny", plnd_structures=["mlp"], out=tmp_path)
+        plnd_slice.Options(structures=("mlp",))
     with pytest.raises(WorkbenchError, match="top_fraction"):
-        RunConfig(model="tiny", plnd_value=3.0, out=tmp_path)
+        plnd_slice.Options(value=3.0)

@@ -88,19 +88,21 @@ def test_hub_tasks_fail_fast_offline(monkeypatch):
 
 def test_task_command_on_local_files(tmp_path, capsys):
     from workbench.cli import main
-    from workbench.job import RunConfig, run
+    from workbench.analyses import plnd
+    from workbench.job import run
+    from workbench.options import RunOptions
     from workbench.results import load_json
 
-    run(RunConfig(model="tiny", languages=["en", "de"], analyses=["plnd"], plnd_documents=4, plnd_value=0.1,
-                  out=tmp_path / "plnd"), show_progress=False)  # fmt: skip
+    run(RunOptions(model="tiny", languages=("en", "de")), {"plnd": plnd.Options(documents=4, value=0.1)},
+        tmp_path / "plnd", show_progress=False)  # fmt: skip
     rows = [{"language": lang, "question": q, "answer_number": 4} for lang, q in [("en", "2 + 2?"), ("de", "2 + 2?")]]
     path = tmp_path / "mgsm.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     args = ["task", "--task", "mgsm", "--file", str(path), "--sets-from", str(tmp_path / "plnd"), "--languages", "en,de",
-            "--model", "tiny", "--ablate-seeds", "1", "--out", str(tmp_path / "task")]  # fmt: skip
+            "--model", "tiny", "--ablate-seeds", "1", "--ablate-groups", "all,generation", "--out", str(tmp_path / "task")]  # fmt: skip
     assert main(args) == 0
     saved = load_json(tmp_path / "task" / "task-mgsm.json")
-    assert saved["examples"] == {"en": 1, "de": 1} and len(saved["rows"]) == 10
+    assert saved["examples"] == {"en": 1, "de": 1} and len(saved["rows"]) == 4
     assert "Delta_nEng" in capsys.readouterr().out
 
 

@@ -1,95 +1,140 @@
-"""The ``workbench`` command line: run the analyses, list models and corpora, prepare the model."""
+"""The ``workbench`` command line: run the analyses, list models and corpora, prepare the model.
+
+The analysis commands are generated from the slices' ``Options`` (:mod:`workbench.analyses`):
+``workbench <analysis> --<field>`` sets that analysis's options (those it requires take their
+prefix, ``--plnd-documents``), and ``workbench run --analyses a,b`` takes every slice's options
+with its prefix. A default lives in one place, the ``Options`` field. This module imports no
+torch at the top, so ``--help`` and every input error answer at once; each command imports what
+it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from workbench import __version__
-from workbench.deactivation import GROUPS
+from workbench.analyses import DEFAULT_ANALYSES, REGISTRY, load_slice, with_requirements
 from workbench.errors import WorkbenchError
-from workbench.job import ABLATE_SETS, ANALYSES, DEFAULT_ANALYSES, DEFAULT_LANGUAGES, RunConfig
-from workbench.neurons import STRUCTURES
-from workbench.plnd import RULES
+from workbench.options import Options, OptionError, RunOptions, value_kind
 
 
-def _parse_translations(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise WorkbenchError(f"--translation takes LANG=CODE (e.g. en=k), got {item!r}.")
-        lang, code = item.split("=", 1)
-        out[lang.strip()] = code.strip()
-    return out
+
+def presets() -> list[str]:
+    """The presets any Options class defines (``paper``)."""
+    classes = [RunOptions, *(load_slice(name).Options for name in REGISTRY)]
+    return sorted({name for cls in classes for name in cls.PRESETS})
 
 
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _split(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return list(dict.fromkeys(items))
 
 
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        return [int(item) for item in _comma_list(text)]
-    except ValueError:
-        raise WorkbenchError(f"{option} takes comma-separated whole numbers, e.g. 100,200,400; got {text!r}.") from None
+def _parser_of(item: type, flag: str, many: bool, optional: bool):
+    """An argparse ``type``: one value of ``item`` (or 'auto' for None), or a comma list."""
+
+    def one(text: str):
+        if optional and text == "auto":
+            return None
+        try:
+            return item(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes {item.__name__} values; got {text!r}") from None
+
+    if not many:
+        return one
+    return lambda text: tuple(one(part) for part in _split(text))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from workbench.job import run
-    from workbench.languages import parse_languages
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return "auto" if value is None else str(value)
 
-    config = RunConfig(
-        model=args.model,
-        corpus=args.corpus,
-        languages=parse_languages(args.languages),
-        translations=_parse_translations(args.translation),
-        analyses=_comma_list(args.analyses),
-        heldout_documents=args.heldout,
-        lens_documents=args.lens_documents,
-        lens_positions=args.lens_positions,
-        lens_positions_per_document=args.lens_per_document,
-        lens_k=args.lens_k,
-        lens_final_norm=not args.lens_no_final_norm,
-        plnd_documents=args.plnd_documents,
-        plnd_structures=_comma_list(args.plnd_structures),
-        plnd_rule=args.plnd_rule,
-        plnd_value=args.plnd_value,
-        plnd_specificity=args.plnd_specificity,
-        plnd_exclusive=args.plnd_exclusive,
-        plnd_include_bos=args.plnd_include_bos,
-        ablate_languages=parse_languages(args.ablate_languages) if args.ablate_languages else [],
-        ablate_documents=args.ablate_documents,
-        ablate_sets=args.ablate_sets,
-        ablate_seeds=args.ablate_seeds,
-        ablate_groups=_comma_list(args.ablate_groups),
-        ablate_understanding=args.understanding_layers,
-        ablate_generation=args.generation_layers,
-        ablate_new_tokens=args.continuation_tokens,
-        finetune_languages=parse_languages(args.finetune_languages) if args.finetune_languages else [],
-        finetune_eval_languages=parse_languages(args.finetune_eval_languages) if args.finetune_eval_languages else [],
-        finetune_sizes=_int_list(args.finetune_sizes, "--finetune-sizes"),
-        finetune_random_size=args.finetune_random_size,
-        finetune_sets=args.finetune_sets,
-        finetune_documents=args.finetune_documents,
-        finetune_epochs=args.finetune_epochs,
-        finetune_lr=args.finetune_lr,
-        finetune_batch_tokens=args.finetune_batch_tokens,
-        ffn_documents=args.ffn_documents,
-        ffn_positions=args.ffn_positions,
-        ffn_tolerance=args.ffn_tolerance,
-        ffn_include_bos=args.ffn_include_bos,
-        ffn_compare_models=args.compare_model,
-        batch_tokens=args.batch_tokens,
-        on_too_long=args.on_too_long,
-        seed=args.seed,
-        device=args.device,
-        out=Path(args.out),
-    )
-    report = run(config, show_progress=not args.quiet)
+
+def add_options(parser: argparse.ArgumentParser, cls: type[Options], short: bool = False, only: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``cls`` in an argument group named for the analysis. Flags carry the
+    analysis's prefix (``--plnd-documents``, as error messages name them); with ``short``, a field
+    also answers to its bare name (``--documents``) unless a run flag has that name. Nothing given
+    keeps the field's default, so defaults stay in the ``Options`` class."""
+    hints = cls.hints()
+    run_flags = {RunOptions.flag(f.name) for f in fields(RunOptions)}
+    group = parser.add_argument_group(f"{cls.ANALYSIS or 'run'} options")
+    for f in fields(cls):
+        if only and f.name not in only:
+            continue
+        item, many, optional = value_kind(hints[f.name])
+        flags = [cls.flag(f.name)]
+        if short and cls.flag(f.name, prefixed=False) not in run_flags:
+            flags.insert(0, cls.flag(f.name, prefixed=False))
+        meta = f.metadata
+        default = "" if f.default is MISSING else f" (default: {_shown(f.default)})"
+        kwargs = dict(dest=f"{cls.ANALYSIS or 'run'}.{f.name}", default=argparse.SUPPRESS, help=meta["help"] + default)
+        if item is bool:
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        choices = meta["each_of"] if many else meta["choices"]
+        metavar = ("{" + ",".join(map(str, choices)) + "}" + (",..." if many else "")) if choices else (
+            f"{item.__name__.upper()}{',...' if many else ''}")  # fmt: skip
+        group.add_argument(*flags, type=_parser_of(item, flags[-1], many, optional), metavar=metavar, **kwargs)
+
+
+def options_from(args: argparse.Namespace, cls: type[Options], preset: str | None) -> Options:
+    """``cls`` from the flags given, over the preset's values, over the defaults."""
+    prefix = f"{cls.ANALYSIS or 'run'}."
+    given = {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    base = cls.PRESETS.get(preset, {}) if preset else {}
+    return cls(**{**base, **given})
+
+
+def _given_analyses(args: argparse.Namespace) -> set[str]:
+    return {k.split(".", 1)[0] for k in vars(args) if "." in k} - {"run"}
+
+
+def cmd_analyses(args: argparse.Namespace) -> int:
+    """``workbench run`` and ``workbench <analysis>``: check every option, then run the job."""
+    names = _split(args.analyses) if args.command == "run" else [args.command]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise WorkbenchError(f"Unknown analysis {', '.join(unknown)}; choose from {', '.join(REGISTRY)}.")
+    names = with_requirements(names)
+    stray = sorted(_given_analyses(args) - set(names))
+    if stray:
+        raise OptionError(f"Options of {', '.join(stray)} were given, but it is not among the analyses "
+                          f"({', '.join(names)}); add it to --analyses or drop those options.")  # fmt: skip
+    run_options = options_from(args, RunOptions, args.preset)
+    analyses = {name: options_from(args, load_slice(name).Options, args.preset) for name in names}
+    from workbench.job import run  # the heavy part starts here, once the input is known to be good
+
+    report = run(run_options, analyses, Path(args.out), show_progress=not args.quiet)
     print(f"Report: {report.resolve()}")
     return 0
+
+
+def _add_analysis_command(sub, name: str | None) -> None:
+    """``run`` (name None: every slice, prefixed) or one analysis (its own options unprefixed)."""
+    if name is None:
+        parser = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
+        parser.add_argument("--analyses", default=",".join(DEFAULT_ANALYSES),
+                            help=f"comma-separated, from: {', '.join(REGISTRY)} (default: %(default)s)")  # fmt: skip
+        members = list(REGISTRY)
+    else:
+        piece = load_slice(name)
+        parser = sub.add_parser(name, help=(piece.__doc__ or name).strip().splitlines()[0])
+        members = with_requirements([name])
+    add_options(parser, RunOptions)
+    for member in members:
+        add_options(parser, load_slice(member).Options, short=member == name)
+    parser.add_argument("--preset", choices=presets(), default=None,
+                        help="'paper': the paper-sized run (13 languages, more documents, every layer group; "
+                        "see README); options given still win")  # fmt: skip
+    parser.add_argument("--out", default=f"results/{name or 'run'}", help="output folder (re-running resumes)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=cmd_analyses)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -151,7 +196,6 @@ def cmd_langid(args: argparse.Namespace) -> int:
 
 
 def cmd_task(args: argparse.Namespace) -> int:
-    from workbench.deactivation import DeactivationOptions
     from workbench.languages import parse_languages
     from workbench.models import load_model, model_source
     from workbench.plnd import PLNDResult
@@ -163,17 +207,16 @@ def cmd_task(args: argparse.Namespace) -> int:
     if not args.sets_from:
         raise WorkbenchError("workbench task needs --sets-from (a PLND folder) or --deltas-from (a finetune folder).")
     plnd = PLNDResult.load(Path(args.sets_from))
-    sets = plnd.named_sets(args.ablate_sets)
+    options = options_from(args, load_slice("ablate").Options, None)
+    sets = plnd.named_sets(options.sets[0])
     langs = parse_languages(args.languages)
     missing = [lang for lang in langs if lang not in sets]
     if missing:
         raise WorkbenchError(f"{args.sets_from} has no neuron sets for {', '.join(missing)}; run workbench plnd for them.")
     examples = {lang: load_examples(task, lang, args.examples, args.file) for lang in langs}
     model = load_model(args.model, device=args.device)
-    options = DeactivationOptions(seeds=args.ablate_seeds, understanding=args.understanding_layers,
-                                  generation=args.generation_layers)  # fmt: skip
     result = task_deactivation(model, task, examples, sets, options)
-    result.update(model=model_source(model), sets_from=str(args.sets_from), neuron_sets=args.ablate_sets,
+    result.update(model=model_source(model), sets_from=str(args.sets_from), neuron_sets=options.sets[0],
                   examples={lang: len(v) for lang, v in examples.items()})  # fmt: skip
     return _save_task_result(result, Path(args.out) / f"task-{task.name}.json")
 
@@ -199,14 +242,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _task_enhancement(args: argparse.Namespace, task) -> int:
     """``workbench task --deltas-from``: the task's scores with each fine-tuned delta applied."""
+    from workbench.enhancement import EnhancementResult
     from workbench.finetune import NeuronDelta
     from workbench.languages import parse_languages
     from workbench.models import load_model, model_source
     from workbench.tasks import load_examples, task_enhancement
 
-    files = sorted((Path(args.deltas_from) / "finetune").glob("*.safetensors"))
+    folder = Path(args.deltas_from)
+    files = [folder / run.delta_file for run in EnhancementResult.load(folder).runs if run.delta_file]
     if not files:
-        raise WorkbenchError(f"{args.deltas_from} holds no finetune/*.safetensors deltas; run workbench finetune first.")
+        raise WorkbenchError(f"{folder} holds no trained deltas; run workbench finetune first.")
     langs = parse_languages(args.languages)
     examples = {lang: load_examples(task, lang, args.examples, args.file) for lang in langs}
     model = load_model(args.model, device=args.device)
@@ -217,7 +262,7 @@ def _task_enhancement(args: argparse.Namespace, task) -> int:
         except ValueError as exc:
             raise WorkbenchError(f"{name}: {exc} Pass the base model it was trained on with --model.") from None
     result = task_enhancement(model, task, examples, deltas)
-    result.update(model=model_source(model), deltas_from=str(args.deltas_from), examples={k: len(v) for k, v in examples.items()})
+    result.update(model=model_source(model), deltas_from=str(folder), examples={k: len(v) for k, v in examples.items()})
     return _save_task_result(result, Path(args.out) / f"task-{task.name}-finetune.json")
 
 
@@ -233,6 +278,22 @@ def _save_task_result(result: dict, path: Path) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    """``workbench figures``: static images of a results folder's figures (README assets)."""
+    from workbench.images import write_images
+    from workbench.report import collect_figures
+
+    figures = collect_figures(Path(args.folder))
+    wanted = _split(args.only) if args.only else list(figures)
+    missing = [name for name in wanted if name not in figures]
+    if missing:
+        raise WorkbenchError(f"{args.folder} has no figure {', '.join(missing)}; it has: {', '.join(figures)}.")
+    paths = write_images({name: figures[name] for name in wanted}, Path(args.out), args.format, args.width)
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.report import write_report
 
@@ -240,67 +301,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_options(parser: argparse.ArgumentParser, analyses: str, out: str) -> None:
-    """Options shared by ``run`` and the single-analysis commands."""
-    add = parser.add_argument
-    add("--model", default="gemma-3-270m", help="known name, local HF folder, or hub name")
-    add("--corpus", default="bible", help="'bible', a .jsonl file, or hf:NAME:en=CONFIG,...")
-    add("--languages", default=",".join(DEFAULT_LANGUAGES), help="comma-separated ISO 639-1 codes")
-    add("--translation", action="append", default=[], metavar="LANG=CODE",
-        help="Bible translation for a language (see 'workbench corpora'); repeatable")  # fmt: skip
-    add("--analyses", default=analyses, help=f"comma-separated, from: {', '.join(ANALYSES)}")
-    add("--heldout", type=int, default=32, help="held-out documents per language for the loss")
-    add("--lens-documents", type=int, default=16, help="analysis documents per language for the lens")
-    add("--lens-positions", choices=["sample", "all", "last"], default="sample",
-        help="positions the lens reads in each document")  # fmt: skip
-    add("--lens-per-document", type=int, default=8, help="positions per document with 'sample'")
-    add("--lens-k", type=int, default=10, help="top-k decoded tokens per layer and position")
-    add("--lens-no-final-norm", action="store_true", help="decode without the final norm")
-    add("--plnd-documents", type=int, default=64, help="analysis documents per language for PLND")
-    add("--plnd-structures", default=",".join(STRUCTURES), help="neuron structures PLND scores")
-    add("--plnd-rule", choices=list(RULES), default="top_fraction",
-        help="when a neuron is activated for a document: top fraction / top-k of its layer, or Imp >= value")  # fmt: skip
-    add("--plnd-value", type=float, default=0.01, help="the fraction, k, or epsilon of --plnd-rule")
-    add("--plnd-specificity", type=float, default=1.0,
-        help="share of a language's documents a neuron must be activated for")  # fmt: skip
-    add("--plnd-exclusive", action="store_true", help="drop neurons specific to every language")
-    add("--plnd-include-bos", action="store_true", help="count the BOS position in importances")
-    add("--ablate-languages", default="",
-        help="languages of the deactivation experiment (default: the run's among en,de,fr,es,zh,ru,ja,ar)")  # fmt: skip
-    add("--ablate-documents", type=int, default=12, help="held-out verses per language for deactivation")
-    add("--ablate-sets", choices=list(ABLATE_SETS), default="plnd",
-        help="which neuron sets to switch off: PLND's, PLND's minus those all languages share, or LAPE's")  # fmt: skip
-    add("--ablate-seeds", type=int, default=3, help="random control sets (seeds) per setting")
-    add("--ablate-groups", default=",".join(GROUPS), help=f"layer groups, from: {', '.join(GROUPS)}")
-    add("--understanding-layers", type=int, default=None, help="MWork understanding layers (default: first quarter)")
-    add("--generation-layers", type=int, default=None, help="MWork generation layers (default: last eighth)")
-    add("--continuation-tokens", type=int, default=16, help="greedy continuation length (0: none)")
-    add("--finetune-languages", default="",
-        help="languages whose neurons are trained (default: de and sw among the run's languages)")  # fmt: skip
-    add("--finetune-eval-languages", default="",
-        help="languages measured before and after (default: the deactivation languages plus the targets)")  # fmt: skip
-    add("--finetune-sizes", default="100,200,400,800", help="training documents per run (nested samples)")
-    add("--finetune-random-size", type=int, default=400, help="training documents of the random-neuron control (0: none)")
-    add("--finetune-sets", choices=list(ABLATE_SETS), default="plnd", help="which neuron sets to train")
-    add("--finetune-documents", type=int, default=16, help="held-out verses per evaluated language")
-    add("--finetune-epochs", type=int, default=1, help="passes over the training documents")
-    add("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate (constant)")
-    add("--finetune-batch-tokens", type=int, default=512, help="padded tokens per training step")
-    add("--ffn-documents", type=int, default=64, help="analysis verses per language for FFN metrics (and as many unrelated)")
-    add("--ffn-positions", choices=["all", "last"], default="all", help="FFN rows: every position or each verse's last")
-    add("--ffn-tolerance", type=float, default=None,
-        help="|activation| counted as zero (default: 0 for ReLU, 0.01 for GELU/SiLU)")  # fmt: skip
-    add("--ffn-include-bos", action="store_true", help="count the BOS position in FFN metrics")
-    add("--compare-model", action="append", default=[], metavar="MODEL",
-        help="another model (name or folder) for layer-by-layer similarity with this one; repeatable")  # fmt: skip
-    add("--batch-tokens", type=int, default=512, help="padded tokens per forward batch")
-    add("--on-too-long", choices=["truncate", "error"], default="truncate",
-        help="texts longer than the model context: cut with a warning, or stop")  # fmt: skip
-    add("--seed", type=int, default=0, help="seed of the document sample")
-    add("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    add("--out", default=out, help="output folder (re-running resumes)")
-    add("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,40 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
-    _add_run_options(run, analyses=",".join(DEFAULT_ANALYSES), out="results/run")
-    lens = sub.add_parser("lens", help="logit lens only: the language of every layer (MWork Fig. 1)")
-    _add_run_options(lens, analyses="lens", out="results/lens")
-    plnd = sub.add_parser("plnd", help="PLND and LAPE: language-specific neurons (MWork Fig. 3)")
-    _add_run_options(plnd, analyses="plnd", out="results/plnd")
-    ablate = sub.add_parser("ablate", help="deactivation: switch language-specific neurons off (MWork Tables 1-5)")
-    _add_run_options(ablate, analyses="plnd,ablate", out="results/ablate")
-    finetune = sub.add_parser("finetune", help="train only a language's neurons, measure every language (MWork Fig. 4, Table 6)")
-    _add_run_options(finetune, analyses="plnd,finetune", out="results/finetune")
-
-    ffn = sub.add_parser("ffn", help="FFN detectors and combinators, rank correlations, layer similarity (arXiv 2404.13855)")
-    _add_run_options(ffn, analyses="ffn", out="results/ffn")
+    _add_analysis_command(sub, None)
+    for name in REGISTRY:
+        _add_analysis_command(sub, name)
 
     export = sub.add_parser("export", help="write a fine-tuned model (a finetune delta on its base model) as a full state dict")
-    export.add_argument("delta", help="a .safetensors delta from a finetune folder (finetune/LANG-KIND-SIZE.safetensors)")
-    export.add_argument("--model", default="gemma-3-270m", help="the base model the delta was trained on")
+    export.add_argument("delta", help="a .safetensors delta of a finetune run (see its finetune.json)")
+    export.add_argument("--model", default=RunOptions.model, help="the base model the delta was trained on")
     export.add_argument("--out", required=True, help="output .safetensors file")
     export.set_defaults(func=cmd_export)
 
     task = sub.add_parser("task", help="the paper's tasks (XQuAD, MGSM, X-CSQA, XLSum) under deactivation or after fine-tuning (online or local files)")
     task.add_argument("--task", required=True, choices=["xquad", "mgsm", "xcsqa", "xlsum"])
     task.add_argument("--sets-from", default=None, help="deactivation: a results folder with plnd.json (workbench plnd)")
-    task.add_argument("--deltas-from", default=None, help="enhancement: a results folder with finetune/ deltas (workbench finetune)")
+    task.add_argument("--deltas-from", default=None, help="enhancement: a results folder with finetune.json (workbench finetune)")
     task.add_argument("--file", default=None, help="local .jsonl with the dataset's fields (and 'language'); default: the hub")
     task.add_argument("--languages", default="en,de,fr,es,zh,ru")
     task.add_argument("--examples", type=int, default=100, help="examples per language")
-    task.add_argument("--model", default="gemma-3-270m")
-    task.add_argument("--ablate-sets", choices=list(ABLATE_SETS), default="plnd")
-    task.add_argument("--ablate-seeds", type=int, default=3)
-    task.add_argument("--understanding-layers", type=int, default=None)
-    task.add_argument("--generation-layers", type=int, default=None)
-    task.add_argument("--device", default="cpu")
+    task.add_argument("--model", default=RunOptions.model)
+    add_options(task, load_slice("ablate").Options, only=("sets", "groups", "seeds", "understanding", "generation"))
+    task.add_argument("--device", default=RunOptions.device)
     task.add_argument("--out", default="results/task")
     task.set_defaults(func=cmd_task)
 
@@ -360,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=cmd_prepare)
 
     langid = sub.add_parser("langid", help="accuracy of the token language labels on held-out verses")
-    langid.add_argument("--model", default="gemma-3-270m", help="whose tokenizer's vocabulary to label")
+    langid.add_argument("--model", default=RunOptions.model, help="whose tokenizer's vocabulary to label")
     langid.add_argument("--languages", default="en,de,fr,es,it,pt,ru,zh,ja,ko,ar,hi,sw,vi,id,tr")
     langid.add_argument("--documents", type=int, default=300, help="held-out verses per language")
     langid.add_argument("--seed", type=int, default=0)
@@ -369,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild report.html of a results folder")
     report.add_argument("folder")
     report.set_defaults(func=cmd_report)
+
+    images = sub.add_parser("figures", help="static images (PNG/SVG) of a results folder's figures (make assets)")
+    images.add_argument("folder")
+    images.add_argument("--out", default="assets", help="folder for the images")
+    images.add_argument("--only", default="", help="comma-separated figure names (default: every figure)")
+    images.add_argument("--format", choices=["png", "svg"], default="png")
+    images.add_argument("--width", type=int, default=1000, help="pixels")
+    images.set_defaults(func=cmd_figures)
     return parser
 
 

@@ -29,7 +29,7 @@ from typing import Literal
 
 import datasets
 
-from workbench.errors import EmptyCorpusError, UnknownLanguageError
+from workbench.errors import CorpusFormatError, EmptyCorpusError, UnknownLanguageError
 from workbench.languages import language_name
 
 Split = Literal["analysis", "heldout", "all"]
@@ -363,7 +363,7 @@ class TextCorpus(Corpus):
             path = Path(path)
             if not path.exists():
                 raise FileNotFoundError(f"Corpus file for {lang!r} not found: {path}")
-            texts[lang] = {doc_id: text for doc_id, text, _ in _read_file(path)}
+            texts[lang] = {doc_id: text for _, doc_id, text, _ in _read_file(path)}
         name = kwargs.pop("name", "files")
         sources = {lang: str(p) for lang, p in files_by_language.items()}
         return cls(texts, name=name, sources=sources, **kwargs)
@@ -375,32 +375,73 @@ class TextCorpus(Corpus):
         if not path.exists():
             raise FileNotFoundError(f"Corpus file not found: {path}")
         texts: dict[str, dict[str, str]] = {}
-        for doc_id, text, lang in _read_file(path):
+        for line_no, doc_id, text, lang in _read_file(path):
             if lang is None:
-                raise EmptyCorpusError(
-                    f"{path}: record {doc_id} has no 'language'; add it, or pass one file per "
-                    "language with TextCorpus.from_files."
+                raise CorpusFormatError(
+                    f"{path}, line {line_no}: record has no 'language' field. {_JSONL_FORMAT} "
+                    "Add the language to every record, or pass one file per language with "
+                    "TextCorpus.from_files."
+                )
+            if not isinstance(lang, str) or not lang.strip():
+                raise CorpusFormatError(
+                    f"{path}, line {line_no}: 'language' must be a language code such as \"en\", "
+                    f"got {lang!r}. {_JSONL_FORMAT}"
                 )
             texts.setdefault(lang, {})[doc_id] = text
         return cls(texts, name=kwargs.pop("name", path.stem), sources=None, **kwargs)
 
 
+_JSONL_FORMAT = (
+    "Each line of a .jsonl corpus must be one JSON object with 'language' and 'text' "
+    '(and optionally \'id\'), e.g. {"id": "1", "language": "en", "text": "Hello."}.'
+)
+
+
 def _read_file(path: Path):
-    """Yield (id, text, language or None) from a .txt or .jsonl file."""
-    with path.open(encoding="utf-8") as fh:
-        if path.suffix == ".jsonl":
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if "text" not in record:
-                    raise EmptyCorpusError(f"{path}:{line_no}: record has no 'text' field.")
-                doc_id = str(record.get("id", line_no))
-                yield doc_id, str(record["text"]), record.get("language")
-        else:
-            for line_no, line in enumerate(fh, start=1):
-                if line.strip():
-                    yield str(line_no), line.strip(), None
+    """Yield (line number, id, text, language or None) from a .txt or .jsonl file.
+
+    A line that is not UTF-8, not a JSON object, or a record without a string ``text`` raises
+    :class:`CorpusFormatError` naming the file and the line.
+    """
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise CorpusFormatError(
+                    f"{path}, line {line_no}: not UTF-8 text ({exc.reason}); save the file as UTF-8."
+                ) from exc
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                record = _parse_record(path, line_no, line)
+                yield line_no, str(record.get("id", line_no)), record["text"], record.get("language")
+            else:
+                yield line_no, str(line_no), line.strip(), None
+
+
+def _parse_record(path: Path, line_no: int, line: str) -> dict:
+    """One .jsonl line as a record with a string ``text``, or a :class:`CorpusFormatError`."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusFormatError(
+            f"{path}, line {line_no}: not valid JSON ({exc.msg}, column {exc.colno}). "
+            f"{_JSONL_FORMAT} Fix or remove that line."
+        ) from exc
+    if not isinstance(record, dict):
+        raise CorpusFormatError(
+            f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}. "
+            f"{_JSONL_FORMAT}"
+        )
+    if "text" not in record:
+        raise CorpusFormatError(f"{path}, line {line_no}: record has no 'text' field. {_JSONL_FORMAT}")
+    if not isinstance(record["text"], str):
+        raise CorpusFormatError(
+            f"{path}, line {line_no}: 'text' must be a string, got {type(record['text']).__name__}. "
+            f"{_JSONL_FORMAT}"
+        )
+    return record
 
 
 # --------------------------------------------------------------------------- hub datasets

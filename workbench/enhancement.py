@@ -1,4 +1,4 @@
-"""Enhancing a language by training only its neurons (METHODS §4; MWork Figure 4 and Table 6).
+"""Enhancing a language by training only its neurons (docs/methods.md §8; MWork Figure 4 and Table 6).
 
 For each target language: train its neuron set (:func:`workbench.finetune.train_neurons`) on
 the first 100, 200, 400 and 800 of one ordered sample of its documents, and a count-matched
@@ -23,38 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workbench.analyses.finetune.options import Options as EnhancementOptions
+from workbench.analyses.finetune.options import TrainOptions
 from workbench.batching import DEFAULT_BATCH_TOKENS
-from workbench.deactivation import MeasureMemo, Measures, in_language, measure, random_like
-from workbench.finetune import NeuronDelta, TrainOptions, train_neurons
+from workbench.finetune import NeuronDelta, train_neurons
+from workbench.measures import MeasureMemo, Measures, in_language, measure, random_like
 from workbench.neurons import NeuronDims, NeuronSet
-from workbench.results import load_json, save_json
+from workbench.results import Result
 
 log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("language", "random")
 GAIN_MEASURES: tuple[str, ...] = ("loss", "accuracy", "fidelity")
-
-
-@dataclass(frozen=True)
-class EnhancementOptions:
-    """The protocol: training sizes, the random control, training and evaluation settings."""
-
-    sizes: tuple[int, ...] = (100, 200, 400, 800)
-    random_size: int = 400  # documents for the random-neuron control (0: no control)
-    random_seed: int = 0
-    train: TrainOptions = field(default_factory=TrainOptions)
-    batch_tokens: int = DEFAULT_BATCH_TOKENS  # evaluation batches
-
-    def __post_init__(self) -> None:
-        if not self.sizes or min(self.sizes) < 1 or self.random_size < 0:
-            raise ValueError(f"Training sizes must be positive (got {self.sizes}, random {self.random_size}).")
-
-    @property
-    def documents_needed(self) -> int:
-        return max(max(self.sizes), self.random_size)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "sizes": list(self.sizes)}
 
 
 @dataclass
@@ -75,13 +55,6 @@ class EnhancementRun:
     def key(self) -> str:
         return f"{self.target}/{self.kind}/{self.size}"
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "after": {k: asdict(v) for k, v in self.after.items()}}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EnhancementRun:
-        return cls(**{**data, "after": {k: Measures(**v) for k, v in data["after"].items()}})
-
 
 def gain(after: Measures, before: Measures, which: str = "loss") -> float:
     """How much better ``after`` is than ``before``: loss down, accuracy or fidelity up."""
@@ -92,7 +65,7 @@ def gain(after: Measures, before: Measures, which: str = "loss") -> float:
 
 
 @dataclass
-class EnhancementResult:
+class EnhancementResult(Result):
     """Everything an enhancement experiment measured."""
 
     languages: list[str]  # evaluated languages
@@ -103,28 +76,6 @@ class EnhancementResult:
     settings: dict = field(default_factory=dict)
 
     JSON = "finetune.json"
-    DELTAS = "finetune"
-
-    def to_dict(self) -> dict:
-        return {
-            "languages": self.languages, "targets": self.targets,
-            "baseline": {k: asdict(v) for k, v in self.baseline.items()},
-            "runs": [r.to_dict() for r in self.runs], "options": self.options, "settings": self.settings,
-        }  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EnhancementResult:
-        return cls(
-            data["languages"], data["targets"], {k: Measures(**v) for k, v in data["baseline"].items()},
-            [EnhancementRun.from_dict(r) for r in data["runs"]], data["options"], data["settings"],
-        )  # fmt: skip
-
-    def save(self, folder: Path) -> None:
-        save_json(Path(folder) / self.JSON, self.to_dict())
-
-    @classmethod
-    def load(cls, folder: Path) -> EnhancementResult:
-        return cls.from_dict(load_json(Path(folder) / cls.JSON))
 
     def gain(self, run: EnhancementRun, language: str, which: str = "loss") -> float:
         return gain(run.after[language], self.baseline[language], which)
@@ -186,16 +137,20 @@ def run_enhancement(
     categories: dict[str, np.ndarray],
     options: EnhancementOptions = EnhancementOptions(),
     folder: Path | None = None,
+    deltas: str = "finetune",
+    memo: MeasureMemo | None = None,
+    seed: int = 0,
     settings: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> EnhancementResult:
     """The experiment: for every target in ``documents`` (its training documents, in order; the
     first ``size`` are used), train its set from ``sets`` on each size and a random control;
     measure every language of ``evaluation`` (held-out documents) before and after.
 
     ``categories``: per evaluated language, :func:`~workbench.layer_language.token_categories`.
-    With ``folder`` the deltas go to ``folder/finetune/`` and measurements to
-    ``folder/parts/finetune.json``, and both are reused by a resumed run.
+    With ``folder`` the deltas go to ``folder/<deltas>/`` and are reused by a resumed run, as
+    are the measurements in ``memo``. ``seed`` seeds the training order and the random control.
     """
     short = [t for t in documents if len(documents[t]) < options.documents_needed]
     if short:
@@ -203,16 +158,17 @@ def run_enhancement(
     tick = progress or (lambda label: None)
     langs = list(evaluation)
     vocab = {lang: in_language(categories[lang], lang) for lang in langs}
-    memo = MeasureMemo(Path(folder) / "parts" / "finetune.json" if folder is not None else None)
+    memo = memo or MeasureMemo(None)
+    train = options.train(seed)
     dims = NeuronDims.of(model)
 
     def evaluate(key: str, delta: NeuronDelta | None) -> dict[str, Measures]:
         def one(lang: str):
             tick(f"{key}: measure {lang}")
             if delta is None:
-                return measure(model, evaluation[lang], *vocab[lang], options.batch_tokens)
+                return measure(model, evaluation[lang], *vocab[lang], batch_tokens)
             with delta.applied(model):
-                return measure(model, evaluation[lang], *vocab[lang], options.batch_tokens)
+                return measure(model, evaluation[lang], *vocab[lang], batch_tokens)
 
         return {lang: memo.get(f"{key}/{lang}", lambda: one(lang)) for lang in langs}
 
@@ -221,15 +177,15 @@ def run_enhancement(
     for target in documents:
         plan = [("language", size, sets[target]) for size in options.sizes]
         if options.random_size:
-            plan.append(("random", options.random_size, random_like(sets[target], dims, options.random_seed)))
+            plan.append(("random", options.random_size, random_like(sets[target], dims, seed)))
         for kind, size, neurons in plan:
             key = f"{target}/{kind}/{size}"
             name = f"{target}-{kind}-{size}.safetensors"
-            path = Path(folder) / EnhancementResult.DELTAS / name if folder is not None else None
+            path = Path(folder) / deltas / name if folder is not None else None
             meta = {"target": target, "kind": kind, "documents": size}
-            delta = _trained(model, neurons, documents[target][:size], options.train, path, meta, key, tick)
+            delta = _trained(model, neurons, documents[target][:size], train, path, meta, key, tick)
             runs.append(EnhancementRun(
                 target, kind, size, len(neurons), dict(delta.meta["record"]), list(delta.meta.get("losses", [])),
-                evaluate(key, delta), f"{EnhancementResult.DELTAS}/{name}" if path is not None else "",
+                evaluate(key, delta), f"{deltas}/{name}" if path is not None else "",
             ))  # fmt: skip
     return EnhancementResult(langs, list(documents), baseline, runs, options.to_dict(), dict(settings or {}))

@@ -28,9 +28,17 @@ class EmptyCorpusError(WorkbenchError, ValueError):
     """A corpus, split or selection with no usable documents."""
 
 
+class CorpusFormatError(WorkbenchError, ValueError):
+    """A corpus file that cannot be read: a line that is not JSON, or a record missing a field."""
+
+
 class TextTooLongError(WorkbenchError, ValueError):
     """A text longer than the model's context, under the 'error' length policy."""
 
 
 class ResultsMismatchError(WorkbenchError, RuntimeError):
     """An output folder that holds results made with other settings."""
+
+
+class MissingResultError(WorkbenchError, FileNotFoundError):
+    """A results folder without the result an analysis or the report needs."""

@@ -1,4 +1,4 @@
-"""FFN detectors and combinators (METHODS §5; Bhattacharya & Bojar, arXiv 2404.13855).
+"""FFN detectors and combinators (docs/methods.md §9; Bhattacharya & Bojar, arXiv 2404.13855).
 
 Each FFN is read as two sublayers: the *detectors* are the first sublayer's activations
 (``blocks.{l}.mlp.hook_post``: after the activation function, and for gated MLPs after the
@@ -22,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.numpy import save
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
 from workbench.importance import counted_positions
+from workbench.results import Result, atomic_write_bytes
 
 SUBLAYERS: tuple[str, ...] = ("detector", "combinator")
 POSITIONS: tuple[str, ...] = ("all", "last")
@@ -198,10 +201,6 @@ class FFNSummary:
     pooled: dict[str, np.ndarray] = field(default_factory=dict)  # sublayer -> [docs, layers, units]
 
     def save(self, path: Path) -> None:
-        from safetensors.numpy import save
-
-        from workbench.results import atomic_write_bytes
-
         arrays = {}
         for name, s in self.sums.items():
             arrays.update({f"{name}.near_zero": s.near_zero, f"{name}.total": s.total, f"{name}.entropy": s.entropy})
@@ -213,8 +212,6 @@ class FFNSummary:
 
     @classmethod
     def load(cls, path: Path) -> FFNSummary:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as fh:
             meta = fh.metadata()
             arrays = {k: fh.get_tensor(k) for k in fh.keys()}
@@ -299,19 +296,18 @@ def rank_correlations(parallel: dict[str, FFNSummary], unrelated: dict[str, FFNS
 
 
 @dataclass
-class FFNResult:
+class FFNResult(Result):
     """Per-layer FFN metrics per language, rank correlations between languages, and layer
     similarities (within the model, and against other models)."""
 
     languages: list[str]
     n_layers: int
     metrics: dict[str, dict[str, dict[str, list[float]]]]  # sublayer -> measure -> language -> per layer
-    correlations: dict[str, dict[str, list]]  # sublayer -> parallel / unrelated / difference -> [layers][langs][langs]
+    correlations: dict[str, dict[str, list[list[list[float]]]]]  # sublayer -> parallel / unrelated / difference -> [layers][langs][langs]
     similarity: list[dict] = field(default_factory=list)  # {"a", "b", "sublayer", "measure", "matrix"}
     settings: dict = field(default_factory=dict)
 
     JSON = "ffn.json"
-    SUMMARIES = "ffn"
 
     @classmethod
     def build(cls, parallel: dict[str, FFNSummary], unrelated: dict[str, FFNSummary], similarity=(), settings=None) -> FFNResult:
@@ -323,27 +319,6 @@ class FFNResult:
         settings = {"positions": first.positions, "tolerance": first.tolerance, "include_bos": first.include_bos,
                     "documents": len(first.ids), **(settings or {})}  # fmt: skip
         return cls(langs, first.sums["detector"].total.shape[0], metrics, correlations, list(similarity), settings)
-
-    def to_dict(self) -> dict:
-        return {"languages": self.languages, "n_layers": self.n_layers, "metrics": self.metrics,
-                "correlations": _nan_to_none(self.correlations), "similarity": _nan_to_none(self.similarity),
-                "settings": self.settings}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FFNResult:
-        return cls(data["languages"], data["n_layers"], data["metrics"], _none_to_nan(data["correlations"]),
-                   _none_to_nan(data["similarity"]), data["settings"])  # fmt: skip
-
-    def save(self, folder: Path) -> None:
-        from workbench.results import save_json
-
-        save_json(Path(folder) / self.JSON, self.to_dict())
-
-    @classmethod
-    def load(cls, folder: Path) -> FFNResult:
-        from workbench.results import load_json
-
-        return cls.from_dict(load_json(Path(folder) / cls.JSON))
 
     def correlation(self, sublayer: str, kind: str = "parallel") -> np.ndarray:
         return np.array(self.correlations[sublayer][kind], dtype=float)
@@ -372,25 +347,3 @@ class FFNResult:
             row.update({f"rho {k}": round(v[layer], 4) for k, v in cross.items()})
             rows.append(row)
         return rows
-
-
-def _nan_to_none(obj):
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nan_to_none(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _nan_to_none(obj.tolist())
-    return obj
-
-
-def _none_to_nan(obj):
-    if obj is None:
-        return math.nan
-    if isinstance(obj, dict):
-        return {k: _none_to_nan(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_none_to_nan(v) for v in obj]
-    return obj

@@ -1,4 +1,4 @@
-"""Neuron fine-tuning (METHODS §4; MWork Figure 4 and Table 6): train only a neuron set.
+"""Neuron fine-tuning (docs/methods.md §8; MWork Figure 4 and Table 6): train only a neuron set.
 
 Only the parameter entries of the chosen neurons change (:func:`workbench.neurons.parameter_entries`:
 an FFN unit's W_in/W_gate column and W_out row, a Q/K/V dimension's column, an O row). They are
@@ -30,7 +30,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from workbench import __version__
-from workbench.batching import DEFAULT_BATCH_TOKENS, Batch, iter_batches, pad_id_of
+from workbench.analyses.finetune.options import TrainOptions
+from workbench.batching import Batch, iter_batches, pad_id_of
 from workbench.neurons import NeuronDims, NeuronSet, parameter_entries, structure_size
 from workbench.readout import mean_next_token_loss
 
@@ -195,27 +196,6 @@ class NeuronDelta:
 
 
 # ----------------------------------------------------------------------------- training
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Causal-LM training of a neuron set (AdamW on its entries only, constant learning rate).
-
-    The paper gives no optimiser settings; these defaults are ours. ``batch_tokens`` bounds the
-    padded tokens per optimiser step.
-    """
-
-    epochs: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batch_tokens: int = DEFAULT_BATCH_TOKENS
-    biases: bool | None = None  # None: only where the model has non-zero biases
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.lr <= 0 or self.batch_tokens < 2:
-            raise ValueError("Training needs epochs >= 1, lr > 0 and batch_tokens >= 2.")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Parallel neuron importance (PLND, METHODS §1): every neuron of every layer in one forward pass.
+"""Parallel neuron importance (PLND, docs/methods.md §4): every neuron of every layer in one forward pass.
 
 ``Imp(N | c) = || T\\N(h) - T(h) ||^2``: how much a sublayer's output changes over document
 ``c`` when neuron N's parameters are zeroed. One pass of hooks gives all of them at once:
@@ -292,7 +292,7 @@ def batch_importance(
     """Importances of every neuron of ``structures`` for each document of a padded batch.
 
     With ``lape`` also counts, per FFN neuron, the tokens where its activation is positive
-    (LAPE, METHODS §7), from the same forward pass.
+    (LAPE, docs/methods.md §6), from the same forward pass.
     """
     structures = check_structures(structures)
     _check_structures_fit(model, structures)

@@ -1,4 +1,4 @@
-"""LAPE (Tang et al. 2024; METHODS §7): language activation probability entropy.
+"""LAPE (Tang et al. 2024; docs/methods.md §6): language activation probability entropy.
 
 A second, independent detector of language-specific FFN neurons, from the same forward passes
 as PLND. For every FFN neuron and language, p = the share of the language's tokens on which the

@@ -17,7 +17,6 @@ languages that are neither English nor L; ``none`` = punctuation, digits, fragme
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 from workbench.batching import DEFAULT_BATCH_TOKENS, tokenize
 from workbench.langid import NONE, UNKNOWN, VocabLanguages
 from workbench.lens import LensReadout, lens_hook_names, logit_lens
-from workbench.results import load_json, save_json
+from workbench.results import Result
 
 CATEGORIES: tuple[str, ...] = ("english", "input", "other", "ambiguous", "none")
 ENGLISH, INPUT, OTHER, AMBIGUOUS_CAT, NONE_CAT = range(len(CATEGORIES))
@@ -136,7 +135,7 @@ def lens_groups(vocab: VocabLanguages, language: str) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class LensResult:
+class LensResult(Result):
     """The lens analysis of a run: per input language, per layer; with the classifier's accuracy."""
 
     languages: dict[str, LayerLanguages]
@@ -146,30 +145,6 @@ class LensResult:
     accuracy: list[dict] = field(default_factory=list)
 
     JSON = "lens.json"
-
-    def save(self, folder: Path) -> None:
-        save_json(
-            Path(folder) / self.JSON,
-            {
-                "layer_names": self.layer_names,
-                "settings": self.settings,
-                "classifier": self.classifier,
-                "accuracy": self.accuracy,
-                "categories": list(CATEGORIES),
-                "languages": {lang: vars(r) for lang, r in self.languages.items()},
-            },
-        )
-
-    @classmethod
-    def load(cls, folder: Path) -> LensResult:
-        data = load_json(Path(folder) / cls.JSON)
-        return cls(
-            languages={lang: LayerLanguages(**r) for lang, r in data["languages"].items()},
-            layer_names=data["layer_names"],
-            settings=data["settings"],
-            classifier=data["classifier"],
-            accuracy=data["accuracy"],
-        )
 
     def table(self) -> list[dict]:
         """One row per input language: where English peaks, and what the last layer shows."""

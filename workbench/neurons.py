@@ -1,6 +1,6 @@
 """Neurons and neuron sets: the currency of PLND, LAPE, deactivation and neuron fine-tuning.
 
-A *neuron* (METHODS §1) is one row or column of a parameter matrix, named by
+A *neuron* (docs/methods.md §3) is one row or column of a parameter matrix, named by
 ``(layer, structure, index)``. The structures and what their index counts:
 
 ============  ======================================  ==========================================
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-STRUCTURES: tuple[str, ...] = ("ffn", "attn_q", "attn_k", "attn_v", "attn_o")
+from workbench.selection import STRUCTURES
+
 ATTENTION: tuple[str, ...] = ("attn_q", "attn_k", "attn_v", "attn_o")
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of, tokenize
 from workbench.readout import next_token_losses
-from workbench.results import load_arrays, load_json, save_arrays, save_json
+from workbench.results import Result
 
 
 @dataclass
@@ -81,63 +80,18 @@ class LanguageLoss:
             "tokens_per_document": round(self.n_tokens / max(self.n_documents, 1), 2),
         }
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LanguageLoss:
-        return cls(**data)
-
 
 @dataclass
-class LossResult:
+class LossResult(Result):
     """Per-language losses of one model on one corpus sample, with the settings that made them."""
 
     languages: dict[str, LanguageLoss]
     settings: dict = field(default_factory=dict)
 
     JSON = "loss.json"
-    ARRAYS = "loss_documents.npz"
 
     def table(self) -> list[dict]:
         return [self.languages[lang].summary() for lang in self.languages]
-
-    def save(self, folder: Path) -> None:
-        """``loss.json`` (table, ids, settings) and ``loss_documents.npz`` (per-document arrays)."""
-        folder = Path(folder)
-        save_json(
-            folder / self.JSON,
-            {
-                "settings": self.settings,
-                "table": self.table(),
-                "ids": {lang: r.ids for lang, r in self.languages.items()},
-                "sources": {lang: r.source for lang, r in self.languages.items()},
-            },
-        )
-        arrays = {}
-        for lang, r in self.languages.items():
-            arrays[f"{lang}.loss_sum"] = np.asarray(r.loss_sum, dtype=np.float64)
-            arrays[f"{lang}.n_predicted"] = np.asarray(r.n_predicted, dtype=np.int64)
-            arrays[f"{lang}.n_bytes"] = np.asarray(r.n_bytes, dtype=np.int64)
-        save_arrays(folder / self.ARRAYS, arrays)
-
-    @classmethod
-    def load(cls, folder: Path) -> LossResult:
-        folder = Path(folder)
-        meta = load_json(folder / cls.JSON)
-        arrays = load_arrays(folder / cls.ARRAYS)
-        languages = {
-            lang: LanguageLoss(
-                language=lang,
-                ids=ids,
-                loss_sum=arrays[f"{lang}.loss_sum"].tolist(),
-                n_predicted=arrays[f"{lang}.n_predicted"].tolist(),
-                n_bytes=arrays[f"{lang}.n_bytes"].tolist(),
-                source=meta["sources"].get(lang, ""),
-            )
-            for lang, ids in meta["ids"].items()
-        }
-        return cls(languages=languages, settings=meta["settings"])
 
 
 @torch.inference_mode()

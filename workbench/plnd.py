@@ -1,4 +1,4 @@
-"""PLND per language: which neurons matter for every document of a language (METHODS §1).
+"""PLND per language: which neurons matter for every document of a language (docs/methods.md §4-5).
 
 For each document the parallel importances (:mod:`workbench.importance`) decide which neurons
 are *activated* (:class:`Selection`: in the top fraction / top-k of their layer and structure,
@@ -22,62 +22,19 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save
 from tqdm.auto import tqdm
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, tokenize
 from workbench.importance import DEFAULT_CHUNK_ELEMENTS, BatchImportance, iter_importance
+from workbench.lape import LapeOptions, lape_sets
 from workbench.neurons import STRUCTURES, NeuronDims, NeuronSet, check_structures, structure_size
-from workbench.results import atomic_write_bytes, load_json, save_json
-
-Rule = Literal["top_fraction", "top_k", "threshold"]
-RULES: tuple[str, ...] = ("top_fraction", "top_k", "threshold")
-
-
-@dataclass(frozen=True)
-class Selection:
-    """How activated and language-specific neurons are chosen.
-
-    Defaults: ``top_fraction`` 0.01 (a neuron is activated for a document when it is among the
-    1% most important of its layer and structure; the released code's top-k choice, as a
-    fraction so it fits any model size), ``specificity`` 1.0 (activated for *every* document
-    of the language, as in the paper's definition), not exclusive (the paper's Appendix C
-    reports the overlap between languages' sets, so they are not made disjoint).
-    ``rule="threshold"`` is the paper's Imp >= epsilon with ``value`` = epsilon.
-    """
-
-    rule: Rule = "top_fraction"
-    value: float = 0.01
-    specificity: float = 1.0
-    exclusive: bool = False
-
-    def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise ValueError(f"Unknown selection rule {self.rule!r}; choose from {', '.join(RULES)}.")
-        if self.rule == "top_fraction" and not 0 < self.value <= 1:
-            raise ValueError(f"top_fraction must be in (0, 1], got {self.value}.")
-        if self.rule == "top_k" and (self.value < 1 or self.value != int(self.value)):
-            raise ValueError(f"top_k must be a positive integer, got {self.value}.")
-        if not 0 < self.specificity <= 1:
-            raise ValueError(f"specificity is a fraction of documents in (0, 1], got {self.specificity}.")
-
-    def k(self, size: int) -> int:
-        """How many neurons per layer and structure the top rules keep for one document."""
-        return int(self.value) if self.rule == "top_k" else max(1, math.ceil(self.value * size))
-
-    def activated(self, importance: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
-        """Boolean ``[b, layers, size]``: activated neurons for each document (never Imp = 0)."""
-        if self.rule == "threshold":
-            return importance >= self.value
-        return (ranks < self.k(importance.shape[-1])) & (importance > 0)
-
-    def required(self, n_documents: int) -> int:
-        """Documents a neuron must be activated for to be specific."""
-        return max(1, math.ceil(self.specificity * n_documents - 1e-9))
+from workbench.results import Result, atomic_write_bytes
+from workbench.selection import RULES, Selection
 
 
 def descending_ranks(importance: torch.Tensor) -> torch.Tensor:
@@ -132,8 +89,6 @@ class ImportanceSummary:
 
     @classmethod
     def load(cls, path: Path) -> ImportanceSummary:
-        from safetensors import safe_open
-
         with safe_open(str(path), "np") as fh:
             meta = fh.metadata()
         arrays = load_file(str(path))
@@ -268,7 +223,7 @@ def language_sets(
 
 
 @dataclass
-class PLNDResult:
+class PLNDResult(Result):
     """Language-specific neurons of a model: per language the selected set and its summary."""
 
     sets: dict[str, NeuronSet]
@@ -282,14 +237,11 @@ class PLNDResult:
     settings: dict = field(default_factory=dict)
 
     JSON = "plnd.json"
-    SUMMARIES = "plnd"
 
     @classmethod
     def build(cls, model, summaries: dict[str, ImportanceSummary], selection: Selection,
               settings: dict | None = None, lape_options: dict | None = None) -> PLNDResult:  # fmt: skip
         """Select the sets from the summaries; stability from the halves; LAPE when counted."""
-        from workbench.lape import LapeOptions, lape_sets
-
         dims = NeuronDims.of(model)
         structures = list(next(iter(summaries.values())).total)
         halves = {lang: half_masks(s, selection) for lang, s in summaries.items()}
@@ -316,41 +268,6 @@ class PLNDResult:
 
     def total_neurons(self) -> int:
         return self.n_layers * sum(self.sizes.values())
-
-    def to_dict(self) -> dict:
-        return {
-            "selection": asdict(self.selection),
-            "n_layers": self.n_layers,
-            "sizes": self.sizes,
-            "documents": self.documents,
-            "stability": self.stability,
-            "settings": self.settings,
-            "lape_settings": self.lape_settings,
-            "sets": {lang: s.to_dict() for lang, s in self.sets.items()},
-            "lape": {lang: s.to_dict() for lang, s in self.lape.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PLNDResult:
-        return cls(
-            sets={lang: NeuronSet.from_dict(s) for lang, s in data["sets"].items()},
-            selection=Selection(**data["selection"]),
-            n_layers=data["n_layers"], sizes=data["sizes"], documents=data["documents"],
-            stability=data["stability"], settings=data["settings"], lape_settings=data["lape_settings"],
-            lape={lang: NeuronSet.from_dict(s) for lang, s in data["lape"].items()},
-        )  # fmt: skip
-
-    def save(self, folder: Path) -> None:
-        """``plnd.json`` in ``folder`` (the summaries are saved beside it, in ``plnd/``, as made)."""
-        save_json(Path(folder) / self.JSON, self.to_dict())
-
-    @classmethod
-    def load(cls, folder: Path) -> PLNDResult:
-        return cls.from_dict(load_json(Path(folder) / cls.JSON))
-
-    @staticmethod
-    def load_summary(folder: Path, language: str) -> ImportanceSummary:
-        return ImportanceSummary.load(Path(folder) / PLNDResult.SUMMARIES / f"{language}.safetensors")
 
     # ----------------------------------------------------------------------------- analyses
     def exclusive_sets(self) -> dict[str, NeuronSet]:

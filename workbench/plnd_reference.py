@@ -25,9 +25,15 @@ from workbench.importance import counted_positions
 from workbench.neurons import structure_size, sublayer_entries
 
 
+def _on_model(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``tokens`` on the model's device (where the sublayers run and their outputs live)."""
+    return tokens.to(next(model.parameters()).device)
+
+
 def sublayer_inputs(model, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs of layer ``layer``'s attention and MLP for one document ``[1, pos]``: the
     residual stream before each, through the block's own norm (weights included)."""
+    tokens = _on_model(model, tokens)
     names = (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid")
     block = model.blocks[layer]
     with torch.no_grad():
@@ -42,6 +48,7 @@ def _squared_change(new: torch.Tensor, old: torch.Tensor, weights: torch.Tensor)
 def ffn_reference(model, tokens: torch.Tensor, layer: int, neurons: Iterable[int], include_bos: bool = False,
                   zero: str = "in") -> dict[int, float]:  # fmt: skip
     """Imp of FFN neurons: zero column k of W_in (W_gate) and b_in[k], or row k of W_out."""
+    tokens = _on_model(model, tokens)
     _, x = sublayer_inputs(model, tokens, layer)
     weights = counted_positions(torch.ones_like(tokens), include_bos)
     mlp = model.blocks[layer].mlp
@@ -66,6 +73,7 @@ def attention_reference(
     """Imp of attention neurons (flat index ``head * d_head + k``) by rerunning the sublayer."""
     if structure not in ("attn_q", "attn_k", "attn_v", "attn_o"):
         raise ValueError(f"Not an attention structure: {structure!r}")
+    tokens = _on_model(model, tokens)
     x, _ = sublayer_inputs(model, tokens, layer)
     weights = counted_positions(torch.ones_like(tokens), include_bos)
     attn = model.blocks[layer].attn

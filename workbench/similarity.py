@@ -1,4 +1,4 @@
-"""Representational similarity between layers, within a model or across two models (METHODS §5:
+"""Representational similarity between layers, within a model or across two models (docs/methods.md §9:
 the over-layerization question of arXiv 2404.13855).
 
 Both measures compare two representations of the *same* n inputs, ``X [n, p]`` and ``Y [n, q]``

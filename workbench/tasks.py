@@ -17,8 +17,8 @@ xlsum     generation      article, "Summary:"                    ROUGE-L F1 (cha
                                                                   zh/ja/ko, words otherwise)
 ========  ==============  =====================================  ===============================
 
-The prompts are plain completions (the paper's exact instructions are in its Appendix D, not in
-the shared text); they suit base models. A 270M base model scores near zero on most of these:
+The prompts are plain completions (the paper's exact instructions are in its Appendix D, which
+we do not reproduce); they suit base models. A 270M base model scores near zero on most of these:
 the tasks are here for the paper's 7B models, online, with a GPU.
 """
 
@@ -32,7 +32,11 @@ from pathlib import Path
 
 import torch
 
+from workbench.deactivation import DeactivationOptions, LayerGroups, paper_deltas
 from workbench.errors import WorkbenchError
+from workbench.masking import switched_off
+from workbench.measures import greedy_continuations, random_like
+from workbench.neurons import NeuronDims
 
 CHARACTER_LANGUAGES = ("zh", "ja", "ko", "th")
 
@@ -181,8 +185,6 @@ def load_examples(task: Task, language: str, n: int | None = None, source: str |
 @torch.no_grad()
 def task_score(model, task: Task, examples: list[dict], language: str, max_prompt_tokens: int = 1024) -> float:
     """Mean score of greedy answers (with whatever neuron masks are active)."""
-    from workbench.deactivation import greedy_continuations
-
     device = next(model.parameters()).device
     scores = []
     for ex in examples:
@@ -195,10 +197,6 @@ def task_score(model, task: Task, examples: list[dict], language: str, max_promp
 def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: dict, options=None) -> dict:
     """Tables 2-5 for a task: the score drop of every language when its own neurons (in each
     layer group) or as many random ones are switched off; with Delta_Eng, Delta_nEng, Delta."""
-    from workbench.deactivation import DeactivationOptions, LayerGroups, paper_deltas, random_like
-    from workbench.masking import switched_off
-    from workbench.neurons import NeuronDims
-
     options = options or DeactivationOptions()
     dims = NeuronDims.of(model)
     groups = LayerGroups.default(dims.n_layers, options.understanding, options.generation)

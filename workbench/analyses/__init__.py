@@ -1,0 +1,67 @@
+"""The analyses, one slice each, and the registry the job, the command line and the report loop over.
+
+A slice is a small package ``workbench.analyses.<name>`` that exports:
+
+* ``Options``: a frozen dataclass of its settings (:mod:`workbench.options`), defaults and help
+  text defined once; the command line is generated from it;
+* ``requires``: the analyses whose results it needs (run first, their results in the store);
+* ``run(model, corpus, options, store) -> Result``: sampling, tokenisation, compute, saving;
+* ``Result``: its result (save/load through :class:`workbench.results.Result`, ``table()``);
+* ``figures(result)`` and ``section(result)``: its plotly figures and its report section, with a
+  verdict computed from the numbers.
+
+The package itself imports only its options (no torch), so the command line starts at once;
+``run``, ``Result``, ``figures`` and ``section`` load on first use. Adding an analysis is its
+package plus one line in :data:`REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from workbench.errors import WorkbenchError
+
+REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it requires
+    "loss": "workbench.analyses.loss",
+    "lens": "workbench.analyses.lens",
+    "plnd": "workbench.analyses.plnd",
+    "ablate": "workbench.analyses.ablate",
+    "finetune": "workbench.analyses.finetune",
+    "ffn": "workbench.analyses.ffn",
+}
+DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
+
+
+def load_slice(name: str) -> ModuleType:
+    """The slice package of an analysis (light: its options; the rest loads on first use)."""
+    if name not in REGISTRY:
+        raise WorkbenchError(f"Unknown analysis {name!r}; choose from {', '.join(REGISTRY)}.")
+    return importlib.import_module(REGISTRY[name])
+
+
+def with_requirements(names) -> list[str]:
+    """``names`` and everything they require, in registry (run) order."""
+    wanted: set[str] = set()
+
+    def add(name: str) -> None:
+        if name not in wanted:
+            wanted.add(name)
+            for need in load_slice(name).requires:
+                add(need)
+
+    for name in names:
+        add(name)
+    return [name for name in REGISTRY if name in wanted]
+
+
+def lazy_exports(package: str, module: str, names: tuple[str, ...]):
+    """A module ``__getattr__`` that imports ``names`` from ``package.module`` on first use, so a
+    slice's package stays light until its heavy part is needed."""
+
+    def __getattr__(attribute: str):
+        if attribute in names:
+            return getattr(importlib.import_module(f"{package}.{module}"), attribute)
+        raise AttributeError(f"module {package!r} has no attribute {attribute!r}")
+
+    return __getattr__

@@ -1,0 +1,66 @@
+"""The loss slice: sample aligned held-out verses, measure each language, report (docs/methods.md §1)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from workbench.analyses.loss.options import Options
+from workbench.analyses.loss.plots import loss_figure
+from workbench.corpus import Corpus
+from workbench.perplexity import LanguageLoss, language_loss
+from workbench.perplexity import LossResult as Result
+from workbench.report import Section
+from workbench.store import Store
+
+NAME = Options.ANALYSIS
+
+
+def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """Loss of every language of the run on the same held-out verses; a finished language is
+    saved at once and reused by a resumed run."""
+    ids = corpus.sample_ids(store.languages, options.documents, "heldout", store.run.seed)
+
+    def measure(lang: str) -> LanguageLoss:
+        texts = corpus.parallel([lang], ids)[lang]["text"]
+        return language_loss(model, lang, ids, texts, store.run.batch_tokens, corpus.source_of(lang),
+                             store.run.on_too_long, store.show_progress)  # fmt: skip
+
+    losses = {
+        lang: store.reuse_json(NAME, f"{lang}.json", lambda: measure(lang), LanguageLoss)
+        for lang in store.languages
+    }
+    return store.keep(NAME, Result(losses, settings={"split": "heldout", **options.to_dict()}))
+
+
+def figures(result: Result) -> dict[str, go.Figure]:
+    return {"loss": loss_figure(result)}
+
+
+def verdict(result: Result) -> str:
+    """Which languages the model predicts best and worst, per token and per byte."""
+    rows = result.table()
+    if len(rows) < 2:
+        return ""
+    by_token = sorted(rows, key=lambda r: r["loss"])
+    by_byte = sorted(rows, key=lambda r: r["bits_per_byte"])
+    return (
+        f"Lowest loss per token: {by_token[0]['language']} ({by_token[0]['loss']:.2f} nats), highest: "
+        f"{by_token[-1]['language']} ({by_token[-1]['loss']:.2f}). Per UTF-8 byte, which does not depend on the "
+        f"tokenizer: best {by_byte[0]['language']} ({by_byte[0]['bits_per_byte']:.2f} bits), worst "
+        f"{by_byte[-1]['language']} ({by_byte[-1]['bits_per_byte']:.2f})."
+    )
+
+
+def section(result: Result) -> Section:
+    n_docs = next(iter(result.languages.values())).n_documents if result.languages else 0
+    intro = (
+        f"Mean next-token cross-entropy (nats per token) on {n_docs} held-out verses per language. "
+        "The verses are the <em>same</em> verses in every language (the corpus is aligned), so "
+        "differences reflect the language, its tokenisation and the translation, not the content. "
+        "Error bars: 95% bootstrap intervals over verses. Loss per token depends on how finely "
+        "the tokenizer cuts each script; bits per UTF-8 byte of the same text does not, so the "
+        "right panel is the fairer comparison between languages. This is the baseline for the "
+        "deactivation and fine-tuning experiments."
+    )
+    return Section("Per-language loss on held-out parallel verses", intro, verdict(result),
+                   list(figures(result).values()), [result.table()])  # fmt: skip

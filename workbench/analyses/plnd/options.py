@@ -1,0 +1,42 @@
+"""Settings of PLND (and LAPE, counted in the same passes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from workbench.options import Options as Base
+from workbench.options import OptionError, option
+from workbench.selection import RULES, STRUCTURES, Selection
+
+requires: tuple[str, ...] = ()
+_DEFAULT = Selection()
+
+
+@dataclass(frozen=True)
+class Options(Base):
+    """The documents PLND reads, the structures it scores, and the selection rule (its defaults
+    are :class:`~workbench.selection.Selection`'s)."""
+
+    ANALYSIS: ClassVar[str] = "plnd"
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {"documents": 64}}
+
+    documents: int = option(32, "analysis documents per language", minimum=1)
+    structures: tuple[str, ...] = option(STRUCTURES, "neuron structures scored", each_of=STRUCTURES)
+    rule: str = option(_DEFAULT.rule, "when a neuron is activated for a document: top fraction / top-k of its "
+                       "layer, or importance >= value", choices=RULES)  # fmt: skip
+    value: float = option(_DEFAULT.value, "the fraction, k, or epsilon of the rule")
+    specificity: float = option(_DEFAULT.specificity, "share of a language's documents a neuron must be activated for")
+    exclusive: bool = option(_DEFAULT.exclusive, "drop the neurons specific to every language")
+    include_bos: bool = option(False, "count the BOS position in importances")
+
+    def validate(self) -> None:
+        if not self.structures:
+            raise OptionError("--plnd-structures is empty; give at least one of " + ", ".join(STRUCTURES) + ".")
+        try:
+            self.selection()
+        except ValueError as exc:
+            raise OptionError(f"{exc} (--plnd-rule, --plnd-value, --plnd-specificity)") from None
+
+    def selection(self) -> Selection:
+        return Selection(self.rule, self.value, self.specificity, self.exclusive)

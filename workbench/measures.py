@@ -1,0 +1,165 @@
+"""Measuring a model as it is hooked now, shared by deactivation, fine-tuning and tasks.
+
+Per language (:class:`Measures`): next-token loss (nats/token), next-token accuracy, and the
+*fidelity* of the model's top-1 predictions (teacher-forced: the share of predicted tokens in
+the input language among predictions that carry a language label), and optionally the fidelity
+of greedy continuations of verse beginnings. Also: count-matched random neuron sets (the
+controls), and :class:`MeasureMemo`, measurements saved as they finish so an interrupted
+experiment resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
+from workbench.layer_language import ENGLISH, INPUT, OTHER
+from workbench.masking import switched_off
+from workbench.neurons import NeuronSet, structure_size
+from workbench.readout import logits_of_rows, next_token_predictions
+from workbench.results import load_json, save_json
+
+
+def random_like(neurons: NeuronSet, dims, seed: int) -> NeuronSet:
+    """Random neurons with the same count in every layer and structure as ``neurons``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s, rows in neurons.neurons.items():
+        picked = []
+        layers, counts = np.unique(rows[:, 0], return_counts=True)
+        for layer, count in zip(layers, counts):
+            for index in rng.choice(structure_size(dims, s), size=count, replace=False):
+                picked.append((layer, index))
+        out[s] = picked
+    return NeuronSet(out)
+
+
+@dataclass
+class Measures:
+    """One language under one setting, over its held-out verses."""
+
+    loss: float
+    accuracy: float
+    fidelity: float  # share of language-labelled top-1 predictions in the input language
+    n_tokens: int
+    continuation_fidelity: float | None = None
+
+    def delta(self, baseline: Measures) -> dict[str, float | None]:
+        """Damage relative to ``baseline``: loss up, accuracy and fidelities down (positive = worse)."""
+        out = {
+            "loss": self.loss - baseline.loss,
+            "accuracy": baseline.accuracy - self.accuracy,
+            "fidelity": baseline.fidelity - self.fidelity,
+        }
+        if self.continuation_fidelity is not None and baseline.continuation_fidelity is not None:
+            out["continuation_fidelity"] = baseline.continuation_fidelity - self.continuation_fidelity
+        else:
+            out["continuation_fidelity"] = None
+        return out
+
+
+def in_language(categories: np.ndarray, language: str) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean vocabulary masks: tokens of ``language``, and tokens that carry any language label
+    (English, the input language, another language), from :func:`token_categories`."""
+    own = categories == (ENGLISH if language == "en" else INPUT)
+    labelled = np.isin(categories, (ENGLISH, INPUT, OTHER))
+    return own, labelled
+
+
+@torch.no_grad()
+def measure(
+    model,
+    tokens: Sequence[torch.Tensor],
+    own: np.ndarray,
+    labelled: np.ndarray,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+) -> Measures:
+    """Loss, accuracy and top-1 fidelity of the model (as it is hooked now) over ``tokens``."""
+    device = next(model.parameters()).device
+    own_t, labelled_t = torch.from_numpy(own).to(device), torch.from_numpy(labelled).to(device)
+    loss_sum, correct, n, n_own, n_labelled = 0.0, 0, 0, 0, 0
+    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device):
+        losses, predicted = next_token_predictions(model, batch.tokens)
+        real = batch.mask[:, 1:].bool()
+        loss_sum += float(losses[real].sum())
+        correct += int((predicted == batch.tokens[:, 1:])[real].sum())
+        n += int(real.sum())
+        n_own += int(own_t[predicted][real].sum())
+        n_labelled += int(labelled_t[predicted][real].sum())
+    return Measures(loss_sum / max(n, 1), correct / max(n, 1), n_own / max(n_labelled, 1), n)
+
+
+@torch.no_grad()
+def greedy_continuations(model, prompts: torch.Tensor, n_new: int) -> torch.Tensor:
+    """``[b, n_new]`` greedy continuations of equal-length ``prompts [b, P]`` (with the hooks
+    that are active), reading out only the last position of each step."""
+    if not isinstance(model, HookedTransformer):
+        out = prompts
+        for _ in range(n_new):
+            out = torch.cat([out, model(out)[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return out[:, prompts.shape[1] :]
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, prompts.device, prompts.shape[0])
+    step, generated = prompts, []
+    for _ in range(n_new):
+        resid = model(step, past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)[:, -1]
+        if model.cfg.normalization_type is not None:
+            resid = model.ln_final(resid)
+        step = logits_of_rows(model, resid).argmax(-1, keepdim=True)
+        generated.append(step)
+    return torch.cat(generated, dim=1)
+
+
+class MeasureMemo:
+    """Measurements by key, saved after each one, so an interrupted experiment resumes."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.data = load_json(path) if path is not None and path.exists() else {}
+
+    def get(self, key: str, compute):
+        if key not in self.data:
+            value = compute()
+            self.data[key] = asdict(value) if isinstance(value, Measures) else value
+            if self.path is not None:
+                save_json(self.path, self.data)
+        value = self.data[key]
+        return Measures(**value) if isinstance(value, dict) and "loss" in value else value
+
+
+def verse_prompts(token_lists: list[torch.Tensor], length: int) -> torch.Tensor:
+    """The first ``length`` tokens (BOS included) of every verse long enough, as one tensor."""
+    rows = [t[:length] for t in token_lists if len(t) > length]
+    if not rows:
+        return torch.empty(0, length, dtype=torch.long)
+    return torch.stack(rows)
+
+
+def continuation_fidelity(
+    model,
+    prompts: dict[str, torch.Tensor],
+    sets: dict[str, NeuronSet | None],
+    vocab: dict[str, tuple[np.ndarray, np.ndarray]],
+    new_tokens: int,
+) -> dict[str, float | None]:
+    """Per language, the share of its greedy continuations' language-labelled tokens that are in
+    the language, with ``sets[language]`` switched off; every language in one batch (per-row masks)."""
+    langs = [lang for lang in prompts if len(prompts[lang])]
+    batch = torch.cat([prompts[lang] for lang in langs]).to(next(model.parameters()).device)
+    row_sets = [sets[lang] for lang in langs for _ in range(len(prompts[lang]))]
+    with switched_off(model, row_sets):
+        generated = greedy_continuations(model, batch, new_tokens).cpu().numpy()
+    out, start = {lang: None for lang in prompts}, 0
+    for lang in langs:
+        rows = generated[start : start + len(prompts[lang])]
+        start += len(prompts[lang])
+        own, labelled = vocab[lang]
+        n_labelled = int(labelled[rows].sum())
+        out[lang] = float(own[rows].sum() / n_labelled) if n_labelled else None
+    return out

@@ -1,0 +1,63 @@
+"""Which neurons an analysis reads, and when one counts as activated or language-specific.
+
+Plain definitions without torch (the command line validates them at once): the neuron
+structures PLND scores, and :class:`Selection`, PLND's rule for activated and specific neurons
+(MWork; docs/methods.md §5).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+STRUCTURES: tuple[str, ...] = ("ffn", "attn_q", "attn_k", "attn_v", "attn_o")
+
+
+Rule = Literal["top_fraction", "top_k", "threshold"]
+RULES: tuple[str, ...] = ("top_fraction", "top_k", "threshold")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How activated and language-specific neurons are chosen.
+
+    Defaults: ``top_fraction`` 0.01 (a neuron is activated for a document when it is among the
+    1% most important of its layer and structure; the released code's top-k choice, as a
+    fraction so it fits any model size), ``specificity`` 1.0 (activated for *every* document
+    of the language, as in the paper's definition), not exclusive (the paper's Appendix C
+    reports the overlap between languages' sets, so they are not made disjoint).
+    ``rule="threshold"`` is the paper's Imp >= epsilon with ``value`` = epsilon.
+    """
+
+    rule: Rule = "top_fraction"
+    value: float = 0.01
+    specificity: float = 1.0
+    exclusive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"Unknown selection rule {self.rule!r}; choose from {', '.join(RULES)}.")
+        if self.rule == "top_fraction" and not 0 < self.value <= 1:
+            raise ValueError(f"top_fraction must be in (0, 1], got {self.value}.")
+        if self.rule == "top_k" and (self.value < 1 or self.value != int(self.value)):
+            raise ValueError(f"top_k must be a positive integer, got {self.value}.")
+        if not 0 < self.specificity <= 1:
+            raise ValueError(f"specificity is a fraction of documents in (0, 1], got {self.specificity}.")
+
+    def k(self, size: int) -> int:
+        """How many neurons per layer and structure the top rules keep for one document."""
+        return int(self.value) if self.rule == "top_k" else max(1, math.ceil(self.value * size))
+
+    def activated(self, importance: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+        """Boolean ``[b, layers, size]``: activated neurons for each document (never Imp = 0)."""
+        if self.rule == "threshold":
+            return importance >= self.value
+        return (ranks < self.k(importance.shape[-1])) & (importance > 0)
+
+    def required(self, n_documents: int) -> int:
+        """Documents a neuron must be activated for to be specific."""
+        return max(1, math.ceil(self.specificity * n_documents - 1e-9))
