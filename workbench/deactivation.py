@@ -97,7 +97,8 @@ class LayerGroups:
 
 @dataclass
 class DeactivationResult(Result):
-    """Everything one deactivation experiment (one kind of neuron set) measured."""
+    """Everything one deactivation experiment (one kind of neuron set) measured; saved as part of
+    :class:`AblationResult`."""
 
     languages: list[str]
     layer_groups: dict[str, int]
@@ -108,8 +109,6 @@ class DeactivationResult(Result):
     set_sizes: dict[str, dict[str, int]]  # group -> language -> neurons switched off
     options: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
-
-    JSON = "deactivation.json"
 
     # ------------------------------------------------------------------------- tables
     def delta(self, measures: Measures, language: str, measure: str = "loss") -> float | None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from workbench.analyses import load_slice, with_requirements
+from workbench.analyses import REGISTRY, load_slice, with_requirements
 from workbench.corpus import open_corpus
 from workbench.errors import ResultsMismatchError
 from workbench.models import load_model, model_source
 from workbench.options import Options, RunOptions
 from workbench.report import write_report
-from workbench.results import MANIFEST, load_json, make_manifest, save_json
+from workbench.results import MANIFEST, make_manifest, read_manifest, save_json
 from workbench.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,11 @@ def fingerprints(run: RunOptions, analyses: dict[str, Options]) -> dict[str, str
 
 def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
     """The folder's manifest, refused when its run settings differ from ``run``'s."""
-    path = out / MANIFEST
-    if not path.exists():
+    if not (out / MANIFEST).exists():
         return None
-    manifest = load_json(path)
-    previous = {k: v for k, v in manifest.get("run", {}).items() if k != "device"}
-    if previous != run.context():
-        current = run.context()
+    manifest = read_manifest(out)
+    previous, current = RunOptions.from_dict(manifest["run"]).context(), run.context()
+    if previous != current:
         changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
         raise ResultsMismatchError(
             f"{out} holds results made with other run settings (differs in: {', '.join(changed)}). "
@@ -60,14 +58,13 @@ def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
 def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
     """The manifest's analyses that stay valid: those not redone now with another fingerprint,
     and not depending on one that is."""
-    stale = {name for name, entry in recorded.items() if name in prints and entry.get("fingerprint") != prints[name]}
-    changed = True
-    while changed:
-        changed = False
-        for name in recorded:
-            if name not in stale and any(need in stale for need in load_slice(name).requires):
-                stale.add(name)
-                changed = True
+    stale: set[str] = set()
+    for name in REGISTRY:  # run order: what an analysis requires comes before it
+        if name not in recorded:
+            continue
+        redone = name in prints and recorded[name].get("fingerprint") != prints[name]
+        if redone or any(need in stale for need in load_slice(name).requires):
+            stale.add(name)
     return {name: entry for name, entry in recorded.items() if name not in stale}
 
 
@@ -86,22 +83,23 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
     model = load_model(run_options.model, device=run_options.device)
     store = Store(Path(out) if out is not None else None, run_options, prints, show_progress=show_progress)
     recorded = _still_valid(manifest.get("analyses", {}), prints) if manifest else {}
+    current = make_manifest(model_source(model), corpus.describe(), store.languages, run_options.to_dict(), {})
+    current["analyses"] = recorded  # the live record: saved as it changes
+    if manifest is not None:
+        current["created"] = manifest["created"]
     for name, options in analyses.items():
         recorded.pop(name, None)  # listed again only once it has finished
-        _write_manifest(store, model, corpus, recorded, manifest)
+        _save_manifest(store, current)
         log.info("%s: fingerprint %s", name, prints[name])
         load_slice(name).run(model, corpus, options, store)
         recorded[name] = {"options": options.to_dict(), "fingerprint": prints[name]}
     if out is None:
         return None
-    _write_manifest(store, model, corpus, recorded, manifest)
+    _save_manifest(store, current)
     return write_report(Path(out))
 
 
-def _write_manifest(store: Store, model, corpus, recorded: dict, previous: dict | None) -> None:
-    if store.folder is None:
-        return
-    manifest = make_manifest(model_source(model), corpus.describe(), store.languages, store.run.to_dict(), recorded)
-    if previous is not None:
-        manifest["created"] = previous["created"]
-    save_json(store.folder / MANIFEST, manifest)
+def _save_manifest(store: Store, manifest: dict) -> None:
+    """The manifest as it stands (finished analyses only)."""
+    if store.folder is not None:
+        save_json(store.folder / MANIFEST, manifest)

@@ -122,6 +122,16 @@ class Options:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def among_run(chosen, run_languages: list[str], flag: str) -> list[str]:
+    """``chosen`` languages of an analysis, each of which must be among the run's (whose
+    documents the aligned samples and PLND cover)."""
+    outside = [lang for lang in chosen if lang not in run_languages]
+    if outside:
+        raise OptionError(f"{flag} {', '.join(outside)} are not among the run's --languages "
+                          f"({', '.join(run_languages)}); add them there (PLND needs them).")  # fmt: skip
+    return list(chosen)
+
+
 DEFAULT_LANGUAGES: tuple[str, ...] = (
     "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
 )  # fmt: skip

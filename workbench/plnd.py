@@ -34,7 +34,7 @@ from workbench.importance import DEFAULT_CHUNK_ELEMENTS, BatchImportance, iter_i
 from workbench.lape import LapeOptions, lape_sets
 from workbench.neurons import STRUCTURES, NeuronDims, NeuronSet, check_structures, structure_size
 from workbench.results import Result, atomic_write_bytes
-from workbench.selection import RULES, Selection
+from workbench.selection import RULES, SET_KINDS, Selection
 
 
 def descending_ranks(importance: torch.Tensor) -> torch.Tensor:
@@ -283,7 +283,7 @@ class PLNDResult(Result):
             return self.exclusive_sets()
         if which == "lape":
             return self.lape
-        raise ValueError(f"Unknown set kind {which!r}; choose plnd, exclusive or lape.")
+        raise ValueError(f"Unknown set kind {which!r}; choose from {', '.join(SET_KINDS)}.")
 
     def per_layer(self, language: str, which: str = "plnd") -> dict[str, list[int]]:
         """Specific neurons per layer of each structure (the paper's Figure 3)."""

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     import torch
 
 STRUCTURES: tuple[str, ...] = ("ffn", "attn_q", "attn_k", "attn_v", "attn_o")
+SET_NAMES: dict[str, str] = {  # the kinds of neuron set PLND's result offers (PLNDResult.named_sets)
+    "plnd": "PLND's sets (with the neurons every language shares)",
+    "exclusive": "PLND's sets without the neurons every language shares",
+    "lape": "LAPE's sets (FFN neurons)",
+}
+SET_KINDS: tuple[str, ...] = tuple(SET_NAMES)
 
 
 Rule = Literal["top_fraction", "top_k", "threshold"]

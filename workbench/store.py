@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from workbench.analyses import load_slice
 from workbench.errors import MissingResultError
 from workbench.options import RunOptions
 from workbench.results import decode, encode, load_json, read_manifest, save_json
@@ -88,8 +89,6 @@ class Store:
     def result(self, analysis: str) -> Any:
         """The result of an analysis this one needs: from this run, or from the folder."""
         if analysis not in self.results:
-            from workbench.analyses import load_slice
-
             if self.folder is None:
                 raise MissingResultError(f"No {analysis} result in this store; run that analysis first.")
             self.results[analysis] = load_slice(analysis).Result.load(self.folder)

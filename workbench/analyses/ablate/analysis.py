@@ -17,11 +17,10 @@ from workbench.langid import default_classifier, vocab_languages
 from workbench.layer_language import token_categories
 from workbench.measures import MeasureMemo
 from workbench.report import Section
+from workbench.selection import SET_NAMES
 from workbench.store import Store
 
 NAME = Options.ANALYSIS
-SET_NAMES = {"plnd": "PLND's language-specific sets", "exclusive": "PLND's sets minus the neurons every "
-             "language shares", "lape": "LAPE's sets"}  # fmt: skip
 
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench.options import Options as Base
-from workbench.options import OptionError, option
+from workbench.options import OptionError, among_run, option
+from workbench.selection import SET_KINDS
 
 requires: tuple[str, ...] = ("plnd",)
 GROUPS: tuple[str, ...] = ("all", "understanding", "task_attention", "task_ffn", "generation")
-SET_KINDS: tuple[str, ...] = ("plnd", "exclusive", "lape")
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ru", "ja", "ar")  # the paper's, when the run has them
 
 
@@ -55,9 +55,5 @@ class Options(Base):
     def language_list(self, run_languages: list[str]) -> list[str]:
         """The experiment's languages: as given (each must be among the run's), or the default."""
         if self.languages:
-            outside = [lang for lang in self.languages if lang not in run_languages]
-            if outside:
-                raise OptionError(f"--ablate-languages {', '.join(outside)} are not among the run's --languages "
-                                  f"({', '.join(run_languages)}); add them there (PLND needs them).")  # fmt: skip
-            return list(self.languages)
+            return among_run(self.languages, run_languages, self.flag("languages"))
         return [lang for lang in run_languages if lang in self.DEMO_LANGUAGES] or run_languages[:4]

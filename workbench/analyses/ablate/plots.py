@@ -10,9 +10,8 @@ from plotly.subplots import make_subplots
 
 from workbench.deactivation import AblationResult, DeactivationResult
 from workbench.languages import language_name
+from workbench.selection import SET_NAMES
 
-_SET_NAMES = {"plnd": "PLND's sets (with the neurons every language shares)",
-              "exclusive": "without the neurons every language shares", "lape": "LAPE's sets"}  # fmt: skip
 _UNITS = {"loss": "loss increase (nats/token)", "accuracy": "accuracy drop", "fidelity": "fidelity drop"}
 
 
@@ -21,7 +20,7 @@ def comparison_figure(result: AblationResult, measure: str = "loss") -> go.Figur
     neurons are off beside the mean damage to the other languages. Specific neurons hurt their
     own language more than the others; shared ones hurt every language alike."""
     kinds = list(result.experiments)
-    fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, subplot_titles=[_SET_NAMES.get(k, k) for k in kinds])
+    fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, subplot_titles=[SET_NAMES.get(k, k) for k in kinds])
     rows = result.comparison(measure)
     for col, kind in enumerate(kinds, start=1):
         mine = [r for r in rows if r["sets"] == kind]

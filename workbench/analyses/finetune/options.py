@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench.options import Options as Base
-from workbench.options import OptionError, option
+from workbench.options import OptionError, among_run, option
+from workbench.selection import SET_KINDS
 
 requires: tuple[str, ...] = ("plnd",)
-SET_KINDS: tuple[str, ...] = ("plnd", "exclusive", "lape")
 TARGETS: tuple[str, ...] = ("de", "sw")  # a high- and a lower-resource language (MWork Fig. 4, Table 6)
 
 
@@ -61,7 +61,7 @@ class Options(Base):
 
     def check_run(self, run) -> None:
         self.targets(list(run.languages))
-        _among(self.eval_languages, list(run.languages), "--finetune-eval-languages")
+        among_run(self.eval_languages, list(run.languages), self.flag("eval_languages"))
 
     @property
     def documents_needed(self) -> int:
@@ -72,18 +72,10 @@ class Options(Base):
 
     def targets(self, run_languages: list[str]) -> list[str]:
         if self.languages:
-            return _among(self.languages, run_languages, "--finetune-languages")
+            return among_run(self.languages, run_languages, self.flag("languages"))
         chosen = [lang for lang in run_languages if lang in TARGETS]
         return chosen or [lang for lang in run_languages if lang != "en"][:1]
 
     def evaluated(self, run_languages: list[str], default: list[str]) -> list[str]:
-        chosen = _among(self.eval_languages, run_languages, "--finetune-eval-languages") or default
+        chosen = among_run(self.eval_languages, run_languages, self.flag("eval_languages")) or default
         return list(dict.fromkeys([*chosen, *self.targets(run_languages)]))
-
-
-def _among(chosen, run_languages: list[str], flag: str) -> list[str]:
-    outside = [lang for lang in chosen if lang not in run_languages]
-    if outside:
-        raise OptionError(f"{flag} {', '.join(outside)} are not among the run's --languages "
-                          f"({', '.join(run_languages)}); add them there (PLND needs them).")  # fmt: skip
-    return list(chosen)

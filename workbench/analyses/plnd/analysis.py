@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 from workbench.analyses.plnd.options import Options
@@ -49,7 +51,7 @@ def verdict(result: Result) -> str:
     sizes = {lang: len(s) for lang, s in result.sets.items()}
     shared = len(result.shared())
     mean = sum(sizes.values()) / len(sizes)
-    stability = [v for v in result.stability.values() if v == v]
+    stability = [v for v in result.stability.values() if not math.isnan(v)]
     text = (
         f"Each language has {min(sizes.values())}-{max(sizes.values())} specific neurons "
         f"({100 * mean / result.total_neurons():.2f}% of all on average); "
