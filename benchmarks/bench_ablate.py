@@ -3,7 +3,14 @@ verses) as a ratio to the same evaluation unmasked, measured in the same run, fo
 size PLND finds (~0.3% of neurons) and for a large one (10%); and the same for greedy
 continuations.
 
-Usage: ``python benchmarks/bench_ablate.py [--documents 16] [--device cpu] [--out results/bench]``.
+Then a whole deactivation experiment at the ablate defaults (4 languages x 6 held-out verses,
+PLND-sized random sets standing in for PLND's, one seed, continuations) or at ``--preset paper``
+sizes: measurements one per forward pass (before issue 13) against measurements sharing passes
+(a mask per batch row), each with the run's 512-token batches and with 2,048-token ones; the
+results are compared (largest loss difference).
+
+Usage: ``python benchmarks/bench_ablate.py [--documents 16] [--preset paper] [--device cpu]
+[--out results/bench]``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from bench_forward import add_device_argument, synchronize  # noqa: E402
 
 from workbench.batching import tokenize  # noqa: E402
 from workbench.corpus import BibleCorpus  # noqa: E402
+from workbench.analyses import ablate  # noqa: E402
+from workbench.deactivation import SETTINGS_PER_PASS, run_deactivation  # noqa: E402
+from workbench.layer_language import ENGLISH, INPUT, OTHER  # noqa: E402
 from workbench.measures import greedy_continuations, measure  # noqa: E402
 from workbench.masking import switched_off  # noqa: E402
 from workbench.models import load_model  # noqa: E402
@@ -51,11 +61,37 @@ def median_seconds(fn, repeats: int, device="cpu") -> float:
     return sorted(times)[len(times) // 2]
 
 
+def experiment(model, options: ablate.Options, languages: list[str]) -> list[dict]:
+    """The whole experiment, one measurement per pass and shared passes, at two batch sizes."""
+    dims = NeuronDims.of(model)
+    corpus = BibleCorpus()
+    docs = corpus.parallel_sample(languages, options.documents, "heldout", seed=0)
+    tokens = {lang: tokenize(model, docs[lang]["text"]) for lang in languages}
+    sets = {lang: random_set(dims, 0.003, seed=i) for i, lang in enumerate(languages)}
+    rng = np.random.default_rng(0)
+    categories = {lang: rng.choice([ENGLISH, INPUT, OTHER], model.cfg.d_vocab).astype(np.int8) for lang in languages}
+    rows, reference = [], None
+    for per_pass in (1, SETTINGS_PER_PASS):
+        for batch_tokens in (512, 2048):
+            start = time.perf_counter()
+            result = run_deactivation(model, tokens, sets, categories, options, batch_tokens=batch_tokens,
+                                      settings_per_pass=per_pass)  # fmt: skip
+            seconds = time.perf_counter() - start
+            losses = np.array([[result.cross[a][b].loss for b in languages] for a in languages])
+            reference = losses if reference is None else reference
+            rows.append({"settings_per_pass": per_pass, "batch_tokens": batch_tokens, "seconds": round(seconds, 1),
+                         "max_loss_difference": float(np.abs(losses - reference).max())})  # fmt: skip
+    for row in rows:
+        row["speedup"] = round(rows[0]["seconds"] / row["seconds"], 2)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--documents", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--preset", choices=("paper",), help="the whole experiment at the paper's sizes")
     add_device_argument(parser)
     args = parser.parse_args()
     model = load_model("gemma-3-270m", device=args.device)
@@ -77,13 +113,24 @@ def main() -> None:
         row["evaluate_ratio"] = round(row["evaluate_s"] / rows[0]["evaluate_s"], 3)
         row["continuations_ratio"] = round(row["continuations_s"] / rows[0]["continuations_s"], 3)
     n_tokens = sum(len(t) for t in tokens)
+    options = ablate.Options(**ablate.Options.PRESETS[args.preset]) if args.preset else ablate.Options()
+    languages = list(options.languages) or ["en", "de", "zh", "sw"]
+    whole = experiment(model, options, languages)
     save_json(Path(args.out) / "bench_ablate.json", {"environment": environment(), "device": args.device, "tokens": n_tokens,
-                                                    "total_neurons": total_neurons(dims), "rows": rows})  # fmt: skip
+                                                    "total_neurons": total_neurons(dims), "rows": rows,
+                                                    "experiment": {"options": options.to_dict(), "languages": languages,
+                                                                   "rows": whole}})  # fmt: skip
     print(f"{args.documents} German verses ({n_tokens} tokens); continuations: 8 prompts x 8 tokens; on {args.device}")
     print(f"{'mask':<24} {'neurons':>8} {'evaluate s':>11} {'ratio':>6} {'continue s':>11} {'ratio':>6}")
     for r in rows:
         print(f"{r['mask']:<24} {r['neurons']:>8} {r['evaluate_s']:>11} {r['evaluate_ratio']:>6} "
               f"{r['continuations_s']:>11} {r['continuations_ratio']:>6}")  # fmt: skip
+    print(f"\nwhole experiment: {len(languages)} languages x {options.documents} verses, groups "
+          f"{','.join(options.groups)}, {options.seeds} seed(s), {options.new_tokens} new tokens")
+    print(f"{'per pass':>8} {'batch tokens':>12} {'seconds':>8} {'speed-up':>9} {'max loss diff':>14}")
+    for r in whole:
+        print(f"{r['settings_per_pass']:>8} {r['batch_tokens']:>12} {r['seconds']:>8} {r['speedup']:>8}x "
+              f"{r['max_loss_difference']:>14.2e}")  # fmt: skip
 
 
 if __name__ == "__main__":

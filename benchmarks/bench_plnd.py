@@ -1,17 +1,21 @@
-"""PLND benchmark: importance throughput as a ratio to a plain forward pass over the same tokens
-(measured in the same run), the speed-up over the literal sequential method, and peak memory,
-for documents of 64, 256 and 1024 tokens of the default model.
+"""PLND benchmark: importance throughput per structure as a ratio to a plain forward pass over
+the same tokens (measured in the same run), for documents of 64 to 1024 tokens in several
+languages (scripts differ in token statistics), the speed-up over the literal sequential method,
+and peak memory.
 
-* baseline: the blocks without the unembedding (PLND never computes it), same batches;
-* PLND FFN only, and PLND FFN + attention (Q, K, V, O);
-* literal: zero one neuron in a copy of its sublayer, rerun the sublayer, measure
-  (:mod:`workbench.plnd_reference`); timed on a sample of neurons of one middle layer per
+* forward: the blocks without the unembedding (PLND never computes it), same batches;
+* PLND per structure (``ffn``, ``attn_q``, ``attn_k``, ``attn_v`` + ``attn_o``) and all of them in
+  one pass (``all``), with the Q/K backend of ``--backend`` (``auto``: the C kernel on CPUs);
+  ``--compare-torch`` adds ``all`` on the torch backend;
+* literal (first language only): zero one neuron in a copy of its sublayer, rerun the sublayer,
+  measure (:mod:`workbench.plnd_reference`); timed on a sample of neurons of one middle layer per
   structure on one document and extrapolated to every neuron of every layer.
 
 Times are medians of ``--repeats`` runs; memory is the process's peak resident size (and, on a
 GPU, the peak memory torch allocated there).
 
-Usage: ``python benchmarks/bench_plnd.py [--tokens 2048] [--device cpu] [--out results/bench]``.
+Usage: ``python benchmarks/bench_plnd.py [--device cpu|cuda] [--languages de,ru,zh]
+[--lengths 64,256,1024] [--tokens 2048] [--out results/bench]``.
 """
 
 from __future__ import annotations
@@ -34,16 +38,22 @@ from workbench.neurons import ATTENTION, structure_size  # noqa: E402
 from workbench.plnd_reference import attention_reference, ffn_reference  # noqa: E402
 from workbench.results import environment, save_json  # noqa: E402
 
-LENGTHS = (64, 256, 1024)
+MODES = {
+    "ffn": ("ffn",),
+    "attn_q": ("attn_q",),
+    "attn_k": ("attn_k",),
+    "attn_vo": ("attn_v", "attn_o"),
+    "all": ("ffn", *ATTENTION),
+}
 LITERAL_SAMPLE = {"ffn": 16, "attn_q": 8, "attn_k": 8, "attn_v": 8, "attn_o": 8}
 
 
-def documents(model, length: int, total_tokens: int) -> list[torch.Tensor]:
-    """German Bible text cut into documents of exactly ``length`` tokens (BOS first), on the CPU
-    like :func:`workbench.batching.tokenize`'s (batches are moved to the model's device)."""
+def documents(model, length: int, total_tokens: int, language: str = "de") -> list[torch.Tensor]:
+    """Bible text in ``language`` cut into documents of exactly ``length`` tokens (BOS first), on
+    the CPU like :func:`workbench.batching.tokenize`'s (batches are moved to the model's device)."""
     corpus = BibleCorpus()
-    ids = corpus.sample_ids(["de"], 600, "analysis", seed=0)
-    stream = model.to_tokens(" ".join(corpus.parallel(["de"], ids)["de"]["text"]), prepend_bos=False)[0].cpu()
+    ids = corpus.sample_ids([language], 600, "analysis", seed=0)
+    stream = model.to_tokens(" ".join(corpus.parallel([language], ids)[language]["text"]), prepend_bos=False)[0].cpu()
     n_docs = max(1, total_tokens // length)
     if len(stream) < n_docs * (length - 1):
         raise RuntimeError("not enough text for the requested documents")
@@ -57,8 +67,8 @@ def blocks_only(model, tokens, batch_tokens: int) -> None:
         model(batch.tokens, stop_at_layer=model.cfg.n_layers)
 
 
-def plnd(model, tokens, structures, batch_tokens: int) -> None:
-    for _ in iter_importance(model, tokens, structures, batch_tokens=batch_tokens):
+def plnd(model, tokens, structures, batch_tokens: int, backend: str = "auto") -> None:
+    for _ in iter_importance(model, tokens, structures, batch_tokens=batch_tokens, backend=backend):
         pass
 
 
@@ -100,47 +110,66 @@ def literal_seconds_per_document(model, doc: torch.Tensor) -> float:
     return total
 
 
+def measure(model, tokens, args, peak: PeakRSS, literal: bool) -> dict:
+    """One row: forward and every PLND mode over the same documents."""
+    n_tokens = sum(len(t) for t in tokens)
+    blocks_only(model, tokens[:1], args.batch_tokens)  # warm-up (and the C kernel's build)
+    plnd(model, tokens[:1], MODES["all"], args.batch_tokens, args.backend)
+    base_s, base_mem = timed(lambda: blocks_only(model, tokens, args.batch_tokens), peak, args.repeats)
+    row = {"documents": len(tokens), "tokens": n_tokens, "forward_tok_s": round(n_tokens / base_s, 1),
+           "forward_peak_gib": base_mem}  # fmt: skip
+    modes = [(label, structures, args.backend) for label, structures in MODES.items()]
+    if args.compare_torch:
+        modes.append(("all_torch", MODES["all"], "torch"))
+    for label, structures, backend in modes:
+        seconds, mem = timed(lambda: plnd(model, tokens, structures, args.batch_tokens, backend), peak, args.repeats)
+        row[f"plnd_{label}_tok_s"] = round(n_tokens / seconds, 1)
+        row[f"plnd_{label}_ratio"] = round(base_s / seconds, 3)  # throughput relative to forward
+        row[f"plnd_{label}_peak_gib"] = mem
+        row[f"plnd_{label}_s"] = seconds
+    if literal:
+        row["literal_s_estimated"] = round(literal_seconds_per_document(model, tokens[0]) * len(tokens), 1)
+        row["speedup_over_literal"] = round(row["literal_s_estimated"] / row["plnd_all_s"], 1)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/bench")
-    parser.add_argument("--tokens", type=int, default=2048, help="tokens per document length")
+    parser.add_argument("--languages", default="de,ru,zh", help="comma-separated corpus languages")
+    parser.add_argument("--lengths", default="64,256,1024", help="comma-separated document lengths in tokens")
+    parser.add_argument("--tokens", type=int, default=2048, help="tokens per language and document length")
     parser.add_argument("--batch-tokens", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per mode (median)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per mode (median)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "c", "torch"), help="Q/K backend")
+    parser.add_argument("--compare-torch", action="store_true", help="also time all structures on the torch backend")
     add_device_argument(parser)
     args = parser.parse_args()
     model = load_model("gemma-3-270m", device=args.device)
     peak = PeakRSS(args.device)
+    languages, lengths = args.languages.split(","), [int(n) for n in args.lengths.split(",")]
     rows = []
-    for length in LENGTHS:
-        tokens = documents(model, length, args.tokens)
-        n_tokens = sum(len(t) for t in tokens)
-        blocks_only(model, tokens[:1], args.batch_tokens)  # warm-up
-        base_s, base_mem = timed(lambda: blocks_only(model, tokens, args.batch_tokens), peak, args.repeats)
-        row = {"length": length, "documents": len(tokens), "tokens": n_tokens,
-               "forward_tok_s": round(n_tokens / base_s, 1), "forward_peak_gib": base_mem}  # fmt: skip
-        for label, structures in (("ffn", ("ffn",)), ("all", ("ffn", *ATTENTION))):
-            seconds, mem = timed(lambda: plnd(model, tokens, structures, args.batch_tokens), peak, args.repeats)
-            row[f"plnd_{label}_tok_s"] = round(n_tokens / seconds, 1)
-            row[f"plnd_{label}_ratio"] = round(base_s / seconds, 3)  # throughput relative to forward
-            row[f"plnd_{label}_peak_gib"] = mem
-            row[f"plnd_{label}_s"] = seconds
-        literal = literal_seconds_per_document(model, tokens[0]) * len(tokens)
-        row["literal_s_estimated"] = round(literal, 1)
-        row["speedup_over_literal"] = round(literal / row["plnd_all_s"], 1)
-        rows.append(row)
-        print(f"length {length}: done", flush=True)
+    for language in languages:
+        for length in lengths:
+            tokens = documents(model, length, args.tokens, language)
+            literal = language == languages[0]
+            rows.append({"language": language, "length": length, **measure(model, tokens, args, peak, literal)})
+            print(f"{language} {length}: done", flush=True)
     memory = "GPU memory allocated by torch" if peak.gpu_gib is not None else "resident memory"
-    save_json(Path(args.out) / "bench_plnd.json", {"environment": environment(), "device": args.device,
-                                                  "threads": torch.get_num_threads(), "peak_memory": memory,
-                                                  "rows": rows})  # fmt: skip
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+    save_json(Path(args.out) / "bench_plnd.json", {"environment": environment(), "device": device,
+                                                  "threads": torch.get_num_threads(), "backend": args.backend,
+                                                  "peak_memory": memory, "rows": rows})  # fmt: skip
     print(f"\nthroughput as a ratio to the blocks-only forward over the same tokens "
-          f"({args.device}, {torch.get_num_threads()} threads; peak {memory})")
-    print(f"{'length':>6} {'docs':>5} {'fwd tok/s':>9} {'FFN':>6} {'FFN+attn':>9} {'literal (est.)':>15} {'speed-up':>9} "
-          f"{'peak GiB fwd/FFN/all':>22}")  # fmt: skip
+          f"({device}, {torch.get_num_threads()} threads, Q/K backend {args.backend}; peak {memory})")
+    labels = list(MODES) + (["all_torch"] if args.compare_torch else [])
+    print(f"{'lang':>4} {'length':>6} {'fwd tok/s':>9} " + " ".join(f"{label:>9}" for label in labels)
+          + f" {'peak GiB fwd/all':>17} {'vs literal':>10}")  # fmt: skip
     for r in rows:
-        print(f"{r['length']:>6} {r['documents']:>5} {r['forward_tok_s']:>9} {r['plnd_ffn_ratio']:>6} "
-              f"{r['plnd_all_ratio']:>9} {r['literal_s_estimated']:>14}s {r['speedup_over_literal']:>8}x "
-              f"{r['forward_peak_gib']:>12}/{r['plnd_ffn_peak_gib']}/{r['plnd_all_peak_gib']}")  # fmt: skip
+        speedup = f"{r['speedup_over_literal']}x" if "speedup_over_literal" in r else ""
+        print(f"{r['language']:>4} {r['length']:>6} {r['forward_tok_s']:>9} "
+              + " ".join(f"{r[f'plnd_{label}_ratio']:>9}" for label in labels)
+              + f" {r['forward_peak_gib']:>8}/{r['plnd_all_peak_gib']:<8} {speedup:>10}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,7 +11,20 @@ from workbench.batching import tokenize
 from workbench.deactivation import AblationResult, DeactivationOptions, DeactivationResult, LayerGroups, paper_deltas, run_deactivation
 from workbench.errors import WorkbenchError
 from workbench.job import run
-from workbench.measures import MeasureMemo, Measures, greedy_continuations, in_language, measure, random_like
+from workbench.masking import switched_off
+from workbench.measures import (
+    MeasureMemo,
+    Measures,
+    Setting,
+    continuation_fidelities,
+    continuation_fidelity,
+    greedy_continuations,
+    in_language,
+    measure,
+    measure_many,
+    random_like,
+    verse_prompts,
+)
 from workbench.options import RunOptions
 from workbench.layer_language import ENGLISH, INPUT, NONE_CAT, OTHER
 from workbench.neurons import NeuronDims, NeuronSet
@@ -101,6 +114,28 @@ def test_greedy_continuations_equal_the_slow_loop(tiny_gated, tiny):
         torch.testing.assert_close(fast, slow[:, prompts.shape[1] :], rtol=0, atol=0)
 
 
+def test_batched_measurements_equal_one_at_a_time(tiny_gated):
+    """Settings that share forward passes (a mask per batch row) measure what each measures alone."""
+    tokens = {lang: tokenize(tiny_gated, texts) for lang, texts in TEXTS.items()}
+    categories = np.random.default_rng(1).choice([ENGLISH, INPUT, OTHER], tiny_gated.cfg.d_vocab).astype(np.int8)
+    vocab = {lang: in_language(categories, lang) for lang in TEXTS}
+    dims = NeuronDims.of(tiny_gated)
+    some = NeuronSet({"ffn": [[0, 1], [1, 7]], "attn_q": [[0, 9]], "attn_k": [[1, 3]], "attn_o": [[1, 20]]})
+    plan = [(lang, neurons) for lang in TEXTS for neurons in (None, some, random_like(some, dims, 0))]
+    together = measure_many(tiny_gated, [Setting(tokens[lang], *vocab[lang], neurons) for lang, neurons in plan],
+                            batch_tokens=96)  # fmt: skip
+    for (lang, neurons), batched in zip(plan, together):
+        with switched_off(tiny_gated, neurons):
+            alone = measure(tiny_gated, tokens[lang], *vocab[lang])
+        assert batched.n_tokens == alone.n_tokens
+        assert (batched.accuracy, batched.fidelity) == (alone.accuracy, alone.fidelity)
+        assert batched.loss == pytest.approx(alone.loss, rel=1e-6)
+    prompts = {lang: verse_prompts(tokens[lang], 4) for lang in TEXTS}
+    settings = [{lang: neurons for lang in TEXTS} for _, neurons in plan[:3]]
+    one_batch = continuation_fidelities(tiny_gated, prompts, settings, vocab, 3)
+    assert one_batch == [continuation_fidelity(tiny_gated, prompts, s, vocab, 3) for s in settings]
+
+
 def _experiment(model, tmp_path=None, **options):
     tokens = {lang: tokenize(model, texts) for lang, texts in TEXTS.items()}
     sets = {"en": NeuronSet({"ffn": [[0, 1], [1, 7]], "attn_v": [[1, 3]]}), "de": NeuronSet({"ffn": [[1, 2]], "attn_q": [[0, 9]]})}
@@ -130,7 +165,7 @@ def test_an_interrupted_experiment_resumes_from_its_checkpoint(tiny_gated, tmp_p
     def must_not_measure(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(deact, "measure", must_not_measure)
+    monkeypatch.setattr(deact, "measure_many", must_not_measure)
     monkeypatch.setattr(measures_module, "greedy_continuations", must_not_measure)
     again, _ = _experiment(tiny_gated, tmp_path)
     assert again.to_dict() == first.to_dict()

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -149,6 +150,34 @@ def test_gemma_parallel_importances_equal_the_literal_method(gemma, bible):
             for k, value in values.items():
                 assert fast.importance[structure][0, layer, k].item() == pytest.approx(value, rel=1e-4, abs=1e-7), (
                     structure, layer, k)  # fmt: skip
+
+
+def test_gemma_query_and_key_neurons_are_the_columns_deactivation_zeroes(gemma, bible):
+    """Every dimension of head 0 (and of the key/value head) at layers 5, 9 and 14, on a German
+    paragraph: the closed form through q/k norm and rotary equals zeroing W_Q's (W_K's) column
+    and rerunning the attention sublayer, on both backends."""
+    from workbench.batching import Batch, tokenize
+    from workbench.importance import batch_importance
+    from workbench.pattern_change import kernel
+    from workbench.plnd_reference import attention_reference
+
+    ids = [f"1.2.{verse}" for verse in range(1, 6)]
+    text = " ".join(bible.parallel(["de"], ids)["de"]["text"])
+    tokens = tokenize(gemma, [text])[0]
+    batch = Batch([0], tokens[None], torch.ones_like(tokens)[None])
+    backends = ("torch", "c") if kernel() is not None else ("torch",)
+    fast = {b: batch_importance(gemma, batch, ("attn_q", "attn_k"), backend=b).importance for b in backends}
+    d_head = gemma.cfg.d_head
+    for layer in (5, 9, 14):
+        for structure in ("attn_q", "attn_k"):
+            literal = attention_reference(gemma, tokens[None], layer, structure, range(d_head))
+            expected = np.array([literal[k] for k in range(d_head)])
+            for backend, importance in fast.items():
+                found = importance[structure][0, layer, :d_head].numpy()
+                np.testing.assert_allclose(found, expected, rtol=3e-4, atol=1e-6 * expected.max(),
+                                           err_msg=f"{structure} layer {layer} {backend}")  # fmt: skip
+                ranks = [np.argsort(np.argsort(v)) for v in (found, expected)]
+                assert np.corrcoef(*ranks)[0, 1] > 0.999  # Spearman
 
 
 def test_training_german_neurons_on_gemma_lowers_german_loss_and_leaves_the_rest(gemma, bible):

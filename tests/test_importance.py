@@ -11,10 +11,12 @@ import torch
 from transformer_lens import HookedTransformer
 
 from workbench.batching import Batch, pad, tokenize
-from workbench.importance import batch_importance, query_importance
+from workbench.importance import batch_importance
 from workbench.models import byte_tokenizer, tiny_config
 from workbench.neurons import ATTENTION
+from workbench.pattern_change import kernel
 from workbench.plnd_reference import attention_reference, ffn_reference
+from workbench.qk_importance import rotary_pairs
 
 TEXTS = ["In the beginning God created the heaven", "Im Anfang schuf Gott", "神爱世人, and more words"]
 RTOL, ATOL = 1e-4, 1e-6
@@ -57,9 +59,18 @@ def soft_capped_model():
     return _tiny_variant(attn_scores_soft_cap=2.0)
 
 
-def _check_against_reference(model, structures=("ffn", *ATTENTION)):
+@pytest.fixture(scope="module")
+def qk_norm_model():
+    """Gemma 3 style attention: per-head q/k RMSNorm before rotary, rotary on half the head
+    dimensions in adjacent pairs, grouped-query attention, a sliding-window layer (5 keys) then a
+    global one."""
+    return _tiny_variant(use_qk_norm=True, rotary_dim=8, rotary_adjacent_pairs=True, use_local_attn=True, window_size=5,
+                         attn_types=["local", "global"])  # fmt: skip
+
+
+def _check_against_reference(model, structures=("ffn", *ATTENTION), backend="auto"):
     tokens, batch = _batch(model)
-    parallel = batch_importance(model, batch, structures)
+    parallel = batch_importance(model, batch, structures, backend=backend)
     for doc, toks in enumerate(tokens):
         for layer in range(model.cfg.n_layers):
             for structure in structures:
@@ -82,8 +93,54 @@ def test_parallel_importance_equals_zeroing_each_neuron(request, fixture):
     _check_against_reference(request.getfixturevalue(fixture))
 
 
-def test_soft_capped_scores_take_the_exact_softmax_path(soft_capped_model):
+def test_soft_capped_scores_change_through_the_cap(soft_capped_model):
     _check_against_reference(soft_capped_model, ("attn_q", "attn_k"))
+
+
+BACKENDS = ["torch", pytest.param("c", marks=pytest.mark.skipif(kernel() is None, reason="no C compiler"))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_query_and_key_neurons_are_columns_zeroed_through_norm_and_rotary(qk_norm_model, backend):
+    """The parameter neuron: zeroing W_Q's (W_K's) column moves the whole q-normed head and both
+    coordinates of its rotary pair; the closed form equals the literal rerun."""
+    _check_against_reference(qk_norm_model, ("attn_q", "attn_k"), backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_backends_equal_the_literal_on_plain_rotary_and_on_no_rotary(gpt2_like_model, tiny_gated, backend):
+    for model in (gpt2_like_model, tiny_gated):
+        _check_against_reference(model, ("attn_q", "attn_k"), backend)
+
+
+@pytest.mark.parametrize("fixture", ["qk_norm_model", "tiny_gated"])
+def test_rotary_pairs_are_the_models_own_rotation(request, fixture):
+    """``R_t e_k = cos[t, k] e_k + sin[t, k] e_partner[k]``, against the attention's own rotary."""
+    attn = request.getfixturevalue(fixture).blocks[0].attn
+    d, n = attn.cfg.d_head, 11
+    partner, cos, sin = rotary_pairs(attn, n)
+    rotated = attn.apply_rotary(torch.eye(d).expand(1, n, d, d))[0]  # [pos, k, m] = (R_t e_k)[m]
+    expected = torch.zeros(n, d, d)
+    expected[:, torch.arange(d), torch.arange(d)] += cos
+    expected[:, torch.arange(d), partner] += sin
+    torch.testing.assert_close(rotated, expected)
+
+
+def test_large_scores_stay_finite_and_exact():
+    """Scores up to ~70 (W_Q, W_K scaled 25x; the pattern near one-hot): the shifted softmax stays
+    finite and equal to the literal rerun, with no second, exact path."""
+    model = _tiny_variant()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.W_Q.mul_(25)
+            block.attn.W_K.mul_(25)
+    tokens, batch = _batch(model, TEXTS[:1])
+    for backend in ("torch", "c") if kernel() is not None else ("torch",):
+        found = batch_importance(model, batch, ("attn_q",), backend=backend).importance["attn_q"]
+        assert torch.isfinite(found).all()
+        literal = attention_reference(model, tokens[0][None], 1, "attn_q", range(found.shape[-1]))
+        np.testing.assert_allclose(found[0, 1].numpy(), [literal[k] for k in range(found.shape[-1])],
+                                   rtol=RTOL, atol=1e-5)  # fmt: skip
 
 
 def test_zeroing_the_input_or_the_output_side_of_an_ffn_neuron_is_the_same(tiny_gated, tiny):
@@ -92,23 +149,6 @@ def test_zeroing_the_input_or_the_output_side_of_an_ffn_neuron_is_the_same(tiny_
         assert ffn_reference(model, toks, 1, range(8), zero="in") == pytest.approx(
             ffn_reference(model, toks, 1, range(8), zero="out"), rel=1e-5, abs=1e-7
         )
-
-
-def test_query_reference_without_rotary_is_zeroing_the_w_q_column(tiny):
-    """For a model without rotary embeddings the hooked q dimension is W_Q's column plus bias."""
-    import copy
-
-    toks = tokenize(tiny, TEXTS[:1])[0][None]
-    head, k = 2, 5
-    reference = attention_reference(tiny, toks, 0, "attn_q", [head * tiny.cfg.d_head + k])
-    edited = copy.deepcopy(tiny)
-    with torch.no_grad():
-        edited.blocks[0].attn.W_Q[head, :, k] = 0
-        edited.blocks[0].attn.b_Q[head, k] = 0
-        _, base = tiny.run_with_cache(toks, names_filter="blocks.0.attn.hook_pattern")
-        _, changed = edited.run_with_cache(toks, names_filter="blocks.0.attn.hook_pattern")
-    diff = (changed["blocks.0.attn.hook_pattern"] - base["blocks.0.attn.hook_pattern"]).square().sum(-1)
-    assert reference[head * tiny.cfg.d_head + k] == pytest.approx(float(diff[0, :, 1:].sum()), rel=1e-5)
 
 
 def test_batching_and_padding_do_not_change_importances(tiny_gated):
@@ -131,30 +171,12 @@ def test_bos_is_excluded_unless_asked_for(tiny_gated):
     assert not torch.allclose(with_bos.importance["ffn"], without.importance["ffn"])
 
 
-def test_query_chunks_bound_memory_without_changing_the_result():
-    torch.manual_seed(0)
-    b, pos, heads, kv, d = 2, 37, 4, 2, 8
-    q, k = torch.randn(b, pos, heads, d), torch.randn(b, pos, kv, d)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k.repeat_interleave(2, dim=2)) / 3.0
-    scores = scores.masked_fill(~torch.ones(pos, pos, dtype=torch.bool).tril(), -torch.inf)
-    weights = torch.ones(b, pos)
-    whole = query_importance(scores, q, k, weights, 3.0)
-    chunked = query_importance(scores, q, k, weights, 3.0, chunk_elements=b * pos * pos)  # one dim at a time
-    full_rows = query_importance(scores, q, k, weights, 3.0, causal=False)
-    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(full_rows, whole, rtol=1e-5, atol=1e-7)
-
-
-def test_query_importance_falls_back_when_exponentials_overflow():
-    """Huge score changes overflow exp(-delta); the chunk is redone with a plain softmax."""
-    torch.manual_seed(0)
-    q, k = 40 * torch.randn(1, 6, 1, 4), 40 * torch.randn(1, 6, 1, 4)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k).masked_fill(~torch.ones(6, 6, dtype=torch.bool).tril(), -torch.inf)
-    weights = torch.ones(1, 6)
-    fast = query_importance(scores, q, k, weights, 1.0)
-    exact = query_importance(scores, q, k, weights, 1.0, soft_cap=1e12)  # forces the softmax path
-    assert torch.isfinite(fast).all()
-    torch.testing.assert_close(fast, exact, rtol=1e-4, atol=1e-5)
+def test_torch_chunks_bound_memory_without_changing_the_result(qk_norm_model):
+    _, batch = _batch(qk_norm_model)
+    whole = batch_importance(qk_norm_model, batch, ("attn_q", "attn_k"), backend="torch")
+    chunked = batch_importance(qk_norm_model, batch, ("attn_q", "attn_k"), backend="torch", chunk_elements=64)
+    for structure in ("attn_q", "attn_k"):
+        torch.testing.assert_close(chunked.importance[structure], whole.importance[structure], rtol=1e-5, atol=1e-7)
 
 
 def test_importance_never_computes_the_unembedding(tiny_gated, monkeypatch):

@@ -25,19 +25,20 @@ import torch
 from workbench.analyses.ablate.options import GROUPS
 from workbench.analyses.ablate.options import Options as DeactivationOptions
 from workbench.batching import DEFAULT_BATCH_TOKENS
-from workbench.masking import switched_off
 from workbench.measures import (
     MeasureMemo,
     Measures,
-    continuation_fidelity,
+    Setting,
+    continuation_fidelities,
     in_language,
-    measure,
+    measure_many,
     random_like,
     verse_prompts,
 )
 from workbench.neurons import NeuronDims, NeuronSet
 from workbench.results import Result
 
+SETTINGS_PER_PASS = 16  # measurements batched together (and saved together: what an interruption can lose)
 UNDERSTANDING_SHARE = 0.25
 GENERATION_SHARE = 0.125
 MEASURES: tuple[str, ...] = ("loss", "accuracy", "fidelity", "continuation_fidelity")
@@ -195,6 +196,7 @@ def run_deactivation(
     settings: dict | None = None,
     progress: Callable[[str], None] | None = None,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    settings_per_pass: int = SETTINGS_PER_PASS,
 ) -> DeactivationResult:
     """The whole experiment over ``tokens`` (held-out verses per language): baseline; each
     language's own set (restricted to each layer group) and ``options.seeds`` count-matched
@@ -203,7 +205,9 @@ def run_deactivation(
 
     ``categories``: per language, :func:`~workbench.layer_language.token_categories`.
     Measurements go to ``memo`` as they finish and are reused from it: keys start with
-    ``prefix`` except the baseline's, which experiments on other sets share.
+    ``prefix`` except the baseline's, which experiments on other sets share. Up to
+    ``settings_per_pass`` measurements share forward passes (:func:`measure_many`: one mask per
+    batch row), and all continuations share one batch.
     """
     langs = list(tokens)
     dims = NeuronDims.of(model)
@@ -212,28 +216,37 @@ def run_deactivation(
     vocab = {lang: in_language(categories[lang], lang) for lang in langs}
     tick = progress or (lambda label: None)
 
-    def run(key: str, lang: str, neurons: NeuronSet | None) -> Measures:
-        if neurons is not None and len(neurons) == 0:
-            return Measures(**asdict(baseline[lang]))  # nothing switched off
-
-        def compute():
-            tick(key)
-            with switched_off(model, neurons):
-                return measure(model, tokens[lang], *vocab[lang], batch_tokens)
-
-        return memo.get(key if neurons is None else prefix + key, compute)
-
     own_sets = {g: {lang: groups.restrict(sets[lang], g) for lang in langs} for g in options.groups}
     random_sets = {
         g: {lang: [random_like(own_sets[g][lang], dims, seed) for seed in range(options.seeds)] for lang in langs}
         for g in options.groups
     }  # fmt: skip
-    baseline = {lang: run(f"baseline/{lang}", lang, None) for lang in langs}
-    cross = {a: {b: run(f"cross/{a}/{b}", b, sets[a]) for b in langs} for a in langs}
-    own = {g: {lang: cross[lang][lang] if g == "all" else run(f"own/{g}/{lang}", lang, own_sets[g][lang])
+    plan = [(f"baseline/{lang}", lang, None) for lang in langs]
+    plan += [(f"{prefix}cross/{a}/{b}", b, sets[a]) for a in langs for b in langs]
+    plan += [(f"{prefix}own/{g}/{lang}", lang, own_sets[g][lang]) for g in options.groups if g != "all" for lang in langs]
+    plan += [(f"{prefix}random/{g}/{seed}/{lang}", lang, s) for g in options.groups for lang in langs
+             for seed, s in enumerate(random_sets[g][lang])]  # fmt: skip
+    pending = [(key, lang, neurons) for key, lang, neurons in plan
+               if key not in memo.data and (neurons is None or len(neurons))]  # fmt: skip
+    for start in range(0, len(pending), settings_per_pass):
+        chunk = pending[start : start + settings_per_pass]
+        found = measure_many(model, [Setting(tokens[lang], *vocab[lang], neurons) for _, lang, neurons in chunk],
+                             batch_tokens)  # fmt: skip
+        memo.put_many({key: value for (key, _, _), value in zip(chunk, found)})
+        for key, _, _ in chunk:
+            tick(key)
+
+    def get(key: str, lang: str, neurons: NeuronSet | None) -> Measures:
+        if neurons is not None and len(neurons) == 0:
+            return Measures(**asdict(baseline[lang]))  # nothing switched off
+        return memo[key if neurons is None else prefix + key]
+
+    baseline = {lang: get(f"baseline/{lang}", lang, None) for lang in langs}
+    cross = {a: {b: get(f"cross/{a}/{b}", b, sets[a]) for b in langs} for a in langs}
+    own = {g: {lang: cross[lang][lang] if g == "all" else get(f"own/{g}/{lang}", lang, own_sets[g][lang])
                for lang in langs} for g in options.groups}  # fmt: skip
     random = {
-        g: {lang: [run(f"random/{g}/{seed}/{lang}", lang, s) for seed, s in enumerate(random_sets[g][lang])] for lang in langs}
+        g: {lang: [get(f"random/{g}/{seed}/{lang}", lang, s) for seed, s in enumerate(random_sets[g][lang])] for lang in langs}
         for g in options.groups
     }  # fmt: skip
     if options.new_tokens > 0:
@@ -243,16 +256,16 @@ def run_deactivation(
         for seed in range(options.seeds):
             per_lang = {lang: random_sets["all"][lang][seed] for lang in langs}
             plan.append((f"{prefix}continuation/random/{seed}", per_lang, [{lang: random["all"][lang][seed] for lang in langs}]))
-        for key, per_lang, targets in plan:
-
-            def generate():
+        pending = [(key, per_lang) for key, per_lang, _ in plan if key not in memo.data]
+        if pending:
+            found = continuation_fidelities(model, prompts, [p for _, p in pending], vocab, options.new_tokens)
+            memo.put_many({key: value for (key, _), value in zip(pending, found)})
+            for key, _ in pending:
                 tick(key)
-                return continuation_fidelity(model, prompts, per_lang, vocab, options.new_tokens)
-
-            values = memo.get(key, generate)
+        for key, _, targets in plan:
             for target in targets:
                 for lang in langs:
-                    target[lang].continuation_fidelity = values[lang]
+                    target[lang].continuation_fidelity = memo.data[key][lang]
     return DeactivationResult(
         languages=langs, layer_groups=asdict(groups), baseline=baseline, own=own, random=random, cross=cross,
         set_sizes={g: {lang: len(s) for lang, s in own_sets[g].items()} for g in options.groups},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,14 @@ from workbench.analyses.finetune.options import Options as EnhancementOptions
 from workbench.analyses.finetune.options import TrainOptions
 from workbench.batching import DEFAULT_BATCH_TOKENS
 from workbench.finetune import NeuronDelta, train_neurons
-from workbench.measures import MeasureMemo, Measures, in_language, measure, random_like
+from workbench.measures import (
+    MeasureMemo,
+    Measures,
+    Setting,
+    in_language,
+    measure_many,
+    random_like,
+)
 from workbench.neurons import NeuronDims, NeuronSet
 from workbench.results import Result
 
@@ -163,14 +171,15 @@ def run_enhancement(
     dims = NeuronDims.of(model)
 
     def evaluate(key: str, delta: NeuronDelta | None) -> dict[str, Measures]:
-        def one(lang: str):
-            tick(f"{key}: measure {lang}")
-            if delta is None:
-                return measure(model, evaluation[lang], *vocab[lang], batch_tokens)
-            with delta.applied(model):
-                return measure(model, evaluation[lang], *vocab[lang], batch_tokens)
-
-        return {lang: memo.get(f"{key}/{lang}", lambda: one(lang)) for lang in langs}
+        """Every language in shared batches (:func:`measure_many`), with the delta applied."""
+        pending = [lang for lang in langs if f"{key}/{lang}" not in memo.data]
+        if pending:
+            tick(f"{key}: measure {', '.join(pending)}")
+            settings = [Setting(evaluation[lang], *vocab[lang]) for lang in pending]
+            with delta.applied(model) if delta is not None else nullcontext():
+                found = measure_many(model, settings, batch_tokens)
+            memo.put_many({f"{key}/{lang}": value for lang, value in zip(pending, found)})
+        return {lang: memo[f"{key}/{lang}"] for lang in langs}
 
     baseline = evaluate("baseline", None)
     runs = []

@@ -6,7 +6,8 @@ languages, the run's settings, and per analysis its options and fingerprint. Wor
 parts as it finishes (:class:`~workbench.store.Store`); running the same job again on the same
 folder resumes. A folder made with other run settings (model, corpus, languages, seed, ...) is
 refused; an analysis asked for with other options than the folder's is redone, with the
-analyses that depend on it, never mixed.
+analyses that depend on it, never mixed. Under ``torchrun`` every rank runs the job; the
+analyses that split their documents do so, and rank 0 alone writes (:mod:`workbench.distributed`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from workbench import distributed
 from workbench.analyses import REGISTRY, load_slice, with_requirements
 from workbench.corpus import open_corpus
 from workbench.errors import ResultsMismatchError
@@ -78,9 +80,11 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
     corpus.check_languages(list(run_options.languages))  # cheap checks first: before the model loads
     for options in analyses.values():
         options.check_run(run_options)
-    manifest = _previous_manifest(Path(out), run_options) if out is not None else None
+    distributed.init_from_environment(run_options.device)
+    manifest = distributed.from_main(lambda: _previous_manifest(Path(out), run_options)) if out is not None else None
 
-    model = load_model(run_options.model, device=run_options.device)
+    model = load_model(run_options.model, device=distributed.local_device(run_options.device))
+    show_progress = show_progress and distributed.world().is_main
     store = Store(Path(out) if out is not None else None, run_options, prints, show_progress=show_progress)
     recorded = _still_valid(manifest.get("analyses", {}), prints) if manifest else {}
     current = make_manifest(model_source(model), corpus.describe(), store.languages, run_options.to_dict(), {})
@@ -96,10 +100,10 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
     if out is None:
         return None
     _save_manifest(store, current)
-    return write_report(Path(out))
+    return distributed.from_main(lambda: write_report(Path(out)))
 
 
 def _save_manifest(store: Store, manifest: dict) -> None:
     """The manifest as it stands (finished analyses only)."""
     if store.folder is not None:
-        save_json(store.folder / MANIFEST, manifest)
+        distributed.on_main(lambda: save_json(store.folder / MANIFEST, manifest))

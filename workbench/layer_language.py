@@ -22,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, tokenize
+from workbench.distributed import shard
 from workbench.langid import NONE, UNKNOWN, VocabLanguages
 from workbench.lens import LensReadout, lens_hook_names, logit_lens
 from workbench.results import Result
@@ -186,7 +187,7 @@ def lens_language(
 ) -> LayerLanguages:
     """Run the logit lens on one language's texts and summarise it (ratios, masses, an example)."""
     tokens = tokenize(model, texts, ids, on_too_long=on_too_long)
-    total = sum(len(t) for t in tokens)
+    total = sum(len(tokens[i]) for i in shard(len(tokens)))  # this process's share under torchrun
     with tqdm(total=total, unit="tok", desc=f"lens {language}", disable=not show_progress) as bar:
         readout = logit_lens(
             model, tokens, k=k, positions=positions, per_doc=per_doc, final_norm=final_norm,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
+from workbench.distributed import all_gather, shard
 from workbench.readout import DEFAULT_CHUNK_ROWS, logits_of_rows
 
 Positions = Literal["all", "last", "sample"]
@@ -64,6 +65,16 @@ class LensReadout:
             group_mass=np.concatenate([p.group_mass for p in parts], axis=1),
             groups=first.groups,
         )
+
+    def in_document_order(self) -> LensReadout:
+        """The rows sorted by (document, position): the same readout however documents were batched
+        or split over processes."""
+        order = np.lexsort((self.position, self.doc))
+        return LensReadout(
+            doc=self.doc[order], position=self.position[order], topk_ids=self.topk_ids[:, order],
+            topk_probs=self.topk_probs[:, order], entropy=self.entropy[:, order],
+            final_top_prob=self.final_top_prob[:, order], group_mass=self.group_mass[:, order], groups=self.groups,
+        )  # fmt: skip
 
 
 def select_positions(
@@ -148,7 +159,9 @@ def logit_lens(
     chosen = select_positions([len(t) for t in token_lists], positions, per_doc, np.random.default_rng(seed))
     names = lens_hook_names(model)
     parts = []
-    for batch in iter_batches(token_lists, pad_id_of(model), batch_tokens, device):
+    mine = shard(len(token_lists))
+    for batch in iter_batches([token_lists[i] for i in mine], pad_id_of(model), batch_tokens, device):
+        batch.index = [mine[i] for i in batch.index]  # document numbers of the whole list
         rows_doc = np.concatenate([np.full(len(chosen[i]), i) for i in batch.index])
         rows_pos = np.concatenate([chosen[i] for i in batch.index])
         batch_row = torch.as_tensor(np.concatenate([np.full(len(chosen[i]), r) for r, i in enumerate(batch.index)]))
@@ -183,4 +196,5 @@ def logit_lens(
         )
         if progress is not None:
             progress(batch.n_tokens)
-    return LensReadout.concat(parts)
+    every = [part for parts_of_rank in all_gather(parts) for part in parts_of_rank]  # under torchrun: every rank's
+    return LensReadout.concat(every).in_document_order()

@@ -14,9 +14,8 @@ structure      hook                           equivalent parameter edit
 =============  =============================  ===============================================
 
 ``hook_q``/``hook_k`` are the projections before any q/k norm and rotary embedding, so masking
-there is exactly zeroing W_Q's (W_K's) column. (PLND scores Q/K at the rotated coordinates that
-enter the dot product; a set found by PLND is switched off at the same index of the projection,
-the parameter neuron.) Hooks are removed when the ``with`` block ends, also on errors.
+there is exactly zeroing W_Q's (W_K's) column: the neuron PLND scores
+(:mod:`workbench.qk_importance`). Hooks are removed when the ``with`` block ends, also on errors.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of, tokenize
+from workbench.distributed import gather_in_order, shard
 from workbench.readout import next_token_losses
 from workbench.results import Result
 
@@ -101,11 +102,13 @@ def document_losses(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     progress: Callable | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Summed next-token loss (nats) and number of predicted tokens for each document."""
+    """Summed next-token loss (nats) and number of predicted tokens for each document. Under
+    ``torchrun`` each rank takes its share and the records are gathered in document order."""
     device = model.cfg.device
-    loss_sum = [0.0] * len(token_lists)
-    counts = [0] * len(token_lists)
-    for batch in iter_batches(token_lists, pad_id_of(model), batch_tokens, device):
+    mine = shard(len(token_lists))
+    loss_sum = [0.0] * len(mine)
+    counts = [0] * len(mine)
+    for batch in iter_batches([token_lists[i] for i in mine], pad_id_of(model), batch_tokens, device):
         per_token = next_token_losses(model, batch.tokens)
         valid = batch.mask[:, 1:].bool()
         per_doc = (per_token * valid).sum(1)
@@ -114,7 +117,7 @@ def document_losses(
             counts[i] = int(valid[row].sum())
         if progress is not None:
             progress(batch.n_tokens)
-    return loss_sum, counts
+    return gather_in_order(loss_sum, len(token_lists)), gather_in_order(counts, len(token_lists))
 
 
 def language_loss(
@@ -129,7 +132,7 @@ def language_loss(
 ) -> LanguageLoss:
     """Loss of ``model`` on one language's documents (a tqdm bar counts tokens)."""
     tokens = tokenize(model, texts, ids, on_too_long=on_too_long)
-    total = sum(len(t) for t in tokens)
+    total = sum(len(tokens[i]) for i in shard(len(tokens)))
     with tqdm(total=total, unit="tok", desc=f"loss {language}", disable=not show_progress) as bar:
         loss_sum, counts = document_losses(model, tokens, batch_tokens, bar.update)
     n_bytes = [len(text.encode("utf-8")) for text in texts]

@@ -30,6 +30,7 @@ from safetensors.numpy import load_file, save
 from tqdm.auto import tqdm
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, tokenize
+from workbench.distributed import all_reduce, shard
 from workbench.importance import DEFAULT_CHUNK_ELEMENTS, BatchImportance, iter_importance
 from workbench.lape import LapeOptions, lape_sets
 from workbench.neurons import STRUCTURES, NeuronDims, NeuronSet, check_structures, structure_size
@@ -139,6 +140,18 @@ class _Accumulator:
         if self.positive is not None:
             self.positive += part.positive.sum(0, dtype=torch.float64)
 
+    def merge(self) -> None:
+        """Fold in what the other ranks found (:mod:`workbench.distributed`): sums and counts
+        add, minima and worst ranks take the extreme. Nothing to do in a world of one."""
+        for s in self.total:
+            all_reduce(self.total[s], "sum")
+            all_reduce(self.minimum[s], "min")
+            all_reduce(self.worst[s], "max")
+            all_reduce(self.halves[s], "sum")
+        if self.positive is not None:
+            all_reduce(self.positive, "sum")
+        self.n_tokens = int(all_reduce(torch.tensor([self.n_tokens]), "sum")[0])
+
     def summary(self, language: str, ids: list[str], settings: dict) -> ImportanceSummary:
         return ImportanceSummary(
             language=language, ids=list(ids), n_tokens=self.n_tokens,
@@ -164,15 +177,21 @@ def language_importance(
     on_too_long: str = "truncate",
     show_progress: bool = True,
 ) -> ImportanceSummary:
-    """PLND (and LAPE counts) over one language's documents, summarised."""
+    """PLND (and LAPE counts) over one language's documents, summarised. Under ``torchrun`` each
+    rank takes its share of the documents and the summaries merge exactly (sums within float
+    rounding); every rank returns the whole summary."""
     structures = check_structures(structures)
     tokens = tokenize(model, texts, ids, on_too_long=on_too_long)
+    mine = shard(len(tokens))
     acc = _Accumulator(NeuronDims.of(model), structures, selection, lape)
-    total = sum(len(t) for t in tokens)
+    total = sum(len(tokens[i]) for i in mine)
     with tqdm(total=total, unit="tok", desc=f"plnd {language}", disable=not show_progress) as bar:
-        for part in iter_importance(model, tokens, structures, lape, include_bos, batch_tokens, chunk_elements):
+        own_tokens = [tokens[i] for i in mine]
+        for part in iter_importance(model, own_tokens, structures, lape, include_bos, batch_tokens, chunk_elements):
+            part.index = [mine[i] for i in part.index]  # document numbers of the whole language
             acc.add(part)
             bar.update(sum(len(tokens[i]) for i in part.index))
+    acc.merge()
     settings = {"selection": asdict(selection), "structures": structures, "lape": lape, "include_bos": include_bos}
     return acc.summary(language, ids, settings)
 

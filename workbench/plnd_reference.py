@@ -7,10 +7,9 @@ Parameters are zeroed (and restored) in a *copy* of the sublayer; the model is n
 
 * FFN, V, O: the change of the sublayer's output (before any post-sublayer norm), summed over
   the document's counted positions.
-* Q, K: the paper's approximation computed literally: the sublayer is rerun with the query (or
-  key) dimension zeroed where it enters the dot product, and the change of the attention
-  pattern is measured. Without rotary embeddings this is the same as zeroing the column of
-  W_Q (W_K) and its bias; with rotary embeddings it zeroes a rotated coordinate.
+* Q, K: the paper's approximation computed literally: the sublayer is rerun with the column of
+  W_Q (W_K) and its bias zeroed, through whatever q/k norm and rotary embedding the model has,
+  and the change of the attention pattern (every head) is measured.
 """
 
 from __future__ import annotations
@@ -85,14 +84,12 @@ def attention_reference(
         for index in neurons:
             if not 0 <= index < size:
                 raise IndexError(f"{structure} has {size} neurons per layer, not {index}")
-            head, k = divmod(int(index), model.cfg.d_head)
+            with _zeroed(sublayer_entries(changed, model.cfg, structure, index)):
+                new_out, pattern = _run_attention(changed, x)
             if structure in ("attn_q", "attn_k"):
-                _, pattern = _run_attention(attn, x, zero=(structure, head, k))
                 diff = (pattern - base_pattern).square().sum(-1)  # [1, heads, q]
                 out[int(index)] = float((diff * weights[:, None, :]).sum())
             else:
-                with _zeroed(sublayer_entries(changed, model.cfg, structure, index)):
-                    new_out, _ = _run_attention(changed, x)
                 out[int(index)] = _squared_change(new_out, base_out, weights)
     return out
 
@@ -111,25 +108,12 @@ def _zeroed(entries: list[tuple[str, torch.Tensor, tuple]]):
                 param[index] = value
 
 
-def _run_attention(attn, x: torch.Tensor, zero: tuple[str, int, int] | None = None):
-    """Run an attention sublayer alone; optionally zero one q/k dimension where it enters the scores."""
+def _run_attention(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run an attention sublayer alone: its output and its pattern."""
     captured = {}
-    handles = [attn.hook_pattern.register_forward_hook(lambda m, i, o: captured.setdefault("pattern", o))]
-    if zero is not None:
-        structure, head, k = zero
-        rotary = attn.cfg.positional_embedding_type == "rotary"
-        point = {"attn_q": attn.hook_rot_q if rotary else attn.hook_q,
-                 "attn_k": attn.hook_rot_k if rotary else attn.hook_k}[structure]  # fmt: skip
-
-        def zero_dim(module, inputs, output):
-            output = output.clone()
-            output[:, :, head, k] = 0
-            return output
-
-        handles.append(point.register_forward_hook(zero_dim))
+    handle = attn.hook_pattern.register_forward_hook(lambda m, i, o: captured.setdefault("pattern", o))
     try:
         out = attn(x, x, x)
     finally:
-        for handle in handles:
-            handle.remove()
+        handle.remove()
     return out, captured["pattern"]

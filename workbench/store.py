@@ -5,7 +5,8 @@ trained delta, one deactivation measurement), saved at once under
 ``parts/<analysis>-<fingerprint>/<key>``. The fingerprint hashes the analysis's options, the run's
 settings and the fingerprints of the analyses it needs, so a part made with other settings is
 never found, never mixed in: it is redone. A store without a folder (notebooks) keeps results in
-memory and saves nothing.
+memory and saves nothing. Under ``torchrun`` rank 0 alone reads and writes the folder and gives
+every rank what it found (:mod:`workbench.distributed`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from workbench import distributed
 from workbench.analyses import load_slice
 from workbench.errors import MissingResultError
 from workbench.options import RunOptions
@@ -66,12 +68,12 @@ class Store:
         folder still offers them, e.g. PLND's per-language summaries)."""
         if (analysis, key) not in self.parts:
             path = self.part(analysis, key)
-            if path is not None and path.exists():
-                self.parts[analysis, key] = load(path)
+            if path is not None and distributed.from_main(path.exists):
+                self.parts[analysis, key] = distributed.from_main(lambda: load(path))
             else:
-                self.parts[analysis, key] = compute()
+                value = self.parts[analysis, key] = compute()
                 if path is not None:
-                    save(self.parts[analysis, key], path)
+                    distributed.on_main(lambda: save(value, path))
         return self.parts[analysis, key]
 
     def reuse_json(self, analysis: str, key: str, compute: Callable[[], T], cls: type[T]) -> T:
@@ -83,7 +85,7 @@ class Store:
         """Remember a finished result (and save it in the folder)."""
         self.results[analysis] = result
         if self.folder is not None:
-            result.save(self.folder)
+            distributed.on_main(lambda: result.save(self.folder))
         return result
 
     def result(self, analysis: str) -> Any:
@@ -91,5 +93,5 @@ class Store:
         if analysis not in self.results:
             if self.folder is None:
                 raise MissingResultError(f"No {analysis} result in this store; run that analysis first.")
-            self.results[analysis] = load_slice(analysis).Result.load(self.folder)
+            self.results[analysis] = distributed.from_main(lambda: load_slice(analysis).Result.load(self.folder))
         return self.results[analysis]
