@@ -1,6 +1,6 @@
 """Data-parallel runs: two CPU processes with gloo under ``torchrun`` give what one process gives.
 
-The job (loss, lens, PLND with LAPE) runs twice on a tiny model and the Bible corpus, once in one
+The job (loss, lens, PLND with LAPE, FFN statistics) runs twice on a tiny model and the Bible corpus, once in one
 process and once as two ranks; per-document losses, the lens readout, the per-language PLND/LAPE
 summaries and the neuron sets must agree (sums within float rounding: the same numbers added in
 another order, or computed in other batches; minima, worst ranks and counts exactly).
@@ -19,8 +19,9 @@ from workbench.plnd import ImportanceSummary, PLNDResult
 from workbench.results import load_json
 
 BIN = Path(sys.executable).parent
-JOB = ["run", "--analyses", "loss,lens,plnd", "--model", "tiny-gated", "--languages", "en,de,zh",
-       "--loss-documents", "5", "--lens-documents", "3", "--plnd-documents", "7", "--plnd-value", "0.05"]  # fmt: skip
+JOB = ["run", "--analyses", "loss,lens,plnd,ffn", "--model", "tiny-gated", "--languages", "en,de,zh",
+       "--loss-documents", "5", "--lens-documents", "3", "--plnd-documents", "7", "--plnd-value", "0.05",
+       "--ffn-documents", "5"]  # fmt: skip
 
 
 def _run(command: list[str], tmp_path: Path) -> None:
@@ -79,6 +80,28 @@ def test_two_gloo_processes_give_the_single_process_losses_and_lens(runs):
         assert (merged["counts"], merged["n_positions"]) == (one["counts"], one["n_positions"])
         for name in ("mass_english", "mass_input", "entropy", "final_top_prob"):
             np.testing.assert_allclose(merged[name], one[name], rtol=1e-4, atol=1e-6)
+
+
+def test_two_gloo_processes_give_the_single_process_ffn_statistics(runs):
+    single, two = (load_json(folder / "ffn.json") for folder in runs)
+    _assert_close(two, single)
+
+
+def _assert_close(found, expected, path="ffn"):
+    """Nested JSON equal, numbers within float rounding (sums added in another order)."""
+    if isinstance(expected, dict):
+        assert found.keys() == expected.keys(), path
+        for key in expected:
+            _assert_close(found[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list) and expected and not isinstance(expected[0], (int, float, type(None))):
+        assert len(found) == len(expected), path
+        for i, (a, b) in enumerate(zip(found, expected)):
+            _assert_close(a, b, f"{path}[{i}]")
+    elif isinstance(expected, (float, list)):
+        np.testing.assert_allclose(np.array(found, dtype=float), np.array(expected, dtype=float),
+                                   rtol=1e-4, atol=1e-6, err_msg=path)  # fmt: skip
+    else:
+        assert found == expected, path
 
 
 def test_a_world_of_one_changes_nothing():

@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.numpy import save
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
+from workbench.distributed import all_gather, all_reduce, shard
 from workbench.importance import counted_positions
 from workbench.results import Result, atomic_write_bytes
 
@@ -124,6 +125,13 @@ class SublayerSums:
     def mean(self) -> np.ndarray:
         """``[layers, units]``: mean activation per unit (ranks equal those of the summed one)."""
         return self.total / max(self.rows, 1)
+
+    def merge(self) -> None:
+        """Add the other processes' sums under ``torchrun`` (:mod:`workbench.distributed`), in
+        place; nothing to do in a world of one."""
+        for array in (self.near_zero, self.total, self.entropy):
+            all_reduce(torch.from_numpy(array), "sum")  # shares the array's memory
+        self.rows = int(all_reduce(torch.tensor([self.rows]), "sum")[0])
 
 
 class Collector:
@@ -236,18 +244,26 @@ def summarise(
     pooled: bool = False,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> FFNSummary:
-    """Stream ``tokens`` (one language's documents) through the model and summarise its FFNs."""
+    """Stream ``tokens`` (one language's documents) through the model and summarise its FFNs.
+    Under ``torchrun`` each process takes its share of the documents; the sums add up and the
+    per-document vectors are gathered back into document order."""
     tol = default_tolerance(model) if tolerance is None else tolerance
     collector = Collector(model, tol, positions, pooled)
     device = next(model.parameters()).device
+    mine = shard(len(tokens))
     order: list[int] = []
-    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device):
+    for batch in iter_batches([tokens[i] for i in mine], pad_id_of(model), batch_tokens, device):
         collector.run(batch.tokens, batch.mask, include_bos)
-        order += batch.index
+        order += [mine[i] for i in batch.index]
+    for sums in collector.sums.values():
+        sums.merge()
     stacked = {}
     if collector.pooled is not None:
-        inverse = np.argsort(order)
-        stacked = {name: np.concatenate(parts)[inverse] for name, parts in collector.pooled.items()}
+        local = {name: np.concatenate(parts) for name, parts in collector.pooled.items() if parts}
+        every = [(o, arrays) for o, arrays in all_gather((order, local)) if o]  # processes with documents
+        if every:
+            inverse = np.argsort(np.concatenate([o for o, _ in every]))
+            stacked = {name: np.concatenate([arrays[name] for _, arrays in every])[inverse] for name in every[0][1]}
     return FFNSummary(language, list(ids), positions, tol, include_bos, collector.sums, stacked)
 
 

@@ -35,19 +35,9 @@ import torch
 
 from workbench.batching import DEFAULT_BATCH_TOKENS, Batch, iter_batches, pad_id_of
 from workbench.errors import WorkbenchError
-from workbench.neurons import (
-    STRUCTURES,
-    NeuronDims,
-    check_structures,
-    n_kv_heads,
-    structure_size,
-)
+from workbench.neurons import STRUCTURES, NeuronDims, check_structures, n_kv_heads, structure_size
 from workbench.pattern_change import DEFAULT_CHUNK_ELEMENTS
-from workbench.qk_importance import (
-    check_supported,
-    hook_names,
-    query_and_key_importance,
-)
+from workbench.qk_importance import check_supported, hook_names, query_and_key_importance
 
 
 @dataclass

@@ -19,13 +19,8 @@ import torch
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-from workbench.batching import (
-    DEFAULT_BATCH_TOKENS,
-    iter_batches,
-    pad,
-    pad_id_of,
-    plan_batches,
-)
+from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad, pad_id_of, plan_batches
+from workbench.distributed import on_main
 from workbench.layer_language import ENGLISH, INPUT, OTHER
 from workbench.masking import switched_off
 from workbench.neurons import NeuronSet, structure_size
@@ -171,11 +166,12 @@ class MeasureMemo:
         return self[key]
 
     def put_many(self, values: dict) -> None:
-        """Record finished measurements (and save them, once for all)."""
+        """Record finished measurements (and save them, once for all; under ``torchrun`` process 0
+        saves)."""
         for key, value in values.items():
             self.data[key] = asdict(value) if isinstance(value, Measures) else value
         if self.path is not None:
-            save_json(self.path, self.data)
+            on_main(lambda: save_json(self.path, self.data))
 
     def __getitem__(self, key: str):
         value = self.data[key]

@@ -30,11 +30,7 @@ from __future__ import annotations
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.pattern_change import (
-    DEFAULT_CHUNK_ELEMENTS,
-    log_pattern,
-    row_pattern_change,
-)
+from workbench.pattern_change import DEFAULT_CHUNK_ELEMENTS, log_pattern, row_pattern_change
 
 PER_HEAD_NORM_ARCHITECTURES = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
