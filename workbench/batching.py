@@ -107,9 +107,14 @@ def iter_batches(
     pad_id: int,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     device: str | torch.device = "cpu",
+    documents: Sequence[int] | None = None,
 ) -> Iterator[Batch]:
-    """Padded batches over ``token_lists`` (see :func:`plan_batches`), moved to ``device``."""
-    for index in plan_batches([len(t) for t in token_lists], batch_tokens):
+    """Padded batches over ``token_lists`` (see :func:`plan_batches`), moved to ``device``; only
+    over ``documents`` (indices into ``token_lists``, e.g. this process's
+    :func:`~workbench.distributed.shard`) when given. ``Batch.index`` counts in ``token_lists``."""
+    chosen = range(len(token_lists)) if documents is None else documents
+    for planned in plan_batches([len(token_lists[i]) for i in chosen], batch_tokens):
+        index = [chosen[i] for i in planned]
         tokens, mask = pad([token_lists[i] for i in index], pad_id)
         yield Batch(index, tokens.to(device), mask.to(device))
 

@@ -28,14 +28,7 @@ from workbench.analyses.finetune.options import Options as EnhancementOptions
 from workbench.analyses.finetune.options import TrainOptions
 from workbench.batching import DEFAULT_BATCH_TOKENS
 from workbench.finetune import NeuronDelta, train_neurons
-from workbench.measures import (
-    MeasureMemo,
-    Measures,
-    Setting,
-    in_language,
-    measure_many,
-    random_like,
-)
+from workbench.measures import MeasureMemo, Measures, Setting, in_language, measure_many, random_like
 from workbench.neurons import NeuronDims, NeuronSet
 from workbench.results import Result
 

@@ -250,11 +250,10 @@ def summarise(
     tol = default_tolerance(model) if tolerance is None else tolerance
     collector = Collector(model, tol, positions, pooled)
     device = next(model.parameters()).device
-    mine = shard(len(tokens))
     order: list[int] = []
-    for batch in iter_batches([tokens[i] for i in mine], pad_id_of(model), batch_tokens, device):
+    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device, shard(len(tokens))):
         collector.run(batch.tokens, batch.mask, include_bos)
-        order += [mine[i] for i in batch.index]
+        order += batch.index
     for sums in collector.sums.values():
         sums.merge()
     stacked = {}

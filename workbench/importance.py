@@ -119,8 +119,7 @@ class _Collector:
             if self.qk_which:
                 names = hook_names(self.model, layer)
                 scores = names.pop("scores")
-                for name in set(names.values()):
-                    out.append((name, self._keep(layer, [k for k, v in names.items() if v == name])))
+                out += [(name, self._keep(layer, key)) for key, name in names.items()]
                 out.append((scores, self._scores(layer)))
         return out
 
@@ -149,10 +148,9 @@ class _Collector:
 
         return hook
 
-    def _keep(self, layer, keys):
+    def _keep(self, layer, key):
         def hook(x, hook):
-            for key in keys:
-                self.qk.setdefault(layer, {})[key] = x.detach()
+            self.qk.setdefault(layer, {})[key] = x.detach()
 
         return hook
 
@@ -200,8 +198,9 @@ def iter_importance(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     backend: str = "auto",
+    documents: Sequence[int] | None = None,
 ) -> Iterator[BatchImportance]:
     """Importances batch by batch over tokenized documents (streams: nothing is kept here)."""
     device = next(model.parameters()).device
-    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device):
+    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device, documents):
         yield batch_importance(model, batch, structures, lape, include_bos, chunk_elements, backend)

@@ -159,9 +159,7 @@ def logit_lens(
     chosen = select_positions([len(t) for t in token_lists], positions, per_doc, np.random.default_rng(seed))
     names = lens_hook_names(model)
     parts = []
-    mine = shard(len(token_lists))
-    for batch in iter_batches([token_lists[i] for i in mine], pad_id_of(model), batch_tokens, device):
-        batch.index = [mine[i] for i in batch.index]  # document numbers of the whole list
+    for batch in iter_batches(token_lists, pad_id_of(model), batch_tokens, device, shard(len(token_lists))):
         rows_doc = np.concatenate([np.full(len(chosen[i]), i) for i in batch.index])
         rows_pos = np.concatenate([chosen[i] for i in batch.index])
         batch_row = torch.as_tensor(np.concatenate([np.full(len(chosen[i]), r) for r, i in enumerate(batch.index)]))

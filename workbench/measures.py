@@ -19,7 +19,7 @@ import torch
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad, pad_id_of, plan_batches
+from workbench.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
 from workbench.distributed import on_main
 from workbench.layer_language import ENGLISH, INPUT, OTHER
 from workbench.masking import switched_off
@@ -83,18 +83,7 @@ def measure(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> Measures:
     """Loss, accuracy and top-1 fidelity of the model (as it is hooked now) over ``tokens``."""
-    device = next(model.parameters()).device
-    own_t, labelled_t = torch.from_numpy(own).to(device), torch.from_numpy(labelled).to(device)
-    loss_sum, correct, n, n_own, n_labelled = 0.0, 0, 0, 0, 0
-    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device):
-        losses, predicted = next_token_predictions(model, batch.tokens)
-        real = batch.mask[:, 1:].bool()
-        loss_sum += float(losses[real].sum())
-        correct += int((predicted == batch.tokens[:, 1:])[real].sum())
-        n += int(real.sum())
-        n_own += int(own_t[predicted][real].sum())
-        n_labelled += int(labelled_t[predicted][real].sum())
-    return Measures(loss_sum / max(n, 1), correct / max(n, 1), n_own / max(n_labelled, 1), n)
+    return measure_many(model, [Setting(tokens, own, labelled)], batch_tokens)[0]
 
 
 @dataclass
@@ -115,19 +104,19 @@ def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT
     small measurements fill whole batches. Equal to measuring one setting at a time (the same
     sums, added in another order)."""
     device = next(model.parameters()).device
-    rows = [(i, doc) for i, setting in enumerate(settings) for doc in setting.tokens]
+    owner = [i for i, setting in enumerate(settings) for _ in setting.tokens]  # the setting of each row
+    documents = [doc for setting in settings for doc in setting.tokens]
     sums = np.zeros((len(settings), 5))  # loss, correct, tokens, own, labelled
     vocab = [(torch.from_numpy(s.own).to(device), torch.from_numpy(s.labelled).to(device)) for s in settings]
-    for index in plan_batches([len(doc) for _, doc in rows], batch_tokens):
-        owners = [rows[r][0] for r in index]
-        tokens, mask = pad([rows[r][1] for r in index], pad_id_of(model))
-        tokens, real = tokens.to(device), mask[:, 1:].bool().to(device)
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
+        owners = [owner[r] for r in batch.index]
         with switched_off(model, [settings[i].neurons for i in owners]):
-            losses, predicted = next_token_predictions(model, tokens)
+            losses, predicted = next_token_predictions(model, batch.tokens)
+        real = batch.mask[:, 1:].bool()
         for row, i in enumerate(owners):
             own, labelled = vocab[i]
             keep, guess = real[row], predicted[row][real[row]]
-            sums[i] += [float(losses[row][keep].sum()), int((guess == tokens[row, 1:][keep]).sum()),
+            sums[i] += [float(losses[row][keep].sum()), int((guess == batch.tokens[row, 1:][keep]).sum()),
                         int(keep.sum()), int(own[guess].sum()), int(labelled[guess].sum())]  # fmt: skip
     return [Measures(loss / max(n, 1), correct / max(n, 1), n_own / max(n_lab, 1), int(n))
             for loss, correct, n, n_own, n_lab in sums]  # fmt: skip

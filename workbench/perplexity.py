@@ -106,9 +106,9 @@ def document_losses(
     ``torchrun`` each rank takes its share and the records are gathered in document order."""
     device = model.cfg.device
     mine = shard(len(token_lists))
-    loss_sum = [0.0] * len(mine)
-    counts = [0] * len(mine)
-    for batch in iter_batches([token_lists[i] for i in mine], pad_id_of(model), batch_tokens, device):
+    loss_sum = dict.fromkeys(mine, 0.0)
+    counts = dict.fromkeys(mine, 0)
+    for batch in iter_batches(token_lists, pad_id_of(model), batch_tokens, device, mine):
         per_token = next_token_losses(model, batch.tokens)
         valid = batch.mask[:, 1:].bool()
         per_doc = (per_token * valid).sum(1)
@@ -117,7 +117,8 @@ def document_losses(
             counts[i] = int(valid[row].sum())
         if progress is not None:
             progress(batch.n_tokens)
-    return gather_in_order(loss_sum, len(token_lists)), gather_in_order(counts, len(token_lists))
+    n = len(token_lists)
+    return gather_in_order([loss_sum[i] for i in mine], n), gather_in_order([counts[i] for i in mine], n)
 
 
 def language_loss(

@@ -186,9 +186,8 @@ def language_importance(
     acc = _Accumulator(NeuronDims.of(model), structures, selection, lape)
     total = sum(len(tokens[i]) for i in mine)
     with tqdm(total=total, unit="tok", desc=f"plnd {language}", disable=not show_progress) as bar:
-        own_tokens = [tokens[i] for i in mine]
-        for part in iter_importance(model, own_tokens, structures, lape, include_bos, batch_tokens, chunk_elements):
-            part.index = [mine[i] for i in part.index]  # document numbers of the whole language
+        parts = iter_importance(model, tokens, structures, lape, include_bos, batch_tokens, chunk_elements, documents=mine)
+        for part in parts:
             acc.add(part)
             bar.update(sum(len(tokens[i]) for i in part.index))
     acc.merge()
