@@ -63,7 +63,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type[Options], short: bool
     keeps the field's default, so defaults stay in the ``Options`` class."""
     hints = cls.hints()
     run_flags = {RunOptions.flag(f.name) for f in fields(RunOptions)}
-    group = parser.add_argument_group(f"{cls.ANALYSIS or 'run'} options")
+    group = parser.add_argument_group(f"{getattr(cls, 'TITLE', '') or cls.ANALYSIS or 'run'} options")
     for f in fields(cls):
         if only and f.name not in only:
             continue
@@ -146,6 +146,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     problem = verify_cache_folder(gemma_cache_dir())
     state = "ready" if problem is None else f"not prepared yet ({problem}): built on first use"
     print(f"\ngemma-3-270m cache: {gemma_cache_dir()} [{state}]")
+    from workbench.zoo.catalog import trained
+
+    zoo = trained()
+    print(f"Zoo (--model zoo:NAME): {', '.join(zoo) or 'none trained yet'} ('workbench zoo list' for details)")
     print("Also accepted: a local Hugging Face model folder, or a hub name (online).")
     return 0
 
@@ -294,6 +298,71 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_train(args: argparse.Namespace) -> int:
+    """``workbench zoo train NAME`` or ``--preset``: train (or resume) zoo models, one after another."""
+    from workbench.zoo.catalog import PRESETS
+    from workbench.zoo.options import ZooOptions
+
+    if bool(args.name) == bool(args.preset):
+        raise WorkbenchError("Give a NAME or --preset (mixtures, depths), not both and not neither.")
+    base = options_from(args, ZooOptions, None)
+    plans = {args.name: {}} if args.name else PRESETS[args.preset]
+    given = {k.split(".", 1)[1] for k in vars(args) if k.startswith("run.")}
+    runs = {name: ZooOptions(**{**base.to_dict(), **{k: v for k, v in changes.items() if k not in given}})
+            for name, changes in plans.items()}  # fmt: skip
+    from workbench.zoo.train import plan_run, train
+
+    for options in runs.values():  # every mixture and budget checked before the first model trains
+        plan_run(options, zoo_root_of(args))
+    for name, options in runs.items():
+        folder = train(name, options, zoo_root_of(args), force=args.force, show_progress=not args.quiet)
+        print(f"zoo:{name} ready at {folder}")
+    return 0
+
+
+def zoo_root_of(args: argparse.Namespace) -> Path:
+    from workbench.zoo.catalog import zoo_root
+
+    return Path(args.zoo) if args.zoo else zoo_root()
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from workbench.zoo.catalog import trained
+
+    models = trained(zoo_root_of(args))
+    if not models:
+        print(f"No zoo models in {zoo_root_of(args)}; train one with 'workbench zoo train NAME' or '--preset mixtures'.")
+        return 0
+    print(f"{'name':<12} {'layers':>6} {'d_model':>7} {'params':>7} {'tokens':>7} {'min':>5}  held-out loss (nats/token)  mixture")
+    for name, info in models.items():
+        o = info["options"]
+        held = " ".join(f"{lang} {loss:.2f}" for lang, loss in info["heldout_loss"].items())
+        print(f"{name:<12} {o['layers']:>6} {o['d_model']:>7} {info['parameters'] / 1e6:>6.1f}M "
+              f"{info['tokens']['total'] / 1e6:>6.1f}M {info['seconds'] / 60:>5.1f}  {held}  {info['mixture']}")  # fmt: skip
+    return 0
+
+
+def _add_zoo_commands(sub) -> None:
+    from workbench.zoo.catalog import PRESETS
+    from workbench.zoo.options import ZooOptions
+
+    zoo = sub.add_parser("zoo", help="small multilingual models trained here on language mixtures (train, list)")
+    actions = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    train = actions.add_parser("train", help="train a zoo model from scratch (resumes an interrupted run)")
+    train.add_argument("name", nargs="?", default=None, help="the model's name (--model zoo:NAME)")
+    train.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                       help="mixtures: English 90/70/50/20/0%% over en,fr,de,ar,zh; depths: 2, 4, 8 layers "
+                       "(options given still win)")  # fmt: skip
+    add_options(train, ZooOptions)
+    train.add_argument("--force", action="store_true", help="train again over an existing model of that name")
+    train.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_CACHE/zoo)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_zoo_train)
+    listing = actions.add_parser("list", help="the trained zoo models, with held-out loss per language")
+    listing.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_CACHE/zoo)")
+    listing.set_defaults(func=cmd_zoo_list)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.report import write_report
 
@@ -351,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     langid.add_argument("--documents", type=int, default=300, help="held-out verses per language")
     langid.add_argument("--seed", type=int, default=0)
     langid.set_defaults(func=cmd_langid)
+
+    _add_zoo_commands(sub)
 
     report = sub.add_parser("report", help="rebuild report.html of a results folder")
     report.add_argument("folder")

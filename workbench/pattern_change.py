@@ -4,7 +4,7 @@ the Q/K importances (:mod:`workbench.qk_importance`), for every row and neuron a
 For a query row r (one position of one head) with pattern ``P`` over its visible keys, zeroing a
 neuron c changes the raw scores by
 
-    ``X_j = (f[r, c] + E[g, c, j]) * S[r, j] - p[r, c] * U[g, c, j] - q[r, c] * V[g, c, j]``
+    ``X_j = (f[r, c] + E[g, j, c]) * S[r, j] - p[r, c] * U[g, j, c] - q[r, c] * V[g, j, c]``
 
 (a rescaling of the row by the q/k norm, plus two outer products: the neuron's coordinate and its
 rotary partner), and the importance of the row is ``|| softmax(S + X) - P ||^2`` (with a soft cap
@@ -16,9 +16,9 @@ shifted by ``max_j (X_j + log P_j)``: every exponential is at most 1 and the nor
 Two backends give the same numbers (a test holds them together):
 
 * ``"c"``: a small C kernel (``kernels/pattern_change.c``), compiled once per machine with the
-  system's C compiler and loaded with ``ctypes``: one pass per row and neuron, one exponential per
-  entry, only the keys a row can see (causal mask and sliding window), rows that do not count
-  skipped. The CPU default.
+  system's C compiler and loaded with ``ctypes``: one exponential per entry, vectorised over
+  blocks of :data:`NEURON_BLOCK` neurons of a row, only the keys a row can see (causal mask and
+  sliding window), rows that do not count skipped. The CPU default.
 * ``"torch"``: the same formula on tensors, query rows in blocks (each with the keys it can see)
   and neurons in chunks so no temporary exceeds ``chunk_elements`` floats; no host
   synchronisation. Used on GPUs, and on CPUs where no C compiler is found.
@@ -42,11 +42,14 @@ COMPILE_FLAGS = ("-O3", "-ffast-math", "-fopenmp", "-march=native", "-shared", "
 LINK_FLAGS = ("-lmvec", "-lm")  # glibc's vector tanh (soft caps), what -ffast-math vectorises tanhf into
 DEFAULT_CHUNK_ELEMENTS = 1 << 22  # floats per [b, heads, rows, neurons, keys] temporary of the torch path
 BACKENDS = ("auto", "c", "torch")
+NEURON_BLOCK = 32  # the kernel's CB: neurons per vector block (the neuron axis is padded to a multiple)
 MASKED_LOG = -1e30  # log P of a masked key: finite (the C kernel is compiled with -ffast-math), exp -> 0
 
 
 def log_pattern(pattern: torch.Tensor) -> torch.Tensor:
-    """``log P`` where ``P > 0``, :data:`MASKED_LOG` where a key is masked (or its weight underflowed)."""
+    """``log P`` where ``P > 0``, :data:`MASKED_LOG` where a key is masked (or its weight underflowed).
+    From the scores, ``log_softmax(scores).clamp_min(MASKED_LOG)`` is the same, cheaper and exact
+    where ``P`` underflows."""
     return torch.where(pattern > 0, pattern.log(), torch.full_like(pattern, MASKED_LOG))
 
 
@@ -67,7 +70,7 @@ def row_pattern_change(
 
     ``pattern`` and ``scores`` (raw, before any soft cap; 0 where masked) are ``[b, heads, rows,
     keys]``; ``row`` holds ``f``, ``p``, ``q`` ``[b, heads, rows, neurons]`` (``f`` may be None)
-    and ``key`` holds ``E``, ``U``, ``V`` ``[b, kv_heads, neurons, keys]`` (``E`` may be None).
+    and ``key`` holds ``E``, ``U``, ``V`` ``[b, kv_heads, keys, neurons]`` (``E`` may be None).
     ``counted [b, rows]``: rows that count (others give 0 on the C path). With a soft cap,
     ``capped`` are the model's capped scores (0 where masked). ``log_p``: :func:`log_pattern`
     of ``pattern``, when the caller has it already.
@@ -95,7 +98,7 @@ def _by_torch(pattern, log_p, scores, capped, row, key, causal: bool, soft_cap: 
         for start in range(0, n_neurons, width):
             dims = slice(start, start + width)
             r = {n: None if t is None else t[:, :, rows, dims, None] for n, t in row.items()}
-            k = {n: None if t is None else t[:, :, None, dims, keys] for n, t in per_head.items()}
+            k = {n: None if t is None else t[:, :, None, keys, dims].transpose(-1, -2) for n, t in per_head.items()}
             s = scores[:, :, rows, None, keys]
             scale = r["f"] if k["E"] is None else k["E"] if r["f"] is None else r["f"] + k["E"]
             x = scale * s - r["p"] * k["U"] - r["q"] * k["V"]
@@ -129,17 +132,26 @@ def _by_kernel(pattern, log_p, scores, capped, row, key, counted, causal: bool, 
     group = (torch.arange(b)[:, None] * n_kv + heads[None, :]).repeat_interleave(n_q, 1).reshape(-1)
     visible = torch.arange(1, n_q + 1) + (n_k - n_q) if causal else torch.full((n_q,), n_k)
     n_keys = (visible[None, :] * counted.cpu().bool()).repeat_interleave(n_heads, 0).reshape(-1)
-    first = (pattern > 0).int().argmax(-1).reshape(-1).cpu()  # first visible key: sliding windows start later
+    first = (log_p > MASKED_LOG).int().argmax(-1).reshape(-1).cpu()  # first visible key: sliding windows start later
     indices = [t.contiguous() for t in (group, first, n_keys)]  # kept alive for the call
     args = [t.float().contiguous() for t in (pattern, log_p, scores, capped)]
-    rows = [None if row[n] is None else row[n].float().contiguous() for n in ("f", "p", "q")]
-    keys = [None if key[n] is None else key[n].float().contiguous() for n in ("E", "U", "V")]
-    out = torch.empty(b, n_heads, n_q, n_neurons, dtype=torch.float32)
+    padded = -(-n_neurons // NEURON_BLOCK) * NEURON_BLOCK
+    rows = [_padded(row[n], padded) for n in ("f", "p", "q")]
+    keys = [_padded(key[n], padded) for n in ("E", "U", "V")]
+    out = torch.empty(b, n_heads, n_q, padded, dtype=torch.float32)
     pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for t in (*args, *rows, *keys)]
     run(*pointers, *(ctypes.c_void_p(t.data_ptr()) for t in indices),
-        ctypes.c_float(soft_cap), ctypes.c_int64(b * n_heads * n_q), ctypes.c_int64(n_neurons),
+        ctypes.c_float(soft_cap), ctypes.c_int64(b * n_heads * n_q), ctypes.c_int64(padded),
         ctypes.c_int64(n_k), ctypes.c_int(torch.get_num_threads()), ctypes.c_void_p(out.data_ptr()))  # fmt: skip
-    return out
+    return out[..., :n_neurons]
+
+
+def _padded(t: torch.Tensor | None, size: int) -> torch.Tensor | None:
+    """``t`` as contiguous float32 with its last (neuron) axis zero-padded to ``size``."""
+    if t is None:
+        return None
+    t = t.float()
+    return torch.nn.functional.pad(t, (0, size - t.shape[-1])).contiguous() if t.shape[-1] < size else t.contiguous()
 
 
 @functools.cache

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.pattern_change import DEFAULT_CHUNK_ELEMENTS, log_pattern, row_pattern_change
+from workbench.pattern_change import DEFAULT_CHUNK_ELEMENTS, MASKED_LOG, row_pattern_change
 
 PER_HEAD_NORM_ARCHITECTURES = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 
@@ -136,7 +136,7 @@ def query_and_key_importance(
         raw = capped
     common = {"pattern": pattern, "scores": raw, "counted": weights > 0, "causal": cfg.attention_dir == "causal",
               "capped": capped, "soft_cap": soft_cap, "backend": backend, "chunk_elements": chunk_elements,
-              "log_p": log_pattern(pattern)}  # fmt: skip
+              "log_p": torch.log_softmax(scores, dim=-1).clamp_min(MASKED_LOG)}  # fmt: skip
     out = {}
     if "attn_q" in which:
         row, key = query_factors(s_q, q_normed, rk, partner, cos_q / scale, sin_q / scale)
@@ -155,7 +155,7 @@ def query_factors(s, normed, rk, partner, cos, sin) -> tuple[dict, dict]:
     ``s``, ``normed`` ``[b, pos, heads, d]``, ``rk [b, pos, kv_heads, d]``."""
     rows = lambda t: t.permute(0, 2, 1, 3)
     row = {"f": rows(s - 1), "p": rows(s * normed * cos[:, None]), "q": rows(s * normed * sin[:, None])}
-    key = {"E": None, "U": rk.permute(0, 2, 3, 1), "V": rk[..., partner].permute(0, 2, 3, 1)}
+    key = {"E": None, "U": rk.permute(0, 2, 1, 3), "V": rk[..., partner].permute(0, 2, 1, 3)}
     return row, key
 
 
@@ -163,7 +163,7 @@ def key_factors(s, normed, rq, partner, cos, sin) -> tuple[dict, dict]:
     """The mirror image for key neurons: per key position the norm's growth and the coordinate's
     weights; per query row the rotated query's coordinate and its partner. ``s``, ``normed``
     ``[b, pos, kv_heads, d]``, ``rq [b, pos, heads, d]``."""
-    keys = lambda t: t.permute(0, 2, 3, 1)
+    keys = lambda t: t.permute(0, 2, 1, 3)
     key = {"E": keys(s - 1), "U": keys(s * normed * cos[:, None]), "V": keys(s * normed * sin[:, None])}
     row = {"f": None, "p": rq.permute(0, 2, 1, 3), "q": rq[..., partner].permute(0, 2, 1, 3)}
     return row, key

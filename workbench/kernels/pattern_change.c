@@ -4,15 +4,20 @@
  *
  * For row r (one query position of one head), neuron c and visible key first[r] <= j < n_keys[r]:
  *
- *     X_j  = (f[r,c] + E[g,c,j]) * S[r,j] - p[r,c] * U[g,c,j] - q[r,c] * V[g,c,j]
+ *     X_j  = (f[r,c] + E[g,j,c]) * S[r,j] - p[r,c] * U[g,j,c] - q[r,c] * V[g,j,c]
  *            (with a soft cap: X_j = cap * tanh((S[r,j] + X_j) / cap) - Sc[r,j])
  *     P'_j = P_j exp(X_j) / sum_i P_i exp(X_i)
  *     out[r,c] = sum_j (P'_j - P_j)^2
  *
  * g = group[r]. f or E may be NULL (zero). L[r,j] = log P[r,j], or -1e30 where P is 0 (a masked
  * key). The softmax is shifted by max_j (X_j + L_j), so every exponential is at most 1 and the
- * normaliser at least 1: no overflow, no fallback. One (inlined) exponential per entry; the row's
- * numerators live in a buffer of n_keys floats (in L1 cache) between the passes.
+ * normaliser at least 1: no overflow, no fallback. One (inlined) exponential per entry; the
+ * numerators of a row and CB neurons live in a buffer of n_keys * CB floats between the passes.
+ *
+ * The inner loops run over CB neurons of one row (the key factors are laid out [group, key,
+ * neuron], as the hooks give them), so rows of any length vectorise fully and no per-(row,
+ * neuron) reductions are paid; a row's sums run in tiles of TILE keys, so their rounding grows
+ * with TILE + n / TILE rather than n (the subtraction P'_j - P_j amplifies any error in the sum).
  */
 #include <float.h>
 #include <math.h>
@@ -20,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROWS 16
+#define CB 32   /* neurons per block: the inner loops run over them (C is padded to a multiple) */
+#define ROWS 8  /* rows per task: a neuron block's key factors are reused from cache across them */
+#define TILE 32 /* keys per partial sum */
 
 /* e^x for x <= 0, inlined so the loop vectorises whole: x = k ln2 + r (Cody-Waite), e^r by the
  * Cephes polynomial, 2^k from the exponent bits. Relative error under 1e-7 (measured against
@@ -43,71 +50,84 @@ static inline float exp_nonpositive(float x)
     return e * scale;
 }
 
-/* out for one row and neuron: the three passes over the row's n visible keys. */
-static inline float row_change(const float *Pr, const float *Lr, const float *Sr, const float *Scr,
-                               const float fr, const float pr, const float qr,
-                               const float *E, const float *U, const float *V, int64_t base,
-                               int64_t n, const float cap, float *buf)
+/* out for one row and CB neurons, three passes over the row's n visible keys: f, p, q point at
+ * the row's CB factors, E, U, V at its first visible key's (stride C between keys). */
+static inline void block_change(const float *Pr, const float *Lr, const float *Sr, const float *Scr,
+                                const float *f, const float *p, const float *q,
+                                const float *E, const float *U, const float *V, int64_t C,
+                                int64_t n, float cap, float *buf, float *out)
 {
-    if (n <= 0) return 0.0f;
-    const float *Uc = U + base, *Vc = V + base;
-    float m = -FLT_MAX;
-    if (cap > 0.0f) {
-        for (int64_t j = 0; j < n; j++) {
-            const float x = ((fr + (E ? E[base + j] : 0.0f)) * Sr[j] - pr * Uc[j] - qr * Vc[j]);
-            buf[j] = cap * tanhf((Sr[j] + x) / cap) - Scr[j] + Lr[j];
-            m = buf[j] > m ? buf[j] : m;
-        }
-    } else if (E) {
-        const float *Ec = E + base;
-#pragma omp simd reduction(max : m)
-        for (int64_t j = 0; j < n; j++) {
-            buf[j] = (fr + Ec[j]) * Sr[j] - pr * Uc[j] - qr * Vc[j] + Lr[j];
-            m = buf[j] > m ? buf[j] : m;
-        }
-    } else {
-#pragma omp simd reduction(max : m)
-        for (int64_t j = 0; j < n; j++) {
-            buf[j] = fr * Sr[j] - pr * Uc[j] - qr * Vc[j] + Lr[j];
-            m = buf[j] > m ? buf[j] : m;
-        }
+    float m[CB], z[CB], acc[CB], fr[CB], pr[CB], qr[CB];
+    for (int c = 0; c < CB; c++) {
+        m[c] = -FLT_MAX; z[c] = 0.0f; acc[c] = 0.0f;
+        fr[c] = f ? f[c] : 0.0f; pr[c] = p[c]; qr[c] = q[c];
     }
-    float z = 0.0f;
-#pragma omp simd reduction(+ : z)
+    if (n <= 0) { for (int c = 0; c < CB; c++) out[c] = 0.0f; return; }
     for (int64_t j = 0; j < n; j++) {
-        buf[j] = exp_nonpositive(buf[j] - m);
-        z += buf[j];
+        const float s = Sr[j], l = Lr[j];
+        const float *Uj = U + j * C, *Vj = V + j * C;
+        float *bj = buf + j * CB;
+        if (cap > 0.0f) {
+            const float sc = Scr[j];
+            for (int c = 0; c < CB; c++) {
+                const float x = (fr[c] + (E ? E[j * C + c] : 0.0f)) * s - pr[c] * Uj[c] - qr[c] * Vj[c];
+                bj[c] = cap * tanhf((s + x) / cap) - sc + l;
+            }
+        } else if (E) {
+            const float *Ej = E + j * C;
+#pragma omp simd
+            for (int c = 0; c < CB; c++) bj[c] = (fr[c] + Ej[c]) * s - pr[c] * Uj[c] - qr[c] * Vj[c] + l;
+        } else {
+#pragma omp simd
+            for (int c = 0; c < CB; c++) bj[c] = fr[c] * s - pr[c] * Uj[c] - qr[c] * Vj[c] + l;
+        }
+#pragma omp simd
+        for (int c = 0; c < CB; c++) m[c] = bj[c] > m[c] ? bj[c] : m[c];
     }
-    const float inv = 1.0f / z;
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < n; j++) {
-        const float d = buf[j] * inv - Pr[j];
-        acc += d * d;
+    for (int64_t j0 = 0; j0 < n; j0 += TILE) { /* sums in tiles: rounding grows with TILE + n/TILE, not n */
+        float part[CB] = {0};
+        for (int64_t j = j0; j < n && j < j0 + TILE; j++) {
+            float *bj = buf + j * CB;
+#pragma omp simd
+            for (int c = 0; c < CB; c++) { bj[c] = exp_nonpositive(bj[c] - m[c]); part[c] += bj[c]; }
+        }
+        for (int c = 0; c < CB; c++) z[c] += part[c];
     }
-    return acc;
+    for (int c = 0; c < CB; c++) z[c] = 1.0f / z[c];
+    for (int64_t j0 = 0; j0 < n; j0 += TILE) {
+        float part[CB] = {0};
+        for (int64_t j = j0; j < n && j < j0 + TILE; j++) {
+            const float P = Pr[j];
+            const float *bj = buf + j * CB;
+#pragma omp simd
+            for (int c = 0; c < CB; c++) { const float d = bj[c] * z[c] - P; part[c] += d * d; }
+        }
+        for (int c = 0; c < CB; c++) acc[c] += part[c];
+    }
+    for (int c = 0; c < CB; c++) out[c] = acc[c];
 }
 
+/* P, L, S, Sc [R, J]; f, p, q [R, C]; E, U, V [G, J, C]; C a multiple of CB. */
 void pattern_change(const float *P, const float *L, const float *S, const float *Sc,
                     const float *f, const float *p, const float *q,
                     const float *E, const float *U, const float *V,
                     const int64_t *group, const int64_t *first, const int64_t *n_keys,
                     float cap, int64_t R, int64_t C, int64_t J, int threads, float *out)
 {
+    const int64_t blocks = C / CB, row_blocks = (R + ROWS - 1) / ROWS;
 #pragma omp parallel num_threads(threads)
     {
-        float *buf = (float *)malloc((size_t)(J > 0 ? J : 1) * sizeof(float));
-        /* Rows in blocks of ROWS: a neuron's key factors (U, V, E rows) are read once per block
-         * from L2/L1 instead of once per row from memory. */
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t start = 0; start < R; start += ROWS) {
-            const int64_t stop = start + ROWS < R ? start + ROWS : R;
-            for (int64_t c = 0; c < C; c++) {
-                for (int64_t r = start; r < stop; r++) {
-                    const int64_t j0 = first[r]; /* keys before it are masked (a sliding window) */
-                    out[r * C + c] = row_change(P + r * J + j0, L + r * J + j0, S + r * J + j0, Sc + r * J + j0,
-                                                f ? f[r * C + c] : 0.0f, p[r * C + c], q[r * C + c],
-                                                E, U, V, (group[r] * C + c) * J + j0, n_keys[r] - j0, cap, buf);
+        float *buf = (float *)aligned_alloc(64, (size_t)(J > 0 ? J : 1) * CB * sizeof(float));
+#pragma omp for schedule(dynamic, 1) collapse(2)
+        for (int64_t cb = 0; cb < blocks; cb++) {
+            for (int64_t rb = 0; rb < row_blocks; rb++) {
+                const int64_t c0 = cb * CB;
+                for (int64_t r = rb * ROWS; r < R && r < (rb + 1) * ROWS; r++) {
+                    const int64_t j0 = first[r], base = (group[r] * J + j0) * C + c0;
+                    block_change(P + r * J + j0, L + r * J + j0, S + r * J + j0, Sc + r * J + j0,
+                                 f ? f + r * C + c0 : NULL, p + r * C + c0, q + r * C + c0,
+                                 E ? E + base : NULL, U + base, V + base, C, n_keys[r] - j0, cap, buf,
+                                 out + r * C + c0);
                 }
             }
         }

@@ -1,0 +1,162 @@
+"""The model zoo: mixtures, the training plan, training (loss falls, seeded, exact resume), the
+saved Hugging Face folder as a HookedTransformer, and analyses on a zoo model. Tiny models, a
+few steps, two small languages: seconds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.cli import main
+from workbench.corpus import BibleCorpus, split_of
+from workbench.errors import UnknownLanguageError, UnknownModelError
+from workbench.zoo.catalog import PRESETS, trained
+from workbench.zoo.data import BudgetError, SequencePlan, training_verses
+from workbench.zoo.mixture import Mixture, MixtureError
+from workbench.zoo.options import ZooOptions
+from workbench.zoo.train import ZooExistsError, train
+
+LANGS = ["ar", "de", "en", "fr", "zh"]
+TINY = dict(mixture="ar=0.75,zh=0.25", layers=1, d_model=32, heads=2, d_mlp=64, context=64, vocab_size=400,
+            tokens=64 * 8 * 8, batch_tokens=64 * 8, lr=1e-2, warmup=2, heldout_verses=8, checkpoint_every=1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    """A zoo folder with the tiny model ``tiny-mix`` trained in it (the cache points there)."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_CACHE", str(root))
+        train("tiny-mix", ZooOptions(**TINY), show_progress=False)
+        yield root / "zoo"
+
+
+def test_mixture_is_checked_and_normalised():
+    mixture = Mixture.parse("en=2, fr=1,de=1,zh=0", LANGS)
+    assert mixture.shares == (("en", 0.5), ("fr", 0.25), ("de", 0.25), ("zh", 0.0))
+    assert mixture.trained == ["en", "fr", "de"] and mixture.languages == ["en", "fr", "de", "zh"]
+    with pytest.raises(UnknownLanguageError, match="xx.*Languages: ar \\(Arabic\\)"):
+        Mixture.parse("en=1,xx=1", LANGS)
+    for bad, message in [("en=0,fr=0", "sum to 0"), ("en=-1,fr=2", ">= 0"), ("en", "LANGUAGE=SHARE"),
+                         ("en=1,en=2", "twice"), ("en=lots", "not a number"), ("", "Empty")]:  # fmt: skip
+        with pytest.raises(MixtureError, match=message):
+            Mixture.parse(bad, LANGS)
+
+
+def test_presets_are_the_papers_designs():
+    shares = {name: Mixture.parse(o["mixture"], LANGS) for name, o in PRESETS["mixtures"].items()}
+    assert [round(m.share("en"), 6) for m in shares.values()] == [0.9, 0.7, 0.5, 0.2, 0.0]
+    assert all(m.share("zh") == pytest.approx((1 - m.share("en")) / 4) for m in shares.values())
+    assert [o["layers"] for o in PRESETS["depths"].values()] == [2, 4, 8]
+
+
+def test_plan_follows_the_mixture_and_refuses_silent_repeats():
+    mixture = Mixture.parse("en=0.5,fr=0.3,zh=0.2,de=0", LANGS)
+    plan = SequencePlan.build(mixture, {"en": 10**6, "fr": 10**6, "zh": 10**6}, 100, 1000, seed=0)
+    counts = plan.sequences_per_language()
+    assert counts == {"en": 500, "fr": 300, "zh": 200}
+    for prefix in (7, 50, 333):  # every prefix within one sequence of its share
+        seen = np.bincount(plan.language_of[:prefix], minlength=3)
+        assert np.all(np.abs(seen - prefix * np.array([0.5, 0.3, 0.2])) <= 1)
+    windows = [plan.window(0, k) for k in range(500)]
+    assert len(set(windows)) == 500  # no window read twice within a pass
+    with pytest.raises(BudgetError, match="en 2.50 passes.*--max-epochs 2.50"):
+        SequencePlan.build(mixture, {"en": 20_000, "fr": 10**6, "zh": 10**6}, 100, 1000, seed=0)
+    assert SequencePlan.build(mixture, {"en": 20_000, "fr": 10**6, "zh": 10**6}, 100, 1000, 0, max_epochs=3).epochs()["en"] == 2.5
+
+
+def test_no_heldout_verse_is_trained_on_in_any_translation():
+    corpus = BibleCorpus()
+    heldout = {i for i in corpus.texts("fr") if split_of(i, corpus.heldout_fraction) == "heldout"}
+    used = training_verses("fr")
+    translations = {key.split(":")[0] for key, _ in used}
+    assert translations == {"l", "o", "5"}  # every French translation
+    assert heldout and not heldout & {key.split(":")[1] for key, _ in used}
+
+
+def test_training_lowers_the_loss_and_the_manifest_says_what_it_did(zoo):
+    info = json.loads((zoo / "tiny-mix" / "zoo.json").read_text())
+    losses = info["losses"]
+    assert len(losses) == info["steps"] == 8
+    assert np.mean(losses[-2:]) < losses[0] - 0.5
+    shares = {lang: n / info["tokens"]["total"] for lang, n in info["tokens"]["per_language"].items()}
+    assert shares == pytest.approx({"ar": 0.75, "zh": 0.25}, abs=0.01)  # stated tolerance: 1 point
+    assert set(info["heldout_loss"]) == {"ar", "zh"} and info["mixture"] == "ar=0.75,zh=0.25"
+    assert info["versions"]["torch"] and info["tokenizer"]["languages"] == ["ar", "zh"]
+    assert "tiny-mix" in trained(zoo)
+
+
+def test_same_seed_same_weights_and_resume_equals_uninterrupted(zoo, monkeypatch, tmp_path):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    reference = load_file(zoo / "tiny-mix" / "model.safetensors")
+
+    def stop_at_5(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("again", ZooOptions(**TINY), show_progress=False, on_step=stop_at_5)
+    assert not (zoo / "again").exists() and (zoo / ".again.partial" / "checkpoint.pt").exists()
+    resumed_from = []
+    train("again", ZooOptions(**TINY), show_progress=False, on_step=lambda step, loss: resumed_from.append(step))
+    assert resumed_from[0] == 6  # steps 1-5 came from the checkpoint
+    again = load_file(zoo / "again" / "model.safetensors")
+    assert again.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(again[name], reference[name], rtol=0, atol=0)
+    assert json.loads((zoo / "again" / "zoo.json").read_text())["losses"] == json.loads(
+        (zoo / "tiny-mix" / "zoo.json").read_text())["losses"]  # fmt: skip
+
+
+def test_taken_names_and_other_settings_are_refused(zoo, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    with pytest.raises(ZooExistsError, match="--force"):
+        train("tiny-mix", ZooOptions(**TINY), show_progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train("half", ZooOptions(**TINY), show_progress=False, on_step=lambda s, _: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(ZooExistsError, match="other settings"):
+        train("half", ZooOptions(**{**TINY, "seed": 1}), show_progress=False)
+
+
+def test_zoo_model_loads_as_hooked_transformer_with_hf_logits(zoo, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from workbench.models import load_model
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    model = load_model("zoo:tiny-mix")
+    assert model.workbench_source.route == "zoo" and model.cfg.positional_embedding_type == "rotary"
+    tokens = model.to_tokens("في البدء خلق الله السماوات والأرض")
+    assert tokens[0, 0] == model.tokenizer.bos_token_id and tokens[0, 1] != model.tokenizer.bos_token_id
+    hf = AutoModelForCausalLM.from_pretrained(str(zoo / "tiny-mix")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), hf(tokens).logits, rtol=1e-4, atol=1e-4)
+    with pytest.raises(UnknownModelError, match="trained: .*tiny-mix.*workbench zoo train"):
+        load_model("zoo:missing")
+
+
+def test_analyses_run_on_a_zoo_model(zoo, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    out = tmp_path / "run"
+    assert main(["run", "--model", "zoo:tiny-mix", "--languages", "ar,zh", "--analyses", "loss,plnd",
+                 "--loss-documents", "4", "--plnd-documents", "4", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    plnd = json.loads((out / "plnd.json").read_text())
+    assert plnd and (out / "report.html").exists()
+    assert json.loads((out / "manifest.json").read_text())["model"]["route"] == "zoo"
+    assert main(["zoo", "list"]) == 0
+    assert "tiny-mix" in capsys.readouterr().out
+
+
+def test_cli_refuses_bad_input_before_training(tmp_path, capsys):
+    assert main(["zoo", "train", "x", "--mixture", "en=1,xx=1", "--zoo", str(tmp_path), "--quiet"]) == 2
+    assert "No training text for xx" in capsys.readouterr().err
+    assert main(["zoo", "train", "--zoo", str(tmp_path)]) == 2
+    assert "NAME or --preset" in capsys.readouterr().err
+    assert main(["zoo", "train", "x", "--d-model", "30", "--heads", "4", "--zoo", str(tmp_path)]) == 2
+    assert "not a multiple" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

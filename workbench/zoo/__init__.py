@@ -1,0 +1,19 @@
+"""The model zoo: small multilingual causal LMs trained here on controlled language mixtures of the
+Bible corpus (and at several depths), so the workbench can ask what changes when a model sees
+less English, on models no hub offers.
+
+* :mod:`~workbench.zoo.mixture`: the language mixture (``en=0.5,fr=0.125,...``), checked and
+  normalised;
+* :mod:`~workbench.zoo.data`: every translation's training verses (held-out verse ids never),
+  token streams, and the seeded plan of which language each sequence reads;
+* :mod:`~workbench.zoo.tokenizer`: the family's byte-level BPE, shared by every model naming the
+  same languages;
+* :mod:`~workbench.zoo.options`: a model's settings, defined once (the CLI comes from them);
+* :mod:`~workbench.zoo.train`: training with checkpoints and exact resume, saved as a Hugging
+  Face folder plus ``zoo.json``;
+* :mod:`~workbench.zoo.evaluate`: held-out loss per language;
+* :mod:`~workbench.zoo.catalog`: where models live, what is trained, the presets.
+
+``workbench zoo train NAME`` / ``--preset mixtures|depths``, ``workbench zoo list``;
+``--model zoo:NAME`` in every analysis.
+"""

@@ -1,0 +1,31 @@
+"""Held-out loss of a zoo model per language: mean next-token loss (nats) over held-out verses of
+each language's default translation, verses the training never saw in any translation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from workbench.corpus import BibleCorpus
+
+
+@torch.no_grad()
+def heldout_losses(model, tokenizer, languages: list[str], verses: int, context: int, device: str = "cpu",
+                   batch: int = 32) -> dict[str, float]:  # fmt: skip
+    """language -> mean loss per predicted token on ``verses`` held-out verses (``<bos>`` + the
+    verse, cut at ``context`` tokens), from a Hugging Face causal LM."""
+    corpus = BibleCorpus()
+    out = {}
+    for language in languages:
+        texts = list(corpus.documents(language, "heldout", n=verses, seed=0)["text"])
+        total, count = 0.0, 0
+        for start in range(0, len(texts), batch):
+            enc = tokenizer(texts[start : start + batch], padding=True, truncation=True, max_length=context,
+                            return_tensors="pt")  # fmt: skip
+            ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            losses = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            total += float((losses * mask[:, 1:]).sum())
+            count += int(mask[:, 1:].sum())
+        out[language] = round(total / max(count, 1), 5)
+    return out

@@ -1,0 +1,67 @@
+"""The family tokenizer: one byte-level BPE, trained with the ``tokenizers`` library on the
+training verses of a set of languages, shared by every zoo model that names those languages,
+so their vocabularies (and the token language labels) are the same and the models compare.
+
+Each language contributes the same number of verses, so no language's words dominate the merges
+because it has more translations. Tokenizers are kept in ``<zoo>/tokenizers/<key>/`` (the key
+hashes the languages, the vocabulary size and :data:`TOKENIZER_FORMAT`), with the token streams
+of their languages beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+from workbench.zoo.data import training_verses
+
+TOKENIZER_FORMAT = 1
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+VERSES_PER_LANGUAGE = 20_000
+
+
+def tokenizer_key(languages: list[str] | tuple[str, ...], vocab_size: int) -> str:
+    text = f"{TOKENIZER_FORMAT}:{','.join(sorted(languages))}:{vocab_size}"
+    return f"bpe{vocab_size}-{'-'.join(sorted(languages))}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def family_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, zoo: Path):
+    """``(tokenizer, folder)``: the family's tokenizer, trained on first use and reused after."""
+    from transformers import AutoTokenizer
+
+    folder = zoo / "tokenizers" / tokenizer_key(languages, vocab_size)
+    if not (folder / "tokenizer.json").exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".training-") as tmp:
+            train_tokenizer(languages, vocab_size).save_pretrained(tmp)
+            if folder.exists():
+                shutil.rmtree(folder)
+            Path(tmp).rename(folder)
+            Path(tmp).mkdir()  # TemporaryDirectory removes what it created
+    return AutoTokenizer.from_pretrained(str(folder)), folder
+
+
+def train_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, seed: int = 0):
+    """A byte-level BPE over ``VERSES_PER_LANGUAGE`` training verses of each language (fewer where
+    a language has fewer), as a ``PreTrainedTokenizerFast`` that prepends ``<bos>``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = []
+    for language in sorted(languages):
+        verses = [text for _, text in training_verses(language)]
+        texts += random.Random(seed).sample(verses, min(VERSES_PER_LANGUAGE, len(verses)))
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos = tok.token_to_id("<bos>")
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B",
+                                                       special_tokens=[("<bos>", bos)])  # fmt: skip
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>", add_bos_token=True, padding_side="right")  # fmt: skip
