@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from bench_forward import PeakRSS, add_device_argument, synchronize  # noqa: E402
+from bench_forward import PeakRSS, add_device_argument  # noqa: E402
+from bench_plnd import timed  # noqa: E402
 
 from workbench.results import environment, save_json  # noqa: E402
 from workbench.zoo.catalog import zoo_root  # noqa: E402
@@ -45,15 +45,6 @@ def training(model, data: list[torch.Tensor], options: ZooOptions) -> None:
         training_step(model, optimizer, batch, learning_rate(options, step, len(data)))
 
 
-def timed(fn, device: str, peak: PeakRSS) -> float:
-    with peak.measure():
-        synchronize(device)
-        started = time.perf_counter()
-        fn()
-        synchronize(device)
-    return time.perf_counter() - started
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6, help="timed optimiser steps per size (after 1 warm-up)")
@@ -70,14 +61,13 @@ def main() -> None:
         model = build_model(options, tokenizer).to(args.device)
         forward_backward(model, data[:1])  # warm-up
         peak = PeakRSS(args.device)
-        plain = timed(lambda m=model, d=data: forward_backward(m, d[1:]), args.device, peak)
-        plain_peak = peak.peak
-        trained = timed(lambda m=model, d=data, o=options: training(m, d[1:], o), args.device, peak)
+        plain, plain_peak = timed(lambda m=model, d=data: forward_backward(m, d[1:]), peak, 1)
+        trained, train_peak = timed(lambda m=model, d=data, o=options: training(m, d[1:], o), peak, 1)
         tokens = args.steps * per_step * options.context
         rows.append({"layers": layers, "parameters": sum(p.numel() for p in model.parameters()),
                      "forward_backward_tok_s": tokens / plain, "train_tok_s": tokens / trained,
-                     "ratio": plain / trained, "peak_gib_forward_backward": plain_peak / 2**30,
-                     "peak_gib_train": peak.peak / 2**30,
+                     "ratio": plain / trained, "peak_gib_forward_backward": plain_peak,
+                     "peak_gib_train": train_peak,
                      "preset_minutes": options.tokens / (tokens / trained) / 60})  # fmt: skip
     print(f"zoo training on {args.device} ({torch.get_num_threads()} threads), default size "
           f"d_model {options.d_model}, context {options.context}, batch {options.batch_tokens} tokens, "

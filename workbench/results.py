@@ -34,7 +34,7 @@ import numpy as np
 from workbench.errors import MissingResultError
 
 MANIFEST = "manifest.json"
-_TRACKED_PACKAGES = ("torch", "transformer-lens", "transformers", "datasets", "numpy", "plotly")
+_TRACKED_PACKAGES = ("torch", "transformer-lens", "transformers", "tokenizers", "datasets", "numpy", "plotly")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -107,12 +107,11 @@ class SequencePlan:
         return {lang: counts[lang] / max(w, 1) for lang, w in zip(self.languages, self.windows)}
 
     def check_epochs(self, max_epochs: float) -> None:
-        over = {lang: e for lang, e in self.epochs().items() if e > max_epochs}
+        over = [(lang, e, w) for (lang, e), w in zip(self.epochs().items(), self.windows) if e > max_epochs]
         if over:
-            detail = ", ".join(f"{lang} {e:.2f} passes over {w * self.context:,} tokens"
-                               for (lang, e), w in zip(over.items(), (self.windows[self.languages.index(k)] for k in over)))  # fmt: skip
+            detail = ", ".join(f"{lang} {e:.2f} passes over {w * self.context:,} tokens" for lang, e, w in over)
             raise BudgetError(f"The budget reads more text than there is: {detail} (allowed: {max_epochs:g}). "
-                              f"Lower --tokens or these shares, or allow repeats with --max-epochs {max(over.values()):.2f}.")  # fmt: skip
+                              f"Lower --tokens or these shares, or allow repeats with --max-epochs {max(e for _, e, _ in over):.2f}.")  # fmt: skip
 
     def window(self, language: int, k: int) -> int:
         """The window of the ``k``-th sequence of ``language``: a fresh permutation every pass."""

@@ -35,12 +35,10 @@ def family_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, zo
     folder = zoo / "tokenizers" / tokenizer_key(languages, vocab_size)
     if not (folder / "tokenizer.json").exists():
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".training-") as tmp:
-            train_tokenizer(languages, vocab_size).save_pretrained(tmp)
-            if folder.exists():
-                shutil.rmtree(folder)
-            Path(tmp).rename(folder)
-            Path(tmp).mkdir()  # TemporaryDirectory removes what it created
+        partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".training-"))
+        train_tokenizer(languages, vocab_size).save_pretrained(partial)
+        shutil.rmtree(folder, ignore_errors=True)  # a folder without tokenizer.json: an interrupted copy
+        partial.rename(folder)
     return AutoTokenizer.from_pretrained(str(folder)), folder
 
 

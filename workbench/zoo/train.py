@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from workbench.corpus import BibleCorpus
 from workbench.errors import WorkbenchError
 from workbench.results import environment, save_json
 from workbench.zoo.catalog import MANIFEST, ZOO_FORMAT, zoo_root
@@ -46,7 +47,7 @@ def plan_run(options: ZooOptions, zoo: Path):
     missing = [lang for lang in mixture.languages if lang not in languages]
     if missing:
         raise MixtureError(f"--tokenizer-languages lacks {', '.join(missing)} of the mixture; add them.")
-    Mixture.parse(",".join(f"{lang}=1" for lang in languages), available_languages())  # known languages
+    BibleCorpus().check_languages(languages)
     tokenizer, folder = family_tokenizer(languages, options.vocab_size, zoo)
     streams = {lang: language_stream(tokenizer, lang, folder / "streams") for lang in mixture.trained}
     n_sequences = math.ceil(options.tokens / options.context)
@@ -136,7 +137,7 @@ def manifest(name: str, options: ZooOptions, mixture: Mixture, plan: SequencePla
         "steps": len(state["losses"]), "seconds": round(state["seconds"], 1),
         "tokens_per_second": round(tokens / max(state["seconds"], 1e-9), 1), "device": options.device,
         "losses": [round(x, 5) for x in state["losses"]], "heldout_loss": heldout,
-        "versions": {**environment(), **_versions("tokenizers")},
+        "versions": environment(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
 
@@ -188,12 +189,6 @@ def resume(work: Path, options: ZooOptions, model, optimizer) -> dict:
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     return {"step": saved["step"], "losses": list(saved["losses"]), "seconds": saved["seconds"]}
-
-
-def _versions(*names: str) -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in names}
 
 
 __all__ = ["ZooExistsError", "build_model", "learning_rate", "plan_run", "train"]
