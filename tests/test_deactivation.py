@@ -49,6 +49,7 @@ def test_layer_groups_split_the_depth():
     assert len(groups.restrict(neurons, "all")) == 5
     with pytest.raises(ValueError, match="do not fit"):
         LayerGroups(4, 3, 2)
+    assert [(g.understanding, g.generation) for g in map(LayerGroups.default, (1, 2, 4))] == [(1, 0), (1, 1), (1, 1)]
 
 
 def test_random_controls_match_counts_per_layer_and_structure(tiny_gated):

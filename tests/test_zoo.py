@@ -143,10 +143,13 @@ def test_zoo_model_loads_as_hooked_transformer_with_hf_logits(zoo, monkeypatch):
 def test_analyses_run_on_a_zoo_model(zoo, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
     out = tmp_path / "run"
-    assert main(["run", "--model", "zoo:tiny-mix", "--languages", "ar,zh", "--analyses", "loss,plnd",
-                 "--loss-documents", "4", "--plnd-documents", "4", "--out", str(out), "--quiet"]) == 0  # fmt: skip
-    plnd = json.loads((out / "plnd.json").read_text())
-    assert plnd and (out / "report.html").exists()
+    assert main(["run", "--model", "zoo:tiny-mix", "--languages", "ar,zh", "--analyses", "loss,plnd,ablate,finetune",
+                 "--loss-documents", "4", "--plnd-documents", "4", "--ablate-documents", "2", "--ablate-new-tokens", "2",
+                 "--finetune-sizes", "4", "--finetune-random-size", "0", "--finetune-documents", "2",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    for name in ("plnd", "deactivation", "finetune"):
+        assert json.loads((out / f"{name}.json").read_text())
+    assert (out / "report.html").exists()
     assert json.loads((out / "manifest.json").read_text())["model"]["route"] == "zoo"
     assert main(["zoo", "list"]) == 0
     assert "tiny-mix" in capsys.readouterr().out
@@ -160,3 +163,57 @@ def test_cli_refuses_bad_input_before_training(tmp_path, capsys):
     assert main(["zoo", "train", "x", "--d-model", "30", "--heads", "4", "--zoo", str(tmp_path)]) == 2
     assert "not a multiple" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def _flags(options: dict) -> list[str]:
+    return [part for key, value in options.items() for part in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def test_same_settings_under_another_name_are_copied_not_retrained(zoo, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    assert main(["zoo", "train", "tiny-twin", *_flags(TINY), "--quiet"]) == 0
+    assert "copied, not retrained" in capsys.readouterr().out
+    info = json.loads((zoo / "tiny-twin" / "zoo.json").read_text())
+    assert info["name"] == "tiny-twin" and info["copy_of"] in {"tiny-mix", "again"}  # "again": an earlier test's twin
+    assert (zoo / "tiny-twin" / "model.safetensors").read_bytes() == (zoo / "tiny-mix" / "model.safetensors").read_bytes()
+
+
+def test_compare_a_family_and_hold_its_cka_to_ffn_compare_models(zoo, monkeypatch, tmp_path):
+    """``zoo compare`` on two tiny models of different mixture and depth: every finding is there,
+    and its CKA between the models' layers equals what ``ffn --compare-models`` measures."""
+    from workbench.zoo.compare import ZooComparison
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    train("tiny-deep", ZooOptions(**{**TINY, "mixture": "ar=0.25,zh=0.75", "layers": 2}), show_progress=False)
+    out = tmp_path / "family"
+    small = ["--lens-documents", "4", "--lens-accuracy-documents", "4", "--plnd-documents", "4", "--ffn-documents", "4"]
+    assert main(["zoo", "compare", "tiny-mix", "tiny-deep", *small, "--out", str(out), "--quiet"]) == 0
+    comparison = ZooComparison.load(out)
+    assert comparison.languages == ["ar", "zh"] and [m.layers for m in comparison.models] == [1, 2]
+    shallow, deep = comparison.models
+    assert shallow.shares == {"ar": 0.75, "zh": 0.25} and deep.shares == {"ar": 0.25, "zh": 0.75}
+    assert set(deep.lens_english) == {"ar", "zh"} and len(deep.lens_english["zh"]) == 3  # embeddings, then each block
+    assert set(deep.plnd_sizes) == {"ar", "zh"} and len(deep.plnd_layers["ar"]) == 2
+    assert np.asarray(deep.ffn_similarity["detector"]).shape == (2, 2)
+    assert [(s["a"], s["b"], s["sublayer"]) for s in comparison.across] == [
+        ("tiny-deep", "tiny-mix", "detector"), ("tiny-deep", "tiny-mix", "combinator")]  # fmt: skip
+    html = (out / "report.html").read_text()
+    assert "held-out loss vs mixture" in html and "FFN layers across the family" in html
+    assert main(["report", str(out)]) == 0
+
+    direct = tmp_path / "direct"
+    assert main(["ffn", "--model", "zoo:tiny-deep", "--languages", "ar,zh", "--documents", "4",
+                 "--compare-models", "zoo:tiny-mix", "--out", str(direct), "--quiet"]) == 0  # fmt: skip
+    ffn = json.loads((direct / "ffn.json").read_text())
+    for sublayer in ("detector", "combinator"):
+        measured = next(s["matrix"] for s in ffn["similarity"]
+                        if s["a"] != s["b"] and s["sublayer"] == sublayer and s["measure"] == "cka")  # fmt: skip
+        gathered = next(s["matrix"] for s in comparison.across if s["sublayer"] == sublayer)
+        np.testing.assert_allclose(gathered, measured, rtol=1e-5, atol=1e-6)
+
+
+def test_compare_names_what_is_not_trained(zoo, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    assert main(["zoo", "compare", "tiny-mix", "nope"]) == 2
+    assert "Not trained yet: nope" in capsys.readouterr().err
+    assert main(["zoo", "compare"]) == 2

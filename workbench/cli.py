@@ -95,9 +95,9 @@ def _given_analyses(args: argparse.Namespace) -> set[str]:
     return {k.split(".", 1)[0] for k in vars(args) if "." in k} - {"run"}
 
 
-def cmd_analyses(args: argparse.Namespace) -> int:
-    """``workbench run`` and ``workbench <analysis>``: check every option, then run the job."""
-    names = _split(args.analyses) if args.command == "run" else [args.command]
+def analyses_from(args: argparse.Namespace, names: list[str], preset: str | None) -> dict[str, Options]:
+    """The options of ``names`` and the analyses they require, from the flags given; options of
+    an analysis that is not among them are refused rather than ignored."""
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise WorkbenchError(f"Unknown analysis {', '.join(unknown)}; choose from {', '.join(REGISTRY)}.")
@@ -106,8 +106,14 @@ def cmd_analyses(args: argparse.Namespace) -> int:
     if stray:
         raise OptionError(f"Options of {', '.join(stray)} were given, but it is not among the analyses "
                           f"({', '.join(names)}); add it to --analyses or drop those options.")  # fmt: skip
+    return {name: options_from(args, load_slice(name).Options, preset) for name in names}
+
+
+def cmd_analyses(args: argparse.Namespace) -> int:
+    """``workbench run`` and ``workbench <analysis>``: check every option, then run the job."""
+    names = _split(args.analyses) if args.command == "run" else [args.command]
     run_options = options_from(args, RunOptions, args.preset)
-    analyses = {name: options_from(args, load_slice(name).Options, args.preset) for name in names}
+    analyses = analyses_from(args, names, args.preset)
     from workbench.job import run  # the heavy part starts here, once the input is known to be good
 
     report = run(run_options, analyses, Path(args.out), show_progress=not args.quiet)
@@ -310,12 +316,21 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     given = {k.split(".", 1)[1] for k in vars(args) if k.startswith("run.")}
     runs = {name: ZooOptions(**{**base.to_dict(), **{k: v for k, v in changes.items() if k not in given}})
             for name, changes in plans.items()}  # fmt: skip
-    from workbench.zoo.train import plan_run, train
+    from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
 
+    zoo = zoo_root_of(args)
     for options in runs.values():  # every mixture and budget checked before the first model trains
-        plan_run(options, zoo_root_of(args))
+        plan_run(options, zoo)
     for name, options in runs.items():
-        folder = train(name, options, zoo_root_of(args), force=args.force, show_progress=not args.quiet)
+        twin = None if args.force else trained_twin(options, zoo)
+        if twin == name and args.preset:  # a preset run again carries on where it stopped
+            print(f"zoo:{name} is already trained with these settings; skipped (--force trains it again).")
+            continue
+        if twin is not None and twin != name:
+            print(f"zoo:{name} has the settings of zoo:{twin}, so the same weights: copied, not retrained.")
+            folder = copy_twin(name, twin, zoo)
+        else:
+            folder = train(name, options, zoo, force=args.force, show_progress=not args.quiet)
         print(f"zoo:{name} ready at {folder}")
     return 0
 
@@ -342,11 +357,32 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo_compare(args: argparse.Namespace) -> int:
+    """``workbench zoo compare``: the analyses on every model of a family, then one comparison report."""
+    from workbench.zoo.compare import family_languages, family_names
+
+    names = family_names(args.names, args.preset)
+    run_options = options_from(args, RunOptions, None)
+    if "run.languages" not in vars(args):
+        run_options = RunOptions(**{**run_options.to_dict(), "languages": family_languages(names)})
+    analyses = analyses_from(args, _split(args.analyses), None)
+    out = Path(args.out or f"results/zoo-{args.preset or 'compare'}")
+    from workbench.zoo.compare import gather, run_family
+    from workbench.zoo.plots import write_zoo_report
+
+    run_family(names, run_options, analyses, out, show_progress=not args.quiet)
+    comparison = gather(names, out, args.preset or "custom")
+    comparison.save(out)
+    print(f"Report: {write_zoo_report(out, comparison).resolve()}")
+    return 0
+
+
 def _add_zoo_commands(sub) -> None:
     from workbench.zoo.catalog import PRESETS
+    from workbench.zoo.compare import DEFAULT_COMPARE_ANALYSES
     from workbench.zoo.options import ZooOptions
 
-    zoo = sub.add_parser("zoo", help="small multilingual models trained here on language mixtures (train, list)")
+    zoo = sub.add_parser("zoo", help="small multilingual models trained here on language mixtures (train, list, compare)")
     actions = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a zoo model from scratch (resumes an interrupted run)")
     train.add_argument("name", nargs="?", default=None, help="the model's name (--model zoo:NAME)")
@@ -355,18 +391,38 @@ def _add_zoo_commands(sub) -> None:
                        "(options given still win)")  # fmt: skip
     add_options(train, ZooOptions)
     train.add_argument("--force", action="store_true", help="train again over an existing model of that name")
-    train.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_CACHE/zoo)")
+    train.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_zoo_train)
+    compare = actions.add_parser("compare", help="run analyses on every model of a family and compare them in one "
+                                 "report (held-out loss vs share, lens, PLND, FFN layer similarity)")  # fmt: skip
+    compare.add_argument("names", nargs="*", help="zoo models to compare (or --preset)")
+    compare.add_argument("--preset", choices=sorted(PRESETS), default=None, help="compare a preset's models")
+    compare.add_argument("--analyses", default=",".join(DEFAULT_COMPARE_ANALYSES),
+                         help=f"comma-separated, from: {', '.join(REGISTRY)} (default: %(default)s)")  # fmt: skip
+    add_options(compare, RunOptions, only=tuple(f.name for f in fields(RunOptions) if f.name != "model"))
+    for member in REGISTRY:
+        add_options(compare, load_slice(member).Options)
+    compare.add_argument("--out", default=None, help="output folder, a subfolder per model (default: "
+                         "results/zoo-PRESET; re-running resumes)")  # fmt: skip
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.set_defaults(func=cmd_zoo_compare)
     listing = actions.add_parser("list", help="the trained zoo models, with held-out loss per language")
-    listing.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_CACHE/zoo)")
+    listing.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
     listing.set_defaults(func=cmd_zoo_list)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from workbench.report import write_report
+    from workbench.zoo.compare import ZooComparison
 
-    print(f"Report: {write_report(Path(args.folder)).resolve()}")
+    folder = Path(args.folder)
+    if (folder / ZooComparison.JSON).exists():  # a zoo comparison's folder (workbench zoo compare)
+        from workbench.zoo.plots import write_zoo_report
+
+        print(f"Report: {write_zoo_report(folder, ZooComparison.load(folder)).resolve()}")
+        return 0
+    print(f"Report: {write_report(folder).resolve()}")
     return 0
 
 

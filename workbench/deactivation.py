@@ -67,8 +67,9 @@ class LayerGroups:
 
     @classmethod
     def default(cls, n_layers: int, understanding: int | None = None, generation: int | None = None) -> LayerGroups:
-        u = understanding if understanding is not None else max(1, round(n_layers * UNDERSTANDING_SHARE))
-        g = generation if generation is not None else max(1, round(n_layers * GENERATION_SHARE))
+        u = understanding if understanding is not None else min(n_layers, max(1, round(n_layers * UNDERSTANDING_SHARE)))
+        # the automatic sizes always fit (a one-layer model has no generation layers); given ones are checked
+        g = generation if generation is not None else max(0, min(n_layers - u, max(1, round(n_layers * GENERATION_SHARE))))
         return cls(n_layers, u, g)
 
     def layers(self, group: str) -> range:

@@ -1,13 +1,14 @@
 """Where zoo models live, what is trained, and the presets that reproduce the papers' designs.
 
-A zoo model is a folder ``<zoo>/<name>/`` (``<zoo>`` is ``$WORKBENCH_CACHE/zoo``): a standard
-Hugging Face folder plus ``zoo.json``, its manifest. ``--model zoo:NAME`` loads it in every
-analysis. A run in progress lives in ``<zoo>/.<name>.partial/`` until it finishes.
+A zoo model is a folder ``<zoo>/<name>/`` (``<zoo>`` is ``$WORKBENCH_ZOO``, else
+``$WORKBENCH_CACHE/zoo``): a standard Hugging Face folder plus ``zoo.json``, its manifest.
+``--model zoo:NAME`` loads it in every analysis. A run in progress lives in ``<zoo>/.<name>.partial/`` until it finishes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 MANIFEST = "zoo.json"
@@ -16,9 +17,10 @@ TOKENIZER_LANGUAGES = ("en", "fr", "de", "ar", "zh")  # the third paper's five l
 
 
 def zoo_root() -> Path:
+    """Where ``zoo:NAME`` is looked up: ``$WORKBENCH_ZOO`` (e.g. a lab's shared zoo), else the cache's ``zoo``."""
     from workbench.models import cache_root
 
-    return cache_root() / "zoo"
+    return Path(os.environ["WORKBENCH_ZOO"]) if os.environ.get("WORKBENCH_ZOO") else cache_root() / "zoo"
 
 
 def trained(zoo: Path | None = None) -> dict[str, dict]:

@@ -12,6 +12,7 @@ safetensors, tokenizer) plus ``zoo.json``, its manifest.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from workbench.corpus import BibleCorpus
 from workbench.errors import WorkbenchError
 from workbench.results import environment, save_json
-from workbench.zoo.catalog import MANIFEST, ZOO_FORMAT, zoo_root
+from workbench.zoo.catalog import MANIFEST, ZOO_FORMAT, trained, zoo_root
 from workbench.zoo.data import SequencePlan, available_languages, language_stream
 from workbench.zoo.mixture import Mixture, MixtureError
 from workbench.zoo.options import ZooOptions
@@ -121,6 +122,25 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
     return folder
 
 
+def trained_twin(options: ZooOptions, zoo: Path) -> str | None:
+    """The name of a trained zoo model with the same weight-deciding settings as ``options``, if
+    any: training is a pure function of those, so its weights are the ones a new run would make
+    (on the same kind of device; the manifest says which)."""
+    wanted = json.loads(json.dumps(options.identity()))
+    return next((name for name, info in trained(zoo).items() if info["options"] == wanted), None)
+
+
+def copy_twin(name: str, twin: str, zoo: Path) -> Path:
+    """Make zoo model ``name`` a copy of its trained twin (manifest renamed, ``copy_of`` set)."""
+    folder, work = check_name(name, zoo, force=False)
+    shutil.copytree(zoo / twin, work / "model")
+    info = json.loads((work / "model" / MANIFEST).read_text(encoding="utf-8"))
+    save_json(work / "model" / MANIFEST, {**info, "name": name, "copy_of": twin})
+    (work / "model").rename(folder)
+    shutil.rmtree(work)
+    return folder
+
+
 def manifest(name: str, options: ZooOptions, mixture: Mixture, plan: SequencePlan, model, tokenizer_folder: Path,
              state: dict, heldout: dict[str, float]) -> dict:  # fmt: skip
     """``zoo.json``: what made the model (settings, mixture, tokens and passes per language, the
@@ -191,4 +211,4 @@ def resume(work: Path, options: ZooOptions, model, optimizer) -> dict:
     return {"step": saved["step"], "losses": list(saved["losses"]), "seconds": saved["seconds"]}
 
 
-__all__ = ["ZooExistsError", "build_model", "learning_rate", "plan_run", "train"]
+__all__ = ["ZooExistsError", "build_model", "copy_twin", "learning_rate", "plan_run", "train", "trained_twin"]

@@ -34,7 +34,7 @@ def _summary(model, corpus: Corpus, options: Options, store: Store, lang: str, i
     return store.reuse(NAME, key, compute, FFNSummary.load, lambda summary, path: summary.save(path))
 
 
-def _pooled(summaries: dict[str, FFNSummary]) -> dict[str, np.ndarray]:
+def pooled_layers(summaries: dict[str, FFNSummary]) -> dict[str, np.ndarray]:
     """Per sublayer, every verse's layer vectors, languages one after the other."""
     return {sub: np.concatenate([s.pooled[sub] for s in summaries.values()]) for sub in SUBLAYERS}
 
@@ -51,13 +51,13 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         parallel[lang] = _summary(model, corpus, options, store, lang, parallel_ids, True, f"{lang}-parallel.safetensors")
         unrelated[lang] = _summary(model, corpus, options, store, lang, unrelated_ids, False, f"{lang}-unrelated.safetensors")
     name = model_source(model).get("name", store.run.model)
-    reps = _pooled(parallel)
+    reps = pooled_layers(parallel)
     comparisons = [(name, reps)]
     for index, other in enumerate(options.compare_models):
         other_model = load_model(other, device=store.run.device)
         summaries = {lang: _summary(other_model, corpus, options, store, lang, parallel_ids, True,
                                     f"compare-{index}-{lang}.safetensors") for lang in langs}  # fmt: skip
-        comparisons.append((model_source(other_model).get("name", other), _pooled(summaries)))
+        comparisons.append((model_source(other_model).get("name", other), pooled_layers(summaries)))
         del other_model
     similarity = [
         {"a": name, "b": other_name, "sublayer": sub, "measure": measure,
