@@ -1,0 +1,9 @@
+"""Cross-layer transcoders (arXiv 2511.10840): sparse features that replace a model's MLPs.
+
+:mod:`workbench.clt.transcoder` holds the transcoder itself (encoders, JumpReLU, cross-layer
+decoders, the loss).
+"""
+
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss
+
+__all__ = ["CLTConfig", "CrossLayerTranscoder", "clt_loss"]

@@ -1,0 +1,23 @@
+"""What a transcoder is trained on: every layer's MLP input and output at the same tokens, read
+with hooks in one forward pass that stops after the last block (the unembedding never runs)."""
+
+from __future__ import annotations
+
+import torch
+
+from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
+
+
+@torch.no_grad()
+def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, outputs)``, each ``[tokens, L, d_model]``: ``blocks.{l}.ln2.hook_normalized``
+    and ``blocks.{l}.hook_mlp_out`` of every layer at the positions where ``keep [batch, pos]`` is
+    true (all positions without it)."""
+    n_layers = model.cfg.n_layers
+    names = {mlp_in_hook(layer) for layer in range(n_layers)} | {mlp_out_hook(layer) for layer in range(n_layers)}
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names, stop_at_layer=n_layers)
+    inputs = torch.stack([cache[mlp_in_hook(layer)] for layer in range(n_layers)], dim=-2)
+    outputs = torch.stack([cache[mlp_out_hook(layer)] for layer in range(n_layers)], dim=-2)
+    if keep is None:
+        return inputs.flatten(0, 1), outputs.flatten(0, 1)
+    return inputs[keep], outputs[keep]

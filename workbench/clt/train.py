@@ -1,0 +1,154 @@
+"""Training a cross-layer transcoder on a model's own activations, streamed.
+
+Documents are read in *blocks*: block ``k`` is the next ``block_documents`` of a seeded
+permutation of the documents (a new permutation each pass). A block's MLP inputs and outputs
+(:func:`~workbench.clt.activations.mlp_io`, BOS and padding dropped) are shuffled with a seed of
+their own and consumed in batches of ``batch_tokens`` rows; then the next block is read. Memory is
+one block's activations, never the corpus's, and the state of the stream is two numbers (block,
+row), so a checkpoint (transcoder, optimiser, step, block, row, log) resumes exactly where an
+uninterrupted run would be: the block is recomputed from the model, bit for bit the same.
+
+The sparsity coefficient is ramped linearly from 0 over ``sparsity_warmup`` of the steps (the
+CLT paper ramps it over training); Adam, gradient clipping at 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from workbench.batching import iter_batches, pad_id_of
+from workbench.clt.activations import mlp_io
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a transcoder is trained (the shape is its :class:`CLTConfig`)."""
+
+    tokens: int = 200_000  # training rows (token positions, all layers each)
+    batch_tokens: int = 512
+    lr: float = 1e-3
+    sparsity: float = 1.0  # lambda of the tanh sparsity term
+    sparsity_warmup: float = 0.5  # share of the steps over which lambda ramps up from 0
+    block_documents: int = 256  # documents whose activations are shuffled together
+    forward_tokens: int = 2048  # padded tokens per forward batch when reading a block
+    seed: int = 0
+    checkpoint_every: int = 50
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.tokens / self.batch_tokens)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the step, the stream's block and row, and every step's log."""
+
+    step: int = 0
+    block: int = 0
+    row: int = 0
+    log: list[dict] = field(default_factory=list)  # per step: mse, sparsity, dead, l0, lambda
+
+
+def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[int]:
+    """The document indices of block ``block``: consecutive slices of one seeded permutation per pass."""
+    per_pass = math.ceil(n_documents / size)
+    epoch, k = divmod(block, per_pass)
+    order = torch.randperm(n_documents, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    return order[k * size : (k + 1) * size]
+
+
+def read_block(model, documents: list[torch.Tensor], settings: TrainSettings, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]``, shuffled (BOS and padding dropped)."""
+    chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
+    inputs, outputs = [], []
+    device = model.cfg.device
+    for batch in iter_batches([documents[i] for i in chosen], pad_id_of(model), settings.forward_tokens, device):
+        keep = batch.mask.bool()
+        keep[:, 0] = False  # BOS: a fixed, huge-norm position the transcoder should not spend features on
+        x, y = mlp_io(model, batch.tokens, keep)
+        inputs.append(x)
+        outputs.append(y)
+    x, y = torch.cat(inputs), torch.cat(outputs)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + block + 1))
+    return x[order.to(x.device)], y[order.to(y.device)]
+
+
+def stream(model, documents, settings: TrainSettings, state: TrainState) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches from ``state.block``/``state.row`` on, advancing the state as it yields."""
+    while True:
+        x, y = read_block(model, documents, settings, state.block)
+        while state.row + settings.batch_tokens <= len(x):
+            rows = slice(state.row, state.row + settings.batch_tokens)
+            state.row += settings.batch_tokens
+            yield x[rows], y[rows]
+        state.block, state.row = state.block + 1, 0
+
+
+def train_clt(model, documents: list[torch.Tensor], config: CLTConfig, settings: TrainSettings,
+              folder: Path | None = None, show_progress: bool = True,
+              on_step: Callable[[int, dict], None] | None = None) -> tuple[CrossLayerTranscoder, TrainState]:  # fmt: skip
+    """Train (or resume from ``folder``'s checkpoint) a transcoder of ``config`` on ``model``'s
+    activations over ``documents`` (token lists, BOS first). ``on_step(step, log)`` is called
+    after each step and its checkpoint."""
+    if config.n_layers != model.cfg.n_layers or config.d_model != model.cfg.d_model:
+        raise ValueError(f"The CLT has {config.n_layers} layers of width {config.d_model}; the model has "
+                         f"{model.cfg.n_layers} of {model.cfg.d_model}. Make the CLTConfig from this model.")  # fmt: skip
+    device = model.cfg.device
+    clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
+    optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
+    state = _resume(folder, clt, optimizer, config, settings)
+    if state.step == 0:
+        clt.set_scales(*read_block(model, documents, settings, 0))
+    batches = stream(model, documents, settings, state)
+    with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not show_progress) as bar:
+        while state.step < settings.steps:
+            x, y = next(batches)
+            ramp = min(1.0, (state.step + 1) / max(1, settings.sparsity_warmup * settings.steps))
+            parts = clt_loss(clt, x, y, settings.sparsity * ramp)
+            optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+            torch.nn.utils.clip_grad_norm_(clt.parameters(), 1.0)
+            optimizer.step()
+            state.step += 1
+            entry = {"mse": parts.mse, "sparsity": parts.sparsity, "dead": parts.dead, "l0": parts.l0,
+                     "lambda": settings.sparsity * ramp}  # fmt: skip
+            state.log.append(entry)
+            if folder is not None and (state.step % settings.checkpoint_every == 0 or state.step == settings.steps):
+                _save(folder, clt, optimizer, config, settings, state)
+            bar.update(1)
+            bar.set_postfix(mse=f"{parts.mse:.3f}", l0=f"{parts.l0:.1f}")
+            if on_step is not None:
+                on_step(state.step, entry)
+    return clt, state
+
+
+def _save(folder: Path, clt, optimizer, config: CLTConfig, settings: TrainSettings, state: TrainState) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f"{CHECKPOINT}.tmp"
+    torch.save({"config": asdict(config), "settings": asdict(settings), "clt": clt.state_dict(),
+                "optimizer": optimizer.state_dict(), "state": asdict(state)}, partial)  # fmt: skip
+    partial.replace(folder / CHECKPOINT)
+
+
+def _resume(folder: Path | None, clt, optimizer, config: CLTConfig, settings: TrainSettings) -> TrainState:
+    path = None if folder is None else folder / CHECKPOINT
+    if path is None or not path.exists():
+        return TrainState()
+    saved = torch.load(path, map_location=clt.b_dec.device, weights_only=True)
+    if saved["config"] != asdict(config) or saved["settings"] != asdict(settings):
+        raise ValueError(f"{path} is a run with other settings; resume it with those, or use another folder.")
+    clt.load_state_dict(saved["clt"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return TrainState(**saved["state"])
+
+
+__all__ = ["TrainSettings", "TrainState", "block_documents", "read_block", "train_clt"]
