@@ -155,3 +155,55 @@ def test_streamed_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_p
         train_clt(model, docs, config, TrainSettings(tokens=64 * 31, batch_tokens=64), folder=tmp_path, show_progress=False)
     with pytest.raises(ValueError, match="Make the CLTConfig from this model"):
         train_clt(model, docs, CLTConfig(n_layers=3, d_model=64, n_features=8), settings, show_progress=False)
+
+
+def test_replacement_model_equals_an_unrolled_literal_and_leaves_no_hooks():
+    """Replace the MLP outputs one layer at a time with fixed tensors, rerunning the model after
+    each: the last run's logits equal the replacement model's single pass."""
+    from workbench.clt.quality import replacement
+    from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
+
+    model = tiny_model("tiny-gated")
+    clt = CrossLayerTranscoder(CLTConfig(n_layers=2, d_model=64, n_features=32), seed=3)
+    with torch.no_grad():
+        clt.log_threshold.fill_(-6.0)  # most features active, so the reconstruction matters
+    tokens = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(5))
+    fixed, acts = {}, []
+    with torch.no_grad():
+        for layer in range(2):
+            hooks = [(mlp_out_hook(k), lambda out, hook, v=v: v) for k, v in fixed.items()]
+            with model.hooks(fwd_hooks=hooks):
+                _, cache = model.run_with_cache(tokens)
+            acts.append(clt.encode_layer(cache[mlp_in_hook(layer)], layer))
+            fixed[layer] = clt.decode_layer(acts, layer)
+        with model.hooks(fwd_hooks=[(mlp_out_hook(k), lambda out, hook, v=v: v) for k, v in fixed.items()]):
+            literal = model(tokens)
+        with replacement(model, clt):
+            replaced = model(tokens)
+        original = model(tokens)
+    torch.testing.assert_close(replaced, literal)
+    assert not torch.allclose(replaced, original, atol=1e-3)
+    with pytest.raises(RuntimeError), replacement(model, clt):
+        raise RuntimeError("interrupted")
+    assert all(not model.hook_dict[mlp_out_hook(k)].fwd_hooks for k in range(2))
+    torch.testing.assert_close(model(tokens), original)
+
+
+def test_layer_quality_matches_its_definition():
+    from workbench.clt.quality import layer_quality, replacement_loss
+
+    model = tiny_model("tiny-gated")
+    docs = _documents(6)
+    clt = CrossLayerTranscoder(CLTConfig(n_layers=2, d_model=64, n_features=32), seed=1)
+    quality = layer_quality(model, clt, docs, batch_tokens=64)
+    rows = [mlp_io(model, d[None])[0][1:] for d in docs], [mlp_io(model, d[None])[1][1:] for d in docs]
+    x, y = torch.cat(rows[0]), torch.cat(rows[1])
+    with torch.no_grad():
+        recon, acts = clt(x)
+    for layer in range(2):
+        fvu = (recon[:, layer] - y[:, layer]).pow(2).sum() / (y[:, layer] - y[:, layer].mean(0)).pow(2).sum()
+        assert quality[layer].fvu == pytest.approx(fvu.item(), rel=1e-4)
+        assert quality[layer].l0 == pytest.approx((acts[:, layer] > 0).sum(-1).float().mean().item(), rel=1e-5)
+        assert quality[layer].dead == pytest.approx(1 - (acts[:, layer] > 0).any(0).float().mean().item())
+    original, replaced = replacement_loss(model, clt, docs, batch_tokens=64)
+    assert original > 0 and replaced != original

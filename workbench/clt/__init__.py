@@ -1,7 +1,9 @@
 """Cross-layer transcoders (arXiv 2511.10840): sparse features that replace a model's MLPs.
 
 :mod:`workbench.clt.transcoder` holds the transcoder itself (encoders, JumpReLU, cross-layer
-decoders, the loss).
+decoders, the loss); :mod:`~workbench.clt.activations` reads what it is trained on,
+:mod:`~workbench.clt.train` trains it (streamed, resumable) and :mod:`~workbench.clt.quality`
+measures it (FVU, L0, dead features, the replacement model's loss).
 """
 
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss

@@ -146,6 +146,21 @@ class CrossLayerTranscoder(nn.Module):
             out = out + nn.functional.pad(written, (0, 0, source, L - source - written.shape[-2]))
         return out / self.out_scale[:, None]
 
+    def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``."""
+        pre = (x * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
+        return JumpReLU.apply(pre, self.threshold[layer], self.config.bandwidth)
+
+    def decode_layer(self, acts: list[torch.Tensor], layer: int) -> torch.Tensor:
+        """Layer ``layer``'s reconstructed MLP output from the activations of layers ``0..layer``
+        (``acts[source] [..., F]``): what the replacement model writes there."""
+        out = self.b_dec[layer]
+        for source in range(layer + 1):
+            k = layer - source
+            if k < self.config.targets(source):
+                out = out + acts[source] @ self.W_dec[source][k]
+        return out / self.out_scale[layer]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(reconstruction, activations)`` of ``x [..., L, d]``."""
         acts = self.encode(x)
@@ -208,7 +223,7 @@ def clt_loss(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, s
     dead_term = (torch.relu(clt.threshold - pre) * norms).sum(dim=(-1, -2)).mean()
     total = mse + sparsity * sparse + dead * dead_term
     l0 = float((acts > 0).sum(dim=(-1, -2)).float().mean())
-    return LossParts(total, float(mse), float(sparse), float(dead_term), l0)
+    return LossParts(total, mse.item(), sparse.item(), dead_term.item(), l0)
 
 
 __all__ = ["CLTConfig", "CrossLayerTranscoder", "JumpReLU", "LossParts", "clt_loss", "mlp_in_hook", "mlp_out_hook",

@@ -1,0 +1,101 @@
+"""How well a transcoder stands in for the MLPs, measured on held-out text.
+
+* Per layer: the fraction of variance unexplained (FVU: squared error of the reconstruction over
+  the variance of the true MLP output about its mean), L0 (active features per token) and the
+  share of features never active on the text (dead).
+* The replacement model: every MLP output replaced, layer by layer, by the transcoder's
+  reconstruction from the features of that and earlier layers, computed on the *replaced* model's
+  own residual stream (hooks: encode at ``blocks.{l}.ln2.hook_normalized``, write at
+  ``blocks.{l}.hook_mlp_out``). Its next-token loss against the original model's says what the
+  errors cost downstream. The hooks are removed when the pass ends, also on errors.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from workbench.batching import iter_batches, pad_id_of
+from workbench.clt.activations import mlp_io
+from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
+from workbench.readout import next_token_losses
+
+
+@dataclass
+class LayerQuality:
+    """One layer's reconstruction quality on some text."""
+
+    layer: int
+    fvu: float
+    l0: float
+    dead: float  # share of the layer's features never active
+
+
+@torch.no_grad()
+def layer_quality(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor],
+                  batch_tokens: int = 2048) -> list[LayerQuality]:  # fmt: skip
+    """FVU, L0 and dead share per layer over ``documents`` (token lists, BOS first; BOS excluded)."""
+    L = clt.config.n_layers
+    error = torch.zeros(L, dtype=torch.float64)
+    total = torch.zeros(L, dtype=torch.float64)
+    sums = torch.zeros(L, clt.config.d_model, dtype=torch.float64)
+    active = torch.zeros(L, dtype=torch.float64)
+    ever = torch.zeros(L, clt.config.n_features, dtype=torch.bool)
+    rows = 0
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
+        keep = batch.mask.bool()
+        keep[:, 0] = False
+        x, y = mlp_io(model, batch.tokens, keep)
+        recon, acts = clt(x)
+        error += (recon - y).double().pow(2).sum(dim=(0, 2)).cpu()
+        total += y.double().pow(2).sum(dim=(0, 2)).cpu()
+        sums += y.double().sum(0).cpu()
+        active += (acts > 0).sum(dim=(0, 2)).double().cpu()
+        ever |= (acts > 0).any(0).cpu()
+        rows += len(x)
+    variance = total - sums.pow(2).sum(-1) / max(rows, 1)  # sum of squared deviations from the mean
+    return [LayerQuality(layer, float(error[layer] / variance[layer]), float(active[layer] / max(rows, 1)),
+                         float(1 - ever[layer].float().mean())) for layer in range(L)]  # fmt: skip
+
+
+@contextmanager
+def replacement(model, clt: CrossLayerTranscoder):
+    """The model with every MLP output replaced by the transcoder's reconstruction (hooks)."""
+    acts: list[torch.Tensor | None] = [None] * clt.config.n_layers
+
+    def encode(layer: int):
+        def hook(x, hook):
+            acts[layer] = clt.encode_layer(x, layer)
+
+        return hook
+
+    def write(layer: int):
+        def hook(out, hook):
+            return clt.decode_layer(acts[: layer + 1], layer).to(out.dtype)
+
+        return hook
+
+    hooks = [(mlp_in_hook(layer), encode(layer)) for layer in range(clt.config.n_layers)]
+    hooks += [(mlp_out_hook(layer), write(layer)) for layer in range(clt.config.n_layers)]
+    with model.hooks(fwd_hooks=hooks):
+        yield model
+
+
+@torch.no_grad()
+def replacement_loss(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor],
+                     batch_tokens: int = 2048) -> tuple[float, float]:  # fmt: skip
+    """Mean next-token loss (nats) over ``documents``: ``(original, replacement)``."""
+    sums = [0.0, 0.0]
+    count = 0
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
+        real = batch.mask[:, 1:].bool()
+        sums[0] += float(next_token_losses(model, batch.tokens)[real].sum())
+        with replacement(model, clt):
+            sums[1] += float(next_token_losses(model, batch.tokens)[real].sum())
+        count += int(real.sum())
+    return sums[0] / max(count, 1), sums[1] / max(count, 1)
+
+
+__all__ = ["LayerQuality", "layer_quality", "replacement", "replacement_loss"]
