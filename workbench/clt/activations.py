@@ -3,8 +3,11 @@ with hooks in one forward pass that stops after the last block (the unembedding 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
+from workbench.batching import iter_batches, pad_id_of
 from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
 
 
@@ -21,3 +24,12 @@ def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> tup
     if keep is None:
         return inputs.flatten(0, 1), outputs.flatten(0, 1)
     return inputs[keep], outputs[keep]
+
+
+def document_rows(model, documents: list[torch.Tensor], batch_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(inputs, outputs)`` rows of padded batches of ``documents`` (token lists, BOS first),
+    without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding."""
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
+        keep = batch.mask.bool()
+        keep[:, 0] = False
+        yield mlp_io(model, batch.tokens, keep)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench.batching import iter_batches, pad_id_of
-from workbench.clt.activations import mlp_io
+from workbench.clt.activations import document_rows
 from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.readout import next_token_losses
 
@@ -44,10 +44,7 @@ def layer_quality(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor
     active = torch.zeros(L, dtype=torch.float64)
     ever = torch.zeros(L, clt.config.n_features, dtype=torch.bool)
     rows = 0
-    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
-        keep = batch.mask.bool()
-        keep[:, 0] = False
-        x, y = mlp_io(model, batch.tokens, keep)
+    for x, y in document_rows(model, documents, batch_tokens):
         recon, acts = clt(x)
         error += (recon - y).double().pow(2).sum(dim=(0, 2)).cpu()
         total += y.double().pow(2).sum(dim=(0, 2)).cpu()

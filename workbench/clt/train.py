@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from workbench.batching import iter_batches, pad_id_of
-from workbench.clt.activations import mlp_io
+from workbench.clt.activations import document_rows
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -69,23 +68,19 @@ def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[
 def read_block(model, documents: list[torch.Tensor], settings: TrainSettings, block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]``, shuffled (BOS and padding dropped)."""
     chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
-    inputs, outputs = [], []
-    device = model.cfg.device
-    for batch in iter_batches([documents[i] for i in chosen], pad_id_of(model), settings.forward_tokens, device):
-        keep = batch.mask.bool()
-        keep[:, 0] = False  # BOS: a fixed, huge-norm position the transcoder should not spend features on
-        x, y = mlp_io(model, batch.tokens, keep)
-        inputs.append(x)
-        outputs.append(y)
+    inputs, outputs = zip(*document_rows(model, [documents[i] for i in chosen], settings.forward_tokens))
     x, y = torch.cat(inputs), torch.cat(outputs)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + block + 1))
     return x[order.to(x.device)], y[order.to(y.device)]
 
 
-def stream(model, documents, settings: TrainSettings, state: TrainState) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches from ``state.block``/``state.row`` on, advancing the state as it yields."""
+def stream(model, documents, settings: TrainSettings, state: TrainState,
+           first: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Batches from ``state.block``/``state.row`` on, advancing the state as it yields; ``first``:
+    block ``state.block`` when it is already read."""
     while True:
-        x, y = read_block(model, documents, settings, state.block)
+        x, y = first if first is not None else read_block(model, documents, settings, state.block)
+        first = None
         while state.row + settings.batch_tokens <= len(x):
             rows = slice(state.row, state.row + settings.batch_tokens)
             state.row += settings.batch_tokens
@@ -106,9 +101,10 @@ def train_clt(model, documents: list[torch.Tensor], config: CLTConfig, settings:
     clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
     optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
     state = _resume(folder, clt, optimizer, config, settings)
+    first = read_block(model, documents, settings, state.block)  # read once: scales (new run) and batches
     if state.step == 0:
-        clt.set_scales(*read_block(model, documents, settings, 0))
-    batches = stream(model, documents, settings, state)
+        clt.set_scales(*first)
+    batches = stream(model, documents, settings, state, first)
     with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not show_progress) as bar:
         while state.step < settings.steps:
             x, y = next(batches)

@@ -156,7 +156,8 @@ def findings(name: str, info: dict, folder: Path) -> ModelFindings:
     """One model's findings from its manifest and whichever analyses its folder holds."""
     shares = dict(Mixture.parse(info["mixture"], list(info["heldout_loss"])).shares)
     found = ModelFindings(name, info["options"]["layers"], info["mixture"], shares, info["heldout_loss"])
-    lens, plnd, ffn = (_load(analysis, folder) for analysis in ("lens", "plnd", "ffn"))
+    done = read_manifest(folder).get("analyses", {})
+    lens, plnd, ffn = (_load(analysis, folder) if analysis in done else None for analysis in ("lens", "plnd", "ffn"))
     if lens is not None:
         others = {lang: r for lang, r in lens.languages.items() if lang != "en"}
         found.lens_english = {lang: r.share("english") for lang, r in others.items()}
@@ -177,8 +178,6 @@ def findings(name: str, info: dict, folder: Path) -> ModelFindings:
 def _load(analysis: str, folder: Path):
     from workbench.analyses import load_slice
 
-    if analysis not in read_manifest(folder).get("analyses", {}):
-        return None
     return load_slice(analysis).Result.load(folder)
 
 
