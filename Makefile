@@ -60,6 +60,7 @@ bench: model
 	$(BIN)/python benchmarks/bench_finetune.py --out results/bench
 	$(BIN)/python benchmarks/bench_ffn.py --out results/bench
 	$(BIN)/python benchmarks/bench_zoo.py --out results/bench
+	$(BIN)/python benchmarks/bench_clt.py --out results/bench
 
 lab: install
 	$(BIN)/jupyter lab notebooks

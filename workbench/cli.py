@@ -111,7 +111,7 @@ def analyses_from(args: argparse.Namespace, names: list[str], preset: str | None
 
 def cmd_analyses(args: argparse.Namespace) -> int:
     """``workbench run`` and ``workbench <analysis>``: check every option, then run the job."""
-    names = _split(args.analyses) if args.command == "run" else [args.command]
+    names = _split(args.analyses) if args.analysis is None else [args.analysis]
     run_options = options_from(args, RunOptions, args.preset)
     analyses = analyses_from(args, names, args.preset)
     from workbench.job import run  # the heavy part starts here, once the input is known to be good
@@ -121,8 +121,9 @@ def cmd_analyses(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_analysis_command(sub, name: str | None) -> None:
-    """``run`` (name None: every slice, prefixed) or one analysis (its own options unprefixed)."""
+def _add_analysis_command(sub, name: str | None, command: str | None = None) -> None:
+    """``run`` (name None: every slice, prefixed) or one analysis (its own options unprefixed),
+    as the command ``command`` (default: its name)."""
     if name is None:
         parser = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
         parser.add_argument("--analyses", default=",".join(DEFAULT_ANALYSES),
@@ -130,7 +131,7 @@ def _add_analysis_command(sub, name: str | None) -> None:
         members = list(REGISTRY)
     else:
         piece = load_slice(name)
-        parser = sub.add_parser(name, help=(piece.__doc__ or name).strip().splitlines()[0])
+        parser = sub.add_parser(command or name, help=(piece.__doc__ or name).strip().splitlines()[0])
         members = with_requirements([name])
     add_options(parser, RunOptions)
     for member in members:
@@ -138,9 +139,10 @@ def _add_analysis_command(sub, name: str | None) -> None:
     parser.add_argument("--preset", choices=presets(), default=None,
                         help="'paper': the paper-sized run (13 languages, more documents, every layer group; "
                         "see README); options given still win")  # fmt: skip
-    parser.add_argument("--out", default=f"results/{name or 'run'}", help="output folder (re-running resumes)")
+    folder = (name or "run").split("-")[0]  # a group's actions share a folder: clt features reads clt train's
+    parser.add_argument("--out", default=f"results/{folder}", help="output folder (re-running resumes)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(func=cmd_analyses)
+    parser.set_defaults(func=cmd_analyses, analysis=name)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -437,8 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_analysis_command(sub, None)
+    groups: dict[str, list[str]] = {}
     for name in REGISTRY:
-        _add_analysis_command(sub, name)
+        if "-" in name:
+            groups.setdefault(name.split("-")[0], []).append(name)
+        else:
+            _add_analysis_command(sub, name)
+    for group, names in groups.items():
+        grouped = sub.add_parser(group, help=f"{group}: {', '.join(n.split('-', 1)[1] for n in names)} "
+                                 f"(each action runs what it needs first, in one --out folder)")  # fmt: skip
+        actions = grouped.add_subparsers(dest=f"{group}_action", required=True, metavar="ACTION")
+        for name in names:
+            _add_analysis_command(actions, name, name.split("-", 1)[1])
 
     export = sub.add_parser("export", help="write a fine-tuned model (a finetune delta on its base model) as a full state dict")
     export.add_argument("delta", help="a .safetensors delta of a finetune run (see its finetune.json)")

@@ -12,7 +12,8 @@ A slice is a small package ``workbench.analyses.<name>`` that exports:
 
 The package itself imports only its options (no torch), so the command line starts at once;
 ``run``, ``Result``, ``figures`` and ``section`` load on first use. Adding an analysis is its
-package plus one line in :data:`REGISTRY`.
+package plus one line in :data:`REGISTRY`. A name ``group-action`` (``clt-train``) is also the
+command ``workbench group action`` (``workbench clt train``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it r
     "ablate": "workbench.analyses.ablate",
     "finetune": "workbench.analyses.finetune",
     "ffn": "workbench.analyses.ffn",
+    "clt-train": "workbench.analyses.clt_train",
+    "clt-features": "workbench.analyses.clt_features",
+    "clt-steer": "workbench.analyses.clt_steer",
 }
 DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
 

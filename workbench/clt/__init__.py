@@ -3,7 +3,8 @@
 :mod:`workbench.clt.transcoder` holds the transcoder itself (encoders, JumpReLU, cross-layer
 decoders, the loss); :mod:`~workbench.clt.activations` reads what it is trained on,
 :mod:`~workbench.clt.train` trains it (streamed, resumable) and :mod:`~workbench.clt.quality`
-measures it (FVU, L0, dead features, the replacement model's loss).
+measures it (FVU, L0, dead features, the replacement model's loss); :mod:`~workbench.clt.saelens`
+exports a per-layer one to SAELens's transcoder folders and loads those (Gemma Scope 2's too).
 """
 
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss

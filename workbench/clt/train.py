@@ -15,6 +15,7 @@ CLT paper ramps it over training); Adam, gradient clipping at 1.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.clt.activations import document_rows
-from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss
+from workbench.clt.transcoder import DEAD_PENALTY, CLTConfig, CrossLayerTranscoder, clt_loss
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -37,6 +38,7 @@ class TrainSettings:
     lr: float = 1e-3
     sparsity: float = 1.0  # lambda of the tanh sparsity term
     sparsity_warmup: float = 0.5  # share of the steps over which lambda ramps up from 0
+    dead_penalty: float = DEAD_PENALTY  # weight of the pull on dead features' pre-activations
     block_documents: int = 256  # documents whose activations are shuffled together
     forward_tokens: int = 2048  # padded tokens per forward batch when reading a block
     seed: int = 0
@@ -54,6 +56,7 @@ class TrainState:
     step: int = 0
     block: int = 0
     row: int = 0
+    seconds: float = 0.0  # training time, summed over resumed sessions
     log: list[dict] = field(default_factory=list)  # per step: mse, sparsity, dead, l0, lambda
 
 
@@ -107,14 +110,16 @@ def train_clt(model, documents: list[torch.Tensor], config: CLTConfig, settings:
     batches = stream(model, documents, settings, state, first)
     with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not show_progress) as bar:
         while state.step < settings.steps:
+            started = time.perf_counter()
             x, y = next(batches)
             ramp = min(1.0, (state.step + 1) / max(1, settings.sparsity_warmup * settings.steps))
-            parts = clt_loss(clt, x, y, settings.sparsity * ramp)
+            parts = clt_loss(clt, x, y, settings.sparsity * ramp, dead=settings.dead_penalty)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             torch.nn.utils.clip_grad_norm_(clt.parameters(), 1.0)
             optimizer.step()
             state.step += 1
+            state.seconds += time.perf_counter() - started
             entry = {"mse": parts.mse, "sparsity": parts.sparsity, "dead": parts.dead, "l0": parts.l0,
                      "lambda": settings.sparsity * ramp}  # fmt: skip
             state.log.append(entry)

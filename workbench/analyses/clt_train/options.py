@@ -1,0 +1,39 @@
+"""Settings of transcoder training and its quality measures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from workbench.options import Options as Base
+from workbench.options import OptionError, option
+
+requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Options(Base):
+    """The transcoder's width and kind, its training data and schedule, and the held-out verses
+    its quality is measured on; or a trained transcoder to load instead of training."""
+
+    ANALYSIS: ClassVar[str] = "clt-train"
+    TITLE: ClassVar[str] = "clt train"
+
+    features: int = option(2048, "features per layer", minimum=1)
+    per_layer: bool = option(False, "plain per-layer transcoders (each feature writes its own layer only)")
+    documents: int = option(400, "training verses per language (analysis split)", minimum=1)
+    tokens: int = option(300_000, "training rows (token positions; each holds every layer)", minimum=1)
+    batch: int = option(1024, "rows per optimiser step", minimum=1)
+    lr: float = option(1e-3, "Adam learning rate", minimum=0)
+    sparsity: float = option(1.0, "lambda of the tanh sparsity penalty (ramped up from 0)", minimum=0)
+    warmup: float = option(0.5, "share of the steps over which lambda ramps up", minimum=0)
+    dead_penalty: float = option(1e-2, "weight of the pull on dead features' pre-activations (the paper's 1e-4 "
+                                 "left 77-90%% of a zoo model's features dead)", minimum=0)  # fmt: skip
+    block_documents: int = option(500, "documents whose activations are shuffled together (memory)", minimum=1)
+    heldout: int = option(50, "held-out verses per language for FVU, L0, dead share and replacement loss", minimum=1)
+    load: str | None = option(None, "use this transcoder instead of training one: a folder of ours (config.json) "
+                              "or SAELens transcoder folders, one per layer, comma-separated")  # fmt: skip
+
+    def validate(self) -> None:
+        if self.warmup > 1:
+            raise OptionError(f"--clt-train-warmup is a share of the steps, at most 1; got {self.warmup}.")

@@ -1,0 +1,353 @@
+"""Steering the output language through transcoder features, on the original model.
+
+arXiv 2511.10840 steers the language a model writes in by scaling language-identity features of
+a cross-layer transcoder: single features scaled by factors from +5 to -40, clusters of a
+language's features from -20 to +30. Here an :class:`Intervention` switches language A's
+features off and language B's on at one ``strength``:
+
+* an **off** feature read at layer ``l`` changes by ``-strength * a``, where ``a`` is its
+  activation on the (steered) MLP input ``blocks.{l}.ln2.hook_normalized``: strength 1 switches it
+  off, more than 1 reverses it;
+* an **on** feature changes by ``+strength * value`` at every position, ``value`` being its typical
+  activation (its mean where active on language B).
+
+The change is not applied inside a replacement model: the MLPs run as usual, and each change is
+*added* along the feature's decoders, ``gain * change * W_dec[l][t - l][f] / out_scale[t]`` at
+``blocks.{t}.hook_mlp_out`` for every layer ``t >= l`` the feature writes to (its own layer only
+for a per-layer transcoder). So the model moves by exactly what the transcoder says the feature
+contributes, and everything the features do not explain (the reconstruction error) is left intact.
+Since an off feature is read on the steered residual, a change at layer ``l`` feeds into the
+activations read at later layers, as it would in the model.
+
+**Control** (:func:`matched_control`): changing the residual stream at all, by any direction,
+moves the output; a language shift is only evidence for the features if the same amount of change
+along other directions does less. The control reads the same features (so it changes the same
+amounts, at the same tokens) but writes each change along a random feature's decoder of the same
+layer, rescaled to the read feature's decoder norm: the same count of features, the same layers
+and the same norm written per token (exactly for a per-layer transcoder; for a cross-layer one in
+total over the target layers).
+
+:func:`greedy` continues prompts greedily under hooks (full forward passes, no cache) and
+:func:`steer_measure` says which language the continuation is in (token labels of
+:class:`workbench.langid.VocabLanguages`) and how much probability goes to each language.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
+
+import torch
+
+from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
+from workbench.langid import SPECIAL_LABELS, VocabLanguages
+
+Feature = tuple[int, int]  # (layer, feature index)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Switch off language A's features and switch on language B's, at one strength."""
+
+    off: tuple[Feature, ...]  # read: activation a -> (1 - strength) * a   (strength 1: off; >1 reversed)
+    on: tuple[Feature, ...]  # read: activation a -> a + strength * on_values[i]
+    on_values: tuple[float, ...]  # each on-feature's typical activation (its mean where active on language B)
+    strength: float
+    off_write: tuple[Feature, ...] | None = None  # where each change is written: None = the feature itself;
+    on_write: tuple[Feature, ...] | None = None  # a control writes the same change along other features' decoders
+    off_gain: tuple[float, ...] | None = None  # multiplies each written change (control: ||W_dec read|| / ||W_dec write||)
+    on_gain: tuple[float, ...] | None = None
+
+    def with_strength(self, strength: float) -> Intervention:
+        """The same intervention at another strength."""
+        return replace(self, strength=float(strength))
+
+    def writes(self, kind: str) -> tuple[Feature, ...]:
+        """The write features of ``"off"`` or ``"on"`` (the read features where not given)."""
+        reads, writes = (self.off, self.off_write) if kind == "off" else (self.on, self.on_write)
+        return tuple(reads) if writes is None else tuple(writes)
+
+    def gains(self, kind: str) -> tuple[float, ...]:
+        """The gains of ``"off"`` or ``"on"`` (ones where not given)."""
+        reads, gains = (self.off, self.off_gain) if kind == "off" else (self.on, self.on_gain)
+        return (1.0,) * len(reads) if gains is None else tuple(float(g) for g in gains)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_feature(clt: CrossLayerTranscoder, feature: Feature, what: str) -> None:
+    layer, index = feature
+    L, F = clt.config.n_layers, clt.config.n_features
+    if not 0 <= layer < L:
+        raise ValueError(f"{what} feature {tuple(feature)}: layer {layer} out of range; the CLT has {L} layers (0..{L - 1}).")
+    if not 0 <= index < F:
+        raise ValueError(f"{what} feature {tuple(feature)}: index {index} out of range; the CLT has {F} features per layer (0..{F - 1}).")  # fmt: skip
+
+
+def check_intervention(clt: CrossLayerTranscoder, intervention: Intervention) -> None:
+    """Raise ``ValueError`` unless every feature exists in ``clt``, lengths agree, no read feature is
+    repeated and every change is written in the layer it is read in."""
+    iv = intervention
+    if len(iv.on_values) != len(iv.on):
+        raise ValueError(f"{len(iv.on)} on-features but {len(iv.on_values)} on_values.")
+    for kind, reads, writes, gains in (("off", iv.off, iv.off_write, iv.off_gain), ("on", iv.on, iv.on_write, iv.on_gain)):
+        for name, values in ((f"{kind}_write", writes), (f"{kind}_gain", gains)):
+            if values is not None and len(values) != len(reads):
+                raise ValueError(f"{len(reads)} {kind}-features but {len(values)} entries in {name}.")
+        if len(set(map(tuple, reads))) != len(reads):
+            raise ValueError(f"A {kind}-feature is repeated: {list(reads)}.")
+        for read, write in zip(reads, iv.writes(kind)):
+            _check_feature(clt, read, kind)
+            _check_feature(clt, write, f"{kind}_write")
+            if write[0] != read[0]:
+                raise ValueError(f"{kind}-feature {tuple(read)} is written along {tuple(write)}, in another layer; "
+                                 "a change must be written in the layer it is read in.")  # fmt: skip
+
+
+def _check_model(model, clt: CrossLayerTranscoder) -> None:
+    cfg = model.cfg
+    if (cfg.n_layers, cfg.d_model) != (clt.config.n_layers, clt.config.d_model):
+        raise ValueError(f"The CLT has {clt.config.n_layers} layers of width {clt.config.d_model}; the model "
+                         f"{cfg.n_layers} of width {cfg.d_model}.")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- directions
+
+
+@torch.no_grad()
+def write_vectors(clt: CrossLayerTranscoder, writes: Sequence[Feature], gains: Sequence[float] | None = None) -> torch.Tensor:
+    """``[n, L, d]``: what a unit change written along each feature of ``writes`` adds at every
+    layer's MLP output, ``gain * W_dec[l][t - l][f] / out_scale[t]`` (zero before ``l`` and past
+    the feature's decoders)."""
+    L, d = clt.config.n_layers, clt.config.d_model
+    out = torch.zeros(len(writes), L, d, dtype=clt.b_dec.dtype, device=clt.b_dec.device)
+    gain = torch.tensor(list(gains) if gains is not None else [1.0] * len(writes), dtype=out.dtype, device=out.device)
+    for layer in sorted({w[0] for w in writes}):
+        rows = [i for i, w in enumerate(writes) if w[0] == layer]
+        index = torch.tensor([writes[i][1] for i in rows], device=out.device)
+        K = clt.config.targets(layer)
+        dec = clt.W_dec[layer][:, index, :] / clt.out_scale[layer : layer + K, None, None]  # [K, n, d]
+        out[rows, layer : layer + K] = dec.transpose(0, 1) * gain[rows, None, None]
+    return out
+
+
+@dataclass
+class _OffLayer:
+    """The off-features read at one layer: their encoder columns and what a unit change writes."""
+
+    layer: int
+    W_enc: torch.Tensor  # [d, n]
+    b_enc: torch.Tensor  # [n]
+    threshold: torch.Tensor  # [n]
+    vectors: torch.Tensor  # [n, L, d]
+
+    def activations(self, x: torch.Tensor, in_scale: torch.Tensor) -> torch.Tensor:
+        """Only these features' JumpReLU activations ``[..., n]`` from the MLP input ``x``."""
+        pre = (x.to(self.W_enc.dtype) * in_scale) @ self.W_enc + self.b_enc
+        return pre * (pre > self.threshold)
+
+
+@torch.no_grad()
+def _off_layers(clt: CrossLayerTranscoder, iv: Intervention) -> dict[int, _OffLayer]:
+    writes, gains = iv.writes("off"), iv.gains("off")
+    layers = {}
+    for layer in sorted({f[0] for f in iv.off}):
+        rows = [i for i, f in enumerate(iv.off) if f[0] == layer]
+        index = torch.tensor([iv.off[i][1] for i in rows], device=clt.W_enc.device)
+        layers[layer] = _OffLayer(
+            layer, clt.W_enc[layer][:, index].detach(), clt.b_enc[layer, index].detach(),
+            clt.threshold[layer, index].detach(),
+            write_vectors(clt, [writes[i] for i in rows], [gains[i] for i in rows]),
+        )  # fmt: skip
+    return layers
+
+
+@torch.no_grad()
+def _on_vectors(clt: CrossLayerTranscoder, iv: Intervention) -> torch.Tensor:
+    """``[L, d]``: the constant the on-features add at every layer's MLP output."""
+    vectors = write_vectors(clt, iv.writes("on"), iv.gains("on"))
+    values = torch.tensor(iv.on_values, dtype=vectors.dtype, device=vectors.device)
+    return iv.strength * torch.einsum("n,nld->ld", values, vectors)
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@contextmanager
+def steering(model, clt: CrossLayerTranscoder, intervention: Intervention, start: int = 0) -> Iterator:
+    """The original model with ``intervention``'s changes added along decoder directions (hooks,
+    removed on exit, also on errors). ``start``: steer only positions ``>= start`` (also the
+    generated ones). Strength 0 adds no hooks at all."""
+    check_intervention(clt, intervention)
+    _check_model(model, clt)
+    iv = intervention
+    if iv.strength == 0 or not (iv.off or iv.on):
+        yield model
+        return
+    L = clt.config.n_layers
+    off = _off_layers(clt, iv)
+    on = _on_vectors(clt, iv) if iv.on else None
+    in_scale = clt.in_scale.detach()
+    changes: dict[int, torch.Tensor] = {}
+
+    def keep(length: int, device) -> torch.Tensor:
+        return torch.arange(length, device=device) >= start  # [pos]
+
+    def read(layer: int):
+        def hook(x, hook):
+            a = off[layer].activations(x, in_scale[layer])
+            change = -iv.strength * a
+            changes[layer] = change * keep(x.shape[-2], x.device)[:, None] if start else change
+
+        return hook
+
+    def write(target: int, sources: list[int]):
+        def hook(out, hook):
+            delta = torch.zeros((), dtype=clt.b_dec.dtype, device=out.device)
+            for layer in sources:
+                delta = delta + changes[layer] @ off[layer].vectors[:, target, :]
+            if on_here[target]:
+                constant = on[target]
+                delta = delta + (constant * keep(out.shape[-2], out.device)[:, None] if start else constant)
+            return out + delta.to(out.dtype)
+
+        return hook
+
+    on_here = [on is not None and bool(on[target].any()) for target in range(L)]
+    hooks = [(mlp_in_hook(layer), read(layer)) for layer in off]
+    for target in range(L):
+        sources = [l for l in off if l <= target < l + clt.config.targets(l)]
+        if sources or on_here[target]:
+            hooks.append((mlp_out_hook(target), write(target, sources)))
+    try:
+        with model.hooks(fwd_hooks=hooks):
+            yield model
+    finally:
+        changes.clear()
+
+
+# --------------------------------------------------------------------------- control
+
+
+@torch.no_grad()
+def matched_control(clt: CrossLayerTranscoder, intervention: Intervention, seed: int,
+                    exclude: set[Feature] | frozenset[Feature] = frozenset()) -> Intervention:  # fmt: skip
+    """The count- and magnitude-matched random control of ``intervention``: the same read
+    features and strength, each change written along a random feature of the read feature's layer
+    (seeded; never one of ``exclude`` or of the intervention's own features; no feature twice), its
+    gain set so that the written change has the norm the intervention writes:
+    ``gain * ||W_dec(read's write)|| / ||W_dec(new write)||`` (norms over all target decoders).
+    The norms match in the transcoder's scaled units (before the division by ``out_scale``): per
+    target for a per-layer CLT, over all targets together for a cross-layer one."""
+    check_intervention(clt, intervention)
+    iv = intervention
+    reads = list(iv.off) + list(iv.on)
+    old_writes = list(iv.writes("off")) + list(iv.writes("on"))
+    old_gains = list(iv.gains("off")) + list(iv.gains("on"))
+    banned = {tuple(f) for f in exclude} | {tuple(f) for f in reads} | {tuple(f) for f in old_writes}
+    generator = torch.Generator().manual_seed(seed)
+    F = clt.config.n_features
+    new_writes: list[Feature | None] = [None] * len(reads)
+    for layer in sorted({f[0] for f in reads}):
+        rows = [i for i, f in enumerate(reads) if f[0] == layer]
+        free = [f for f in range(F) if (layer, f) not in banned]
+        if len(free) < len(rows):
+            raise ValueError(f"Layer {layer}: {len(rows)} control features needed but only {len(free)} are not excluded.")
+        order = torch.randperm(len(free), generator=generator)[: len(rows)].tolist()
+        for i, j in zip(rows, order):
+            new_writes[i] = (layer, free[j])
+    norms = clt.decoder_norms()
+    gains = [g * float(norms[o] / norms[n]) for g, o, n in zip(old_gains, old_writes, new_writes)]
+    n_off = len(iv.off)
+    return Intervention(
+        off=tuple(iv.off), on=tuple(iv.on), on_values=tuple(iv.on_values), strength=iv.strength,
+        off_write=tuple(new_writes[:n_off]), on_write=tuple(new_writes[n_off:]),
+        off_gain=tuple(gains[:n_off]), on_gain=tuple(gains[n_off:]),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- generation and measures
+
+
+@torch.no_grad()
+def greedy(model, tokens: torch.Tensor, new_tokens: int,
+           context: Callable[[], AbstractContextManager] | None = None,
+           reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Greedy continuation of ``tokens [n, p]`` (same length, no padding) by full forward passes of
+    the growing sequence, inside ``context()`` (e.g. ``lambda: steering(model, clt, iv)``).
+
+    Returns the generated ids ``[n, new_tokens]`` and, if ``reduce`` is given, ``reduce(probs)``
+    of each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``
+    (only the reductions are kept, not the distributions)."""
+    sequence = tokens.to(model.cfg.device)
+    measures = []
+    with (context or nullcontext)():
+        for _ in range(new_tokens):
+            logits = model(sequence, return_type="logits")[:, -1]
+            if reduce is not None:
+                probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+                measures.append(reduce(probs))
+            sequence = torch.cat([sequence, logits.argmax(-1, keepdim=True)], dim=1)
+    generated = sequence[:, tokens.shape[1] :]
+    return generated, (torch.stack(measures, dim=1) if reduce is not None and measures else None)
+
+
+@dataclass
+class SteerMeasure:
+    """Which language a (steered) greedy continuation is in."""
+
+    share_b: float  # of the generated tokens with a language label, the share labelled B (nan if none)
+    share_a: float  # ... labelled A
+    mass_b: float  # probability on tokens labelled B, mean over steps and prompts
+    mass_a: float
+    labelled: int  # generated tokens with a language label
+    tokens: int  # generated tokens in all
+    changed: float | None = None  # share of generated tokens unlike the baseline continuation's
+
+
+def language_masks(vocab: VocabLanguages, d_vocab: int, lang_a: str, lang_b: str) -> torch.Tensor:
+    """``[d_vocab, 2]`` float: tokens labelled A, tokens labelled B."""
+    if len(vocab.labels) != d_vocab:
+        raise ValueError(f"The vocabulary labels cover {len(vocab.labels)} tokens; the model has {d_vocab}.")
+    for lang in (lang_a, lang_b):
+        if lang not in vocab.languages:
+            raise ValueError(f"{lang!r} is not a language of the labels ({vocab.languages}).")
+    return torch.stack([torch.from_numpy(vocab.is_label(lang_a)), torch.from_numpy(vocab.is_label(lang_b))], -1).float()
+
+
+@torch.no_grad()
+def steer_measure(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, intervention: Intervention,
+                  vocab: VocabLanguages, lang_a: str, lang_b: str, new_tokens: int,
+                  baseline: torch.Tensor | None = None, batch_size: int = 16, start: int = 0) -> SteerMeasure:  # fmt: skip
+    """Greedy continuations of ``prompts [n, p]`` under ``intervention`` and their language:
+    token shares among language-labelled tokens, probability mass per step, and (given the
+    unsteered continuation ``baseline [n, new_tokens]``) the share of tokens that changed."""
+    masks = language_masks(vocab, model.cfg.d_vocab, lang_a, lang_b).to(model.cfg.device)
+    generated, masses = [], []
+    for chunk in prompts.split(batch_size):
+        ids, mass = greedy(model, chunk, new_tokens, lambda: steering(model, clt, intervention, start),
+                           lambda probs: probs.to(masks.dtype) @ masks)  # fmt: skip
+        generated.append(ids.cpu())
+        masses.append(mass.cpu() if mass is not None else torch.zeros(len(chunk), 0, 2))
+    ids, mass = torch.cat(generated), torch.cat(masses)
+    labels = torch.from_numpy(vocab.labels.astype("int64"))[ids]
+    labelled = labels >= len(SPECIAL_LABELS)
+    count = int(labelled.sum())
+
+    def share(lang: str) -> float:
+        return int((labels == vocab.names.index(lang)).sum()) / count if count else math.nan
+
+    changed = None
+    if baseline is not None:
+        if baseline.shape != ids.shape:
+            raise ValueError(f"The baseline has shape {tuple(baseline.shape)}; the continuations {tuple(ids.shape)}.")
+        changed = float((baseline.cpu() != ids).float().mean()) if ids.numel() else math.nan
+    mean = mass.mean(dim=(0, 1)) if mass.numel() else torch.full((2,), math.nan)
+    return SteerMeasure(share(lang_b), share(lang_a), float(mean[1]), float(mean[0]), count, int(ids.numel()), changed)
+
+
+__all__ = ["Feature", "Intervention", "SteerMeasure", "check_intervention", "greedy", "language_masks",
+           "matched_control", "steer_measure", "steering", "write_vectors"]  # fmt: skip
