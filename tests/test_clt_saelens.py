@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-pytest.importorskip("sae_lens")  # not a workbench dependency: pip install sae-lens
-
 from sae_lens import SAE, JumpReLUTranscoder, StandardSAE, StandardSAEConfig, Transcoder
 from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.transcoder import (
