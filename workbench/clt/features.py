@@ -25,6 +25,7 @@ activating tokens in context, per language.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,10 @@ class LanguageFeatures:
 
     def identity_score(self) -> np.ndarray:
         """``[languages, L, F]``: ``freq_l - max_{k != l} freq_k``."""
+        return self._identity_score
+
+    @cached_property
+    def _identity_score(self) -> np.ndarray:
         if len(self.languages) < 2:
             return self.frequency.copy()
         top2 = np.sort(self.frequency, axis=0)[-2:]  # second largest, largest

@@ -144,6 +144,15 @@ def load_saelens(sources: list[Any], model_name: str = "", norm_weights: list[to
     return clt
 
 
+def reads_norm_output(folder: Path | str) -> bool:
+    """Whether a SAELens transcoder folder reads the MLP norm's output (``hook_mlp_in``, as Gemma
+    Scope 2's do): then :func:`load_saelens` needs the norm weights to fold in."""
+    cfg = Path(folder) / CFG_FILE
+    if not cfg.is_file():
+        return False
+    return json.loads(cfg.read_text(encoding="utf-8")).get("metadata", {}).get("hook_name", "").endswith("hook_mlp_in")
+
+
 def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
     """Layer ``layer``'s SAELens transcoder from ``source`` (a folder or a loaded one), checked to
     map exactly onto a workbench per-layer transcoder at that layer."""
@@ -189,4 +198,4 @@ def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
     return sae
 
 
-__all__ = ["SAELensError", "export_saelens", "load_saelens"]
+__all__ = ["SAELensError", "export_saelens", "load_saelens", "reads_norm_output"]

@@ -65,6 +65,12 @@ class Result(Base):
     def table(self) -> list[dict]:
         return [asdict(row) for row in self.rows]
 
+    def mean(self, key: str, kind: str, strength: float) -> float:
+        """Mean of ``key`` (e.g. ``share_target``) over the pairs at one strength and kind,
+        leaving out cells with no labelled token (NaN where every cell has none)."""
+        kept = [v for r in self.rows if r.kind == kind and r.strength == strength and not math.isnan(v := getattr(r, key))]
+        return float(np.mean(kept)) if kept else float("nan")
+
     def best(self) -> list[dict]:
         """Per pair, the strength where the identity intervention gives the target's share its
         highest, with the control's share at that strength."""
@@ -88,12 +94,6 @@ class Result(Base):
 def _ordered(share: float) -> float:
     """A share for ordering: NaN (no continuation token carried a language label) lowest."""
     return -1.0 if math.isnan(share) else share
-
-
-def _mean(values: list[float]) -> float:
-    """Mean over the cells with labelled tokens (NaN where none has any)."""
-    kept = [v for v in values if not math.isnan(v)]
-    return float(np.mean(kept)) if kept else float("nan")
 
 
 def _percent(share: float) -> str:
@@ -142,19 +142,26 @@ def _sweep(model, clt, features, vocab, prompts: torch.Tensor, source: str, targ
     off_cards = features.identity.get(source, [])[: options.features]
     on_cards = features.identity.get(target, [])[: options.features]
     exclude = {(c.layer, c.feature) for cards in features.identity.values() for c in cards}
+    identity = _intervention(off_cards, on_cards, target)
+    control = matched_control(clt, identity, seed, exclude)  # the same random features at every strength
+
+    def measure(intervention: Intervention, strength: float):
+        return steer_measure(model, clt, prompts, intervention.with_strength(strength), vocab, source, target,
+                             options.new_tokens)  # fmt: skip
+
     rows = []
     for strength in options.strengths:
-        identity = _intervention(off_cards, on_cards, target, strength)
-        control = matched_control(clt, identity, seed, exclude)
-        for kind, intervention in (("identity", identity), ("control", control)):
-            m = steer_measure(model, clt, prompts, intervention, vocab, source, target, options.new_tokens)
-            rows.append(SteerRow(source, target, strength, kind, m.share_b, m.share_a, m.mass_b, m.mass_a, m.labelled))
+        steered = measure(identity, strength)
+        controlled = steered if strength == 0 else measure(control, strength)  # strength 0 adds no hook: measured once
+        rows += [SteerRow(source, target, strength, kind, m.share_b, m.share_a, m.mass_b, m.mass_a, m.labelled)
+                 for kind, m in (("identity", steered), ("control", controlled))]  # fmt: skip
     return rows
 
 
-def _intervention(off: list[FeatureCard], on: list[FeatureCard], target: str, strength: float) -> Intervention:
+def _intervention(off: list[FeatureCard], on: list[FeatureCard], target: str) -> Intervention:
+    """Switch ``off``'s features off and ``on``'s on at their mean where active on ``target`` (strength 1)."""
     return Intervention(off=tuple((c.layer, c.feature) for c in off), on=tuple((c.layer, c.feature) for c in on),
-                        on_values=tuple(c.active_mean[target] for c in on), strength=strength)  # fmt: skip
+                        on_values=tuple(c.active_mean[target] for c in on), strength=1.0)  # fmt: skip
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
@@ -167,11 +174,10 @@ def verdict(result: Result) -> str:
     works = [b for b in best if b["works"]]
     top = max(r.strength for r in result.rows)
     low = min(r.strength for r in result.rows)
-    shares = {(s, kind): [r.share_target for r in result.rows if r.strength == s and r.kind == kind]
-              for s in (top, low) for kind in ("identity", "control")}  # fmt: skip
-    if all(math.isnan(v) for values in shares.values() for v in values):
+    ident, control, base = (result.mean("share_target", kind, s) for s, kind in
+                            ((top, "identity"), (top, "control"), (low, "identity")))  # fmt: skip
+    if all(math.isnan(v) for v in (ident, control, base)):
         return "No continuation token carried a language label (the token labels know none of this vocabulary)."
-    ident, control, base = (_mean(shares[key]) for key in ((top, "identity"), (top, "control"), (low, "identity")))
     text = (f"Switching identity features steers the continuation into the target language in {len(works)} of {len(best)} "
             f"pairs (target share >= {WORKS_SHARE} and >= {WORKS_MARGIN} above the matched control). At strength {top:g} the "
             f"target language's share of labelled continuation tokens is {_percent(ident)} on average, against "

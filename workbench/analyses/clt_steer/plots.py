@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-
-
-def _mean(values: list[float]) -> float | None:
-    kept = [v for v in values if not np.isnan(v)]
-    return float(np.mean(kept)) if kept else None
 
 
 def strength_figure(result) -> go.Figure:
@@ -20,7 +14,7 @@ def strength_figure(result) -> go.Figure:
                                                         "probability mass on target tokens"))  # fmt: skip
     for kind, dash in (("identity", "solid"), ("control", "dot")):
         for col, key in ((1, "share_target"), (2, "mass_target")):
-            mean = [_mean([getattr(r, key) for r in result.rows if r.kind == kind and r.strength == s]) for s in strengths]
+            mean = [result.mean(key, kind, s) for s in strengths]
             fig.add_trace(go.Scatter(x=strengths, y=mean, mode="lines+markers", name=f"{kind} features",
                                      line_dash=dash, legendgroup=kind, showlegend=col == 1), row=1, col=col)  # fmt: skip
     fig.update_xaxes(title_text="strength s")

@@ -10,7 +10,6 @@ safetensors), which the features and steering slices load.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,9 +111,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     name = model_source(model).get("name", store.run.model)
     training = None
     if options.load:
-        clt = _loaded(options.load, model, name)
-        store.parts[NAME, TRANSCODER] = clt
-        source = options.load
+        clt, source = _keep(store, _loaded(options.load, model, name)), options.load
     else:
         training = store.reuse_json(NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training)
         clt, source = transcoder(store), "trained"
@@ -125,8 +122,6 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
                                    lambda: Replacement(*replacement_loss(model, clt, held[lang], store.run.batch_tokens)),
                                    Replacement) for lang in store.languages}  # fmt: skip
     part = store.part(NAME, TRANSCODER)
-    if part is not None and not part.exists():  # a loaded transcoder is kept with the results too
-        clt.save(part)
     folder = str(part.relative_to(store.folder)) if part is not None else ""
     result = Result(asdict(clt.config), source, folder, quality, loss, training, {"split": "heldout", **options.to_dict()})
     return store.keep(NAME, result)
@@ -143,14 +138,19 @@ def _train(model, corpus: Corpus, options: Options, store: Store, name: str) -> 
     settings = train_settings(options, store)
     docs = [doc for lang_docs in documents(model, corpus, store, options.documents, "analysis").values() for doc in lang_docs]
     clt, state = train_clt(model, docs, config, settings, store.part(NAME, "checkpoint"), store.show_progress)
-    clt.eval()
+    _keep(store, clt.eval())
+    every = max(1, settings.steps // 200)
+    log = [{"step": i + 1, **entry} for i, entry in enumerate(state.log) if (i + 1) % every == 0 or i + 1 == len(state.log)]
+    return Training(state.seconds, settings.steps * settings.batch_tokens, settings.steps, every, log)
+
+
+def _keep(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTranscoder:
+    """The run's transcoder, kept for this session and saved as the part the other slices load."""
     store.parts[NAME, TRANSCODER] = clt
     part = store.part(NAME, TRANSCODER)
     if part is not None:
         clt.save(part)
-    every = max(1, settings.steps // 200)
-    log = [{"step": i + 1, **entry} for i, entry in enumerate(state.log) if (i + 1) % every == 0 or i + 1 == len(state.log)]
-    return Training(state.seconds, settings.steps * settings.batch_tokens, settings.steps, every, log)
+    return clt
 
 
 def _loaded(spec: str, model, name: str) -> CrossLayerTranscoder:
@@ -171,11 +171,11 @@ def _loaded(spec: str, model, name: str) -> CrossLayerTranscoder:
 
 
 def _norm_weights(folder: Path, model) -> list | None:
-    """The MLP input norms' weights when SAELens transcoders read the norm's output
-    (``hook_mlp_in``, as Gemma Scope 2's do): folded into their encoders on loading."""
-    cfg = folder / "cfg.json"
-    hook = json.loads(cfg.read_text(encoding="utf-8")).get("metadata", {}).get("hook_name", "") if cfg.is_file() else ""
-    if not hook.endswith("hook_mlp_in"):
+    """The MLP input norms' weights when SAELens transcoders read the norm's output: folded into
+    their encoders on loading."""
+    from workbench.clt.saelens import reads_norm_output
+
+    if not reads_norm_output(folder):
         return None
     weights = [getattr(block.ln2, "w", None) for block in model.blocks]
     if any(w is None for w in weights):
