@@ -5,7 +5,6 @@ on a constructed vocabulary labelling; bad features are refused by name."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from workbench.clt.steering import (
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.langid import SPECIAL_LABELS, VocabLanguages
 from workbench.models import tiny_model
+from conftest import spread_clt
 
 L, D, F = 2, 64, 32
 
@@ -33,16 +33,7 @@ def model64():
 
 
 def _clt(per_layer: bool = False, seed: int = 3) -> CrossLayerTranscoder:
-    clt = CrossLayerTranscoder(CLTConfig(n_layers=L, d_model=D, n_features=F, per_layer=per_layer), seed=seed).double()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        clt.b_enc.copy_(torch.randn(L, F, generator=g, dtype=torch.float64) * 0.3)
-        clt.log_threshold.fill_(math.log(0.05))
-        for w in clt.W_dec:
-            w.mul_(5.0)
-        clt.in_scale.copy_(torch.tensor([0.7, 1.3]))
-        clt.out_scale.copy_(torch.tensor([2.0, 0.5]))
-    return clt
+    return spread_clt(L, D, F, seed, per_layer=per_layer)
 
 
 def _tokens(n: int = 2, p: int = 10, seed: int = 5) -> torch.Tensor:

@@ -217,3 +217,101 @@ def test_compare_names_what_is_not_trained(zoo, monkeypatch, capsys):
     assert main(["zoo", "compare", "tiny-mix", "nope"]) == 2
     assert "Not trained yet: nope" in capsys.readouterr().err
     assert main(["zoo", "compare"]) == 2
+
+
+# Fine-tuning (``workbench zoo finetune``): tiny-mix (ar=0.75,zh=0.25) is the base throughout.
+FINETUNE = dict(mixture="zh=1", tokenizer_languages=("ar", "zh"), base="tiny-mix", tokens=64 * 8 * 6, lr=1e-2, warmup=1,
+                seed=1)  # fmt: skip
+
+
+def _tiny_finetune(**changes) -> ZooOptions:
+    return ZooOptions(**{**TINY, **FINETUNE, **changes})
+
+
+def test_finetune_starts_from_the_base_weights_and_tokenizer(zoo, monkeypatch):
+    """With lr 0 a fine-tune ends where it started: exactly the base's weights (so step 0 read
+    them), held-out losses and vocabulary; its manifest names the base's exact weights file."""
+    import hashlib
+
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    folder = train("ft-still", _tiny_finetune(lr=0.0, tokens=64 * 8 * 2), show_progress=False)
+    base, tuned = load_file(zoo / "tiny-mix" / "model.safetensors"), load_file(folder / "model.safetensors")
+    assert tuned.keys() == base.keys()
+    for name in base:
+        torch.testing.assert_close(tuned[name], base[name], rtol=0, atol=0)
+    info, base_info = (json.loads((zoo / n / "zoo.json").read_text()) for n in ("ft-still", "tiny-mix"))
+    assert info["heldout_loss"] == base_info["heldout_loss"]  # the base's languages too, not only the fine-tune's zh
+    assert info["base"]["name"] == "tiny-mix" and info["base"]["options"] == base_info["options"]
+    assert info["base"]["weights_sha256"] == hashlib.sha256((zoo / "tiny-mix" / "model.safetensors").read_bytes()).hexdigest()
+    assert info["options"]["base"] == "tiny-mix" and "base" not in base_info["options"] and "base" not in base_info
+    assert info["tokenizer"] == base_info["tokenizer"]
+    assert AutoTokenizer.from_pretrained(str(folder)).get_vocab() == AutoTokenizer.from_pretrained(str(zoo / "tiny-mix")).get_vocab()
+
+
+def test_finetune_cli_lowers_the_language_loss_resumes_and_copies_twins(zoo, monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    flags = ["--tokens", str(FINETUNE["tokens"]), "--lr", str(FINETUNE["lr"]), "--warmup", "1", "--quiet"]
+    assert main(["zoo", "finetune", "ft-zh", "--base", "tiny-mix", "--language", "zh", *flags]) == 0
+    assert "zoo:ft-zh (fine-tuned from zoo:tiny-mix on zh=1) ready at" in capsys.readouterr().out
+    info, base_info = (json.loads((zoo / n / "zoo.json").read_text()) for n in ("ft-zh", "tiny-mix"))
+    assert info["mixture"] == "zh=1" and info["options"]["seed"] == 1 and info["steps"] == 6
+    assert info["heldout_loss"]["zh"] < base_info["heldout_loss"]["zh"] - 0.05
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the same run through train(), interrupted, then resumed
+        train("ft-zh-again", _tiny_finetune(), show_progress=False, on_step=stop_at_3)
+    train("ft-zh-again", _tiny_finetune(), show_progress=False)
+    again, reference = load_file(zoo / "ft-zh-again" / "model.safetensors"), load_file(zoo / "ft-zh" / "model.safetensors")
+    for name in reference:
+        torch.testing.assert_close(again[name], reference[name], rtol=0, atol=0)
+
+    assert main(["zoo", "finetune", "ft-zh-twin", "--base", "tiny-mix", "--mixture", "zh=1", *flags]) == 0
+    assert "copied, not retrained" in capsys.readouterr().out
+
+
+def test_finetune_refuses_other_shapes_foreign_languages_and_missing_bases(zoo, monkeypatch, capsys):
+    from workbench.errors import WorkbenchError
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    for changes, message in [({"d_model": 64}, "--d-model 64 \\(base: 32\\)"), ({"context": 32}, "--context 32"),
+                             ({"tokenizer_languages": ()}, "--tokenizer-languages zh \\(base: ar,zh\\)"),
+                             ({"mixture": "en=1"}, "tiny-mix has no en"),
+                             ({"max_epochs": 1e-4}, "zh .* passes.*Lower --tokens.*--max-epochs"),
+                             ({"base": "nope"}, "no trained zoo model 'nope'.*workbench zoo train nope")]:  # fmt: skip
+        with pytest.raises(WorkbenchError, match=message):
+            train("ft-bad", _tiny_finetune(**changes), show_progress=False)
+    assert main(["zoo", "finetune", "ft-bad", "--base", "nope", "--language", "zh"]) == 2
+    assert "workbench zoo train nope" in capsys.readouterr().err
+    assert main(["zoo", "finetune", "ft-bad", "--base", "tiny-mix", "--language", "zh", "--layers", "2"]) == 2
+    assert "--layers 2 (base: 1)" in capsys.readouterr().err
+    assert not (zoo / "ft-bad").exists()
+
+
+def test_finetune_cli_options_start_from_the_base(zoo, monkeypatch):
+    from workbench.cli import build_parser, cmd_zoo_finetune, finetune_options_from
+    from workbench.errors import WorkbenchError
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
+    args = build_parser().parse_args(["zoo", "finetune", "ft", "--base", "tiny-mix", "--language", "FR"])
+    assert args.func is cmd_zoo_finetune and args.name == "ft"
+    options = finetune_options_from(args, zoo)
+    expected = {**TINY, "mixture": "fr=1", "tokenizer_languages": ("ar", "zh"), "base": "tiny-mix", "seed": 1,
+                "tokens": 200_000, "lr": 5e-4, "warmup": 5, "checkpoint_every": 25}  # fmt: skip
+    assert options == ZooOptions(**expected)
+    args = build_parser().parse_args(["zoo", "finetune", "ft", "--base", "tiny-mix", "--mixture", "zh=1,ar=0.5",
+                                      "--lr", "0.01", "--seed", "7"])  # fmt: skip
+    assert finetune_options_from(args, zoo) == ZooOptions(**{**expected, "mixture": "zh=1,ar=0.5", "lr": 0.01, "seed": 7})
+    for argv, message in [(["--base", "tiny-mix"], "--language LANG, or --mixture"), (["--language", "zh"], "--base NAME"),
+                          (["--base", "tiny-mix", "--language", "zh", "--mixture", "zh=1"], "not both")]:  # fmt: skip
+        with pytest.raises(WorkbenchError, match=message):
+            finetune_options_from(build_parser().parse_args(["zoo", "finetune", "ft", *argv]), zoo)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["zoo", "train", "x", "--base", "tiny-mix"])

@@ -17,7 +17,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from workbench import __version__
-from workbench.analyses import DEFAULT_ANALYSES, REGISTRY, load_slice, with_requirements
+from workbench.analyses import ALIASES, DEFAULT_ANALYSES, REGISTRY, load_slice, with_requirements
 from workbench.errors import WorkbenchError
 from workbench.options import Options, OptionError, RunOptions, value_kind
 
@@ -140,7 +140,7 @@ def _add_analysis_command(sub, name: str | None, command: str | None = None) -> 
                         help="'paper': the paper-sized run (13 languages, more documents, every layer group; "
                         "see README); options given still win")  # fmt: skip
     folder = (name or "run").split("-")[0]  # a group's actions share a folder: clt features reads clt train's
-    parser.add_argument("--out", default=f"results/{folder}", help="output folder (re-running resumes)")
+    parser.add_argument("--out", default=f"results/{folder}", help="output folder (re-running resumes; default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=cmd_analyses, analysis=name)
 
@@ -337,6 +337,40 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def finetune_options_from(args: argparse.Namespace, zoo: Path) -> Options:
+    """The fine-tune's settings from ``zoo finetune``'s flags: the base's settings and tokenizer,
+    the fine-tuning defaults, then the flags given (``--language X`` meaning ``--mixture X=1``)."""
+    from workbench.zoo.options import finetune_options
+    from workbench.zoo.train import base_manifest
+
+    given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("run.")}
+    if "base" not in given:
+        raise WorkbenchError("Name the zoo model to start from: --base NAME ('workbench zoo list' shows them).")
+    if args.language and "mixture" in given:
+        raise WorkbenchError("Give --language or --mixture, not both (--language X means --mixture X=1).")
+    if args.language:
+        given["mixture"] = f"{args.language.strip().lower()}=1"
+    return finetune_options(given["base"], base_manifest(given["base"], zoo), given)
+
+
+def cmd_zoo_finetune(args: argparse.Namespace) -> int:
+    """``workbench zoo finetune NAME --base BASE --language X``: fine-tune (or resume fine-tuning)
+    a trained zoo model into a new one, to compare the two (model diffing)."""
+    from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
+
+    zoo = zoo_root_of(args)
+    options = finetune_options_from(args, zoo)
+    plan_run(options, zoo)  # shape, tokenizer, mixture and budget checked before training
+    twin = None if args.force else trained_twin(options, zoo)
+    if twin is not None and twin != args.name:
+        print(f"zoo:{args.name} has the settings and base of zoo:{twin}, so the same weights: copied, not retrained.")
+        folder = copy_twin(args.name, twin, zoo)
+    else:
+        folder = train(args.name, options, zoo, force=args.force, show_progress=not args.quiet)
+    print(f"zoo:{args.name} (fine-tuned from zoo:{options.base} on {options.mixture}) ready at {folder}")
+    return 0
+
+
 def zoo_root_of(args: argparse.Namespace) -> Path:
     from workbench.zoo.catalog import zoo_root
 
@@ -382,20 +416,33 @@ def cmd_zoo_compare(args: argparse.Namespace) -> int:
 def _add_zoo_commands(sub) -> None:
     from workbench.zoo.catalog import PRESETS
     from workbench.zoo.compare import DEFAULT_COMPARE_ANALYSES
-    from workbench.zoo.options import ZooOptions
+    from workbench.zoo.options import FINETUNE_DEFAULTS, ZooOptions
 
-    zoo = sub.add_parser("zoo", help="small multilingual models trained here on language mixtures (train, list, compare)")
+    zoo = sub.add_parser("zoo", help="small multilingual models trained here on language mixtures (train, finetune, "
+                         "list, compare)")  # fmt: skip
     actions = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a zoo model from scratch (resumes an interrupted run)")
     train.add_argument("name", nargs="?", default=None, help="the model's name (--model zoo:NAME)")
     train.add_argument("--preset", choices=sorted(PRESETS), default=None,
                        help="mixtures: English 90/70/50/20/0%% over en,fr,de,ar,zh; depths: 2, 4, 8 layers "
                        "(options given still win)")  # fmt: skip
-    add_options(train, ZooOptions)
+    add_options(train, ZooOptions, only=tuple(f.name for f in fields(ZooOptions) if f.name != "base"))
     train.add_argument("--force", action="store_true", help="train again over an existing model of that name")
     train.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_zoo_train)
+    finetune = actions.add_parser(
+        "finetune", help="fine-tune a trained zoo model on a language (or mixture) into a new zoo model, to diff the "
+        "two (resumes an interrupted run)", epilog="Settings start from --base's; its shape and tokenizer must stay. "
+        f"Fine-tuning defaults: --tokens {FINETUNE_DEFAULTS['tokens']} --lr {FINETUNE_DEFAULTS['lr']:g} --warmup "
+        f"{FINETUNE_DEFAULTS['warmup']} --seed BASE_SEED+1 (other sequences than the base's first). Options given win.")  # fmt: skip
+    finetune.add_argument("name", help="the fine-tuned model's name (--model zoo:NAME)")
+    finetune.add_argument("--language", default=None, help="fine-tune on this language alone (means --mixture LANG=1)")
+    add_options(finetune, ZooOptions)
+    finetune.add_argument("--force", action="store_true", help="train again over an existing model of that name")
+    finetune.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
+    finetune.add_argument("--quiet", action="store_true", help="no progress bars")
+    finetune.set_defaults(func=cmd_zoo_finetune)
     compare = actions.add_parser("compare", help="run analyses on every model of a family and compare them in one "
                                  "report (held-out loss vs share, lens, PLND, FFN layer similarity)")  # fmt: skip
     compare.add_argument("names", nargs="*", help="zoo models to compare (or --preset)")
@@ -451,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
         actions = grouped.add_subparsers(dest=f"{group}_action", required=True, metavar="ACTION")
         for name in names:
             _add_analysis_command(actions, name, name.split("-", 1)[1])
+    for alias, name in ALIASES.items():  # workbench graph = workbench clt graph (same --out folder)
+        _add_analysis_command(sub, name, alias)
 
     export = sub.add_parser("export", help="write a fine-tuned model (a finetune delta on its base model) as a full state dict")
     export.add_argument("delta", help="a .safetensors delta of a finetune run (see its finetune.json)")

@@ -33,7 +33,10 @@ REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it r
     "clt-train": "workbench.analyses.clt_train",
     "clt-features": "workbench.analyses.clt_features",
     "clt-steer": "workbench.analyses.clt_steer",
+    "clt-graph": "workbench.analyses.clt_graph",
+    "clt-diff": "workbench.analyses.clt_diff",
 }
+ALIASES: dict[str, str] = {"graph": "clt-graph", "diff": "clt-diff"}  # commands that are also a group's action
 DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
 
 

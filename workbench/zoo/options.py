@@ -1,5 +1,6 @@
-"""The settings of a zoo model, defined once (:mod:`workbench.options`): the command line
-``workbench zoo train`` is generated from them, and their fingerprint keys a run's checkpoints.
+"""The settings of a zoo model, defined once (:mod:`workbench.options`): the command lines
+``workbench zoo train`` and ``workbench zoo finetune`` are generated from them, and their
+fingerprint keys a run's checkpoints.
 
 The defaults are sized so that a whole preset trains in under an hour on 2 CPU cores (measured:
 see README, "Model zoo").
@@ -16,6 +17,8 @@ from workbench.options import Options, OptionError, option
 
 DEFAULT_MIXTURE = "en=0.5,fr=0.125,de=0.125,ar=0.125,zh=0.125"
 RUN_ONLY = ("device", "checkpoint_every")  # where and how often: they never change the weights
+SHAPE = ("layers", "d_model", "heads", "d_mlp", "context", "vocab_size")  # a fine-tune keeps its base's
+FINETUNE_DEFAULTS = {"tokens": 200_000, "lr": 5e-4, "warmup": 5}  # a short, gentle run from trained weights
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,14 @@ class ZooOptions(Options):
     tokenizer_languages: tuple[str, ...] = option((), "languages of the family tokenizer (default: the mixture's)")
     tokens: int = option(1_600_000, "training token budget (predicted tokens)", minimum=1)
     batch_tokens: int = option(8192, "predicted tokens per optimiser step", minimum=1)
-    lr: float = option(2e-3, "peak learning rate (AdamW; linear warm-up, cosine decay to 10%)", minimum=0.0)
+    lr: float = option(2e-3, "peak learning rate (AdamW; linear warm-up, cosine decay to a tenth)", minimum=0.0)
     warmup: int = option(30, "warm-up steps", minimum=0)
     max_epochs: float = option(1.0, "most passes over any language's training text (repeats must be asked for)",
                                minimum=0.0)  # fmt: skip
     heldout_verses: int = option(200, "held-out verses per language for the held-out loss", minimum=1)
     seed: int = option(0, "seed of the initial weights and the data order")
+    base: str = option("", "zoo model whose trained weights this run starts from (fine-tuning); its shape and "
+                       "tokenizer are used")  # fmt: skip
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
     checkpoint_every: int = option(25, "optimiser steps between checkpoints (an interruption loses at most these)",
                                    minimum=1)  # fmt: skip
@@ -55,10 +60,24 @@ class ZooOptions(Options):
         object.__setattr__(self, "tokenizer_languages", tuple(dict.fromkeys(x.lower() for x in self.tokenizer_languages)))
 
     def identity(self) -> dict:
-        """The settings that decide the weights (not the device or checkpoint interval)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY}
+        """The settings that decide the weights (not the device or checkpoint interval). ``base``
+        only when set, so a model trained from scratch keeps the identity (and fingerprint) it had
+        before fine-tuning existed."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY and (k != "base" or v)}
 
     def weights_fingerprint(self) -> str:
         """A hash of :meth:`identity`: a checkpoint resumes only a run that would make the same weights."""
         text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def finetune_options(base: str, manifest: dict, given: dict) -> ZooOptions:
+    """The settings of a fine-tune of zoo model ``base`` (whose ``zoo.json`` is ``manifest``):
+    the base's settings and tokenizer languages, :data:`FINETUNE_DEFAULTS`, the base's seed + 1
+    (so it reads other sequences than the base's first ones), then ``given`` (what the command
+    line set, ``mixture`` among it), which wins."""
+    if "mixture" not in given:
+        raise OptionError(f"Say what to fine-tune zoo:{base} on: --language LANG, or --mixture LANG=SHARE,...")
+    start = {**manifest["options"], "tokenizer_languages": tuple(manifest["tokenizer"]["languages"]),
+             "seed": manifest["options"]["seed"] + 1, **FINETUNE_DEFAULTS, "base": base}  # fmt: skip
+    return ZooOptions.from_dict({**start, **given})

@@ -8,10 +8,17 @@ from the mixture and the seed, and the learning rate from the step. So a checkpo
 optimiser state, step, losses) is all a resumed run needs to continue exactly where an
 uninterrupted run would be. The finished model is a standard Hugging Face folder (config,
 safetensors, tokenizer) plus ``zoo.json``, its manifest.
+
+A *fine-tune* (``options.base`` set) is the same run starting from a trained zoo model's weights
+instead of the seed's: it keeps the base's shape and family tokenizer (so token ids and layers
+match, and the two models can be diffed), and its checkpoints and manifest name the base's exact
+weights (a SHA-256 of its safetensors), so a base trained again under the same name is never
+mixed in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -25,13 +32,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench.corpus import BibleCorpus
-from workbench.errors import WorkbenchError
+from workbench.errors import UnknownModelError, WorkbenchError
 from workbench.results import environment, save_json
 from workbench.zoo.catalog import MANIFEST, ZOO_FORMAT, trained, zoo_root
 from workbench.zoo.data import SequencePlan, available_languages, language_stream
 from workbench.zoo.mixture import Mixture, MixtureError
-from workbench.zoo.options import ZooOptions
-from workbench.zoo.tokenizer import family_tokenizer
+from workbench.zoo.options import SHAPE, ZooOptions
+from workbench.zoo.tokenizer import family_tokenizer, tokenizer_key
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -45,7 +52,13 @@ def plan_run(options: ZooOptions, zoo: Path):
     folder, streams, plan)``. Bad mixtures and budgets fail here, in seconds."""
     mixture = Mixture.parse(options.mixture, available_languages())
     languages = list(options.tokenizer_languages) or mixture.languages
+    if options.base:
+        check_base(options, languages, zoo)
     missing = [lang for lang in mixture.languages if lang not in languages]
+    if missing and options.base:
+        raise MixtureError(f"The tokenizer of zoo:{options.base} has no {', '.join(missing)} (it has "
+                           f"{', '.join(languages)}); fine-tune on those, or train a base that has them with "
+                           f"'workbench zoo train NAME --tokenizer-languages ...'.")  # fmt: skip
     if missing:
         raise MixtureError(f"--tokenizer-languages lacks {', '.join(missing)} of the mixture; add them.")
     BibleCorpus().check_languages(languages)
@@ -71,6 +84,64 @@ def build_model(options: ZooOptions, tokenizer):
     return LlamaForCausalLM(config)
 
 
+def base_manifest(name: str, zoo: Path) -> dict:
+    """``zoo.json`` of the zoo model ``name`` a fine-tune starts from; one that is not trained
+    (or whose run is unfinished) is refused with the command that trains it."""
+    path = zoo / name / MANIFEST
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    if (zoo / f".{name}.partial" / CHECKPOINT).exists():
+        fix = f"its run is unfinished; finish it with 'workbench zoo train {name}' and the settings it started with"
+    else:
+        fix = f"train it first with 'workbench zoo train {name} --mixture ...'"
+    names = ", ".join(trained(zoo)) or "none yet"
+    raise UnknownModelError(f"--base {name}: no trained zoo model {name!r} in {zoo} (trained: {names}); {fix}.")
+
+
+def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
+    """The base's manifest, once the fine-tune is known to keep its shape (``SHAPE``) and family
+    tokenizer (``languages``: the fine-tune's tokenizer languages), so its weights load and its
+    token ids mean the same."""
+    info = base_manifest(options.base, zoo)
+    theirs, base_languages = info["options"], info["tokenizer"]["languages"]
+    differ = [f"{ZooOptions.flag(k)} {getattr(options, k)} (base: {theirs[k]})" for k in SHAPE if getattr(options, k) != theirs[k]]
+    if sorted(languages) != sorted(base_languages):
+        differ.append(f"--tokenizer-languages {','.join(languages)} (base: {','.join(base_languages)})")
+    if differ:
+        raise WorkbenchError(f"A fine-tune keeps the shape and tokenizer of its base zoo:{options.base}, but "
+                             f"{'; '.join(differ)}. Drop these options ('workbench zoo finetune' takes them from "
+                             f"the base), or train a new model with 'workbench zoo train'.")  # fmt: skip
+    if tokenizer_key(languages, options.vocab_size) != info["tokenizer"]["key"]:
+        raise WorkbenchError(f"The family tokenizer changed since zoo:{options.base} was trained "
+                             f"({info['tokenizer']['key']}); train the base again with 'workbench zoo train "
+                             f"{options.base} --force' and its settings.")  # fmt: skip
+    return info
+
+
+def base_record(name: str, zoo: Path) -> dict:
+    """What a fine-tune's manifest says of its base: name, mixture, settings, held-out loss, and
+    the SHA-256 of its weights file (which exact weights it started from)."""
+    info = base_manifest(name, zoo)
+    digest = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()).hexdigest()
+    return {"name": name, "mixture": info["mixture"], "options": info["options"],
+            "heldout_loss": info["heldout_loss"], "weights_sha256": digest}  # fmt: skip
+
+
+def start_model(options: ZooOptions, tokenizer, zoo: Path):
+    """The model step 0 starts from: the base's trained weights for a fine-tune, else fresh seeded ones."""
+    if not options.base:
+        return build_model(options, tokenizer)
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(options.seed)
+    return LlamaForCausalLM.from_pretrained(str(zoo / options.base), dtype=torch.float32)
+
+
+def run_fingerprint(options: ZooOptions, base: dict | None) -> str:
+    """What a checkpoint must match to be resumed: the settings, and a fine-tune's base weights."""
+    return options.weights_fingerprint() + (f"+{base['weights_sha256'][:12]}" if base else "")
+
+
 def learning_rate(options: ZooOptions, step: int, steps: int) -> float:
     """Linear warm-up to ``lr``, then cosine decay to a tenth of it at the last step."""
     if step < options.warmup:
@@ -86,11 +157,13 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
     zoo = zoo or zoo_root()
     folder, work = check_name(name, zoo, force)
     mixture, tokenizer, tokenizer_folder, streams, plan = plan_run(options, zoo)
+    base = base_record(options.base, zoo) if options.base else None
+    fingerprint = run_fingerprint(options, base)
     per_step = max(1, options.batch_tokens // options.context)
     steps = math.ceil(len(plan.language_of) / per_step)
-    model = build_model(options, tokenizer).to(options.device)
+    model = start_model(options, tokenizer, zoo).to(options.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    state = resume(work, options, model, optimizer)
+    state = resume(work, options, fingerprint, model, optimizer)
     model.train()
     with tqdm(total=steps, initial=state["step"], desc=f"zoo {name}", unit="step", disable=not show_progress) as bar:
         while state["step"] < steps:
@@ -103,7 +176,7 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
             state["losses"].append(loss)
             state["seconds"] += time.perf_counter() - started
             if state["step"] % options.checkpoint_every == 0 or state["step"] == steps:
-                save_checkpoint(work, options, model, optimizer, state)
+                save_checkpoint(work, fingerprint, model, optimizer, state)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{batch[:, 1:].numel() / (time.perf_counter() - started):,.0f}")
             if on_step is not None:
@@ -111,10 +184,11 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
     model.eval()
     from workbench.zoo.evaluate import heldout_losses
 
-    held = heldout_losses(model, tokenizer, mixture.languages, options.heldout_verses, options.context, options.device)
+    evaluated = list(dict.fromkeys([*mixture.languages, *(base["heldout_loss"] if base else ())]))  # a fine-tune: the base's too
+    held = heldout_losses(model, tokenizer, evaluated, options.heldout_verses, options.context, options.device)
     model.save_pretrained(work / "model")
     tokenizer.save_pretrained(work / "model")
-    save_json(work / "model" / MANIFEST, manifest(name, options, mixture, plan, model, tokenizer_folder, state, held))
+    save_json(work / "model" / MANIFEST, manifest(name, options, mixture, plan, model, tokenizer_folder, state, held, base))
     if folder.exists():
         shutil.rmtree(folder)
     (work / "model").rename(folder)
@@ -125,9 +199,12 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
 def trained_twin(options: ZooOptions, zoo: Path) -> str | None:
     """The name of a trained zoo model with the same weight-deciding settings as ``options``, if
     any: training is a pure function of those, so its weights are the ones a new run would make
-    (on the same kind of device; the manifest says which)."""
+    (on the same kind of device; the manifest says which). A fine-tune's twin also started from
+    the same base weights."""
     wanted = json.loads(json.dumps(options.identity()))
-    return next((name for name, info in trained(zoo).items() if info["options"] == wanted), None)
+    start = base_record(options.base, zoo)["weights_sha256"] if options.base else None
+    return next((name for name, info in trained(zoo).items()
+                 if info["options"] == wanted and (info.get("base") or {}).get("weights_sha256") == start), None)  # fmt: skip
 
 
 def copy_twin(name: str, twin: str, zoo: Path) -> Path:
@@ -142,9 +219,10 @@ def copy_twin(name: str, twin: str, zoo: Path) -> Path:
 
 
 def manifest(name: str, options: ZooOptions, mixture: Mixture, plan: SequencePlan, model, tokenizer_folder: Path,
-             state: dict, heldout: dict[str, float]) -> dict:  # fmt: skip
+             state: dict, heldout: dict[str, float], base: dict | None = None) -> dict:  # fmt: skip
     """``zoo.json``: what made the model (settings, mixture, tokens and passes per language, the
-    tokenizer), how training went (steps, time, every step's loss) and its held-out loss."""
+    tokenizer, and for a fine-tune its ``base``), how training went (steps, time, every step's
+    loss) and its held-out loss."""
     counts = plan.sequences_per_language()
     tokens = sum(counts.values()) * options.context
     return {
@@ -157,7 +235,7 @@ def manifest(name: str, options: ZooOptions, mixture: Mixture, plan: SequencePla
         "steps": len(state["losses"]), "seconds": round(state["seconds"], 1),
         "tokens_per_second": round(tokens / max(state["seconds"], 1e-9), 1), "device": options.device,
         "losses": [round(x, 5) for x in state["losses"]], "heldout_loss": heldout,
-        "versions": environment(),
+        **({"base": base} if base else {}), "versions": environment(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
 
@@ -189,26 +267,28 @@ def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
     return folder, work
 
 
-def save_checkpoint(work: Path, options: ZooOptions, model, optimizer, state: dict) -> None:
-    """Weights, optimiser state, step and losses, written atomically (tensors and numbers only)."""
+def save_checkpoint(work: Path, fingerprint: str, model, optimizer, state: dict) -> None:
+    """Weights, optimiser state, step and losses, written atomically (tensors and numbers only),
+    under the run's :func:`run_fingerprint`."""
     partial = work / f"{CHECKPOINT}.tmp"
-    torch.save({"fingerprint": options.weights_fingerprint(), "model": model.state_dict(),
+    torch.save({"fingerprint": fingerprint, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), **state}, partial)  # fmt: skip
     partial.replace(work / CHECKPOINT)
 
 
-def resume(work: Path, options: ZooOptions, model, optimizer) -> dict:
-    """The state to start from: a checkpoint of a run with the same settings, or step 0."""
+def resume(work: Path, options: ZooOptions, fingerprint: str, model, optimizer) -> dict:
+    """The state to start from: a checkpoint of a run with the same settings (and base weights), or step 0."""
     path = work / CHECKPOINT
     if not path.exists():
         return {"step": 0, "losses": [], "seconds": 0.0}
     saved = torch.load(path, map_location=options.device, weights_only=True)
-    if saved["fingerprint"] != options.weights_fingerprint():
-        raise ZooExistsError(f"{work} holds an unfinished run with other settings; re-run with those settings "
-                             "to resume it, or pass --force to start over.")  # fmt: skip
+    if saved["fingerprint"] != fingerprint:
+        raise ZooExistsError(f"{work} holds an unfinished run with other settings (or another base's weights); "
+                             "re-run with those settings to resume it, or pass --force to start over.")  # fmt: skip
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     return {"step": saved["step"], "losses": list(saved["losses"]), "seconds": saved["seconds"]}
 
 
-__all__ = ["ZooExistsError", "build_model", "copy_twin", "learning_rate", "plan_run", "train", "trained_twin"]
+__all__ = ["ZooExistsError", "base_manifest", "build_model", "copy_twin", "learning_rate", "plan_run", "train",
+           "trained_twin"]

@@ -1,0 +1,50 @@
+"""Figures of the clt-diff slice. Plotting only: every function takes a result, computes nothing."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from workbench.languages import language_name
+
+
+def layers_figure(result) -> go.Figure:
+    """Per layer: the mean |frequency change| over features and languages, and how many features moved."""
+    layers = [row["layer"] for row in result.layers]
+    moved_key = next(k for k in result.layers[0] if k.startswith("features |d frequency|"))
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=layers, y=[row["mean |d frequency|"] for row in result.layers], name="mean |d frequency|"))
+    fig.add_trace(go.Scatter(x=layers, y=[row[moved_key] for row in result.layers], name=moved_key, mode="lines+markers"),
+                  secondary_y=True)  # fmt: skip
+    fig.update_layout(title="Where fine-tuning moved the base transcoder's features", xaxis_title="layer", xaxis_dtick=1,
+                      height=380)  # fmt: skip
+    fig.update_yaxes(title_text="mean |d frequency|", secondary_y=False)
+    fig.update_yaxes(title_text="features", secondary_y=True)
+    return fig
+
+
+def fvu_figure(result) -> go.Figure:
+    """Per language and layer, the reconstruction error before (dashed) and after (solid) fine-tuning."""
+    fig = go.Figure()
+    layers = list(range(result.n_layers))
+    for lang in result.languages:
+        name = f"{lang} · {language_name(lang)}"
+        fig.add_trace(go.Scatter(x=layers, y=[p[0] for p in result.fvu[lang]], name=f"{name}, base", line={"dash": "dash"},
+                                 legendgroup=lang))  # fmt: skip
+        fig.add_trace(go.Scatter(x=layers, y=[p[1] for p in result.fvu[lang]], name=f"{name}, fine-tuned", legendgroup=lang))
+    fig.update_layout(title="Reconstruction error (FVU) of the base transcoder, base vs fine-tuned", xaxis_title="layer",
+                      yaxis_title="FVU", xaxis_dtick=1, height=400)  # fmt: skip
+    return fig
+
+
+def identity_figure(result) -> go.Figure:
+    """Each language's identity features: identity score in the base (x) and fine-tuned (y) model."""
+    fig = go.Figure()
+    for lang in result.languages:
+        rows = [r for r in result.identity if r["language"] == lang]
+        fig.add_trace(go.Scatter(x=[r["score base"] for r in rows], y=[r["score fine-tuned"] for r in rows], mode="markers",
+                                 name=f"{lang} · {language_name(lang)}", text=[r["feature"] for r in rows]))  # fmt: skip
+    fig.add_trace(go.Scatter(x=[-1, 1], y=[-1, 1], mode="lines", line={"color": "#999", "dash": "dot"}, name="unchanged"))
+    fig.update_layout(title="Identity features' strength: base vs fine-tuned (below the diagonal: weakened)",
+                      xaxis_title="identity score, base", yaxis_title="identity score, fine-tuned", height=420)  # fmt: skip
+    return fig

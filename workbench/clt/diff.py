@@ -1,0 +1,129 @@
+"""Model diffing through a base model's transcoder (arXiv 2511.10840, "model diffing").
+
+The base model's transcoder is applied, unchanged, to the base model and to a fine-tuned version
+of it (a neuron-fine-tuning delta, or a model fine-tuned on one language): the features are the
+base model's, so what changes is how the fine-tuned model uses them. Per language, on the same
+held-out verses:
+
+* per feature: the change in activation frequency (share of tokens active), in magnitude (mean
+  activation where active) and in mean activation per token (both together, what ranks features);
+* per layer: the change in reconstruction error (FVU) — features that no longer fit the
+  fine-tuned model's MLPs show up as error;
+* per language: the change in its identity features' strength (their identity score, frequency in
+  the language minus the highest frequency in any other; :mod:`workbench.clt.features`).
+
+A model diffed against itself changes nothing (``tests/test_clt_diff.py``), and a fine-tune that
+writes one known direction shows up first in the feature that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.clt.features import FeatureStats, LanguageFeatures, feature_stats
+from workbench.clt.quality import LayerQuality, layer_quality
+from workbench.clt.transcoder import CrossLayerTranscoder
+
+
+@dataclass
+class Side:
+    """One model seen through the transcoder, per language: feature statistics and layer quality."""
+
+    stats: dict[str, FeatureStats]
+    quality: dict[str, list[LayerQuality]]
+
+
+def measure(model, clt: CrossLayerTranscoder, documents: dict[str, list], batch_tokens: int = 2048) -> Side:
+    """Feature statistics and FVU per layer of ``model`` on each language's ``documents``."""
+    return Side({lang: feature_stats(model, clt, docs, batch_tokens) for lang, docs in documents.items()},
+                {lang: layer_quality(model, clt, docs, batch_tokens) for lang, docs in documents.items()})  # fmt: skip
+
+
+@dataclass
+class FeatureChange:
+    """One feature's change, per language: frequency, magnitude where active, mean per token."""
+
+    layer: int
+    feature: int
+    frequency: dict[str, tuple[float, float]]  # language -> (base, fine-tuned)
+    active_mean: dict[str, tuple[float, float]]
+    change: float  # the largest |change of mean activation per token| over languages
+
+    def name(self) -> str:
+        return f"L{self.layer}/{self.feature}"
+
+
+@dataclass
+class Diff:
+    """The base and fine-tuned sides and what differs between them."""
+
+    base: Side
+    tuned: Side
+    min_frequency: float = 0.01
+    specific_share: float = 0.8
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.base.stats)
+
+    def features(self, side: Side) -> LanguageFeatures:
+        return LanguageFeatures.of(side.stats, self.min_frequency, self.specific_share)
+
+    def delta(self, what: str) -> np.ndarray:
+        """``[languages, L, F]`` fine-tuned minus base, of ``frequency``, ``active_mean`` or ``mean``."""
+        return np.stack([getattr(self.tuned.stats[lang], what) - getattr(self.base.stats[lang], what)
+                         for lang in self.languages])  # fmt: skip
+
+    def fvu(self) -> dict[str, list[tuple[float, float]]]:
+        """Per language and layer, ``(base FVU, fine-tuned FVU)``."""
+        return {lang: [(b.fvu, t.fvu) for b, t in zip(self.base.quality[lang], self.tuned.quality[lang])]
+                for lang in self.languages}  # fmt: skip
+
+    def top_changed(self, k: int) -> list[FeatureChange]:
+        """The ``k`` features whose mean activation per token changed most in some language."""
+        change = np.abs(self.delta("mean")).max(0)  # [L, F]
+        order = np.argsort(-change, axis=None, kind="stable")[:k]
+        out = []
+        for j in order:
+            layer, feature = divmod(int(j), change.shape[1])
+            if change[layer, feature] <= 0:
+                break
+            out.append(self.change_of(layer, feature, float(change[layer, feature])))
+        return out
+
+    def change_of(self, layer: int, feature: int, change: float = float("nan")) -> FeatureChange:
+        def pair(what: str) -> dict[str, tuple[float, float]]:
+            return {lang: (float(getattr(self.base.stats[lang], what)[layer, feature]),
+                           float(getattr(self.tuned.stats[lang], what)[layer, feature])) for lang in self.languages}  # fmt: skip
+
+        return FeatureChange(layer, feature, pair("frequency"), pair("active_mean"), change)
+
+    def layer_summary(self, changed: float = 0.05) -> list[dict]:
+        """Per layer: mean |frequency change| over features and languages, features whose frequency
+        moved by more than ``changed`` in some language, and FVU before and after (mean over languages)."""
+        d = np.abs(self.delta("frequency"))
+        fvu = self.fvu()
+        return [{"layer": layer, "mean |d frequency|": float(d[:, layer].mean()),
+                 f"features |d frequency| > {changed}": int((d[:, layer].max(0) > changed).sum()),
+                 "fvu base": float(np.mean([fvu[lang][layer][0] for lang in self.languages])),
+                 "fvu fine-tuned": float(np.mean([fvu[lang][layer][1] for lang in self.languages]))}
+                for layer in range(d.shape[1])]  # fmt: skip
+
+    def identity(self, k: int = 8) -> list[dict]:
+        """Per language, its ``k`` best identity features in the base model and their identity
+        score before and after (the base's features: has the language's identity weakened?)."""
+        base, tuned = self.features(self.base), self.features(self.tuned)
+        rows = []
+        for i, lang in enumerate(self.languages):
+            for layer, feature in base.identity_features(lang, k):
+                rows.append({"language": lang, "feature": f"L{layer}/{feature}",
+                             "score base": float(base.identity_score()[i, layer, feature]),
+                             "score fine-tuned": float(tuned.identity_score()[i, layer, feature]),
+                             "frequency base": float(base.frequency[i, layer, feature]),
+                             "frequency fine-tuned": float(tuned.frequency[i, layer, feature])})  # fmt: skip
+        return rows
+
+
+__all__ = ["Diff", "FeatureChange", "Side", "measure"]

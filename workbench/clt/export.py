@@ -1,0 +1,225 @@
+"""Attribution graphs as circuit-tracer's graph JSON, and the top tokens of features for their labels.
+
+The format is the one circuit-tracer (Anthropic's and Decode's open attribution-graph library)
+writes for its graph viewer: one JSON file per pruned graph, read by circuit-tracer's local
+frontend (``circuit_tracer.frontend``) and by Neuronpedia's graph viewer. Its field list follows
+circuit-tracer's ``frontend/graph_models.py`` (``Metadata``, ``QParams``, ``Node``, ``Link``); the
+code here is written from that field list, not copied.
+
+Top level: ``metadata`` (slug, scan, transcoder_list, prompt_tokens, prompt, node_threshold,
+schema_version), ``qParams`` (the viewer's initial state: nothing pinned, no supernodes), ``nodes``
+and ``links`` (``{source, target, weight}``, node ids; ``weight`` is the direct effect of source on
+target, the graph's ``adjacency[target, source]``).
+
+Node ids (``node_id``; ``jsNodeId`` is the viewer's own key), with ``L`` the number of layers:
+
+* feature ``f`` of layer ``l`` at position ``p``: ``"{l}_{f}_{p}"`` (jsNodeId ``"{l}_{f}-0"``);
+  ``feature`` is the Cantor pairing of ``(l, f)``, one integer per (layer, feature);
+* error node of layer ``l`` at ``p``: ``"{l}_-1_{p}"`` (jsNodeId ``"{l}_-1-{p}"``), feature -1;
+* token (embedding) node at ``p`` with vocabulary id ``v``: ``"E_{v}_{p}"`` (jsNodeId ``"E_{v}-{p}"``),
+  feature ``p``;
+* logit of token ``t`` (at the last position ``p``, layer ``L + 1``): ``"{L+1}_{t}_{p}"`` (jsNodeId
+  ``"L_{t}-{p}"``), feature ``t``; the first target is the ``is_target_logit`` one.
+
+Extension (this workbench's, not circuit-tracer's): a graph may explain *directions* (e.g. a
+language direction) rather than logits. The ``i``-th target, when it is a direction, has no
+vocabulary id, so it takes ``-(i + 1)`` in its place: node id ``"{L+1}_{-(i+1)}_{p}"``, jsNodeId
+``"L_{-(i+1)}-{p}"``, feature ``-(i + 1)``, clerp ``"Direction {label}"``; it is still a ``"logit"``
+node, so the viewers draw it in the output row. Targets carry no influence or activation (null).
+
+Only the pruned graph is written: the kept nodes, the kept edges between them, and then neither
+features nor error nodes that no written link touches (tokens and targets always stay).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.clt.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, Pruned
+from workbench.clt.transcoder import CrossLayerTranscoder
+from workbench.errors import WorkbenchError
+
+SCHEMA_VERSION = 1
+FEATURE_TYPES = {FEATURE: "cross layer transcoder", ERROR: "mlp reconstruction error", TOKEN: "embedding",
+                 TARGET: "logit"}  # fmt: skip
+
+# The schema: each field and the Python types it may hold (after json.loads).
+_FLOAT, _OPT_FLOAT = (float, int), (float, int, type(None))
+METADATA_FIELDS = {"slug": (str,), "scan": (str,), "transcoder_list": (list,), "prompt_tokens": (list,),
+                   "prompt": (str,), "node_threshold": _FLOAT, "schema_version": (int,)}  # fmt: skip
+QPARAMS_FIELDS = {"pinnedIds": (list,), "supernodes": (list,), "linkType": (str,), "clickedId": (str,),
+                  "sg_pos": (str,)}  # fmt: skip
+NODE_FIELDS = {"node_id": (str,), "feature": (int,), "layer": (str,), "ctx_idx": (int,), "feature_type": (str,),
+               "token_prob": _FLOAT, "is_target_logit": (bool,), "run_idx": (int,), "reverse_ctx_idx": (int,),
+               "jsNodeId": (str,), "clerp": (str,), "influence": _OPT_FLOAT, "activation": _OPT_FLOAT}  # fmt: skip
+LINK_FIELDS = {"source": (str,), "target": (str,), "weight": _FLOAT}
+TOP_FIELDS = {"metadata": (dict,), "qParams": (dict,), "nodes": (list,), "links": (list,)}
+
+
+def cantor(layer: int, feature: int) -> int:
+    """circuit-tracer's one integer per (layer, feature): the Cantor pairing of the two."""
+    return (layer + feature) * (layer + feature + 1) // 2 + feature
+
+
+def _node(node_id: str, feature: int, layer: str, ctx_idx: int, kind: str, js: str, clerp: str = "",
+          influence: float | None = None, activation: float | None = None, token_prob: float = 0.0,
+          is_target: bool = False) -> dict:  # fmt: skip
+    """One node with every field of the format, in its order, as plain Python values."""
+    return {"node_id": node_id, "feature": int(feature), "layer": layer, "ctx_idx": int(ctx_idx),
+            "feature_type": FEATURE_TYPES[kind], "token_prob": float(token_prob), "is_target_logit": bool(is_target),
+            "run_idx": 0, "reverse_ctx_idx": 0, "jsNodeId": js, "clerp": clerp,
+            "influence": None if influence is None else float(influence),
+            "activation": None if activation is None else float(activation)}  # fmt: skip
+
+
+def node_record(graph: Graph, pruned: Pruned, node: int, clerps: dict[int, str] | None = None) -> dict:
+    """The format's record of one node of ``graph`` (see the module docstring for the ids)."""
+    clerps = clerps or {}
+    kind = graph.kind_of(node)
+    i = node - graph.span(kind).start
+    influence = float(pruned.cumulative[node])
+    if kind == FEATURE:
+        layer, pos, f = (int(x) for x in graph.features[i])
+        return _node(f"{layer}_{f}_{pos}", cantor(layer, f), str(layer), pos, kind, f"{layer}_{f}-0",
+                     clerps.get(node, ""), influence, float(graph.activations[i]))  # fmt: skip
+    if kind == ERROR:
+        layer, pos = divmod(i, graph.n_pos)
+        return _node(f"{layer}_-1_{pos}", -1, str(layer), pos, kind, f"{layer}_-1-{pos}", clerps.get(node, ""),
+                     influence)  # fmt: skip
+    if kind == TOKEN:
+        v = graph.tokens[i]
+        return _node(f"E_{v}_{i}", i, "E", i, kind, f"E_{v}-{i}", clerps.get(node, ""), influence)
+    return _target_record(graph, i)
+
+
+def _target_record(graph: Graph, i: int) -> dict:
+    """The ``i``-th target as a logit node (a direction takes ``-(i + 1)`` as its token id)."""
+    target, layer, pos = graph.targets[i], str(graph.n_layers + 1), graph.n_pos - 1
+    if target.token >= 0:
+        token, clerp = target.token, f'Output "{target.label}" (p={target.weight:.3f})'
+    else:
+        token, clerp = -(i + 1), f"Direction {target.label}"
+    return _node(f"{layer}_{token}_{pos}", token, layer, pos, TARGET, f"L_{token}-{pos}", clerp,
+                 token_prob=float(target.weight), is_target=i == 0)  # fmt: skip
+
+
+def kept_links(graph: Graph, pruned: Pruned) -> list[tuple[int, int]]:
+    """``(target, source)`` node pairs of the kept edges between kept nodes."""
+    edges = pruned.edges & pruned.nodes[:, None] & pruned.nodes[None, :]
+    return [(int(t), int(s)) for t, s in zip(*np.nonzero(edges))]
+
+
+def exported_nodes(graph: Graph, pruned: Pruned) -> list[int]:
+    """The node indices written: kept nodes, less features and errors that no kept link touches."""
+    touched = {n for pair in kept_links(graph, pruned) for n in pair}
+    fixed = graph.span(TOKEN).start  # tokens and targets always stay
+    return [n for n in np.nonzero(pruned.nodes)[0].tolist() if n >= fixed or n in touched]
+
+
+def to_circuit_tracer(graph: Graph, pruned: Pruned, slug: str, scan: str, node_threshold: float,
+                      clerps: dict[int, str] | None = None) -> dict:  # fmt: skip
+    """The pruned graph in circuit-tracer's graph format (module docstring). ``slug`` names the
+    graph, ``scan`` the model/transcoder pair (Neuronpedia's id for it); ``clerps`` maps node
+    indices to their labels."""
+    nodes = exported_nodes(graph, pruned)
+    records = {n: node_record(graph, pruned, n, clerps) for n in nodes}
+    ids = {n: r["node_id"] for n, r in records.items()}
+    links = [{"source": ids[s], "target": ids[t], "weight": float(graph.adjacency[t, s])}
+             for t, s in kept_links(graph, pruned) if s in ids and t in ids]  # fmt: skip
+    metadata = {"slug": slug, "scan": scan, "transcoder_list": [], "prompt_tokens": list(graph.token_strings),
+                "prompt": graph.prompt, "node_threshold": float(node_threshold),
+                "schema_version": SCHEMA_VERSION}  # fmt: skip
+    qparams = {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""}
+    return {"metadata": metadata, "qParams": qparams, "nodes": list(records.values()), "links": links}
+
+
+def write_circuit_tracer(graph: Graph, pruned: Pruned, path: Path, slug: str, scan: str, node_threshold: float,
+                         clerps: dict[int, str] | None = None) -> Path:  # fmt: skip
+    """Write :func:`to_circuit_tracer`'s JSON (UTF-8, tokens as they are) to ``path``; returns it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = to_circuit_tracer(graph, pruned, slug, scan, node_threshold, clerps)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _check_fields(record: object, fields: dict[str, tuple], where: str) -> None:
+    """Refuse a record that is not an object, or misses or mistypes one of ``fields`` (bools are not ints)."""
+    if not isinstance(record, dict):
+        raise WorkbenchError(f"{where} is not a JSON object. Re-export the graph with write_circuit_tracer.")
+    for name, types in fields.items():
+        if name not in record:
+            raise WorkbenchError(f"{where} has no field {name!r}. Re-export the graph with write_circuit_tracer.")
+        value = record[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise WorkbenchError(f"{where}: field {name!r} is {type(value).__name__}, not {wanted}. "
+                                 "Re-export the graph with write_circuit_tracer.")  # fmt: skip
+
+
+def validate_circuit_tracer(data: object) -> dict:
+    """Check ``data`` against the format's schema: every field present with its type, node ids
+    unique, every link between known nodes. Extra fields are allowed (later versions add some)."""
+    _check_fields(data, TOP_FIELDS, "The graph file")
+    _check_fields(data["metadata"], METADATA_FIELDS, "metadata")
+    _check_fields(data["qParams"], QPARAMS_FIELDS, "qParams")
+    ids: set[str] = set()
+    for i, node in enumerate(data["nodes"]):
+        _check_fields(node, NODE_FIELDS, f"nodes[{i}]")
+        if node["node_id"] in ids:
+            raise WorkbenchError(f"nodes[{i}]: node_id {node['node_id']!r} appears twice; node ids must be unique.")
+        ids.add(node["node_id"])
+    for i, link in enumerate(data["links"]):
+        _check_fields(link, LINK_FIELDS, f"links[{i}]")
+        for end in ("source", "target"):
+            if link[end] not in ids:
+                raise WorkbenchError(f"links[{i}]: {end} {link[end]!r} is no node's node_id.")
+    return data
+
+
+def read_circuit_tracer(path: Path) -> dict:
+    """Load a graph file in circuit-tracer's format and validate it (:func:`validate_circuit_tracer`)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise WorkbenchError(f"{path} is not JSON ({e}). Re-export the graph with write_circuit_tracer.") from e
+    return validate_circuit_tracer(data)
+
+
+def decoder_vectors(clt: CrossLayerTranscoder, features: np.ndarray) -> torch.Tensor:
+    """``[n, d_model]``: each ``(layer, position, feature)``'s decoders summed over the layers it
+    writes to, in the model's units (``W_dec[layer][k][f] / out_scale[layer + k]``)."""
+    rows = []
+    for layer, _, f in np.asarray(features, dtype=np.int64).reshape(-1, 3):
+        layer, f = int(layer), int(f)
+        rows.append(sum(clt.W_dec[layer][k][f] / clt.out_scale[layer + k] for k in range(len(clt.W_dec[layer]))))
+    return torch.stack(rows) if rows else torch.zeros(0, clt.config.d_model)
+
+
+@torch.no_grad()
+def top_tokens(model, clt: CrossLayerTranscoder, features: np.ndarray, k: int = 5, chunk: int = 256) -> list[str]:
+    """For each ``(layer, position, feature)`` row of ``features``, the ``k`` vocabulary tokens its
+    summed decoder pushes up most through the unembedding (``decoder @ W_U``), decoded and joined
+    with spaces: a cheap label of what the feature writes (its "output" side)."""
+    W_U = model.W_U.detach()
+    vectors = decoder_vectors(clt, features).detach()
+    out: list[str] = []
+    for start in range(0, len(vectors), chunk):
+        logits = vectors[start : start + chunk].to(W_U) @ W_U
+        for ids in torch.topk(logits, min(k, logits.shape[-1]), dim=-1).indices.tolist():
+            out.append(" ".join(_decode(model, t) for t in ids))
+    return out
+
+
+def _decode(model, token: int) -> str:
+    return model.tokenizer.decode([token]) if model.tokenizer is not None else str(token)
+
+
+__all__ = ["FEATURE_TYPES", "SCHEMA_VERSION", "cantor", "decoder_vectors", "exported_nodes", "kept_links",
+           "node_record", "read_circuit_tracer", "to_circuit_tracer", "top_tokens", "validate_circuit_tracer",
+           "write_circuit_tracer"]  # fmt: skip
