@@ -61,6 +61,7 @@ bench: model
 	$(BIN)/python benchmarks/bench_ffn.py --out results/bench
 	$(BIN)/python benchmarks/bench_zoo.py --out results/bench
 	$(BIN)/python benchmarks/bench_clt.py --out results/bench
+	$(BIN)/python benchmarks/bench_graph.py --out results/bench
 
 lab: install
 	$(BIN)/jupyter lab notebooks
