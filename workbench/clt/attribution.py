@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from workbench.clt.graph import Graph, TargetInfo
-from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
+from workbench.clt.graph import Graph, TargetInfo, normalized
+from workbench.clt.transcoder import CrossLayerTranscoder, check_fits, mlp_in_hook, mlp_out_hook
 from workbench.errors import WorkbenchError
 
 START = "blocks.0.hook_resid_pre"
@@ -182,10 +182,7 @@ def target_value(state: PromptState, target: Target) -> float:
 
 def check_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> None:
     """Refuse an empty or over-long prompt, and a transcoder of another shape."""
-    c = clt.config
-    if c.n_layers != model.cfg.n_layers or c.d_model != model.cfg.d_model:
-        raise WorkbenchError(f"The transcoder has {c.n_layers} layers of width {c.d_model}; the model has "
-                             f"{model.cfg.n_layers} of {model.cfg.d_model}. Use a transcoder made for this model.")  # fmt: skip
+    check_fits(clt, model)
     if tokens.dim() != 1 or len(tokens) < 2:
         raise WorkbenchError("The prompt is empty: give some text to attribute (it gets a BOS token in front).")
     if len(tokens) > model.cfg.n_ctx:
@@ -297,8 +294,6 @@ class _Gradients:
 
 def _by_influence(rows: np.ndarray, row_node: np.ndarray, weights: np.ndarray, n_active: int) -> list[int]:
     """Active features (columns) in order of their influence on the targets through the rows so far."""
-    from workbench.clt.graph import normalized
-
     A = normalized(rows)
     current = np.zeros(len(rows))
     current[row_node < 0] = weights

@@ -198,6 +198,20 @@ class CrossLayerTranscoder(nn.Module):
         return clt.to(device)
 
 
+def check_fits(clt: CrossLayerTranscoder, model, name: str = "") -> None:
+    """Refuse a transcoder made for another model (layers, width, or a recorded other name)."""
+    from workbench.errors import WorkbenchError
+
+    c = clt.config
+    if c.n_layers != model.cfg.n_layers or c.d_model != model.cfg.d_model:
+        raise WorkbenchError(f"The transcoder has {c.n_layers} layers of width {c.d_model}; {name or 'the model'} has "
+                             f"{model.cfg.n_layers} of {model.cfg.d_model}. Use a transcoder made for this model "
+                             "(or --model the one it was made for).")  # fmt: skip
+    if c.model and name and c.model != name:
+        raise WorkbenchError(f"The transcoder was made for {c.model}, not {name}; pass --model {c.model}, "
+                             "or train one for this model.")  # fmt: skip
+
+
 @dataclass
 class LossParts:
     """The loss and its terms (floats for logging; ``total`` keeps its graph)."""
@@ -226,5 +240,5 @@ def clt_loss(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, s
     return LossParts(total, mse.item(), sparse.item(), dead_term.item(), l0)
 
 
-__all__ = ["CLTConfig", "CrossLayerTranscoder", "JumpReLU", "LossParts", "clt_loss", "mlp_in_hook", "mlp_out_hook",
+__all__ = ["CLTConfig", "CrossLayerTranscoder", "JumpReLU", "LossParts", "check_fits", "clt_loss", "mlp_in_hook", "mlp_out_hook",
            "threshold_surrogate"]  # fmt: skip

@@ -40,6 +40,7 @@ from workbench.store import Store
 
 NAME = Options.ANALYSIS
 SIDES = ("base", "tuned")
+SIDE_NAMES = {"base": "base", "tuned": "fine-tuned"}
 
 
 @dataclass
@@ -120,13 +121,18 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     held = documents(model, corpus, store, options.documents, "heldout", seed_offset=1)
     prompt = _prompt(options, store)
     tokens = tokenize(model, [prompt.prompt], on_too_long="error")[0].to(model.cfg.device)
-    sides, graphs = {}, {}
-    sides["base"], graphs["base"] = _side(model, clt, held, tokens, prompt, "base", store)
-    with tuned_model(options.tuned, model, store) as tuned:
-        sides["tuned"], graphs["tuned"] = _side(tuned, clt, held, tokens, prompt, "tuned", store)
-        ranks = {"tuned": answer_rank(tuned, tokens, prompt.continuation)}
-        tuned_views = stored_view(tuned, clt, graphs["tuned"], graphs["tuned"].prune(), prompt)
-    ranks["base"] = answer_rank(model, tokens, prompt.continuation)
+    thresholds = (GraphOptions().node_threshold, GraphOptions().edge_threshold)
+    sides, graphs, pruned, ranks, views = {}, {}, {}, {}, {}
+
+    def read(which, side: str) -> None:
+        sides[side], graphs[side] = _side(which, clt, held, tokens, prompt, side, store)
+        pruned[side] = graphs[side].prune(*thresholds)
+        ranks[side] = answer_rank(which, tokens, prompt.continuation)
+        views[side] = {**stored_view(which, clt, graphs[side], pruned[side], prompt), "side": SIDE_NAMES[side]}
+
+    with tuned_model(options.tuned, model, store) as tuned:  # a delta patches the run's model for this block only
+        read(tuned, "tuned")
+    read(model, "base")
     diff = Diff(sides["base"], sides["tuned"])
     changed = [ChangeCard(c) for c in diff.top_changed(options.top)]
     for lang in diff.languages:  # one pass over a language's verses for every card
@@ -135,13 +141,11 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         for card, contexts in zip(changed, found):
             if contexts:
                 card.contexts[lang] = contexts
-    pruned = {side: graphs[side].prune(GraphOptions().node_threshold, GraphOptions().edge_threshold) for side in SIDES}
     rows = [summarise(prompt, graphs[side], pruned[side], ranks[side], "") for side in SIDES]
     overlap = [jaccard(set(a), set(b)) for a, b in zip(rows[0].kept, rows[1].kept)]
-    views = [{**stored_view(model, clt, graphs["base"], pruned["base"], prompt), "side": "base"}, {**tuned_views, "side": "fine-tuned"}]
     fvu = {lang: [list(pair) for pair in pairs] for lang, pairs in diff.fvu().items()}
     result = Result(options.tuned, diff.languages, clt.config.n_layers, diff.layer_summary(), fvu,
-                    diff.identity(options.identity), changed, rows, overlap, views, options.to_dict())  # fmt: skip
+                    diff.identity(options.identity), changed, rows, overlap, [views[side] for side in SIDES], options.to_dict())  # fmt: skip
     return store.keep(NAME, result)
 
 

@@ -20,7 +20,7 @@ from workbench.analyses.clt_train.plots import loss_figure, quality_figure, trai
 from workbench.batching import tokenize
 from workbench.clt.quality import LayerQuality, layer_quality, replacement_loss
 from workbench.clt.train import TrainSettings, train_clt
-from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, check_fits
 from workbench.corpus import Corpus
 from workbench.errors import MissingResultError, WorkbenchError
 from workbench.models import model_source
@@ -182,18 +182,6 @@ def _norm_weights(folder: Path, model) -> list | None:
         raise WorkbenchError(f"{folder} reads the MLP norm's output, but this model's norm weights are folded into "
                              "its weights; load the model without folding layer norms.")  # fmt: skip
     return [w.detach() for w in weights]
-
-
-def check_fits(clt: CrossLayerTranscoder, model, name: str) -> None:
-    """Refuse a transcoder made for another model (layers, width, or a recorded other name)."""
-    c = clt.config
-    if c.n_layers != model.cfg.n_layers or c.d_model != model.cfg.d_model:
-        raise WorkbenchError(f"The transcoder has {c.n_layers} layers of width {c.d_model}; {name} has "
-                             f"{model.cfg.n_layers} of {model.cfg.d_model}. Use a transcoder made for this model "
-                             "(or --model the one it was made for).")  # fmt: skip
-    if c.model and name and c.model != name:
-        raise WorkbenchError(f"The transcoder was made for {c.model}, not {name}; pass --model {c.model}, "
-                             "or train one for this model.")  # fmt: skip
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
