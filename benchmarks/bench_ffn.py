@@ -18,12 +18,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from bench_forward import add_device_argument, synchronize  # noqa: E402
 
-from workbench.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.ffn import summarise  # noqa: E402
-from workbench.models import load_model  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
-from workbench.similarity import layer_similarity  # noqa: E402
+from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.ffn.similarity import layer_similarity  # noqa: E402
+from workbench.ffn.statistics import summarise  # noqa: E402
+from workbench.models.loading import load_model  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 
 def timed(fn, device="cpu") -> tuple[float, object]:
@@ -57,18 +57,28 @@ def main() -> None:
     for pooled in (False, True):
         seconds, summary = timed(lambda: summarise(model, "de", tokens, ids, pooled=pooled), args.device)
         rows.append({"mode": f"detectors + combinators{' + pooled' if pooled else ''}", "seconds": round(seconds, 2)})
-    seconds, _ = timed(lambda: layer_similarity(summary.pooled["detector"], summary.pooled["detector"], "cka"), args.device)
+    seconds, _ = timed(
+        lambda: layer_similarity(summary.pooled["detector"], summary.pooled["detector"], "cka"), args.device
+    )
     rows.append({"mode": "layer x layer CKA (detectors)", "seconds": round(seconds, 2)})
     n_tokens = sum(len(t) for t in tokens)
     for row in rows:
         row["ratio_to_forward"] = round(row["seconds"] / base, 2)
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
-    result = {"environment": environment(), "device": args.device, "tokens": n_tokens, "rows": rows, "peak_rss_gib": peak}
+    result = {
+        "environment": environment(),
+        "device": args.device,
+        "tokens": n_tokens,
+        "rows": rows,
+        "peak_rss_gib": peak,
+    }
     if torch.device(args.device).type == "cuda":
         result["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(args.device) / 2**30, 2)
     save_json(Path(args.out) / "bench_ffn.json", result)
-    print(f"{args.documents} German verses ({n_tokens} tokens) on {args.device}; peak RSS {peak} GiB"
-          + (f", peak GPU {result['peak_gpu_gib']} GiB" if "peak_gpu_gib" in result else ""))
+    print(
+        f"{args.documents} German verses ({n_tokens} tokens) on {args.device}; peak RSS {peak} GiB"
+        + (f", peak GPU {result['peak_gpu_gib']} GiB" if "peak_gpu_gib" in result else "")
+    )
     for r in rows:
         print(f"{r['mode']:<40} {r['seconds']:>7} s {r['ratio_to_forward']:>6}x")
 

@@ -23,13 +23,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from bench_forward import add_device_argument, synchronize  # noqa: E402
 
-from workbench.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.finetune import TrainOptions, neuron_indices, train_neurons  # noqa: E402
-from workbench.models import load_model  # noqa: E402
-from workbench.neurons import NeuronDims, total_neurons  # noqa: E402
-from workbench.readout import mean_next_token_loss  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.interventions.finetune import TrainOptions, neuron_indices, train_neurons  # noqa: E402
+from workbench.lens.readout import mean_next_token_loss  # noqa: E402
+from workbench.models.loading import load_model  # noqa: E402
+from workbench.neurons.sets import NeuronDims, total_neurons  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 MODES = ("evaluate", "workbench", "masked full weights")
 
@@ -107,12 +107,16 @@ def main() -> None:
     for row in rows:
         row["tokens_per_s"] = round(row["tokens"] / row["seconds"], 1)
         row["time_ratio_to_evaluate"] = round(row["seconds"] / rows[0]["seconds"], 2)
-    save_json(Path(args.out) / "bench_finetune.json", {"environment": environment(), "device": args.device, "rows": rows})
+    save_json(
+        Path(args.out) / "bench_finetune.json", {"environment": environment(), "device": args.device, "rows": rows}
+    )
     print(f"{args.documents} German verses ({rows[0]['tokens']} tokens), {rows[1]['neurons']} random neurons "
           f"({rows[1]['trained_entries']:,} parameter entries), one epoch, 512-token batches, on {args.device}")  # fmt: skip
     print(f"{'mode':<22} {'seconds':>8} {'tok/s':>7} {'x evaluate':>11} {'peak RSS GiB':>13}")
     for r in rows:
-        print(f"{r['mode']:<22} {r['seconds']:>8} {r['tokens_per_s']:>7} {r['time_ratio_to_evaluate']:>11} {r['peak_rss_gib']:>13}")
+        print(
+            f"{r['mode']:<22} {r['seconds']:>8} {r['tokens_per_s']:>7} {r['time_ratio_to_evaluate']:>11} {r['peak_rss_gib']:>13}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,15 +26,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.models import load_model, prepare_gemma  # noqa: E402
-from workbench.readout import next_token_losses  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.lens.readout import next_token_losses  # noqa: E402
+from workbench.models.loading import load_model, prepare_gemma  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--device`` option every benchmark shares."""
-    parser.add_argument("--device", default="cpu", help="where the model and the tokens run: cpu (default), cuda, cuda:1, ...")
+    parser.add_argument(
+        "--device", default="cpu", help="where the model and the tokens run: cpu (default), cuda, cuda:1, ..."
+    )
 
 
 def synchronize(device: str | torch.device) -> None:

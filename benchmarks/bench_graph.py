@@ -33,13 +33,13 @@ from bench_forward import PeakRSS, add_device_argument  # noqa: E402
 from bench_plnd import timed  # noqa: E402
 
 from workbench.analyses.clt_train.options import Options as CLTOptions  # noqa: E402
-from workbench.batching import tokenize  # noqa: E402
 from workbench.clt.attribution import attribute  # noqa: E402
 from workbench.clt.train import TrainSettings, train_clt  # noqa: E402
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.models import load_model, model_source  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.batching import tokenize  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.models.loading import load_model, model_source  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 MB = 2**20
 
@@ -63,7 +63,9 @@ def prompts(model, language: str, lengths: list[int], n: int) -> dict[int, list[
     """``n`` held-out verses long enough for every length, cut to each length (BOS included)."""
     corpus = BibleCorpus()
     ids = corpus.sample_ids([language], 4 * n, "heldout", 0)
-    docs = [d for d in tokenize(model, corpus.parallel([language], ids)[language]["text"], ids) if len(d) >= max(lengths)]
+    docs = [
+        d for d in tokenize(model, corpus.parallel([language], ids)[language]["text"], ids) if len(d) >= max(lengths)
+    ]
     if len(docs) < n:
         raise SystemExit(f"Only {len(docs)} {language} verses have {max(lengths)} tokens; lower --lengths.")
     return {length: [d[:length].to(model.cfg.device) for d in docs[:n]] for length in lengths}
@@ -91,7 +93,9 @@ def main() -> None:
     parser.add_argument("--languages", default="en,fr,de,ar,zh", help="training languages of a transcoder trained here")
     parser.add_argument("--language", default="en", help="the prompts' language")
     parser.add_argument("--lengths", default="8,16,32,64", help="prompt lengths in tokens, BOS included")
-    parser.add_argument("--max-features", default="64,256,1024,4096", help="feature-node budgets (at the longest prompt)")
+    parser.add_argument(
+        "--max-features", default="64,256,1024,4096", help="feature-node budgets (at the longest prompt)"
+    )
     parser.add_argument("--prompts", type=int, default=3, help="prompts per setting")
     parser.add_argument("--batch", type=int, default=32, help="targets per backward pass")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per setting (median)")

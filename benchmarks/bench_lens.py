@@ -16,13 +16,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from bench_forward import PeakRSS, add_device_argument, synchronize  # noqa: E402
 
-from workbench.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.langid import default_classifier, vocab_languages  # noqa: E402
-from workbench.layer_language import lens_groups  # noqa: E402
-from workbench.lens import logit_lens  # noqa: E402
-from workbench.models import load_model  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.language.langid import default_classifier, vocab_languages  # noqa: E402
+from workbench.lens.layer_language import lens_groups  # noqa: E402
+from workbench.lens.logit_lens import logit_lens  # noqa: E402
+from workbench.models.loading import load_model  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 
 @torch.inference_mode()

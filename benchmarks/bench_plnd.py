@@ -8,7 +8,7 @@ and peak memory.
   one pass (``all``), with the Q/K backend of ``--backend`` (``auto``: the C kernel on CPUs);
   ``--compare-torch`` adds ``all`` on the torch backend;
 * literal (first language only): zero one neuron in a copy of its sublayer, rerun the sublayer,
-  measure (:mod:`workbench.plnd_reference`); timed on a sample of neurons of one middle layer per
+  measure (:mod:`workbench.neurons.plnd_reference`); timed on a sample of neurons of one middle layer per
   structure on one document and extrapolated to every neuron of every layer.
 
 Times are medians of ``--repeats`` runs; memory is the process's peak resident size (and, on a
@@ -30,13 +30,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from bench_forward import PeakRSS, add_device_argument, synchronize  # noqa: E402
 
-from workbench.batching import iter_batches, pad_id_of  # noqa: E402
-from workbench.corpus import BibleCorpus  # noqa: E402
-from workbench.importance import iter_importance  # noqa: E402
-from workbench.models import load_model  # noqa: E402
-from workbench.neurons import ATTENTION, structure_size  # noqa: E402
-from workbench.plnd_reference import attention_reference, ffn_reference  # noqa: E402
-from workbench.results import environment, save_json  # noqa: E402
+from workbench.data.batching import iter_batches, pad_id_of  # noqa: E402
+from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.models.loading import load_model  # noqa: E402
+from workbench.neurons.importance import iter_importance  # noqa: E402
+from workbench.neurons.plnd_reference import attention_reference, ffn_reference  # noqa: E402
+from workbench.neurons.sets import ATTENTION, structure_size  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 
 MODES = {
     "ffn": ("ffn",),
@@ -50,7 +50,7 @@ LITERAL_SAMPLE = {"ffn": 16, "attn_q": 8, "attn_k": 8, "attn_v": 8, "attn_o": 8}
 
 def documents(model, length: int, total_tokens: int, language: str = "de") -> list[torch.Tensor]:
     """Bible text in ``language`` cut into documents of exactly ``length`` tokens (BOS first), on
-    the CPU like :func:`workbench.batching.tokenize`'s (batches are moved to the model's device)."""
+    the CPU like :func:`workbench.data.batching.tokenize`'s (batches are moved to the model's device)."""
     corpus = BibleCorpus()
     ids = corpus.sample_ids([language], 600, "analysis", seed=0)
     stream = model.to_tokens(" ".join(corpus.parallel([language], ids)[language]["text"]), prepend_bos=False)[0].cpu()
@@ -160,8 +160,10 @@ def main() -> None:
     save_json(Path(args.out) / "bench_plnd.json", {"environment": environment(), "device": device,
                                                   "threads": torch.get_num_threads(), "backend": args.backend,
                                                   "peak_memory": memory, "rows": rows})  # fmt: skip
-    print(f"\nthroughput as a ratio to the blocks-only forward over the same tokens "
-          f"({device}, {torch.get_num_threads()} threads, Q/K backend {args.backend}; peak {memory})")
+    print(
+        f"\nthroughput as a ratio to the blocks-only forward over the same tokens "
+        f"({device}, {torch.get_num_threads()} threads, Q/K backend {args.backend}; peak {memory})"
+    )
     labels = list(MODES) + (["all_torch"] if args.compare_torch else [])
     print(f"{'lang':>4} {'length':>6} {'fwd tok/s':>9} " + " ".join(f"{label:>9}" for label in labels)
           + f" {'peak GiB fwd/all':>17} {'vs literal':>10}")  # fmt: skip

@@ -21,8 +21,8 @@ import torch.nn.functional as F  # noqa: E402
 from bench_forward import PeakRSS, add_device_argument  # noqa: E402
 from bench_plnd import timed  # noqa: E402
 
-from workbench.results import environment, save_json  # noqa: E402
-from workbench.zoo.catalog import zoo_root  # noqa: E402
+from workbench.models.catalog import zoo_root  # noqa: E402
+from workbench.runs.results import environment, save_json  # noqa: E402
 from workbench.zoo.options import ZooOptions  # noqa: E402
 from workbench.zoo.train import build_model, learning_rate, plan_run, training_step  # noqa: E402
 
@@ -72,7 +72,9 @@ def main() -> None:
     print(f"zoo training on {args.device} ({torch.get_num_threads()} threads), default size "
           f"d_model {options.d_model}, context {options.context}, batch {options.batch_tokens} tokens, "
           f"budget {options.tokens:,} tokens")  # fmt: skip
-    print(f"{'layers':>6} {'params':>8} {'fwd+bwd tok/s':>14} {'train tok/s':>12} {'ratio':>6} {'peak GiB':>9} {'min/model':>10}")
+    print(
+        f"{'layers':>6} {'params':>8} {'fwd+bwd tok/s':>14} {'train tok/s':>12} {'ratio':>6} {'peak GiB':>9} {'min/model':>10}"
+    )
     for r in rows:
         print(f"{r['layers']:>6} {r['parameters'] / 1e6:>7.2f}M {r['forward_backward_tok_s']:>14,.0f} "
               f"{r['train_tok_s']:>12,.0f} {r['ratio']:>5.2f}x {r['peak_gib_train']:>9.2f} {r['preset_minutes']:>10.1f}")  # fmt: skip

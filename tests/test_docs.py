@@ -141,13 +141,13 @@ def _load_once(original):
 @pytest.mark.e2e
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_examples_run(path, tmp_path, monkeypatch):
-    import workbench.models
+    import workbench.models.loading
 
     blocks = [b for b in python_blocks(path) if b.run]
     if not blocks:
         pytest.skip(f"every python block of {path.name} is marked {NOT_RUN}")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(workbench.models, "load_model", _load_once(workbench.models.load_model))
+    monkeypatch.setattr(workbench.models.loading, "load_model", _load_once(workbench.models.loading.load_model))
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     namespace: dict = {"__name__": f"docs_{path.stem}"}
     for block in blocks:

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import job as job_module
 from workbench.analyses import ablate, loss, plnd
 from workbench.analyses import lens as lens_slice
-from workbench.job import run
-from workbench.options import RunOptions
-from workbench.models import gemma_cache_dir, read_cache_manifest
-from workbench.results import load_json
+from workbench.models.loading import gemma_cache_dir, read_cache_manifest
+from workbench.runs import job as job_module
+from workbench.runs.job import run
+from workbench.runs.options import RunOptions
+from workbench.runs.results import load_json
 
 pytestmark = pytest.mark.e2e
 
@@ -84,12 +84,14 @@ MEASURED_LANGID = {
 
 
 def test_token_classifier_meets_its_measured_accuracy(gemma, bible):
-    from workbench.langid import accuracy_table, default_classifier, vocab_languages
+    from workbench.language.langid import accuracy_table, default_classifier, vocab_languages
 
     vocab = vocab_languages(gemma.tokenizer, gemma.cfg.d_vocab, default_classifier(bible))
     langs = list(MEASURED_LANGID)
     docs = bible.parallel_sample(langs, 300, "heldout", seed=0)
-    tokens = {lang: [gemma.tokenizer(t, add_special_tokens=False)["input_ids"] for t in docs[lang]["text"]] for lang in langs}
+    tokens = {
+        lang: [gemma.tokenizer(t, add_special_tokens=False)["input_ids"] for t in docs[lang]["text"]] for lang in langs
+    }
     for row in accuracy_table(vocab, tokens):
         precision, recall = MEASURED_LANGID[row["language"]]
         assert row["precision"] >= precision - 0.03, row
@@ -99,10 +101,10 @@ def test_token_classifier_meets_its_measured_accuracy(gemma, bible):
 def test_gemma_lens_shows_an_english_middle_for_german(gemma, bible):
     """MWork's observation on the default model: for German input, English tokens among the
     lens's top-10 peak in the middle layers and vanish again by the last layer."""
-    from workbench.batching import tokenize
-    from workbench.langid import default_classifier, vocab_languages
-    from workbench.layer_language import lens_groups, summarise
-    from workbench.lens import logit_lens
+    from workbench.data.batching import tokenize
+    from workbench.language.langid import default_classifier, vocab_languages
+    from workbench.lens.layer_language import lens_groups, summarise
+    from workbench.lens.logit_lens import logit_lens
 
     vocab = vocab_languages(gemma.tokenizer, gemma.cfg.d_vocab, default_classifier(bible))
     docs = bible.parallel_sample(["de"], 8, "analysis", seed=0)["de"]
@@ -118,7 +120,7 @@ def test_gemma_has_language_specific_neurons_for_ten_languages(gemma, bible):
     languages overlap much less once the shared neurons are removed."""
     import numpy as np
 
-    from workbench.plnd import PLNDResult, Selection, language_importance
+    from workbench.neurons.plnd import PLNDResult, Selection, language_importance
 
     langs = ["en", "de", "fr", "es", "zh", "ru", "ja", "ar", "hi", "sw"]
     ids = bible.sample_ids(langs, 16, "analysis", seed=0)
@@ -136,9 +138,9 @@ def test_gemma_has_language_specific_neurons_for_ten_languages(gemma, bible):
 def test_gemma_parallel_importances_equal_the_literal_method(gemma, bible):
     """On the real model (RMS norms before and after each sublayer, q/k norms, rotary, one
     key/value head, a global-attention layer 5 and a sliding-window layer 9)."""
-    from workbench.batching import Batch, tokenize
-    from workbench.importance import batch_importance
-    from workbench.plnd_reference import attention_reference, ffn_reference
+    from workbench.data.batching import Batch, tokenize
+    from workbench.neurons.importance import batch_importance
+    from workbench.neurons.plnd_reference import attention_reference, ffn_reference
 
     verse = tokenize(gemma, bible.parallel(["de"], ["1.1.1"])["de"]["text"])[0]
     fast = batch_importance(gemma, Batch([0], verse[None], torch.ones_like(verse)[None]))
@@ -156,10 +158,10 @@ def test_gemma_query_and_key_neurons_are_the_columns_deactivation_zeroes(gemma, 
     """Every dimension of head 0 (and of the key/value head) at layers 5, 9 and 14, on a German
     paragraph: the closed form through q/k norm and rotary equals zeroing W_Q's (W_K's) column
     and rerunning the attention sublayer, on both backends."""
-    from workbench.batching import Batch, tokenize
-    from workbench.importance import batch_importance
-    from workbench.pattern_change import kernel
-    from workbench.plnd_reference import attention_reference
+    from workbench.data.batching import Batch, tokenize
+    from workbench.neurons.importance import batch_importance
+    from workbench.neurons.pattern_change import kernel
+    from workbench.neurons.plnd_reference import attention_reference
 
     ids = [f"1.2.{verse}" for verse in range(1, 6)]
     text = " ".join(bible.parallel(["de"], ids)["de"]["text"])
@@ -184,10 +186,10 @@ def test_training_german_neurons_on_gemma_lowers_german_loss_and_leaves_the_rest
     """A small enhancement run on the real model: 24 German verses on 0.3% of the neurons."""
     import numpy as np
 
-    from workbench.batching import iter_batches, pad_id_of, tokenize
-    from workbench.finetune import TrainOptions, train_neurons
-    from workbench.neurons import STRUCTURES, NeuronDims, NeuronSet, structure_size
-    from workbench.readout import mean_next_token_loss
+    from workbench.data.batching import iter_batches, pad_id_of, tokenize
+    from workbench.interventions.finetune import TrainOptions, train_neurons
+    from workbench.lens.readout import mean_next_token_loss
+    from workbench.neurons.sets import STRUCTURES, NeuronDims, NeuronSet, structure_size
 
     dims, rng = NeuronDims.of(gemma), np.random.default_rng(0)
     neurons = NeuronSet({s: [[layer, i] for layer in range(dims.n_layers)
@@ -215,8 +217,8 @@ def test_gemma_ffn_detectors_on_parallel_verses(gemma, bible):
 
     import numpy as np
 
-    from workbench.batching import tokenize
-    from workbench.ffn import FFNResult, summarise
+    from workbench.data.batching import tokenize
+    from workbench.ffn.statistics import FFNResult, summarise
 
     langs = ["en", "de", "zh"]
     ids = bible.sample_ids(langs, 12, "analysis", seed=0)

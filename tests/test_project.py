@@ -48,7 +48,9 @@ def test_notebooks_import_only_declared_packages(path):
     """A notebook may use the standard library, the workbench and what pyproject.toml declares
     (pandas, for one, is not: it only comes in through other packages)."""
     for name in _notebook_imports(path) - set(sys.stdlib_module_names) - {"workbench"}:
-        assert IMPORT_NAMES.get(name, name).lower() in DECLARED, f"{path.name} imports {name}, not a declared dependency"
+        assert IMPORT_NAMES.get(name, name).lower() in DECLARED, (
+            f"{path.name} imports {name}, not a declared dependency"
+        )
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "benchmarks").glob("bench_*.py")), ids=lambda p: p.name)

@@ -25,39 +25,40 @@ from importlib.metadata import PackageNotFoundError, version
 try:
     __version__ = version("multilingual-workbench")
 except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+local"
+    __version__ = "0.0.0+local"  # as workbench.runs.results.workbench_version, without importing numpy
 
 _EXPORTS: dict[str, str] = {
-    "load_model": "workbench.models",
-    "model_source": "workbench.models",
-    "BibleCorpus": "workbench.corpus",
-    "TextCorpus": "workbench.corpus",
-    "open_corpus": "workbench.corpus",
-    "tokenize": "workbench.batching",
-    "NeuronSet": "workbench.neurons",
-    "switched_off": "workbench.masking",
-    "logit_lens": "workbench.lens",
-    "vocab_languages": "workbench.langid",
-    "default_classifier": "workbench.langid",
-    "token_categories": "workbench.layer_language",
-    "measure": "workbench.measures",
-    "Measures": "workbench.measures",
-    "random_like": "workbench.measures",
-    "train_neurons": "workbench.finetune",
-    "NeuronDelta": "workbench.finetune",
-    "Store": "workbench.store",
-    "RunOptions": "workbench.options",
-    "run": "workbench.job",
-    "write_report": "workbench.report",
-    "collect_figures": "workbench.report",
+    "load_model": "workbench.models.loading",
+    "model_source": "workbench.models.loading",
+    "BibleCorpus": "workbench.data.corpus",
+    "TextCorpus": "workbench.data.corpus",
+    "open_corpus": "workbench.data.corpus",
+    "tokenize": "workbench.data.batching",
+    "NeuronSet": "workbench.neurons.sets",
+    "switched_off": "workbench.neurons.masking",
+    "logit_lens": "workbench.lens.logit_lens",
+    "vocab_languages": "workbench.language.langid",
+    "default_classifier": "workbench.language.langid",
+    "token_categories": "workbench.lens.layer_language",
+    "measure": "workbench.interventions.measures",
+    "Measures": "workbench.interventions.measures",
+    "random_like": "workbench.interventions.measures",
+    "train_neurons": "workbench.interventions.finetune",
+    "NeuronDelta": "workbench.interventions.finetune",
+    "Store": "workbench.runs.store",
+    "RunOptions": "workbench.runs.options",
+    "run": "workbench.runs.job",
+    "write_report": "workbench.runs.report",
+    "collect_figures": "workbench.runs.report",
 }
 
 __all__ = ["__version__", "analyses", *_EXPORTS]
 
+# The analyses register their slices with the run machinery (light: their options, no torch).
+from workbench import analyses  # noqa: E402
+
 
 def __getattr__(name: str):
-    if name == "analyses":
-        return importlib.import_module("workbench.analyses")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -2,26 +2,26 @@
 
 A slice is a small package ``workbench.analyses.<name>`` that exports:
 
-* ``Options``: a frozen dataclass of its settings (:mod:`workbench.options`), defaults and help
+* ``Options``: a frozen dataclass of its settings (:mod:`workbench.runs.options`), defaults and help
   text defined once; the command line is generated from it;
 * ``requires``: the analyses whose results it needs (run first, their results in the store);
 * ``run(model, corpus, options, store) -> Result``: sampling, tokenisation, compute, saving;
-* ``Result``: its result (save/load through :class:`workbench.results.Result`, ``table()``);
+* ``Result``: its result (save/load through :class:`workbench.runs.results.Result`, ``table()``);
 * ``figures(result)`` and ``section(result)``: its plotly figures and its report section, with a
   verdict computed from the numbers.
 
 The package itself imports only its options (no torch), so the command line starts at once;
 ``run``, ``Result``, ``figures`` and ``section`` load on first use. Adding an analysis is its
-package plus one line in :data:`REGISTRY`. A name ``group-action`` (``clt-train``) is also the
+package plus one line in :data:`REGISTRY`, which is registered with :mod:`workbench.runs.slices`
+(where the job, the store and the report find slices without importing this layer). A name ``group-action`` (``clt-train``) is also the
 command ``workbench group action`` (``workbench clt train``).
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
-from workbench.errors import WorkbenchError
+from workbench.runs.slices import load_slice, register, with_requirements
 
 REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it requires
     "loss": "workbench.analyses.loss",
@@ -39,27 +39,9 @@ REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it r
 ALIASES: dict[str, str] = {"graph": "clt-graph", "diff": "clt-diff"}  # commands that are also a group's action
 DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
 
+register(REGISTRY)
 
-def load_slice(name: str) -> ModuleType:
-    """The slice package of an analysis (light: its options; the rest loads on first use)."""
-    if name not in REGISTRY:
-        raise WorkbenchError(f"Unknown analysis {name!r}; choose from {', '.join(REGISTRY)}.")
-    return importlib.import_module(REGISTRY[name])
-
-
-def with_requirements(names) -> list[str]:
-    """``names`` and everything they require, in registry (run) order."""
-    wanted: set[str] = set()
-
-    def add(name: str) -> None:
-        if name not in wanted:
-            wanted.add(name)
-            for need in load_slice(name).requires:
-                add(need)
-
-    for name in names:
-        add(name)
-    return [name for name in REGISTRY if name in wanted]
+__all__ = ["ALIASES", "DEFAULT_ANALYSES", "REGISTRY", "lazy_exports", "load_slice", "with_requirements"]
 
 
 def lazy_exports(package: str, module: str, names: tuple[str, ...]):

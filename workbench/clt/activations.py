@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
-from workbench.batching import iter_batches, pad_id_of
 from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
+from workbench.data.batching import iter_batches, pad_id_of
 
 
 @torch.no_grad()
@@ -26,7 +26,9 @@ def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> tup
     return inputs[keep], outputs[keep]
 
 
-def document_rows(model, documents: list[torch.Tensor], batch_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def document_rows(
+    model, documents: list[torch.Tensor], batch_tokens: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(inputs, outputs)`` rows of padded batches of ``documents`` (token lists, BOS first),
     without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding."""
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):

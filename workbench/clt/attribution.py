@@ -25,7 +25,7 @@ node its embedding. Gradients come from one forward pass with the prompt repeate
 and one backward pass per ``batch`` target nodes, each injecting one target per row.
 
 As the frozen model is affine in its sources, every node's value is a constant (its *bias*: what
-it reads with every source at zero) plus the sum of its direct effects (``tests/test_graph.py``
+it reads with every source at zero) plus the sum of its direct effects (``tests/clt/test_graph.py``
 holds this completeness and each edge to a finite difference on the frozen model).
 
 With more active features than ``max_features``, features are visited in order of their
@@ -131,7 +131,11 @@ class PromptState:
 def read_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> PromptState:
     """One pass of the model over ``tokens``, with the transcoder's features and error nodes."""
     L = clt.config.n_layers
-    wanted = {START, f"blocks.{L - 1}.hook_resid_post"} | {mlp_in_hook(l) for l in range(L)} | {mlp_out_hook(l) for l in range(L)}
+    wanted = (
+        {START, f"blocks.{L - 1}.hook_resid_post"}
+        | {mlp_in_hook(l) for l in range(L)}
+        | {mlp_out_hook(l) for l in range(L)}
+    )
     logits, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in wanted or frozen_hook(n))
     mlp_in = torch.stack([cache[mlp_in_hook(l)][0] for l in range(L)])
     writes = torch.stack([cache[mlp_out_hook(l)][0] for l in range(L)])
@@ -165,7 +169,9 @@ def frozen_model(model, state: PromptState, start: torch.Tensor, writes: list[to
         yield
 
 
-def frozen_forward(model, state: PromptState, start: torch.Tensor, writes: list[torch.Tensor]) -> tuple[list, torch.Tensor]:
+def frozen_forward(
+    model, state: PromptState, start: torch.Tensor, writes: list[torch.Tensor]
+) -> tuple[list, torch.Tensor]:
     """Run the local replacement model: ``(MLP inputs per layer [B, pos, d], unembedding input [B, pos, d])``."""
     mlp_in: list[torch.Tensor] = []
     B, L = start.shape[0], len(writes)
@@ -186,7 +192,9 @@ def check_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> None
     if tokens.dim() != 1 or len(tokens) < 2:
         raise WorkbenchError("The prompt is empty: give some text to attribute (it gets a BOS token in front).")
     if len(tokens) > model.cfg.n_ctx:
-        raise WorkbenchError(f"The prompt is {len(tokens)} tokens; the model's context is {model.cfg.n_ctx}. Shorten it.")
+        raise WorkbenchError(
+            f"The prompt is {len(tokens)} tokens; the model's context is {model.cfg.n_ctx}. Shorten it."
+        )
 
 
 class _Sources:
@@ -203,7 +211,9 @@ class _Sources:
         for layer in range(L):
             cols = (self.index[:, 0] == layer).nonzero()[:, 0]
             feats = self.index[cols, 2]
-            dec = torch.stack([clt.W_dec[layer][k][feats] / clt.out_scale[layer + k] for k in range(clt.config.targets(layer))])
+            dec = torch.stack(
+                [clt.W_dec[layer][k][feats] / clt.out_scale[layer + k] for k in range(clt.config.targets(layer))]
+            )
             self.by_layer.append((cols, self.index[cols, 1], dec.detach()))
 
     @property
@@ -250,7 +260,9 @@ def attribute(model, clt: CrossLayerTranscoder, tokens: torch.Tensor, targets: l
             if limit == sources.n_active:  # every feature gets visited: the order does not matter
                 order = np.nonzero(~visited)[0]
             else:
-                order = _by_influence(rows[:done], row_node[:done], np.array([t.weight for t in targets]), sources.n_active)
+                order = _by_influence(
+                    rows[:done], row_node[:done], np.array([t.weight for t in targets]), sources.n_active
+                )
             pick = [int(j) for j in order if not visited[j]][: min(batch, len(rows) - done)]
             rows[done : done + len(pick)] = grad.rows([(j, None) for j in pick], sources)
             row_node[done : done + len(pick)] = pick

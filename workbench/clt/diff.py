@@ -12,7 +12,7 @@ held-out verses:
 * per language: the change in its identity features' strength (their identity score, frequency in
   the language minus the highest frequency in any other; :mod:`workbench.clt.features`).
 
-A model diffed against itself changes nothing (``tests/test_clt_diff.py``), and a fine-tune that
+A model diffed against itself changes nothing (``tests/clt/test_clt_diff.py``), and a fine-tune that
 writes one known direction shows up first in the feature that reads it.
 """
 

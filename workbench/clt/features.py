@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench.batching import iter_batches, pad_id_of
 from workbench.clt.activations import document_rows, mlp_io
 from workbench.clt.transcoder import CrossLayerTranscoder
-from workbench.results import load_arrays, save_arrays
+from workbench.data.batching import iter_batches, pad_id_of
+from workbench.runs.results import load_arrays, save_arrays
 
 
 @dataclass
@@ -68,7 +68,9 @@ class FeatureStats:
 
 
 @torch.no_grad()
-def feature_stats(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048) -> FeatureStats:
+def feature_stats(
+    model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+) -> FeatureStats:
     """Active counts and activation sums of every feature over ``documents`` (BOS first; dropped)."""
     L, F = clt.config.n_layers, clt.config.n_features
     active = torch.zeros(L, F, dtype=torch.float64)
@@ -194,5 +196,5 @@ def _context_text(model, tokens: torch.Tensor, position: int, window: int) -> st
     before = model.tokenizer.decode(tokens[start:position].tolist())
     full = model.tokenizer.decode(tokens[start : position + 1].tolist())
     if full.startswith(before):
-        return f"{before}[{full[len(before):]}]"
+        return f"{before}[{full[len(before) :]}]"
     return f"{before}[{model.tokenizer.decode(tokens[position : position + 1].tolist())}]"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.results import load_arrays, save_arrays
+from workbench.runs.results import load_arrays, save_arrays
 
 FEATURE, ERROR, TOKEN, TARGET = "feature", "error", "token", "target"
 
@@ -95,10 +95,22 @@ class Graph:
         i = node - self.span(kind).start
         if kind == FEATURE:
             layer, pos, feature = (int(x) for x in self.features[i])
-            return {"kind": kind, "layer": layer, "position": pos, "index": feature, "activation": float(self.activations[i])}
+            return {
+                "kind": kind,
+                "layer": layer,
+                "position": pos,
+                "index": feature,
+                "activation": float(self.activations[i]),
+            }
         if kind == ERROR:
             layer, pos = divmod(i, self.n_pos)
-            return {"kind": kind, "layer": layer, "position": pos, "index": -1, "activation": float(self.error_norms[layer, pos])}
+            return {
+                "kind": kind,
+                "layer": layer,
+                "position": pos,
+                "index": -1,
+                "activation": float(self.error_norms[layer, pos]),
+            }
         if kind == TOKEN:
             return {"kind": kind, "layer": -1, "position": i, "index": self.tokens[i], "activation": 0.0}
         target = self.targets[i]
@@ -141,7 +153,9 @@ class Graph:
     def subgraph(self, pruned: Pruned, max_edges: int = 400) -> tuple[Graph, Pruned]:
         """The kept features only (every error, token and target node stays, for the layout), with
         the ``max_edges`` strongest kept edges: small enough to keep in a result for its figure."""
-        keep = np.concatenate([np.nonzero(pruned.nodes[self.span(FEATURE)])[0], np.arange(self.n_features, self.n_nodes)])
+        keep = np.concatenate(
+            [np.nonzero(pruned.nodes[self.span(FEATURE)])[0], np.arange(self.n_features, self.n_nodes)]
+        )
         edges = pruned.edges[np.ix_(keep, keep)]
         weights = np.where(edges, self.adjacency[np.ix_(keep, keep)], 0.0)
         if edges.sum() > max_edges:

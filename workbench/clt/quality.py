@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.batching import iter_batches, pad_id_of
 from workbench.clt.activations import document_rows
 from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
-from workbench.readout import next_token_losses
+from workbench.data.batching import iter_batches, pad_id_of
+from workbench.lens.readout import next_token_losses
 
 
 @dataclass

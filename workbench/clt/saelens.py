@@ -128,7 +128,9 @@ def load_saelens(sources: list[Any], model_name: str = "", norm_weights: list[to
     if any(t.cfg.d_in != first.d_in or t.cfg.d_out != first.d_in for t in transcoders):
         raise SAELensError("The transcoders' d_in and d_out differ; each must map the model's d_model to d_model.")
     name = model_name or first.metadata.model_name or ""
-    config = CLTConfig(n_layers=len(transcoders), d_model=first.d_in, n_features=first.d_sae, per_layer=True, model=name)
+    config = CLTConfig(
+        n_layers=len(transcoders), d_model=first.d_in, n_features=first.d_sae, per_layer=True, model=name
+    )
     clt = CrossLayerTranscoder(config)
     with torch.no_grad():
         for layer, t in enumerate(transcoders):
@@ -177,7 +179,10 @@ def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
             f"{folder} is a SAELens {architecture}, which a workbench transcoder cannot reproduce exactly "
             f"(a skip transcoder adds x @ W_skip); use a {' or '.join(EXACT_ARCHITECTURES)}."
         )
-    if sae.cfg.normalize_activations in ("layer_norm", "constant_norm_rescale") or sae.cfg.reshape_activations != "none":
+    if (
+        sae.cfg.normalize_activations in ("layer_norm", "constant_norm_rescale")
+        or sae.cfg.reshape_activations != "none"
+    ):
         raise SAELensError(
             f"{folder} normalises or reshapes its input at run time ({sae.cfg.normalize_activations}, "
             f"{sae.cfg.reshape_activations}); only transcoders that read the hook as it is can be loaded."

@@ -29,7 +29,7 @@ total over the target layers).
 
 :func:`greedy` continues prompts greedily under hooks (full forward passes, no cache) and
 :func:`steer_measure` says which language the continuation is in (token labels of
-:class:`workbench.langid.VocabLanguages`) and how much probability goes to each language.
+:class:`workbench.language.langid.VocabLanguages`) and how much probability goes to each language.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
-from workbench.langid import SPECIAL_LABELS, VocabLanguages
+from workbench.language.langid import SPECIAL_LABELS, VocabLanguages
 
 Feature = tuple[int, int]  # (layer, feature index)
 
@@ -57,7 +57,9 @@ class Intervention:
     strength: float
     off_write: tuple[Feature, ...] | None = None  # where each change is written: None = the feature itself;
     on_write: tuple[Feature, ...] | None = None  # a control writes the same change along other features' decoders
-    off_gain: tuple[float, ...] | None = None  # multiplies each written change (control: ||W_dec read|| / ||W_dec write||)
+    off_gain: tuple[float, ...] | None = (
+        None  # multiplies each written change (control: ||W_dec read|| / ||W_dec write||)
+    )
     on_gain: tuple[float, ...] | None = None
 
     def with_strength(self, strength: float) -> Intervention:
@@ -82,7 +84,9 @@ def _check_feature(clt: CrossLayerTranscoder, feature: Feature, what: str) -> No
     layer, index = feature
     L, F = clt.config.n_layers, clt.config.n_features
     if not 0 <= layer < L:
-        raise ValueError(f"{what} feature {tuple(feature)}: layer {layer} out of range; the CLT has {L} layers (0..{L - 1}).")
+        raise ValueError(
+            f"{what} feature {tuple(feature)}: layer {layer} out of range; the CLT has {L} layers (0..{L - 1})."
+        )
     if not 0 <= index < F:
         raise ValueError(f"{what} feature {tuple(feature)}: index {index} out of range; the CLT has {F} features per layer (0..{F - 1}).")  # fmt: skip
 
@@ -93,7 +97,10 @@ def check_intervention(clt: CrossLayerTranscoder, intervention: Intervention) ->
     iv = intervention
     if len(iv.on_values) != len(iv.on):
         raise ValueError(f"{len(iv.on)} on-features but {len(iv.on_values)} on_values.")
-    for kind, reads, writes, gains in (("off", iv.off, iv.off_write, iv.off_gain), ("on", iv.on, iv.on_write, iv.on_gain)):
+    for kind, reads, writes, gains in (
+        ("off", iv.off, iv.off_write, iv.off_gain),
+        ("on", iv.on, iv.on_write, iv.on_gain),
+    ):
         for name, values in ((f"{kind}_write", writes), (f"{kind}_gain", gains)):
             if values is not None and len(values) != len(reads):
                 raise ValueError(f"{len(reads)} {kind}-features but {len(values)} entries in {name}.")
@@ -118,7 +125,9 @@ def _check_model(model, clt: CrossLayerTranscoder) -> None:
 
 
 @torch.no_grad()
-def write_vectors(clt: CrossLayerTranscoder, writes: Sequence[Feature], gains: Sequence[float] | None = None) -> torch.Tensor:
+def write_vectors(
+    clt: CrossLayerTranscoder, writes: Sequence[Feature], gains: Sequence[float] | None = None
+) -> torch.Tensor:
     """``[n, L, d]``: what a unit change written along each feature of ``writes`` adds at every
     layer's MLP output, ``gain * W_dec[l][t - l][f] / out_scale[t]`` (zero before ``l`` and past
     the feature's decoders)."""
@@ -255,7 +264,9 @@ def matched_control(clt: CrossLayerTranscoder, intervention: Intervention, seed:
         rows = [i for i, f in enumerate(reads) if f[0] == layer]
         free = [f for f in range(F) if (layer, f) not in banned]
         if len(free) < len(rows):
-            raise ValueError(f"Layer {layer}: {len(rows)} control features needed but only {len(free)} are not excluded.")
+            raise ValueError(
+                f"Layer {layer}: {len(rows)} control features needed but only {len(free)} are not excluded."
+            )
         order = torch.randperm(len(free), generator=generator)[: len(rows)].tolist()
         for i, j in zip(rows, order):
             new_writes[i] = (layer, free[j])

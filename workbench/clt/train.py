@@ -68,7 +68,9 @@ def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[
     return order[k * size : (k + 1) * size]
 
 
-def read_block(model, documents: list[torch.Tensor], settings: TrainSettings, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def read_block(
+    model, documents: list[torch.Tensor], settings: TrainSettings, block: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]``, shuffled (BOS and padding dropped)."""
     chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
     inputs, outputs = zip(*document_rows(model, [documents[i] for i in chosen], settings.forward_tokens))

@@ -12,7 +12,8 @@ less English, on models no hub offers.
 * :mod:`~workbench.zoo.train`: training with checkpoints and exact resume, saved as a Hugging
   Face folder plus ``zoo.json``;
 * :mod:`~workbench.zoo.evaluate`: held-out loss per language;
-* :mod:`~workbench.zoo.catalog`: where models live, what is trained, the presets.
+* :mod:`~workbench.zoo.presets`: the presets that reproduce the papers' designs (where trained
+  models are found is :mod:`workbench.models.catalog`).
 
 ``workbench zoo train NAME`` / ``--preset mixtures|depths``, ``workbench zoo list``;
 ``--model zoo:NAME`` in every analysis.

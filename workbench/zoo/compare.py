@@ -1,7 +1,7 @@
 """What the zoo shows: the workbench's analyses on every model of a family, side by side.
 
 ``workbench zoo compare --preset mixtures --out results/zoo-mixtures`` runs the ordinary job
-(:mod:`workbench.job`: lens, PLND, FFN, ...) on each zoo model into ``OUT/NAME/`` (resumable,
+(:mod:`workbench.runs.job`: lens, PLND, FFN, ...) on each zoo model into ``OUT/NAME/`` (resumable,
 each with its own full report), then gathers what compares across the family into
 :class:`ZooComparison` (``OUT/zoo-compare.json``) and ``OUT/report.html``:
 
@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import MissingResultError, WorkbenchError
-from workbench.options import Options, RunOptions
-from workbench.results import Result, read_manifest
-from workbench.zoo.catalog import PRESETS, trained
+from workbench.models.catalog import trained
+from workbench.runs.options import Options, RunOptions
+from workbench.runs.results import Result, read_manifest
 from workbench.zoo.mixture import Mixture
+from workbench.zoo.presets import PRESETS
 
 DEFAULT_COMPARE_ANALYSES = ("lens", "plnd", "ffn")
 
@@ -50,7 +51,9 @@ class ModelFindings:
     plnd_layers: dict[str, list[int]] | None = None  # language -> specific neurons per layer
     plnd_total: int | None = None  # neurons of the model PLND ranked
     ffn_similarity: dict[str, list[list[float]]] | None = None  # sublayer -> CKA between the model's own layers
-    ffn_cross_language: dict[str, list[float]] | None = None  # sublayer -> mean cross-language rank correlation, per layer
+    ffn_cross_language: dict[str, list[float]] | None = (
+        None  # sublayer -> mean cross-language rank correlation, per layer
+    )
 
     def english_peak(self) -> tuple[float, int] | None:
         """The highest mean English share over the non-English inputs before the last layer, and
@@ -133,7 +136,7 @@ def family_languages(names: list[str], zoo: Path | None = None) -> tuple[str, ..
 def run_family(names: list[str], run_options: RunOptions, analyses: dict[str, Options], out: Path,
                show_progress: bool = True) -> list[Path]:  # fmt: skip
     """The job on each model (``OUT/NAME/``, resumable); the reports' paths."""
-    from workbench.job import run
+    from workbench.runs.job import run
 
     reports = []
     for name in names:
@@ -148,7 +151,11 @@ def gather(names: list[str], out: Path, family: str, zoo: Path | None = None) ->
     have = trained(zoo)
     models = [findings(name, have[name], out / name) for name in names]
     first = read_manifest(out / names[0])
-    settings = {"models": names, "run": first["run"], "analyses": {k: v["options"] for k, v in first["analyses"].items()}}
+    settings = {
+        "models": names,
+        "run": first["run"],
+        "analyses": {k: v["options"] for k, v in first["analyses"].items()},
+    }
     return ZooComparison(family, list(first["languages"]), models, across_models(names, models, out), settings)
 
 
@@ -185,7 +192,7 @@ def across_models(names: list[str], models: list[ModelFindings], out: Path) -> l
     """CKA between the layers of the deepest model (the first, if several) and each other model,
     from the per-verse layer vectors the FFN analysis saved (the same verses in every folder, as
     the job samples them from the same seed)."""
-    from workbench.similarity import layer_similarity
+    from workbench.ffn.similarity import layer_similarity
 
     if not all(m.ffn_similarity for m in models) or len(models) < 2:
         return []
@@ -206,11 +213,13 @@ def _pooled_vectors(folder: Path) -> dict[str, np.ndarray]:
     """Per sublayer, ``[verses x languages, layers, units]``: the FFN analysis's parallel verses'
     layer vectors, languages one after the other (as ``ffn`` compares models)."""
     from workbench.analyses.ffn.analysis import pooled_layers
-    from workbench.ffn import FFNSummary
-    from workbench.store import Store
+    from workbench.ffn.statistics import FFNSummary
+    from workbench.runs.store import Store
 
     store = Store.open(folder, show_progress=False)
-    return pooled_layers({lang: FFNSummary.load(store.part("ffn", f"{lang}-parallel.safetensors")) for lang in store.languages})
+    return pooled_layers(
+        {lang: FFNSummary.load(store.part("ffn", f"{lang}-parallel.safetensors")) for lang in store.languages}
+    )
 
 
 __all__ = ["DEFAULT_COMPARE_ANALYSES", "ModelFindings", "ZooComparison", "family_languages", "family_names", "gather",

@@ -2,7 +2,7 @@
 plan that decides which language each training sequence comes from.
 
 Held-out verses never reach training: a verse id is held out in every translation at once
-(:func:`workbench.corpus.split_of` hashes the id, not the text), so the analyses' held-out
+(:func:`workbench.data.corpus.split_of` hashes the id, not the text), so the analyses' held-out
 evaluation is unseen text for every zoo model, whatever translation it reads.
 
 A language's *stream* is its analysis verses, translation after translation in canonical order,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.corpus import BIBLE_TRANSLATIONS, DEFAULT_BIBLE_TRANSLATIONS, BibleCorpus, split_of
+from workbench.data.corpus import BIBLE_TRANSLATIONS, DEFAULT_BIBLE_TRANSLATIONS, BibleCorpus, split_of
 from workbench.errors import WorkbenchError
 from workbench.zoo.mixture import Mixture
 
@@ -42,7 +42,11 @@ def training_verses(language: str) -> list[tuple[str, str]]:
     for translation in (t for t in BIBLE_TRANSLATIONS if t.language == language):
         texts = BibleCorpus({language: translation.code}).texts(language)
         ordered = sorted(texts, key=lambda i: tuple(int(part) for part in i.split(".")))
-        out += [(f"{translation.code}:{i}", texts[i]) for i in ordered if split_of(i, BibleCorpus.heldout_fraction) == "analysis"]
+        out += [
+            (f"{translation.code}:{i}", texts[i])
+            for i in ordered
+            if split_of(i, BibleCorpus.heldout_fraction) == "analysis"
+        ]
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from workbench.corpus import BibleCorpus
+from workbench.data.corpus import BibleCorpus
 
 
 @torch.no_grad()

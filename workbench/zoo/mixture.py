@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from workbench.data.languages import language_name
 from workbench.errors import UnknownLanguageError, WorkbenchError
-from workbench.languages import language_name
 
 
 class MixtureError(WorkbenchError, ValueError):

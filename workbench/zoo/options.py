@@ -1,4 +1,4 @@
-"""The settings of a zoo model, defined once (:mod:`workbench.options`): the command lines
+"""The settings of a zoo model, defined once (:mod:`workbench.runs.options`): the command lines
 ``workbench zoo train`` and ``workbench zoo finetune`` are generated from them, and their
 fingerprint keys a run's checkpoints.
 
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workbench.options import Options, OptionError, option
+from workbench.runs.options import OptionError, Options, option
 
 DEFAULT_MIXTURE = "en=0.5,fr=0.125,de=0.125,ar=0.125,zh=0.125"
 RUN_ONLY = ("device", "checkpoint_every")  # where and how often: they never change the weights
@@ -57,7 +57,9 @@ class ZooOptions(Options):
         if self.batch_tokens < self.context:
             raise OptionError(f"--batch-tokens {self.batch_tokens} is below --context {self.context}; "
                               "a step holds at least one sequence.")  # fmt: skip
-        object.__setattr__(self, "tokenizer_languages", tuple(dict.fromkeys(x.lower() for x in self.tokenizer_languages)))
+        object.__setattr__(
+            self, "tokenizer_languages", tuple(dict.fromkeys(x.lower() for x in self.tokenizer_languages))
+        )
 
     def identity(self) -> dict:
         """The settings that decide the weights (not the device or checkpoint interval). ``base``

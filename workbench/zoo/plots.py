@@ -12,11 +12,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.ffn import spearman
-from workbench.languages import language_name
-from workbench.plotting import PALETTE
-from workbench.report import Section, render
-from workbench.results import atomic_write_bytes, read_manifest
+from workbench.data.languages import language_name
+from workbench.ffn.statistics import spearman
+from workbench.runs.plotting import PALETTE
+from workbench.runs.report import Section, render
+from workbench.runs.results import atomic_write_bytes, read_manifest
 from workbench.zoo.compare import ZooComparison
 
 REPORT = "report.html"
@@ -147,10 +147,14 @@ def loss_verdict(comparison: ZooComparison) -> str:
     share and loss over every (model, language) pair."""
     parts, pairs = [], []
     for lang in comparison.languages:
-        points = sorted((m.shares.get(lang, 0.0), m.heldout_loss[lang]) for m in comparison.models if lang in m.heldout_loss)
+        points = sorted(
+            (m.shares.get(lang, 0.0), m.heldout_loss[lang]) for m in comparison.models if lang in m.heldout_loss
+        )
         pairs += points
         if points[0][0] != points[-1][0]:
-            parts.append(f"{lang} {points[0][1]:.2f} at {points[0][0]:.0%} vs {points[-1][1]:.2f} at {points[-1][0]:.0%}")
+            parts.append(
+                f"{lang} {points[0][1]:.2f} at {points[0][0]:.0%} vs {points[-1][1]:.2f} at {points[-1][0]:.0%}"
+            )
     if not parts:
         losses = {m.name: np.mean(list(m.heldout_loss.values())) for m in comparison.models}
         return "Every model saw the same mixture; mean held-out loss: " + ", ".join(
@@ -203,8 +207,10 @@ def ffn_verdict(comparison: ZooComparison) -> str:
     parts = [f"{m.name} ({m.layers} layers): adjacent-layer CKA {m.adjacent_similarity('detector'):.2f} "
              f"(detectors), {m.adjacent_similarity('combinator'):.2f} (combinators), mean held-out loss "
              f"{np.mean(list(m.heldout_loss.values())):.3f}" for m in models if m.layers > 1]  # fmt: skip
-    return ("; ".join(parts) + ". Over-layerization (2404.13855) would show as a deeper model whose consecutive "
-            "layers are near copies (CKA near 1) and whose loss is no better than a shallower sibling's.")
+    return (
+        "; ".join(parts) + ". Over-layerization (2404.13855) would show as a deeper model whose consecutive "
+        "layers are near copies (CKA near 1) and whose loss is no better than a shallower sibling's."
+    )
 
 
 def sections(comparison: ZooComparison) -> list[Section]:

@@ -24,17 +24,17 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from workbench.corpus import BibleCorpus
+from workbench.data.corpus import BibleCorpus
 from workbench.errors import UnknownModelError, WorkbenchError
-from workbench.results import environment, save_json
-from workbench.zoo.catalog import MANIFEST, ZOO_FORMAT, trained, zoo_root
+from workbench.models.catalog import MANIFEST, ZOO_FORMAT, trained, zoo_root
+from workbench.runs.results import environment, save_json
 from workbench.zoo.data import SequencePlan, available_languages, language_stream
 from workbench.zoo.mixture import Mixture, MixtureError
 from workbench.zoo.options import SHAPE, ZooOptions
@@ -104,7 +104,11 @@ def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
     token ids mean the same."""
     info = base_manifest(options.base, zoo)
     theirs, base_languages = info["options"], info["tokenizer"]["languages"]
-    differ = [f"{ZooOptions.flag(k)} {getattr(options, k)} (base: {theirs[k]})" for k in SHAPE if getattr(options, k) != theirs[k]]
+    differ = [
+        f"{ZooOptions.flag(k)} {getattr(options, k)} (base: {theirs[k]})"
+        for k in SHAPE
+        if getattr(options, k) != theirs[k]
+    ]
     if sorted(languages) != sorted(base_languages):
         differ.append(f"--tokenizer-languages {','.join(languages)} (base: {','.join(base_languages)})")
     if differ:
@@ -184,11 +188,15 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
     model.eval()
     from workbench.zoo.evaluate import heldout_losses
 
-    evaluated = list(dict.fromkeys([*mixture.languages, *(base["heldout_loss"] if base else ())]))  # a fine-tune: the base's too
+    evaluated = list(
+        dict.fromkeys([*mixture.languages, *(base["heldout_loss"] if base else ())])
+    )  # a fine-tune: the base's too
     held = heldout_losses(model, tokenizer, evaluated, options.heldout_verses, options.context, options.device)
     model.save_pretrained(work / "model")
     tokenizer.save_pretrained(work / "model")
-    save_json(work / "model" / MANIFEST, manifest(name, options, mixture, plan, model, tokenizer_folder, state, held, base))
+    save_json(
+        work / "model" / MANIFEST, manifest(name, options, mixture, plan, model, tokenizer_folder, state, held, base)
+    )
     if folder.exists():
         shutil.rmtree(folder)
     (work / "model").rename(folder)
@@ -236,7 +244,7 @@ def manifest(name: str, options: ZooOptions, mixture: Mixture, plan: SequencePla
         "tokens_per_second": round(tokens / max(state["seconds"], 1e-9), 1), "device": options.device,
         "losses": [round(x, 5) for x in state["losses"]], "heldout_loss": heldout,
         **({"base": base} if base else {}), "versions": environment(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
 
 
@@ -262,7 +270,9 @@ def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
     if force:
         shutil.rmtree(work, ignore_errors=True)
     elif (folder / MANIFEST).exists():
-        raise ZooExistsError(f"Zoo model {name!r} exists ({folder}); pass --force to train it again, or pick another name.")
+        raise ZooExistsError(
+            f"Zoo model {name!r} exists ({folder}); pass --force to train it again, or pick another name."
+        )
     work.mkdir(parents=True, exist_ok=True)
     return folder, work
 
@@ -290,5 +300,13 @@ def resume(work: Path, options: ZooOptions, fingerprint: str, model, optimizer) 
     return {"step": saved["step"], "losses": list(saved["losses"]), "seconds": saved["seconds"]}
 
 
-__all__ = ["ZooExistsError", "base_manifest", "build_model", "copy_twin", "learning_rate", "plan_run", "train",
-           "trained_twin"]
+__all__ = [
+    "ZooExistsError",
+    "base_manifest",
+    "build_model",
+    "copy_twin",
+    "learning_rate",
+    "plan_run",
+    "train",
+    "trained_twin",
+]

@@ -8,17 +8,22 @@ import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
 from workbench.analyses.ablate.options import Options
-from workbench.analyses.ablate.plots import comparison_figure, cross_language_figure, deactivation_figure, settings_figure
-from workbench.batching import tokenize
-from workbench.corpus import Corpus
-from workbench.deactivation import AblationResult as Result
-from workbench.deactivation import DeactivationResult, run_deactivation
-from workbench.langid import default_classifier, vocab_languages
-from workbench.layer_language import token_categories
-from workbench.measures import MeasureMemo
-from workbench.report import Section
-from workbench.selection import SET_NAMES
-from workbench.store import Store
+from workbench.analyses.ablate.plots import (
+    comparison_figure,
+    cross_language_figure,
+    deactivation_figure,
+    settings_figure,
+)
+from workbench.data.batching import tokenize
+from workbench.data.corpus import Corpus
+from workbench.interventions.deactivation import AblationResult as Result
+from workbench.interventions.deactivation import DeactivationResult, run_deactivation
+from workbench.interventions.measures import MeasureMemo
+from workbench.language.langid import default_classifier, vocab_languages
+from workbench.lens.layer_language import token_categories
+from workbench.neurons.selection import SET_NAMES
+from workbench.runs.report import Section
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 

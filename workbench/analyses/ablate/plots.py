@@ -5,12 +5,11 @@ Plotting only: every function takes a result, computes nothing."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
-
 from plotly.subplots import make_subplots
 
-from workbench.deactivation import AblationResult, DeactivationResult
-from workbench.languages import language_name
-from workbench.selection import SET_NAMES
+from workbench.data.languages import language_name
+from workbench.interventions.deactivation import AblationResult, DeactivationResult
+from workbench.neurons.selection import SET_NAMES
 
 _UNITS = {"loss": "loss increase (nats/token)", "accuracy": "accuracy drop", "fidelity": "fidelity drop"}
 

@@ -25,18 +25,18 @@ from workbench.analyses.clt_graph import Options as GraphOptions
 from workbench.analyses.clt_graph.analysis import GraphRow, answer_rank, stored_view, summarise, view_of
 from workbench.analyses.clt_graph.plots import view_figure
 from workbench.analyses.clt_train.analysis import documents, transcoder
-from workbench.batching import tokenize
 from workbench.clt.attribution import attribute
 from workbench.clt.diff import Diff, FeatureChange, Side
 from workbench.clt.features import Context, FeatureStats, feature_stats, top_contexts
 from workbench.clt.graph import Graph, jaccard
 from workbench.clt.quality import LayerQuality, layer_quality
-from workbench.corpus import Corpus
+from workbench.data.batching import tokenize
+from workbench.data.corpus import Corpus
+from workbench.data.prompts import PromptSet
 from workbench.errors import WorkbenchError
-from workbench.prompts import PromptSet
-from workbench.report import Section
-from workbench.results import Result as Base
-from workbench.store import Store
+from workbench.runs.report import Section
+from workbench.runs.results import Result as Base
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 SIDES = ("base", "tuned")
@@ -84,7 +84,7 @@ def tuned_model(spec: str, model, store: Store) -> Iterator:
     """The fine-tuned model for the block: a delta applied to ``model``, or another model loaded."""
     path = Path(spec)
     if path.suffix == ".safetensors":
-        from workbench.finetune import NeuronDelta
+        from workbench.interventions.finetune import NeuronDelta
 
         if not path.is_file():
             raise WorkbenchError(f"No delta file {path}; finetune deltas are under RESULTS/parts/finetune-*/deltas/.")
@@ -96,7 +96,7 @@ def tuned_model(spec: str, model, store: Store) -> Iterator:
         with delta.applied(model):
             yield model
         return
-    from workbench.models import load_model
+    from workbench.models.loading import load_model
 
     other = load_model(spec, device=store.run.device)
     _check_same_shape(model, other, spec)
@@ -104,15 +104,30 @@ def tuned_model(spec: str, model, store: Store) -> Iterator:
 
 
 def _check_same_shape(model, other, spec: str) -> None:
-    keys = ("n_layers", "d_model", "d_vocab", "d_mlp", "n_heads", "gated_mlp", "normalization_type", "act_fn",
-            "positional_embedding_type")
+    keys = (
+        "n_layers",
+        "d_model",
+        "d_vocab",
+        "d_mlp",
+        "n_heads",
+        "gated_mlp",
+        "normalization_type",
+        "act_fn",
+        "positional_embedding_type",
+    )
     differ = [k for k in keys if getattr(model.cfg, k) != getattr(other.cfg, k)]
     if differ:
         raise WorkbenchError(f"{spec} differs from the run's model in {', '.join(differ)}; the base transcoder reads "
                              "only a fine-tune of the run's model (same shape and tokenizer).")  # fmt: skip
     sample = "In the beginning God created the heaven and the earth."
-    if other.tokenizer is not None and model.tokenizer is not None and other.to_tokens(sample).tolist() != model.to_tokens(sample).tolist():
-        raise WorkbenchError(f"{spec} tokenizes text differently from the run's model; diff a fine-tune of the same model.")
+    if (
+        other.tokenizer is not None
+        and model.tokenizer is not None
+        and other.to_tokens(sample).tolist() != model.to_tokens(sample).tolist()
+    ):
+        raise WorkbenchError(
+            f"{spec} tokenizes text differently from the run's model; diff a fine-tune of the same model."
+        )
 
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
@@ -153,7 +168,9 @@ def _prompt(options: Options, store: Store):
     language = options.language or store.languages[0]
     prompts = PromptSet.load().prompts([options.task], [language])
     if not prompts:
-        raise WorkbenchError(f"Task {options.task} has no prompt in {language}; choose another --clt-diff-task or --clt-diff-language.")
+        raise WorkbenchError(
+            f"Task {options.task} has no prompt in {language}; choose another --clt-diff-task or --clt-diff-language."
+        )
     return prompts[0]
 
 
@@ -179,7 +196,9 @@ def figures(result: Result) -> dict[str, go.Figure]:
            "clt_diff_identity": identity_figure(result)}  # fmt: skip
     for view in result.views:
         graph, pruned, labels = view_of(view)
-        out[f"clt_diff_graph_{view['side']}"] = view_figure(graph, pruned, labels, {**view, "language": f"{view['language']}, {view['side']}"})
+        out[f"clt_diff_graph_{view['side']}"] = view_figure(
+            graph, pruned, labels, {**view, "language": f"{view['language']}, {view['side']}"}
+        )
     return out
 
 
@@ -188,7 +207,9 @@ def verdict(result: Result) -> str:
     moved = [row[next(k for k in row if k.startswith("features |d frequency|"))] for row in result.layers]
     mean_d = [row["mean |d frequency|"] for row in result.layers]
     if not any(mean_d):
-        return "Nothing changed: the fine-tuned model uses the base transcoder's features exactly as the base model does."
+        return (
+            "Nothing changed: the fine-tuned model uses the base transcoder's features exactly as the base model does."
+        )
     peak = int(np.argmax(mean_d))
     fvu = [(np.mean([result.fvu[lang][layer][0] for lang in result.languages]),
             np.mean([result.fvu[lang][layer][1] for lang in result.languages])) for layer in range(result.n_layers)]  # fmt: skip

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workbench.options import Options as Base
-from workbench.options import OptionError, RunOptions, option
+from workbench.runs.options import OptionError, RunOptions, option
+from workbench.runs.options import Options as Base
 
 requires: tuple[str, ...] = ("clt-train",)
 
@@ -30,7 +30,9 @@ class Options(Base):
 
     def check_run(self, run: RunOptions) -> None:
         if not self.tuned:
-            raise OptionError("--clt-diff-tuned is needed: a finetune delta (.safetensors) or a model (zoo:NAME, folder).")
+            raise OptionError(
+                "--clt-diff-tuned is needed: a finetune delta (.safetensors) or a model (zoo:NAME, folder)."
+            )
         if self.language and self.language not in run.languages:
             raise OptionError(f"--clt-diff-language {self.language} is not among the run's --languages "
                               f"({', '.join(run.languages)}); add it there.")  # fmt: skip

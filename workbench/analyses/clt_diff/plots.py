@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.languages import language_name
+from workbench.data.languages import language_name
 
 
 def layers_figure(result) -> go.Figure:
@@ -31,7 +31,9 @@ def fvu_figure(result) -> go.Figure:
         name = f"{lang} · {language_name(lang)}"
         fig.add_trace(go.Scatter(x=layers, y=[p[0] for p in result.fvu[lang]], name=f"{name}, base", line={"dash": "dash"},
                                  legendgroup=lang))  # fmt: skip
-        fig.add_trace(go.Scatter(x=layers, y=[p[1] for p in result.fvu[lang]], name=f"{name}, fine-tuned", legendgroup=lang))
+        fig.add_trace(
+            go.Scatter(x=layers, y=[p[1] for p in result.fvu[lang]], name=f"{name}, fine-tuned", legendgroup=lang)
+        )
     fig.update_layout(title="Reconstruction error (FVU) of the base transcoder, base vs fine-tuned", xaxis_title="layer",
                       yaxis_title="FVU", xaxis_dtick=1, height=400)  # fmt: skip
     return fig
@@ -44,7 +46,9 @@ def identity_figure(result) -> go.Figure:
         rows = [r for r in result.identity if r["language"] == lang]
         fig.add_trace(go.Scatter(x=[r["score base"] for r in rows], y=[r["score fine-tuned"] for r in rows], mode="markers",
                                  name=f"{lang} · {language_name(lang)}", text=[r["feature"] for r in rows]))  # fmt: skip
-    fig.add_trace(go.Scatter(x=[-1, 1], y=[-1, 1], mode="lines", line={"color": "#999", "dash": "dot"}, name="unchanged"))
+    fig.add_trace(
+        go.Scatter(x=[-1, 1], y=[-1, 1], mode="lines", line={"color": "#999", "dash": "dot"}, name="unchanged")
+    )
     fig.update_layout(title="Identity features' strength: base vs fine-tuned (below the diagonal: weakened)",
                       xaxis_title="identity score, base", yaxis_title="identity score, fine-tuned", height=420)  # fmt: skip
     return fig

@@ -16,12 +16,12 @@ from workbench.analyses.clt_features.options import Options
 from workbench.analyses.clt_features.plots import cards_figure, counts_figure, share_figure
 from workbench.analyses.clt_train.analysis import documents, transcoder
 from workbench.clt.features import Context, FeatureStats, LanguageFeatures, feature_stats, top_contexts
-from workbench.corpus import Corpus
+from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError
-from workbench.ffn import spearman
-from workbench.report import Section
-from workbench.results import Result as Base
-from workbench.store import Store
+from workbench.ffn.statistics import spearman
+from workbench.runs.report import Section
+from workbench.runs.results import Result as Base
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
@@ -93,7 +93,11 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 def _card(feats: LanguageFeatures, layer: int, feature: int, kind: str) -> FeatureCard:
     langs = feats.languages
-    score = feats.identity_score()[langs.index(kind), layer, feature] if kind in langs else feats.frequency[:, layer, feature].min()
+    score = (
+        feats.identity_score()[langs.index(kind), layer, feature]
+        if kind in langs
+        else feats.frequency[:, layer, feature].min()
+    )
     return FeatureCard(layer, feature, kind, {lang: float(feats.frequency[i, layer, feature]) for i, lang in enumerate(langs)},
                        {lang: float(feats.active_mean[i, layer, feature]) for i, lang in enumerate(langs)}, float(score))  # fmt: skip
 
@@ -109,7 +113,9 @@ def _share_bins(feats: LanguageFeatures) -> list[list[int]]:
     """Per layer, a histogram of used features' top-language share (10 bins over [0, 1])."""
     top = feats.share.max(0)
     used = feats.used.any(0)
-    return [np.histogram(top[layer][used[layer]], bins=10, range=(0.0, 1.0))[0].tolist() for layer in range(top.shape[0])]
+    return [
+        np.histogram(top[layer][used[layer]], bins=10, range=(0.0, 1.0))[0].tolist() for layer in range(top.shape[0])
+    ]
 
 
 def _plnd_agreement(store: Store, feats: LanguageFeatures) -> dict:
@@ -150,9 +156,15 @@ def verdict(result: Result) -> str:
             f"language-specific: {', '.join(map(str, spec))}. This {claim}.")  # fmt: skip
     strongest = [(lang, cards[0]) for lang, cards in result.identity.items() if cards]
     if strongest:
-        text += " Strongest identity feature per language: " + "; ".join(
-            f"{lang} {c.name()} (active on {c.frequency[lang]:.0%} of {lang} tokens, at most "
-            f"{max(v for k, v in c.frequency.items() if k != lang):.0%} of another's)" for lang, c in strongest) + "."
+        text += (
+            " Strongest identity feature per language: "
+            + "; ".join(
+                f"{lang} {c.name()} (active on {c.frequency[lang]:.0%} of {lang} tokens, at most "
+                f"{max(v for k, v in c.frequency.items() if k != lang):.0%} of another's)"
+                for lang, c in strongest
+            )
+            + "."
+        )
     if result.plnd:
         text += f" Against PLND's FFN neurons per language and layer: Spearman {result.plnd['spearman']:+.2f}."
     return text

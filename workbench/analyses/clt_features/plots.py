@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from workbench.languages import language_name
+from workbench.data.languages import language_name
 
 
 def counts_figure(result) -> go.Figure:

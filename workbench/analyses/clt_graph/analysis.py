@@ -21,15 +21,15 @@ from tqdm.auto import tqdm
 from workbench.analyses.clt_graph.options import Options
 from workbench.analyses.clt_graph.plots import jaccard_figure, kept_figure, view_figure
 from workbench.analyses.clt_train.analysis import transcoder
-from workbench.batching import tokenize
 from workbench.clt.attribution import Target, attribute, logit_target, mean_unembedding, token_target
 from workbench.clt.graph import Graph, Pruned, jaccard
-from workbench.corpus import Corpus
+from workbench.data.batching import tokenize
+from workbench.data.corpus import Corpus
+from workbench.data.prompts import ParallelPrompt, from_text, read_prompts
 from workbench.errors import WorkbenchError
-from workbench.prompts import ParallelPrompt, from_text, read_prompts
-from workbench.report import Section
-from workbench.results import Result as Base
-from workbench.store import Store
+from workbench.runs.report import Section
+from workbench.runs.results import Result as Base
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
@@ -75,7 +75,9 @@ class Result(Base):
         return [{k: v for k, v in row.__dict__.items() if k not in ("kept", "part")} for row in self.rows]
 
     def jaccard_table(self) -> list[dict]:
-        return [{"tasks": task, **{f"layer {i}": v for i, v in enumerate(values)}} for task, values in self.jaccard.items()]
+        return [
+            {"tasks": task, **{f"layer {i}": v for i, v in enumerate(values)}} for task, values in self.jaccard.items()
+        ]
 
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
@@ -130,7 +132,7 @@ def _targets(model, corpus: Corpus, options: Options):
         fixed = [token_target(model, arg)]
         return lambda p: fixed
     if kind == "language":
-        from workbench.langid import default_classifier, vocab_languages
+        from workbench.language.langid import default_classifier, vocab_languages
 
         vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
         ids = np.nonzero(vocab.is_label(arg))[0].tolist()
@@ -157,7 +159,9 @@ def answer_rank(model, tokens: torch.Tensor, answer: str) -> int:
     return int((logits > logits[token]).sum())
 
 
-def _attribute(model, clt, tokens, targets: list[Target] | None, options: Options, p: ParallelPrompt, store: Store) -> Graph:
+def _attribute(
+    model, clt, tokens, targets: list[Target] | None, options: Options, p: ParallelPrompt, store: Store
+) -> Graph:
     graph = attribute(model, clt, tokens, targets, probability=options.probability, max_logits=options.max_logits,
                       max_features=options.max_features, batch=options.batch, prompt=p.prompt)  # fmt: skip
     graph.meta.update({"model": store.run.model, "task": p.task, "item": p.item, "language": p.language})
@@ -247,7 +251,11 @@ def verdict(result: Result) -> str:
     claim = ("matches the paper's shape (low at the first layer, a peak in the middle, lower late)" if shape
              else "does not match the paper's shape (low at the first layer, a peak in the middle, lower late)")  # fmt: skip
     ranks = [r.answer_rank for r in rows if r.answer_rank >= 0]
-    answers = f" The expected answer is the top next token in {sum(r == 0 for r in ranks)} of {len(ranks)} prompts." if ranks else ""
+    answers = (
+        f" The expected answer is the top next token in {sum(r == 0 for r in ranks)} of {len(ranks)} prompts."
+        if ranks
+        else ""
+    )
     return (f"Overlap of kept features across languages (Jaccard, mean over items and language pairs) per layer: "
             f"{', '.join(f'{v:.3f}' for v in overlap)}, highest in layer {peak}. This {claim}. {scores}{answers}")  # fmt: skip
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workbench.options import Options as Base
-from workbench.options import OptionError, option
+from workbench.runs.options import OptionError, option
+from workbench.runs.options import Options as Base
 
 requires: tuple[str, ...] = ("clt-train",)
 TARGET_KINDS = ("logits", "answer", "token:", "language:")
@@ -44,7 +44,7 @@ class Options(Base):
                 raise OptionError(f"{flag} is a share in [0, 1]; got {value}.")
         if not (self.target in ("logits", "answer") or self.target.startswith(("token:", "language:"))):
             raise OptionError(f"--clt-graph-target {self.target!r}: give logits, answer, token:TEXT or language:LANG.")
-        if self.target.startswith("token:") and not self.target[len("token:"):]:
+        if self.target.startswith("token:") and not self.target[len("token:") :]:
             raise OptionError("--clt-graph-target token: needs the token's text, e.g. token:' big'.")
         if self.prompt and self.prompts:
             raise OptionError("Give --clt-graph-prompt or --clt-graph-prompts, not both.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from workbench.languages import language_name
+from workbench.data.languages import language_name
 
 
 def jaccard_figure(result) -> go.Figure:

@@ -20,12 +20,12 @@ from workbench.analyses.clt_steer.options import Options
 from workbench.analyses.clt_steer.plots import pairs_figure, strength_figure
 from workbench.analyses.clt_train.analysis import documents, transcoder
 from workbench.clt.steering import Intervention, matched_control, steer_measure
-from workbench.corpus import Corpus
+from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
-from workbench.langid import default_classifier, vocab_languages
-from workbench.report import Section
-from workbench.results import Result as Base
-from workbench.store import Store
+from workbench.language.langid import default_classifier, vocab_languages
+from workbench.runs.report import Section
+from workbench.runs.results import Result as Base
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 WORKS_SHARE, WORKS_MARGIN = 0.5, 0.25  # a pair is steered when the target's share reaches 0.5, 0.25 above control
@@ -68,7 +68,9 @@ class Result(Base):
     def mean(self, key: str, kind: str, strength: float) -> float:
         """Mean of ``key`` (e.g. ``share_target``) over the pairs at one strength and kind,
         leaving out cells with no labelled token (NaN where every cell has none)."""
-        kept = [v for r in self.rows if r.kind == kind and r.strength == strength and not math.isnan(v := getattr(r, key))]
+        kept = [
+            v for r in self.rows if r.kind == kind and r.strength == strength and not math.isnan(v := getattr(r, key))
+        ]
         return float(np.mean(kept)) if kept else float("nan")
 
     def best(self) -> list[dict]:
@@ -77,7 +79,9 @@ class Result(Base):
         out = []
         for source, target in dict.fromkeys((r.source, r.target) for r in self.rows):
             cells = {(r.strength, r.kind): r for r in self.rows if (r.source, r.target) == (source, target)}
-            strength = max((s for s, k in cells if k == "identity"), key=lambda s: _ordered(cells[s, "identity"].share_target))
+            strength = max(
+                (s for s, k in cells if k == "identity"), key=lambda s: _ordered(cells[s, "identity"].share_target)
+            )
             ident, control = cells[strength, "identity"], cells.get((strength, "control"))
             by_mass = max((s for s, k in cells if k == "identity"), key=lambda s: cells[s, "identity"].mass_target)
             mass_control = cells.get((by_mass, "control"))
@@ -130,7 +134,9 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
                 continue
 
             def pair(source=source, target=target) -> _Pair:
-                return _Pair(_sweep(model, clt, features, vocab, prompts[source], source, target, options, store.run.seed))
+                return _Pair(
+                    _sweep(model, clt, features, vocab, prompts[source], source, target, options, store.run.seed)
+                )
 
             rows += store.reuse_json(NAME, f"{source}-{target}.json", pair, _Pair).rows
     return store.keep(NAME, Result(rows, {lang: len(p) for lang, p in prompts.items()}, options.to_dict()))
@@ -184,10 +190,17 @@ def verdict(result: Result) -> str:
             f"{_percent(control)} for the control and {_percent(base)} at the lowest strength.")  # fmt: skip
     fails = [b for b in best if not b["works"]]
     if fails and works:
-        text += (" Not steered by that measure (with the highest probability mass on target tokens, and the "
-                 "control's at that strength): ") + "; ".join(
-            f"{b['source']}->{b['target']} ({b['top mass']:.2f} vs {b['control mass']:.2f})" for b in fails[:8]) + (
-            "..." if len(fails) > 8 else "") + ". A continuation with no labelled token has no share: mass is then the only measure."
+        text += (
+            (
+                " Not steered by that measure (with the highest probability mass on target tokens, and the "
+                "control's at that strength): "
+            )
+            + "; ".join(
+                f"{b['source']}->{b['target']} ({b['top mass']:.2f} vs {b['control mass']:.2f})" for b in fails[:8]
+            )
+            + ("..." if len(fails) > 8 else "")
+            + ". A continuation with no labelled token has no share: mass is then the only measure."
+        )
     return text
 
 

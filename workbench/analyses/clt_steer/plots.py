@@ -30,7 +30,10 @@ def pairs_figure(result) -> go.Figure:
     targets = list(dict.fromkeys(b["target"] for b in best))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("identity features", "matched random control"))
     for col, key in ((1, "identity"), (2, "control")):
-        z = [[next((b[key] for b in best if b["source"] == s and b["target"] == t), None) for t in targets] for s in sources]
+        z = [
+            [next((b[key] for b in best if b["source"] == s and b["target"] == t), None) for t in targets]
+            for s in sources
+        ]
         fig.add_trace(go.Heatmap(z=z, x=targets, y=sources, zmin=0, zmax=1, colorscale="Viridis", showscale=col == 2,
                                  colorbar_title="share"), row=1, col=col)  # fmt: skip
     fig.update_xaxes(title_text="target language")

@@ -17,16 +17,16 @@ import plotly.graph_objects as go
 
 from workbench.analyses.clt_train.options import Options
 from workbench.analyses.clt_train.plots import loss_figure, quality_figure, training_figure
-from workbench.batching import tokenize
 from workbench.clt.quality import LayerQuality, layer_quality, replacement_loss
 from workbench.clt.train import TrainSettings, train_clt
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, check_fits
-from workbench.corpus import Corpus
+from workbench.data.batching import tokenize
+from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError, WorkbenchError
-from workbench.models import model_source
-from workbench.report import Section
-from workbench.results import Result as Base
-from workbench.store import Store
+from workbench.models.loading import model_source
+from workbench.runs.report import Section
+from workbench.runs.results import Result as Base
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 TRANSCODER = "transcoder"  # the part holding the finished transcoder
@@ -93,7 +93,9 @@ def documents(model, corpus: Corpus, store: Store, n: int, split: str, seed_offs
     """``n`` parallel verses of ``split`` per language of the run, as token lists (BOS first)."""
     ids = corpus.sample_ids(store.languages, n, split, store.run.seed + seed_offset)
     texts = corpus.parallel(store.languages, ids)
-    return {lang: tokenize(model, texts[lang]["text"], ids, on_too_long=store.run.on_too_long) for lang in store.languages}
+    return {
+        lang: tokenize(model, texts[lang]["text"], ids, on_too_long=store.run.on_too_long) for lang in store.languages
+    }
 
 
 def transcoder(store: Store) -> CrossLayerTranscoder:
@@ -113,7 +115,9 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     if options.load:
         clt, source = _keep(store, _loaded(options.load, model, name)), options.load
     else:
-        training = store.reuse_json(NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training)
+        training = store.reuse_json(
+            NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training
+        )
         clt, source = transcoder(store), "trained"
     held = documents(model, corpus, store, options.heldout, "heldout")
     quality = {lang: store.reuse_json(NAME, f"quality-{lang}.json", lambda: _Quality(
@@ -123,7 +127,9 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
                                    Replacement) for lang in store.languages}  # fmt: skip
     part = store.part(NAME, TRANSCODER)
     folder = str(part.relative_to(store.folder)) if part is not None else ""
-    result = Result(asdict(clt.config), source, folder, quality, loss, training, {"split": "heldout", **options.to_dict()})
+    result = Result(
+        asdict(clt.config), source, folder, quality, loss, training, {"split": "heldout", **options.to_dict()}
+    )
     return store.keep(NAME, result)
 
 
@@ -136,11 +142,17 @@ def _train(model, corpus: Corpus, options: Options, store: Store, name: str) -> 
     """Train the transcoder (resuming from the run's checkpoint), keep it as a part, log the run."""
     config = CLTConfig(model.cfg.n_layers, model.cfg.d_model, options.features, options.per_layer, model=name)
     settings = train_settings(options, store)
-    docs = [doc for lang_docs in documents(model, corpus, store, options.documents, "analysis").values() for doc in lang_docs]
+    docs = [
+        doc
+        for lang_docs in documents(model, corpus, store, options.documents, "analysis").values()
+        for doc in lang_docs
+    ]
     clt, state = train_clt(model, docs, config, settings, store.part(NAME, "checkpoint"), store.show_progress)
     _keep(store, clt.eval())
     every = max(1, settings.steps // 200)
-    log = [{"step": i + 1, **entry} for i, entry in enumerate(state.log) if (i + 1) % every == 0 or i + 1 == len(state.log)]
+    log = [
+        {"step": i + 1, **entry} for i, entry in enumerate(state.log) if (i + 1) % every == 0 or i + 1 == len(state.log)
+    ]
     return Training(state.seconds, settings.steps * settings.batch_tokens, settings.steps, every, log)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.languages import language_name
+from workbench.data.languages import language_name
 
 
 def quality_figure(result) -> go.Figure:

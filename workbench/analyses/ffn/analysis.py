@@ -10,14 +10,14 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.ffn.options import Options
 from workbench.analyses.ffn.plots import ffn_correlation_figure, ffn_heatmap_figure, ffn_layer_figure, similarity_figure
-from workbench.batching import tokenize
-from workbench.corpus import Corpus
-from workbench.ffn import SUBLAYERS, FFNSummary, summarise
-from workbench.ffn import FFNResult as Result
-from workbench.models import load_model, model_source
-from workbench.report import Section
-from workbench.similarity import MEASURES, layer_similarity
-from workbench.store import Store
+from workbench.data.batching import tokenize
+from workbench.data.corpus import Corpus
+from workbench.ffn.similarity import MEASURES, layer_similarity
+from workbench.ffn.statistics import SUBLAYERS, FFNSummary, summarise
+from workbench.ffn.statistics import FFNResult as Result
+from workbench.models.loading import load_model, model_source
+from workbench.runs.report import Section
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
@@ -48,8 +48,12 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     unrelated_ids = sorted(random.Random(seed + 1).sample(rest, min(options.documents, len(rest))))
     parallel, unrelated = {}, {}
     for lang in tqdm(langs, desc="ffn", unit=" languages", disable=not store.show_progress):
-        parallel[lang] = _summary(model, corpus, options, store, lang, parallel_ids, True, f"{lang}-parallel.safetensors")
-        unrelated[lang] = _summary(model, corpus, options, store, lang, unrelated_ids, False, f"{lang}-unrelated.safetensors")
+        parallel[lang] = _summary(
+            model, corpus, options, store, lang, parallel_ids, True, f"{lang}-parallel.safetensors"
+        )
+        unrelated[lang] = _summary(
+            model, corpus, options, store, lang, unrelated_ids, False, f"{lang}-unrelated.safetensors"
+        )
     name = model_source(model).get("name", store.run.model)
     reps = pooled_layers(parallel)
     comparisons = [(name, reps)]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.plotting import PALETTE
-from workbench.ffn import FFNResult
-
+from workbench.ffn.statistics import FFNResult
+from workbench.runs.plotting import PALETTE
 
 _FFN_MEASURES = {"sparsity": "sparsity (share of near-zero values)", "frequency": "mean activation frequency",
                  "rare": "share of units active < 1%", "flatness": "flatness (entropy / log units)"}  # fmt: skip

@@ -10,17 +10,17 @@ from tqdm.auto import tqdm
 from workbench.analyses.ablate import Options as AblateOptions
 from workbench.analyses.finetune.options import Options
 from workbench.analyses.finetune.plots import enhancement_figure, enhancement_matrix_figure, training_curve_figure
-from workbench.batching import tokenize
-from workbench.corpus import Corpus
-from workbench.enhancement import EnhancementResult as Result
-from workbench.enhancement import run_enhancement
+from workbench.data.batching import tokenize
+from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
-from workbench.langid import default_classifier, vocab_languages
-from workbench.layer_language import token_categories
-from workbench.measures import MeasureMemo
-from workbench.options import OptionError
-from workbench.report import Section
-from workbench.store import Store
+from workbench.interventions.enhancement import EnhancementResult as Result
+from workbench.interventions.enhancement import run_enhancement
+from workbench.interventions.measures import MeasureMemo
+from workbench.language.langid import default_classifier, vocab_languages
+from workbench.lens.layer_language import token_categories
+from workbench.runs.options import OptionError
+from workbench.runs.report import Section
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 

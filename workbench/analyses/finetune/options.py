@@ -1,81 +1,9 @@
-"""Settings of neuron fine-tuning: the training itself, and the enhancement experiment around it."""
+"""Settings of neuron fine-tuning and the enhancement experiment (defined with them, in
+:mod:`workbench.interventions.options`)."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import ClassVar
-
-from workbench.options import Options as Base
-from workbench.options import OptionError, among_run, option
-from workbench.selection import SET_KINDS
+from workbench.interventions.options import TARGETS, TrainOptions
+from workbench.interventions.options import EnhancementOptions as Options
 
 requires: tuple[str, ...] = ("plnd",)
-TARGETS: tuple[str, ...] = ("de", "sw")  # a high- and a lower-resource language (MWork Fig. 4, Table 6)
 
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Causal-LM training of a neuron set (AdamW on its entries only, constant learning rate).
-
-    The paper gives no optimiser settings; these defaults are ours. ``batch_tokens`` bounds the
-    padded tokens per optimiser step.
-    """
-
-    epochs: int = 1
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batch_tokens: int = 512
-    biases: bool | None = None  # None: only where the model has non-zero biases
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.lr <= 0 or self.batch_tokens < 2:
-            raise ValueError("Training needs epochs >= 1, lr > 0 and batch_tokens >= 2.")
-
-
-@dataclass(frozen=True)
-class Options(Base):
-    """Which languages' neurons are trained on how many documents, the random control, training."""
-
-    ANALYSIS: ClassVar[str] = "finetune"
-    PRESETS: ClassVar[dict[str, dict]] = {}
-
-    languages: tuple[str, ...] = option((), "languages whose neurons are trained (default: de and sw among "
-                                        "the run's languages, else its first non-English one)")  # fmt: skip
-    eval_languages: tuple[str, ...] = option((), "languages measured before and after (default: the "
-                                             "deactivation languages plus the targets)")  # fmt: skip
-    sizes: tuple[int, ...] = option((100, 200, 400, 800), "training documents per run (nested samples)", minimum=1)
-    random_size: int = option(400, "training documents of the random-neuron control (0: none)", minimum=0)
-    sets: str = option("plnd", "which neuron sets to train", choices=SET_KINDS)
-    documents: int = option(16, "held-out verses per evaluated language", minimum=1)
-    epochs: int = option(TrainOptions.epochs, "passes over the training documents", minimum=1)
-    lr: float = option(TrainOptions.lr, "AdamW learning rate (constant)")
-    batch_tokens: int = option(TrainOptions.batch_tokens, "padded tokens per training step", minimum=2)
-
-    def validate(self) -> None:
-        if not self.sizes:
-            raise OptionError("--finetune-sizes is empty; give training sizes such as 100,200,400.")
-        if self.lr <= 0:
-            raise OptionError(f"--finetune-lr must be positive; got {self.lr}.")
-
-    def check_run(self, run) -> None:
-        self.targets(list(run.languages))
-        among_run(self.eval_languages, list(run.languages), self.flag("eval_languages"))
-
-    @property
-    def documents_needed(self) -> int:
-        return max(max(self.sizes), self.random_size)
-
-    def train(self, seed: int) -> TrainOptions:
-        return TrainOptions(epochs=self.epochs, lr=self.lr, batch_tokens=self.batch_tokens, seed=seed)
-
-    def targets(self, run_languages: list[str]) -> list[str]:
-        if self.languages:
-            return among_run(self.languages, run_languages, self.flag("languages"))
-        chosen = [lang for lang in run_languages if lang in TARGETS]
-        return chosen or [lang for lang in run_languages if lang != "en"][:1]
-
-    def evaluated(self, run_languages: list[str], default: list[str]) -> list[str]:
-        chosen = among_run(self.eval_languages, run_languages, self.flag("eval_languages")) or default
-        return list(dict.fromkeys([*chosen, *self.targets(run_languages)]))
+__all__ = ["TARGETS", "Options", "TrainOptions", "requires"]

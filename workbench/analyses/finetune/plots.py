@@ -5,9 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.languages import language_name
-from workbench.enhancement import EnhancementResult
-
+from workbench.data.languages import language_name
+from workbench.interventions.enhancement import EnhancementResult
 
 _GAIN_UNITS = {"loss": "loss decrease (nats/token)", "accuracy": "accuracy gain", "fidelity": "fidelity gain"}
 
@@ -63,7 +62,10 @@ def training_curve_figure(result: EnhancementResult, window: int = 5) -> go.Figu
     fig = go.Figure()
     for run in result.runs:
         losses = run.losses
-        smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
         fig.add_scatter(x=list(range(1, len(losses) + 1)), y=smooth, mode="lines",
                         name=f"{run.target} · {'its neurons' if run.kind == 'language' else 'random'} · {run.size}",
                         line=dict(dash="solid" if run.kind == "language" else "dot"))  # fmt: skip

@@ -7,12 +7,12 @@ import plotly.graph_objects as go
 
 from workbench.analyses.lens.options import Options
 from workbench.analyses.lens.plots import lens_mass_figure, lens_share_figure
-from workbench.corpus import Corpus
-from workbench.langid import default_classifier, heldout_accuracy, vocab_languages
-from workbench.layer_language import LayerLanguages, layer_names, lens_language
-from workbench.layer_language import LensResult as Result
-from workbench.report import Section
-from workbench.store import Store
+from workbench.data.corpus import Corpus
+from workbench.language.langid import default_classifier, heldout_accuracy, vocab_languages
+from workbench.lens.layer_language import LayerLanguages, layer_names, lens_language
+from workbench.lens.layer_language import LensResult as Result
+from workbench.runs.report import Section
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
@@ -32,9 +32,15 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             seed=store.run.seed, on_too_long=store.run.on_too_long, show_progress=store.show_progress,
         )  # fmt: skip
 
-    results = {lang: store.reuse_json(NAME, f"{lang}.json", lambda: lens(lang), LayerLanguages) for lang in store.languages}
-    accuracy = heldout_accuracy(model.tokenizer, vocab, corpus, store.languages, options.accuracy_documents, store.run.seed)
-    result = Result(results, layer_names(model), {"split": "analysis", **options.to_dict()}, classifier.describe(), accuracy)
+    results = {
+        lang: store.reuse_json(NAME, f"{lang}.json", lambda: lens(lang), LayerLanguages) for lang in store.languages
+    }
+    accuracy = heldout_accuracy(
+        model.tokenizer, vocab, corpus, store.languages, options.accuracy_documents, store.run.seed
+    )
+    result = Result(
+        results, layer_names(model), {"split": "analysis", **options.to_dict()}, classifier.describe(), accuracy
+    )
     return store.keep(NAME, result)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workbench.options import Options as Base
-from workbench.options import option
+from workbench.runs.options import Options as Base
+from workbench.runs.options import option
 
 requires: tuple[str, ...] = ()
 POSITIONS: tuple[str, ...] = ("sample", "all", "last")

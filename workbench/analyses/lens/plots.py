@@ -5,9 +5,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.languages import language_name
-from workbench.plotting import PALETTE
-from workbench.layer_language import LensResult
+from workbench.data.languages import language_name
+from workbench.lens.layer_language import LensResult
+from workbench.runs.plotting import PALETTE
 
 
 def lens_share_figure(result: LensResult) -> go.Figure:

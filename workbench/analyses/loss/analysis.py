@@ -6,11 +6,11 @@ import plotly.graph_objects as go
 
 from workbench.analyses.loss.options import Options
 from workbench.analyses.loss.plots import loss_figure
-from workbench.corpus import Corpus
-from workbench.perplexity import LanguageLoss, language_loss
-from workbench.perplexity import LossResult as Result
-from workbench.report import Section
-from workbench.store import Store
+from workbench.data.corpus import Corpus
+from workbench.interventions.perplexity import LanguageLoss, language_loss
+from workbench.interventions.perplexity import LossResult as Result
+from workbench.runs.report import Section
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
@@ -26,8 +26,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
                              store.run.on_too_long, store.show_progress)  # fmt: skip
 
     losses = {
-        lang: store.reuse_json(NAME, f"{lang}.json", lambda: measure(lang), LanguageLoss)
-        for lang in store.languages
+        lang: store.reuse_json(NAME, f"{lang}.json", lambda: measure(lang), LanguageLoss) for lang in store.languages
     }
     return store.keep(NAME, Result(losses, settings={"split": "heldout", **options.to_dict()}))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.languages import language_name
-from workbench.perplexity import LossResult
+from workbench.data.languages import language_name
+from workbench.interventions.perplexity import LossResult
 
 
 def loss_figure(result: LossResult, title: str = "Held-out loss per language") -> go.Figure:
@@ -18,9 +18,7 @@ def loss_figure(result: LossResult, title: str = "Held-out loss per language") -
     rows = result.table()
     labels = [f"{r['language']} · {language_name(r['language'])}" for r in rows]
     hover = [[r["perplexity"], r["documents"], r["tokens"], r["source"]] for r in rows]
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("loss per token (nats)", "loss per UTF-8 byte (bits)")
-    )
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss per token (nats)", "loss per UTF-8 byte (bits)"))
     fig.add_trace(
         go.Bar(
             x=labels,

@@ -8,11 +8,11 @@ import plotly.graph_objects as go
 
 from workbench.analyses.plnd.options import Options
 from workbench.analyses.plnd.plots import overlap_figure, plnd_layer_figure
-from workbench.corpus import Corpus
-from workbench.plnd import ImportanceSummary, language_importance
-from workbench.plnd import PLNDResult as Result
-from workbench.report import Section
-from workbench.store import Store
+from workbench.data.corpus import Corpus
+from workbench.neurons.plnd import ImportanceSummary, language_importance
+from workbench.neurons.plnd import PLNDResult as Result
+from workbench.runs.report import Section
+from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
@@ -32,8 +32,13 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         )  # fmt: skip
 
     summaries = {
-        lang: store.reuse(NAME, f"{lang}.safetensors", lambda: summarise(lang), ImportanceSummary.load,
-                          lambda summary, path: summary.save(path))  # fmt: skip
+        lang: store.reuse(
+            NAME,
+            f"{lang}.safetensors",
+            lambda: summarise(lang),
+            ImportanceSummary.load,
+            lambda summary, path: summary.save(path),
+        )  # fmt: skip
         for lang in store.languages
     }
     result = Result.build(model, summaries, selection, {"split": "analysis", **options.to_dict()})
@@ -61,7 +66,9 @@ def verdict(result: Result) -> str:
                  "a set off removes these shared neurons too, which is why the deactivation compares it with the "
                  "set without them. ")  # fmt: skip
     if stability:
-        text += f"The sets found on two halves of the verses agree with Jaccard {min(stability):.2f}-{max(stability):.2f}."
+        text += (
+            f"The sets found on two halves of the verses agree with Jaccard {min(stability):.2f}-{max(stability):.2f}."
+        )
     return text
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from workbench.options import Options as Base
-from workbench.options import OptionError, option
-from workbench.selection import RULES, STRUCTURES, Selection
+from workbench.neurons.selection import RULES, STRUCTURES, Selection
+from workbench.runs.options import OptionError, option
+from workbench.runs.options import Options as Base
 
 requires: tuple[str, ...] = ()
 _DEFAULT = Selection()
@@ -16,7 +16,7 @@ _DEFAULT = Selection()
 @dataclass(frozen=True)
 class Options(Base):
     """The documents PLND reads, the structures it scores, and the selection rule (its defaults
-    are :class:`~workbench.selection.Selection`'s)."""
+    are :class:`~workbench.neurons.selection.Selection`'s)."""
 
     ANALYSIS: ClassVar[str] = "plnd"
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {"documents": 64}}

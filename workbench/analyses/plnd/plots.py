@@ -5,9 +5,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.languages import language_name
-from workbench.plotting import PALETTE
-from workbench.plnd import PLNDResult
+from workbench.data.languages import language_name
+from workbench.neurons.plnd import PLNDResult
+from workbench.runs.plotting import PALETTE
 
 
 def plnd_layer_figure(result: PLNDResult) -> go.Figure:

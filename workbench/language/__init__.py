@@ -1,0 +1,4 @@
+"""Which language a token is: offline identification of decoded vocabulary pieces.
+
+Layer: above :mod:`workbench.runs` (its labels are cached with the run's result helpers).
+"""

@@ -1,0 +1,198 @@
+"""The logit lens: decode the residual stream after every layer into vocabulary tokens.
+
+For each selected position and each layer (layer 0 = the embeddings, layer i = after block i-1),
+the residual is read out through the final norm and the unembedding (``final_norm=False`` skips
+the norm, the variant some papers use), and reduced at once, a chunk of rows at a time, to:
+
+* the top-k tokens and their probabilities,
+* the entropy of the distribution (nats),
+* the probability of the model's own final top token at that position,
+* the probability mass on groups of vocabulary tokens (e.g. all English tokens, all tokens of
+  the input language), for the Wendler-style "latent language" curves.
+
+Nothing of size ``[layers x positions x vocab]`` is kept: only these reductions.
+The blocks run once per batch (``stop_at_layer``: the model's own unembedding is never computed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from workbench.data.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
+from workbench.lens.readout import DEFAULT_CHUNK_ROWS, logits_of_rows
+from workbench.runs.distributed import all_gather, shard
+
+Positions = Literal["all", "last", "sample"]
+
+
+def lens_hook_names(model) -> list[str]:
+    """Hook names of the residual stream read by the lens: embeddings, then after each block."""
+    return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+
+
+@dataclass
+class LensReadout:
+    """Per layer and selected position: top-k tokens, entropy, final-token probability, group masses."""
+
+    doc: np.ndarray  # [P] index of the document of each selected position
+    position: np.ndarray  # [P] token position within its document
+    topk_ids: np.ndarray  # [L, P, k]
+    topk_probs: np.ndarray  # [L, P, k]
+    entropy: np.ndarray  # [L, P]
+    final_top_prob: np.ndarray  # [L, P]
+    group_mass: np.ndarray  # [L, P, G]
+    groups: list[str]
+
+    @property
+    def n_layers(self) -> int:
+        return self.topk_ids.shape[0]
+
+    @staticmethod
+    def concat(parts: Sequence[LensReadout]) -> LensReadout:
+        first = parts[0]
+        return LensReadout(
+            doc=np.concatenate([p.doc for p in parts]),
+            position=np.concatenate([p.position for p in parts]),
+            topk_ids=np.concatenate([p.topk_ids for p in parts], axis=1),
+            topk_probs=np.concatenate([p.topk_probs for p in parts], axis=1),
+            entropy=np.concatenate([p.entropy for p in parts], axis=1),
+            final_top_prob=np.concatenate([p.final_top_prob for p in parts], axis=1),
+            group_mass=np.concatenate([p.group_mass for p in parts], axis=1),
+            groups=first.groups,
+        )
+
+    def in_document_order(self) -> LensReadout:
+        """The rows sorted by (document, position): the same readout however documents were batched
+        or split over processes."""
+        order = np.lexsort((self.position, self.doc))
+        return LensReadout(
+            doc=self.doc[order], position=self.position[order], topk_ids=self.topk_ids[:, order],
+            topk_probs=self.topk_probs[:, order], entropy=self.entropy[:, order],
+            final_top_prob=self.final_top_prob[:, order], group_mass=self.group_mass[:, order], groups=self.groups,
+        )  # fmt: skip
+
+
+def select_positions(
+    lengths: Sequence[int], positions: Positions, per_doc: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Positions to read in each document. BOS (position 0) is never read: it carries no text."""
+    out = []
+    for n in lengths:
+        candidates = np.arange(1, n)
+        if positions == "last":
+            out.append(candidates[-1:])
+        elif positions == "all" or len(candidates) <= per_doc:
+            out.append(candidates)
+        elif positions == "sample":
+            out.append(np.sort(rng.choice(candidates, size=per_doc, replace=False)))
+        else:
+            raise ValueError(f"positions must be 'all', 'last' or 'sample', not {positions!r}")
+    return out
+
+
+@torch.inference_mode()
+def read_rows(
+    model,
+    rows: torch.Tensor,
+    k: int,
+    final_norm: bool,
+    final_top: torch.Tensor | None,
+    group_matrix: torch.Tensor | None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> dict[str, torch.Tensor]:
+    """Reduce residual ``rows [R, d_model]`` of one layer to top-k, entropy, p(final top), masses.
+
+    ``final_top=None`` means these rows *are* the model's final readout: its own top-1 is the
+    final top token.
+    """
+    if final_norm and model.cfg.normalization_type is not None:
+        rows = model.ln_final(rows)
+    out: dict[str, list[torch.Tensor]] = {"ids": [], "probs": [], "entropy": [], "final": [], "mass": []}
+    for start in range(0, rows.shape[0], chunk_rows):
+        logp = torch.log_softmax(logits_of_rows(model, rows[start : start + chunk_rows]).float(), -1)
+        probs = logp.exp()
+        top = probs.topk(k, dim=-1)
+        out["ids"].append(top.indices)
+        out["probs"].append(top.values)
+        out["entropy"].append(-(probs * logp).sum(-1))
+        if final_top is None:
+            out["final"].append(top.values[:, 0])
+        else:
+            out["final"].append(probs.gather(-1, final_top[start : start + chunk_rows, None])[:, 0])
+        if group_matrix is not None:
+            out["mass"].append(probs @ group_matrix)
+    return {key: torch.cat(values) for key, values in out.items() if values}
+
+
+@torch.inference_mode()
+def logit_lens(
+    model,
+    token_lists: Sequence[torch.Tensor],
+    k: int = 10,
+    positions: Positions = "sample",
+    per_doc: int = 8,
+    final_norm: bool = True,
+    groups: dict[str, np.ndarray] | None = None,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> LensReadout:
+    """Run the lens over documents (token id tensors, BOS first); see the module docstring.
+
+    ``groups`` maps a name to a boolean mask over the vocabulary; the readout holds each layer's
+    probability mass on each group. The model's final top token is the argmax of the last
+    layer read through the final norm, i.e. the model's own prediction.
+    """
+    groups = groups or {}
+    group_names = list(groups)
+    device = model.cfg.device
+    group_matrix = (
+        torch.tensor(np.stack([groups[g] for g in group_names], 1), dtype=torch.float32, device=device)
+        if groups
+        else None
+    )
+    chosen = select_positions([len(t) for t in token_lists], positions, per_doc, np.random.default_rng(seed))
+    names = lens_hook_names(model)
+    parts = []
+    for batch in iter_batches(token_lists, pad_id_of(model), batch_tokens, device, shard(len(token_lists))):
+        rows_doc = np.concatenate([np.full(len(chosen[i]), i) for i in batch.index])
+        rows_pos = np.concatenate([chosen[i] for i in batch.index])
+        batch_row = torch.as_tensor(np.concatenate([np.full(len(chosen[i]), r) for r, i in enumerate(batch.index)]))
+        pos = torch.as_tensor(rows_pos)
+        _, cache = model.run_with_cache(
+            batch.tokens, names_filter=lambda name: name in names, stop_at_layer=model.cfg.n_layers
+        )
+        resid = [cache[name][batch_row, pos] for name in names]
+        del cache
+        # The last layer read through the final norm is the model's own output: read it first,
+        # and its top-1 is the final top token for every other layer.
+        last = read_rows(model, resid[-1], k, True, None, group_matrix)
+        final_top = last["ids"][:, 0]
+        if not final_norm:
+            last = read_rows(model, resid[-1], k, False, final_top, group_matrix)
+        per_layer = [read_rows(model, r, k, final_norm, final_top, group_matrix) for r in resid[:-1]] + [last]
+        parts.append(
+            LensReadout(
+                doc=rows_doc,
+                position=rows_pos,
+                topk_ids=np.stack([p["ids"].cpu().numpy() for p in per_layer]).astype(np.int32),
+                topk_probs=np.stack([p["probs"].cpu().numpy() for p in per_layer]).astype(np.float32),
+                entropy=np.stack([p["entropy"].cpu().numpy() for p in per_layer]),
+                final_top_prob=np.stack([p["final"].cpu().numpy() for p in per_layer]),
+                group_mass=(
+                    np.stack([p["mass"].cpu().numpy() for p in per_layer])
+                    if group_names
+                    else np.zeros((len(names), len(rows_pos), 0), dtype=np.float32)
+                ),
+                groups=group_names,
+            )
+        )
+        if progress is not None:
+            progress(batch.n_tokens)
+    every = [part for parts_of_rank in all_gather(parts) for part in parts_of_rank]  # under torchrun: every rank's
+    return LensReadout.concat(every).in_document_order()

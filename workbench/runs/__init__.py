@@ -1,0 +1,7 @@
+"""The run machinery every analysis shares: options, results that save and load themselves, the
+store of finished parts, the slice registry, the job loop, the HTML report, static images,
+plotting style and data-parallel helpers.
+
+Layer: above :mod:`workbench.data`. It knows the *protocol* of a slice, never an analysis: the
+analyses register themselves in :mod:`workbench.runs.slices`.
+"""

@@ -1,0 +1,110 @@
+"""The main job behind ``workbench run``: analyses of one model on one corpus, into one folder.
+
+The job only loops over slices (registered in :mod:`workbench.runs.slices`): it adds the analyses each one
+requires, runs them in registry order, and keeps the folder's manifest: the model, corpus,
+languages, the run's settings, and per analysis its options and fingerprint. Work is saved in
+parts as it finishes (:class:`~workbench.runs.store.Store`); running the same job again on the same
+folder resumes. A folder made with other run settings (model, corpus, languages, seed, ...) is
+refused; an analysis asked for with other options than the folder's is redone, with the
+analyses that depend on it, never mixed. Under ``torchrun`` every rank runs the job; the
+analyses that split their documents do so, and rank 0 alone writes (:mod:`workbench.runs.distributed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from workbench.data.corpus import open_corpus
+from workbench.errors import ResultsMismatchError
+from workbench.models.loading import load_model, model_source
+from workbench.runs import distributed, slices
+from workbench.runs.options import Options, RunOptions
+from workbench.runs.report import write_report
+from workbench.runs.results import MANIFEST, make_manifest, read_manifest, save_json
+from workbench.runs.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def resolve(analyses: dict[str, Options]) -> dict[str, Options]:
+    """The analyses asked for plus those they require (default options), in run order."""
+    return {
+        name: analyses.get(name) or slices.load_slice(name).Options() for name in slices.with_requirements(analyses)
+    }
+
+
+def fingerprints(run: RunOptions, analyses: dict[str, Options]) -> dict[str, str]:
+    """Each analysis's fingerprint: its options, the run's context, and its requirements' prints."""
+    prints: dict[str, str] = {}
+    for name, options in analyses.items():
+        needs = [prints[need] for need in slices.load_slice(name).requires]
+        prints[name] = options.fingerprint(run.context(), needs)
+    return prints
+
+
+def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
+    """The folder's manifest, refused when its run settings differ from ``run``'s."""
+    if not (out / MANIFEST).exists():
+        return None
+    manifest = read_manifest(out)
+    previous, current = RunOptions.from_dict(manifest["run"]).context(), run.context()
+    if previous != current:
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        raise ResultsMismatchError(
+            f"{out} holds results made with other run settings (differs in: {', '.join(changed)}). "
+            "Use another --out folder, or delete this one to start again."
+        )
+    return manifest
+
+
+def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
+    """The manifest's analyses that stay valid: those not redone now with another fingerprint,
+    and not depending on one that is."""
+    stale: set[str] = set()
+    for name in slices.names():  # run order: what an analysis requires comes before it
+        if name not in recorded:
+            continue
+        redone = name in prints and recorded[name].get("fingerprint") != prints[name]
+        if redone or any(need in stale for need in slices.load_slice(name).requires):
+            stale.add(name)
+    return {name: entry for name, entry in recorded.items() if name not in stale}
+
+
+def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
+        show_progress: bool = True) -> Path | None:  # fmt: skip
+    """Run the analyses (and what they require) on the run's model and corpus; write results, the
+    manifest and the HTML report into ``out``; return the report's path (None without ``out``)."""
+    analyses = resolve(analyses)
+    prints = fingerprints(run_options, analyses)
+    corpus = open_corpus(run_options.corpus, run_options.translation_map() or None)
+    corpus.check_languages(list(run_options.languages))  # cheap checks first: before the model loads
+    for options in analyses.values():
+        options.check_run(run_options)
+    distributed.init_from_environment(run_options.device)
+    manifest = distributed.from_main(lambda: _previous_manifest(Path(out), run_options)) if out is not None else None
+
+    model = load_model(run_options.model, device=distributed.local_device(run_options.device))
+    show_progress = show_progress and distributed.world().is_main
+    store = Store(Path(out) if out is not None else None, run_options, prints, show_progress=show_progress)
+    recorded = _still_valid(manifest.get("analyses", {}), prints) if manifest else {}
+    current = make_manifest(model_source(model), corpus.describe(), store.languages, run_options.to_dict(), {})
+    current["analyses"] = recorded  # the live record: saved as it changes
+    if manifest is not None:
+        current["created"] = manifest["created"]
+    for name, options in analyses.items():
+        recorded.pop(name, None)  # listed again only once it has finished
+        _save_manifest(store, current)
+        log.info("%s: fingerprint %s", name, prints[name])
+        slices.load_slice(name).run(model, corpus, options, store)
+        recorded[name] = {"options": options.to_dict(), "fingerprint": prints[name]}
+    if out is None:
+        return None
+    _save_manifest(store, current)
+    return distributed.from_main(lambda: write_report(Path(out)))
+
+
+def _save_manifest(store: Store, manifest: dict) -> None:
+    """The manifest as it stands (finished analyses only)."""
+    if store.folder is not None:
+        distributed.on_main(lambda: save_json(store.folder / MANIFEST, manifest))

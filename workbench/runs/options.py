@@ -1,0 +1,180 @@
+"""Settings of an analysis: dataclass fields with their default, help text and checks, defined once.
+
+Every analysis declares its settings as a frozen dataclass subclassing :class:`Options`, each
+field made with :func:`option`. Everything else is derived from those fields: the command line
+(``workbench <analysis> --<field>``, ``workbench run --<analysis>-<field>``), the validation
+(choices, lower bounds, then the class's own :meth:`Options.validate`), the nested run
+configuration saved in the manifest, and the fingerprint that keys checkpoints.
+
+This module imports nothing heavy (no torch), so the command line checks its input at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import types
+import typing
+from dataclasses import Field, asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from workbench.errors import WorkbenchError
+
+
+class OptionError(WorkbenchError, ValueError):
+    """An analysis setting out of range or of the wrong kind."""
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
+           each_of: tuple | None = None) -> Any:  # fmt: skip
+    """A settings field: its default, its help text (shown by ``--help``), and what it accepts.
+
+    ``choices``: the values a scalar may take; ``each_of``: the values every item of a tuple may
+    take; ``minimum``: the smallest number allowed (for a tuple, for each item).
+    """
+    meta = {"help": help, "choices": choices, "minimum": minimum, "each_of": each_of}
+    if isinstance(default, list):
+        raise TypeError("Use a tuple as the default of a many-valued option (options are frozen).")
+    return field(default=default, metadata=meta)
+
+
+def value_kind(hint: Any) -> tuple[type, bool, bool]:
+    """``(item type, many, optional)`` of a field's type hint: ``tuple[int, ...]`` is
+    ``(int, True, False)``, ``float | None`` is ``(float, False, True)``."""
+    optional = False
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base of every analysis's settings. Subclasses add :func:`option` fields and may override
+    :meth:`validate` for checks across fields."""
+
+    ANALYSIS: ClassVar[str] = ""  # the analysis these options belong to (also the CLI prefix)
+    PRESETS: ClassVar[dict[str, dict]] = {}  # preset name -> field values it sets
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            self._check_field(f)
+        self.validate()
+
+    def _check_field(self, f: Field) -> None:
+        value = getattr(self, f.name)
+        item, many, optional = value_kind(self.hints()[f.name])
+        if value is None and optional:
+            return
+        values = tuple(self._checked(f, item, v) for v in (value if many else (value,)))
+        object.__setattr__(self, f.name, values if many else values[0])  # lists frozen as tuples, ints as floats
+
+    def _checked(self, f: Field, item: type, value: Any) -> Any:
+        """One value of a field, of its type, among its choices, above its minimum."""
+        if item is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, item) or (item is int and isinstance(value, bool)):
+            raise OptionError(f"{self.flag(f.name)} takes {item.__name__} values; got {value!r}.")
+        allowed = f.metadata["each_of"] or f.metadata["choices"]
+        if allowed is not None and value not in allowed:
+            raise OptionError(
+                f"{self.flag(f.name)}: unknown value {value!r}; choose from {', '.join(map(str, allowed))}."
+            )
+        if f.metadata["minimum"] is not None and value < f.metadata["minimum"]:
+            raise OptionError(f"{self.flag(f.name)} must be at least {f.metadata['minimum']:g}; got {value!r}.")
+        return value
+
+    def validate(self) -> None:
+        """Checks across fields (raise :class:`OptionError` naming the flag to change)."""
+
+    def check_run(self, run: RunOptions) -> None:
+        """Checks against the run's settings (e.g. languages among the run's), made by the job
+        before the model loads."""
+
+    @classmethod
+    def hints(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    @classmethod
+    def flag(cls, name: str, prefixed: bool = True) -> str:
+        """The command-line flag of a field: ``--plnd-documents`` (``--documents`` unprefixed)."""
+        stem = name.replace("_", "-")
+        return f"--{cls.ANALYSIS}-{stem}" if prefixed and cls.ANALYSIS else f"--{stem}"
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Options:
+        """Options from a saved dict; keys this version does not know are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise OptionError(f"Unknown {cls.ANALYSIS or 'run'} settings {', '.join(unknown)}.")
+        return cls(**data)
+
+    def fingerprint(self, *parts: Any) -> str:
+        """A short hash of these settings and ``parts`` (other fingerprints, the run's context):
+        checkpoints made with other settings have another fingerprint and are never mixed in."""
+        text = json.dumps([_FINGERPRINT_LABEL, self.to_dict(), *parts], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# Every fingerprint starts with this label (once the class name, which every slice's options
+# shared); fixed, so options classes can move or be renamed without orphaning finished parts.
+_FINGERPRINT_LABEL = "Options"
+
+
+def among_run(chosen, run_languages: list[str], flag: str) -> list[str]:
+    """``chosen`` languages of an analysis, each of which must be among the run's (whose
+    documents the aligned samples and PLND cover)."""
+    outside = [lang for lang in chosen if lang not in run_languages]
+    if outside:
+        raise OptionError(f"{flag} {', '.join(outside)} are not among the run's --languages "
+                          f"({', '.join(run_languages)}); add them there (PLND needs them).")  # fmt: skip
+    return list(chosen)
+
+
+DEFAULT_LANGUAGES: tuple[str, ...] = (
+    "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
+)  # fmt: skip
+DEMO_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "ru", "zh", "sw")
+LENGTH_POLICIES: tuple[str, ...] = ("truncate", "error")
+
+
+@dataclass(frozen=True)
+class RunOptions(Options):
+    """The run's own settings, shared by every analysis (flags without a prefix)."""
+
+    PRESETS: ClassVar[dict[str, dict]] = {"paper": {"languages": DEFAULT_LANGUAGES}}
+
+    model: str = option("gemma-3-270m", "known model name, local Hugging Face folder, or hub name (online)")
+    corpus: str = option("bible", "'bible', a .jsonl file, or hf:NAME:en=CONFIG,... (online)")
+    languages: tuple[str, ...] = option(DEMO_LANGUAGES, "comma-separated ISO 639-1 codes")
+    translations: tuple[str, ...] = option((), "Bible translation per language, LANG=CODE (see 'workbench corpora')")
+    batch_tokens: int = option(512, "padded tokens per forward batch", minimum=1)
+    on_too_long: str = option("truncate", "texts longer than the model context: cut with a warning, or stop",
+                              choices=LENGTH_POLICIES)  # fmt: skip
+    seed: int = option(0, "seed of the document samples and random controls")
+    device: str = option("cpu", "torch device, e.g. cpu or cuda")
+
+    def validate(self) -> None:
+        object.__setattr__(self, "languages", tuple(dict.fromkeys(lang.lower() for lang in self.languages)))
+        if not self.languages:
+            raise OptionError("--languages is empty; give at least one language code, e.g. en,de.")
+        bad = [t for t in self.translations if "=" not in t]
+        if bad:
+            raise OptionError(f"--translations takes LANG=CODE items (e.g. en=k); got {', '.join(bad)}.")
+
+    def translation_map(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.translations)
+
+    def context(self) -> dict:
+        """What decides every analysis's numbers (not where or on which device it runs)."""
+        data = self.to_dict()
+        data.pop("device")
+        return data

@@ -1,0 +1,97 @@
+"""Where a run keeps its work: finished results, and checkpoint parts that a resumed run reuses.
+
+A part is one finished piece of an analysis (a language's loss, a language's PLND summary, a
+trained delta, one deactivation measurement), saved at once under
+``parts/<analysis>-<fingerprint>/<key>``. The fingerprint hashes the analysis's options, the run's
+settings and the fingerprints of the analyses it needs, so a part made with other settings is
+never found, never mixed in: it is redone. A store without a folder (notebooks) keeps results in
+memory and saves nothing. Under ``torchrun`` rank 0 alone reads and writes the folder and gives
+every rank what it found (:mod:`workbench.runs.distributed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from workbench.errors import MissingResultError
+from workbench.runs import distributed
+from workbench.runs.options import RunOptions
+from workbench.runs.results import decode, encode, load_json, read_manifest, save_json
+from workbench.runs.slices import load_slice
+
+T = TypeVar("T")
+PARTS = "parts"
+
+
+@dataclass
+class Store:
+    """A run's folder (or none), its settings, and the results finished so far."""
+
+    folder: Path | None
+    run: RunOptions = field(default_factory=RunOptions)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    show_progress: bool = True
+    parts: dict[tuple[str, str], Any] = field(default_factory=dict)  # (analysis, key) -> part, this session
+
+    @classmethod
+    def memory(cls, languages: list[str] | tuple[str, ...], show_progress: bool = True, **run) -> Store:
+        """A store that saves nothing (for notebooks): ``languages`` and other run settings."""
+        return cls(None, RunOptions(languages=tuple(languages), **run), show_progress=show_progress)
+
+    @classmethod
+    def open(cls, folder: Path | str, show_progress: bool = True) -> Store:
+        """A finished (or partly finished) run folder: its run settings and fingerprints from its
+        manifest, so ``result(name)`` loads what the job saved instead of recomputing it."""
+        manifest = read_manifest(Path(folder))
+        run = RunOptions.from_dict(manifest["run"])
+        prints = {name: entry["fingerprint"] for name, entry in manifest.get("analyses", {}).items()}
+        return cls(Path(folder), run, prints, show_progress=show_progress)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.run.languages)
+
+    def part(self, analysis: str, key: str) -> Path | None:
+        """The file of one part (``key`` includes its suffix), or None without a folder."""
+        if self.folder is None:
+            return None
+        return Path(self.folder) / PARTS / f"{analysis}-{self.fingerprints.get(analysis, 'adhoc')}" / key
+
+    def reuse(self, analysis: str, key: str, compute: Callable[[], T], load: Callable[[Path], T],
+              save: Callable[[T, Path], None]) -> T:  # fmt: skip
+        """The part ``key`` of ``analysis``: loaded when a run with the same settings finished it,
+        else computed and saved at once; kept in ``parts`` for this session (so a store without a
+        folder still offers them, e.g. PLND's per-language summaries)."""
+        if (analysis, key) not in self.parts:
+            path = self.part(analysis, key)
+            if path is not None and distributed.from_main(path.exists):
+                self.parts[analysis, key] = distributed.from_main(lambda: load(path))
+            else:
+                value = self.parts[analysis, key] = compute()
+                if path is not None:
+                    distributed.on_main(lambda: save(value, path))
+        return self.parts[analysis, key]
+
+    def reuse_json(self, analysis: str, key: str, compute: Callable[[], T], cls: type[T]) -> T:
+        """:meth:`reuse` for a part that is a dataclass, saved as ``key`` (a ``.json`` name)."""
+        return self.reuse(analysis, key, compute, lambda path: decode(cls, load_json(path)),
+                          lambda value, path: save_json(path, encode(value)))  # fmt: skip
+
+    def keep(self, analysis: str, result: Any) -> Any:
+        """Remember a finished result (and save it in the folder)."""
+        self.results[analysis] = result
+        if self.folder is not None:
+            distributed.on_main(lambda: result.save(self.folder))
+        return result
+
+    def result(self, analysis: str) -> Any:
+        """The result of an analysis this one needs: from this run, or from the folder."""
+        if analysis not in self.results:
+            if self.folder is None:
+                raise MissingResultError(f"No {analysis} result in this store; run that analysis first.")
+            self.results[analysis] = distributed.from_main(lambda: load_slice(analysis).Result.load(self.folder))
+        return self.results[analysis]
