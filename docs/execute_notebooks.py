@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")  # the kernel inherits it: figures as JSON
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars are noise on a page
+    os.environ.setdefault("TQDM_DISABLE", "1")  # libraries' bars (weights loading) are noise on a page
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
     paths = [p for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if not wanted or p.stem in wanted]
     if wanted - {p.stem for p in paths}:
