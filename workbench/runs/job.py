@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from workbench.data.corpus import open_corpus
+from workbench.data.corpus import Corpus, open_corpus
 from workbench.errors import ResultsMismatchError
-from workbench.models.loading import load_model, model_source
-from workbench.runs import distributed, slices
+from workbench.models.specs import check_spec
+from workbench.runs import slices
 from workbench.runs.options import Options, RunOptions
 from workbench.runs.report import write_report
 from workbench.runs.results import MANIFEST, make_manifest, read_manifest, save_json
-from workbench.runs.store import Store
+
+if TYPE_CHECKING:  # torch comes with these: imported by the run itself, once every input is checked
+    from workbench.runs.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +74,36 @@ def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
     return {name: entry for name, entry in recorded.items() if name not in stale}
 
 
+def check(run_options: RunOptions, analyses: dict[str, Options]) -> tuple[dict[str, Options], dict[str, str], Corpus]:
+    """Every check a run can make before it loads anything heavy (the model spec, the corpus and its
+    languages, each analysis's options against the run's), in well under a second; returns the
+    analyses with what they require, their fingerprints and the corpus."""
+    analyses = resolve(analyses)
+    prints = fingerprints(run_options, analyses)
+    check_spec(run_options.model)
+    corpus = open_corpus(run_options.corpus, run_options.translation_map() or None)
+    corpus.check_languages(list(run_options.languages))
+    for options in analyses.values():
+        options.check_run(run_options)
+    return analyses, prints, corpus
+
+
+def load_model(spec: str, device: str):
+    """The run's model (torch and TransformerLens are imported here, after every check)."""
+    from workbench.models.loading import load_model as load
+
+    return load(spec, device=device)
+
+
 def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
         show_progress: bool = True) -> Path | None:  # fmt: skip
     """Run the analyses (and what they require) on the run's model and corpus; write results, the
     manifest and the HTML report into ``out``; return the report's path (None without ``out``)."""
-    analyses = resolve(analyses)
-    prints = fingerprints(run_options, analyses)
-    corpus = open_corpus(run_options.corpus, run_options.translation_map() or None)
-    corpus.check_languages(list(run_options.languages))  # cheap checks first: before the model loads
-    for options in analyses.values():
-        options.check_run(run_options)
+    analyses, prints, corpus = check(run_options, analyses)
+    from workbench.models.loading import model_source
+    from workbench.runs import distributed
+    from workbench.runs.store import Store
+
     distributed.init_from_environment(run_options.device)
     manifest = distributed.from_main(lambda: _previous_manifest(Path(out), run_options)) if out is not None else None
 
@@ -106,5 +129,7 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
 
 def _save_manifest(store: Store, manifest: dict) -> None:
     """The manifest as it stands (finished analyses only)."""
+    from workbench.runs import distributed
+
     if store.folder is not None:
         distributed.on_main(lambda: save_json(store.folder / MANIFEST, manifest))
