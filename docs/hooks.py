@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from importlib.resources import files as package_files
 from pathlib import Path
 
@@ -35,9 +36,10 @@ _REMOTE = re.compile(r"""\bsrc=["'](?:https?:)?//|\bsrc=["']["']|import\s*\(?\s*
 
 
 def packages() -> list[str]:
-    """The packages of ``workbench/`` in layer order, top first (as docs/architecture.md lists them)."""
-    return ["cli", "zoo", "analyses", "interventions", "clt", "neurons", "lens", "ffn", "language", "runs",
-            "data", "models"]  # fmt: skip
+    """The packages of ``workbench/`` in layer order, top first: the layer contract's own list."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    return [name.strip() for layer in layers for name in layer.split("|") if (PACKAGE / name.strip()).is_dir()]
 
 
 def notebooks() -> list[Path]:
@@ -56,8 +58,7 @@ def notebook_title(path: Path) -> str:
 
 def readme_for_site(text: str) -> str:
     """README.md as the site's home page: links into docs/ become links between pages."""
-    text = re.sub(r"\]\(docs/([^)]+)\)", r"](\1)", text)
-    return re.sub(r"\]\((notebooks/[^)]+\.ipynb)\)", r"](\1)", text)
+    return re.sub(r"\]\(docs/([^)]+)\)", r"](\1)", text)
 
 
 def api_page(package: str) -> str:

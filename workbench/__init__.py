@@ -20,12 +20,6 @@ The analyses (``loss``, ``lens``, ``plnd``, ``ablate``, ``finetune``, ``ffn``) l
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("multilingual-workbench")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+local"  # as workbench.runs.results.workbench_version, without importing numpy
 
 _EXPORTS: dict[str, str] = {
     "load_model": "workbench.models.loading",
@@ -59,6 +53,10 @@ from workbench import analyses  # noqa: E402
 
 
 def __getattr__(name: str):
+    if name == "__version__":
+        from workbench.runs.results import workbench_version
+
+        return workbench_version()
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

@@ -81,15 +81,14 @@ def load_model(
 ) -> HookedTransformer:
     """Load ``spec`` (see module docstring) as a hooked model on ``device``, in eval mode."""
     started = time.perf_counter()
-    check_spec(spec)  # unknown names, untrained zoo models, files, folders without a model: refused first
-    if spec.startswith(ZOO_PREFIX):
+    route = check_spec(spec)  # unknown names, untrained zoo models, files, folders without a model: refused first
+    if route == "zoo":
         model = _load_zoo(spec, device, dtype)
-    elif spec in KNOWN_MODELS:
-        if spec == DEFAULT_MODEL:
-            model = _load_gemma(device, dtype, Path(cache_dir) if cache_dir else cache_root())
-        else:
-            model = tiny_model(spec, seed=seed, device=device)
-    elif Path(spec).expanduser().is_dir():
+    elif route == "known" and spec == DEFAULT_MODEL:
+        model = _load_gemma(device, dtype, Path(cache_dir) if cache_dir else cache_root())
+    elif route == "known":
+        model = tiny_model(spec, seed=seed, device=device)
+    elif route == "folder":
         model = _load_local_folder(Path(spec).expanduser(), device, dtype)
     else:
         model = _load_hub_name(spec, device, dtype)

@@ -14,12 +14,14 @@ import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from workbench.errors import UnknownModelError
 from workbench.models.catalog import zoo_folder
 
 DEFAULT_MODEL = "gemma-3-270m"
 ZOO_PREFIX = "zoo:"
+Route = Literal["zoo", "known", "folder", "hub"]
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,14 @@ def official_name(spec: str) -> str | None:
     return _transformer_lens_names().get(spec.lower())
 
 
-def check_spec(spec: str) -> None:
-    """Refuse a spec that cannot load, with the fix; pass one that may (hub names are checked on load)."""
+def check_spec(spec: str) -> Route:
+    """The route that loads ``spec``; a spec that cannot load is refused with the fix (hub names are
+    checked for reachability on load)."""
     if spec.startswith(ZOO_PREFIX):
         zoo_folder(spec[len(ZOO_PREFIX) :])
-        return
+        return "zoo"
     if spec in KNOWN_MODELS:
-        return
+        return "known"
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -99,7 +102,7 @@ def check_spec(spec: str) -> None:
                 f"{path} has no config.json; a model folder is what save_pretrained writes "
                 "(config.json, weights, tokenizer files)."
             )
-        return
+        return "folder"
     if path.exists():
         raise UnknownModelError(
             f"{spec} is a file, not a model folder. Pass a folder holding config.json, the weights and the tokenizer."
@@ -109,3 +112,4 @@ def check_spec(spec: str) -> None:
             f"Unknown model {spec!r}. Known names: {known_model_names()}; or pass a local model "
             "folder, or a Hugging Face name such as 'gpt2' or 'google/gemma-2-2b'."
         )
+    return "hub"
