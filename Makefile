@@ -54,6 +54,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+## The README's model table, each cell from the coverage matrix (tests/models/test_families.py).
+model-table: install
+	$(BIN)/python -m pytest -q tests/models/test_families.py
+	$(BIN)/python docs/model_table.py
+
 ## Unit tests only (tiny models, no Gemma).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e" tests

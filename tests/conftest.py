@@ -40,44 +40,23 @@ def gemma():
     return load_model("gemma-3-270m")
 
 
-def tiny_hf(kind: str):
-    """A tiny randomly initialised Hugging Face model: ``gpt2``, ``llama`` or ``xglm`` (seeded)."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, XGLMConfig, XGLMForCausalLM
-
-    small = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(vocab_size=260, n_positions=128, n_embd=32, n_layer=2, n_head=4, **small))
-    if kind == "llama":
-        cfg = LlamaConfig(
-            vocab_size=260,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            **small,
-        )
-        return LlamaForCausalLM(cfg)
-    cfg = XGLMConfig(
-        vocab_size=260,
-        d_model=32,
-        ffn_dim=64,
-        num_layers=2,
-        attention_heads=4,
-        max_position_embeddings=128,
-        decoder_start_token_id=1,
-        **small,
-    )
-    return XGLMForCausalLM(cfg)  # fmt: skip
+BRIDGED = "gpt-bigcode"  # a family only TransformerBridge loads (GPT-2 style, multi-query attention)
 
 
 def save_tiny_hf(kind: str, folder):
-    """Save a tiny HF model with the byte tokenizer into ``folder``; return the HF model."""
+    """Save a tiny HF model with the byte tokenizer into ``folder``; return the HF model. ``kind``:
+    a family of :data:`workbench.models.families.FAMILIES`, or :data:`BRIDGED`."""
+    from workbench.models.families import save_family
     from workbench.models.loading import byte_tokenizer
 
-    hf = tiny_hf(kind).eval()
+    if kind != BRIDGED:
+        return save_family(kind, folder)
+    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+    torch.manual_seed(0)
+    config = GPTBigCodeConfig(vocab_size=260, n_positions=256, n_embd=32, n_layer=2, n_head=4, multi_query=True,
+                              bos_token_id=1, eos_token_id=2, pad_token_id=0)  # fmt: skip
+    hf = GPTBigCodeForCausalLM(config).eval()
     hf.save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
     return hf

@@ -166,3 +166,15 @@ def test_examples_run(path, tmp_path, monkeypatch):
             exec(compile(block.code, block.where, "exec"), namespace)
         except Exception as exc:
             raise AssertionError(f"the example at {block.where} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def test_readme_model_table_has_a_row_per_family():
+    """The README's model table (docs/model_table.py, from the coverage matrix) lists every family
+    the matrix tests, in its order, each loading as a HookedTransformer with every analysis run."""
+    from workbench.models.families import FAMILIES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- model-table -->")[1].split("<!-- /model-table -->")[0]
+    rows = [line.split(" | ") for line in block.strip().splitlines()[2:]]
+    assert [row[0].strip("| ") for row in rows] == list(FAMILIES)
+    assert all(row[3] == "HookedTransformer" and row[4:15] == ["✓"] * 11 for row in rows)

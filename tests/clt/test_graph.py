@@ -5,6 +5,7 @@ stated share of influence; frozen patterns pass no gradient; bad input is refuse
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import spread_clt
 
 from workbench.clt.attribution import (
     attribute,
+    completeness_error,
     frozen_forward,
     logit_target,
     logit_targets,
@@ -94,6 +96,11 @@ def test_completeness_bias_plus_direct_effects_is_the_value(setup):
     rows = graph.adjacency.astype(np.float64)[_rows(graph)]
     np.testing.assert_allclose(bias + rows.sum(1), actual, rtol=1e-5, atol=1e-5 * np.abs(actual).max())
     del graph.meta["_clt"]
+    # the package's own measure says the same, and sees one wrong edge
+    assert completeness_error(model, clt, graph) < 1e-6  # the adjacency is float32
+    broken = copy.deepcopy(graph)
+    broken.adjacency[graph.span(TARGET).start, 0] += 0.1 * np.abs(actual).max()
+    assert completeness_error(model, clt, broken) > 0.05
 
 
 @pytest.mark.parametrize("kind", [FEATURE, ERROR, TOKEN])

@@ -141,9 +141,9 @@ def test_summary_round_trip_and_rank_correlations(tiny, tmp_path):
     )
 
 
-def test_bridged_xglm_detectors_are_the_hf_fc1_activations(tmp_path):
-    """XGLM through TransformerBridge: hook_post is activation_fn(fc1(x)) of the HF model, and the
-    combinator is fc2's output."""
+def test_xglm_detectors_are_the_hf_fc1_activations(tmp_path):
+    """XGLM (the FFN paper's family, converted natively): hook_post is activation_fn(fc1(x)) of the
+    HF model, and the combinator is fc2's output."""
     from workbench.models.loading import load_model
 
     hf = save_tiny_hf("xglm", tmp_path / "xglm")

@@ -131,16 +131,12 @@ def test_lens_result_round_trips(tmp_path):
 
 
 def test_lens_works_through_the_bridge(tmp_path):
-    """A model loaded through TransformerBridge (here GPT-2 style) gives the same last-layer readout."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    """A model loaded through TransformerBridge (here GPT-BigCode) gives the same last-layer readout."""
+    from conftest import BRIDGED, save_tiny_hf
 
-    from workbench.models.loading import byte_tokenizer, load_model
+    from workbench.models.loading import load_model
 
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=260, n_positions=128, n_embd=32, n_layer=2, n_head=4)).save_pretrained(
-        tmp_path
-    )
-    byte_tokenizer().save_pretrained(tmp_path)
+    save_tiny_hf(BRIDGED, tmp_path)
     model = load_model(str(tmp_path))
     assert model.workbench_source.route.endswith("+bridge")
     tokens = tokenize(model, TEXTS[:1])

@@ -3,7 +3,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import save_tiny_hf
+from conftest import BRIDGED, save_tiny_hf
 from transformers import ViTConfig
 
 from workbench.errors import OfflineError, UnknownModelError, UnsupportedArchitectureError
@@ -12,17 +12,12 @@ from workbench.models import loading as models
 from workbench.models.loading import load_model, tiny_model, verify_cache_folder
 
 
-@pytest.mark.parametrize(
-    "kind, expected_route",
-    [("gpt2", "local-folder+bridge"), ("llama", "local-folder"), ("xglm", "local-folder+bridge")],
-)
-def test_local_folder_matches_hf_logits(tmp_path, kind, expected_route):
-    """GPT-2 (whose config TransformerLens 3.9 cannot read under transformers 5) and XGLM go
-    through TransformerBridge; Llama converts to a HookedTransformer. All match HF."""
-    folder = tmp_path / kind  # the word "llama" in the path must not confuse the loader
-    hf = save_tiny_hf(kind, folder)
-    model = load_model(str(folder))
-    assert model.workbench_source.route == expected_route
+def test_a_family_only_the_bridge_loads_matches_hf_logits(tmp_path):
+    """GPT-BigCode, which HookedTransformer has no converter for, loads through TransformerBridge
+    with the same hook names and the HF model's numbers (the 14 native families: test_families)."""
+    hf = save_tiny_hf(BRIDGED, tmp_path / "model")
+    model = load_model(str(tmp_path / "model"))
+    assert model.workbench_source.route == "local-folder+bridge"
     tokens = model.to_tokens("Hello world, bonjour le monde")
     with torch.no_grad():
         ours = model(tokens).log_softmax(-1)
@@ -30,6 +25,25 @@ def test_local_folder_matches_hf_logits(tmp_path, kind, expected_route):
     assert (ours - theirs).abs().max().item() < 1e-4
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("mlp.hook_post"))
     assert {f"blocks.{i}.mlp.hook_post" for i in range(2)} <= set(cache.keys())
+
+
+def test_native_gemma3_config_is_transformer_lens_official_one():
+    """The default model's folder, configured from its own config.json, gets the config
+    TransformerLens builds for google/gemma-3-270m (float rounding of eps aside)."""
+    from types import SimpleNamespace
+
+    from transformer_lens import loading_from_pretrained as tl
+    from transformers import AutoConfig
+
+    from workbench.models.native import native_config
+
+    hf = AutoConfig.from_pretrained(str(models.prepare_gemma()))
+    ours = native_config(SimpleNamespace(config=hf), "gemma-3-270m", "cpu", torch.float32).to_dict()
+    official = tl.get_pretrained_model_config(models.GEMMA_OFFICIAL_NAME, hf_cfg=hf.to_dict(), device="cpu").to_dict()
+    assert ours.pop("eps") == pytest.approx(official.pop("eps"), rel=1e-6)
+    assert ours.pop("tokenizer_name") == "gemma-3-270m"
+    official.pop("tokenizer_name")
+    assert ours == official
 
 
 def test_tiny_models_are_seeded_and_hookable():
@@ -133,3 +147,53 @@ def test_corrupt_cache_is_rebuilt_not_used(tmp_path, monkeypatch):
     assert len(builds) == 2 and verify_cache_folder(target) is None
     assert any("rebuilding" in str(w.message) for w in caught)
     assert not list(tmp_path.glob("models/.building-*"))  # no leftovers
+
+
+def test_bridged_models_are_refused_graphs_before_anything_runs(tmp_path):
+    """A graph (or diff) on a bridged model is refused once the model loads, before the
+    transcoder it needs spends minutes training."""
+    from workbench.analyses import clt_graph, clt_train
+    from workbench.errors import WorkbenchError
+    from workbench.runs.job import run
+    from workbench.runs.options import RunOptions
+
+    save_tiny_hf(BRIDGED, tmp_path / "model")
+    analyses = {"clt-train": clt_train.Options(features=8, tokens=100), "clt-graph": clt_graph.Options()}
+    with pytest.raises(WorkbenchError, match="need a HookedTransformer"):
+        run(
+            RunOptions(model=str(tmp_path / "model"), languages=("en",)),
+            analyses,
+            tmp_path / "run",
+            show_progress=False,
+        )
+    assert not (tmp_path / "run" / "parts").exists()
+
+
+def test_models_command_lists_the_families_and_saves_one(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.models.families import FAMILIES
+
+    assert main(["models"]) == 0
+    assert ", ".join(FAMILIES) in capsys.readouterr().out
+    assert main(["models", "--tiny", "olmo", str(tmp_path / "olmo")]) == 0
+    assert load_model(str(tmp_path / "olmo")).cfg.original_architecture == "OlmoForCausalLM"
+    assert main(["models", "--tiny", "nosuch", str(tmp_path / "x")]) == 2
+    assert "choose one of llama" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec, family", [("facebook/xglm-564M", "xglm"), ("gpt2", "gpt2")])
+def test_hub_names_of_native_families_convert_like_folders(tmp_path, monkeypatch, spec, family):
+    """A hub name TransformerLens does not list (XGLM), and an official one whose config it
+    cannot build under transformers 5 (GPT-2 reads n_ctx), are fetched as folders and converted
+    natively (the download is replaced by a saved folder here)."""
+
+    def unconfigurable(*args, **kwargs):
+        raise AttributeError("'GPT2Config' object has no attribute 'n_ctx'")
+
+    save_tiny_hf(family, tmp_path / "snapshot")
+    monkeypatch.setattr(models, "_in_hf_cache", lambda repo: True)
+    monkeypatch.setattr(models, "_hub_folder", lambda repo: tmp_path / "snapshot")
+    monkeypatch.setattr(models.HookedTransformer, "from_pretrained_no_processing", unconfigurable)
+    model = load_model(spec)
+    assert type(model).__name__ == "HookedTransformer" and model.workbench_source.route == "hub"
+    assert model.workbench_source.name == spec

@@ -16,7 +16,7 @@ from workbench.neurons.importance import batch_importance
 from workbench.neurons.pattern_change import kernel
 from workbench.neurons.plnd_reference import attention_reference, ffn_reference
 from workbench.neurons.qk_importance import rotary_pairs
-from workbench.neurons.sets import ATTENTION
+from workbench.neurons.sets import ATTENTION, STRUCTURES
 
 TEXTS = ["In the beginning God created the heaven", "Im Anfang schuf Gott", "神爱世人, and more words"]
 RTOL, ATOL = 1e-4, 1e-6
@@ -222,18 +222,32 @@ def _hf_sublayer_change(hf, tokens, module_path: str, zero) -> float:
     return float((outputs[1] - outputs[0])[0, 1:].square().sum())
 
 
-def test_bridged_xglm_importances_equal_zeroing_the_hf_parameters(tmp_path):
-    """XGLM loads through TransformerBridge: FFN (fc1 -> GELU -> fc2), V and O importances from
-    the bridge's hooks equal zeroing fc1's row, v_proj's row or out_proj's column in HF's model."""
+def _hf_pattern_change(hf, tokens, layer: int, zero) -> float:
+    """Literal Q/K importance on the HF model: the change of layer ``layer``'s attention patterns
+    (every head) when parameters are zeroed in a copy, summed over the query rows after BOS."""
+    import copy
+
+    changed = copy.deepcopy(hf)
+    with torch.no_grad():
+        zero(changed)
+        before, after = (m(tokens, output_attentions=True).attentions[layer] for m in (hf, changed))
+    return float((after - before)[0, :, 1:].square().sum())
+
+
+def test_xglm_importances_equal_zeroing_the_hf_parameters(tmp_path):
+    """XGLM (converted natively): FFN (fc1 -> GELU -> fc2), V, O, Q and K importances equal zeroing
+    fc1's row, v_proj's row, out_proj's column, q_proj's or k_proj's row in HF's own model."""
     from conftest import save_tiny_hf
 
-    from workbench.errors import WorkbenchError
     from workbench.models.loading import load_model
 
-    hf = save_tiny_hf("xglm", tmp_path / "xglm")
+    save_tiny_hf("xglm", tmp_path / "xglm")
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "xglm"), attn_implementation="eager").eval()
     model = load_model(str(tmp_path / "xglm"))
     tokens = model.to_tokens(TEXTS[0])
-    fast = batch_importance(model, Batch([0], tokens, torch.ones_like(tokens)), ("ffn", "attn_v", "attn_o"))
+    fast = batch_importance(model, Batch([0], tokens, torch.ones_like(tokens)), STRUCTURES)
     d_head = hf.config.d_model // hf.config.attention_heads
     for layer in range(2):
         prefix = f"model.layers.{layer}"
@@ -260,5 +274,24 @@ def test_bridged_xglm_importances_equal_zeroing_the_hf_parameters(tmp_path):
                 _hf_sublayer_change(hf, tokens, out, zero_v), rel=RTOL, abs=ATOL)  # fmt: skip
             assert fast.importance["attn_o"][0, layer, index].item() == pytest.approx(
                 _hf_sublayer_change(hf, tokens, out, zero_o), rel=RTOL, abs=ATOL)  # fmt: skip
+            for structure, proj in (("attn_q", "q_proj"), ("attn_k", "k_proj")):
+
+                def zero_row(m, i=index, path=f"{prefix}.self_attn.{proj}"):
+                    m.get_submodule(path).weight[i] = 0
+                    m.get_submodule(path).bias[i] = 0
+
+                assert fast.importance[structure][0, layer, index].item() == pytest.approx(
+                    _hf_pattern_change(hf, tokens, layer, zero_row), rel=1e-3, abs=1e-7)  # fmt: skip
+
+
+def test_bridged_models_refuse_query_and_key_importances(tmp_path):
+    from conftest import BRIDGED, save_tiny_hf
+
+    from workbench.errors import WorkbenchError
+    from workbench.models.loading import load_model
+
+    save_tiny_hf(BRIDGED, tmp_path / "model")
+    model = load_model(str(tmp_path / "model"))
+    tokens = model.to_tokens(TEXTS[0])
     with pytest.raises(WorkbenchError, match="attn_v, attn_o"):
         batch_importance(model, Batch([0], tokens, torch.ones_like(tokens)), ("attn_q",))

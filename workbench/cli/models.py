@@ -7,7 +7,11 @@ import argparse
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``workbench models``: the known models, the Gemma cache's state, the trained zoo models."""
+    """``workbench models``: the known models, the Gemma cache's state, the trained zoo models, the
+    families a folder may hold; with ``--tiny FAMILY FOLDER``, save a tiny model of a family."""
+    if args.tiny:
+        return _save_tiny(*args.tiny)
+    from workbench.models.families import FAMILIES
     from workbench.models.loading import gemma_cache_dir, verify_cache_folder
     from workbench.models.specs import KNOWN_MODELS
 
@@ -22,6 +26,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     zoo = trained()
     print(f"Zoo (--model zoo:NAME): {', '.join(zoo) or 'none trained yet'} ('workbench zoo list' for details)")
     print("Also accepted: a local Hugging Face model folder, or a hub name (online).")
+    print(f"\nFolders of these families load as HookedTransformer, every analysis exact: {', '.join(FAMILIES)}.")
+    print("Other architectures load through TransformerBridge: no Q/K importances, no attribution graphs.")
+    print("Try one offline: workbench models --tiny FAMILY FOLDER, then --model FOLDER.")
+    return 0
+
+
+def _save_tiny(name: str, folder: str) -> int:
+    """Save the tiny random model of a family (its quirks on, the byte tokenizer) into ``folder``."""
+    from workbench.models.families import family, save_family
+
+    spec = family(name)
+    save_family(name, folder)
+    print(f"Saved a tiny random {spec.model_class} ({spec.quirks}) to {folder}; use it with --model {folder}")
     return 0
 
 
@@ -37,6 +54,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     """``models`` and ``prepare``."""
     models = sub.add_parser("models", help="list the models the workbench knows")
+    models.add_argument("--tiny", nargs=2, metavar=("FAMILY", "FOLDER"),
+                        help="save a tiny random model of FAMILY (llama, gemma3, xglm, ...) into FOLDER")  # fmt: skip
     models.set_defaults(func=cmd_models)
 
     prepare = sub.add_parser("prepare", help="build the cached default model (gemma-3-270m)")

@@ -25,8 +25,9 @@ node its embedding. Gradients come from one forward pass with the prompt repeate
 and one backward pass per ``batch`` target nodes, each injecting one target per row.
 
 As the frozen model is affine in its sources, every node's value is a constant (its *bias*: what
-it reads with every source at zero) plus the sum of its direct effects (``tests/clt/test_graph.py``
-holds this completeness and each edge to a finite difference on the frozen model).
+it reads with every source at zero) plus the sum of its direct effects: :func:`completeness_error`
+measures this on any graph, and ``tests/clt/test_graph.py`` holds each edge to a finite
+difference on the frozen model).
 
 With more active features than ``max_features``, features are visited in order of their
 influence on the targets so far (circuit-tracer's greedy order); the rest stay out of the graph,
@@ -43,7 +44,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from workbench.clt.graph import Graph, TargetInfo, normalized
+from workbench.clt.graph import TARGET, Graph, TargetInfo, normalized
 from workbench.clt.transcoder import CrossLayerTranscoder, check_fits, mlp_in_hook, mlp_out_hook
 from workbench.errors import WorkbenchError
 
@@ -51,8 +52,11 @@ START = "blocks.0.hook_resid_pre"
 
 
 def frozen_hook(name: str) -> bool:
-    """Whether the local replacement model freezes the hook ``name`` (patterns and norm scales)."""
-    return name.endswith("hook_pattern") or name.endswith("hook_scale")
+    """Whether the local replacement model freezes the hook ``name``: patterns and the residual
+    norms' scales. A q/k norm's scale (Gemma 3, Qwen 3) only feeds the pattern, frozen already."""
+    if name.endswith("hook_pattern"):
+        return True
+    return name.endswith("hook_scale") and ".attn." not in name
 
 
 @dataclass
@@ -186,8 +190,22 @@ def target_value(state: PromptState, target: Target) -> float:
     return float(state.final[-1] @ target.vector.to(state.final))
 
 
+def check_hooked(model) -> None:
+    """Refuse a model loaded through TransformerBridge: the frozen replacement model reads
+    HookedTransformer's norm scales and blocks."""
+    from transformer_lens import HookedTransformer
+
+    if not isinstance(model, HookedTransformer):
+        raise WorkbenchError(
+            f"Attribution graphs need a HookedTransformer; {model.cfg.model_name} is loaded through "
+            "TransformerBridge (its architecture has no HookedTransformer converter). Run the other "
+            "analyses on it; `workbench models` lists the families that convert."
+        )
+
+
 def check_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> None:
-    """Refuse an empty or over-long prompt, and a transcoder of another shape."""
+    """Refuse a bridged model, an empty or over-long prompt, and a transcoder of another shape."""
+    check_hooked(model)
     check_fits(clt, model)
     if tokens.dim() != 1 or len(tokens) < 2:
         raise WorkbenchError("The prompt is empty: give some text to attribute (it gets a BOS token in front).")
@@ -319,6 +337,39 @@ def _by_influence(rows: np.ndarray, row_node: np.ndarray, weights: np.ndarray, n
     return list(np.argsort(-total[:n_active], kind="stable"))
 
 
+@torch.no_grad()
+def completeness_error(model, clt: CrossLayerTranscoder, graph: Graph, targets: list[Target] | None = None) -> float:
+    """How far ``graph`` is from complete: the largest ``|bias + sum of direct effects - value|``
+    over its feature and target nodes, relative to the largest value. Values and biases are read
+    on the frozen model (a bias: the node's value with every source at zero, the transcoder
+    writing its decoder bias alone). ``targets``: those the graph was built for (default: its
+    logits). Only a graph that visited every active feature is complete."""
+    if graph.meta.get("unexplained", 0.0) > 0:
+        raise WorkbenchError("The graph left features out (--clt-graph-max-features): it cannot be complete.")
+    tokens = torch.tensor(graph.tokens, device=model.cfg.device)
+    state = read_prompt(model, clt, tokens)
+    targets = targets or [logit_target(model, t.token) for t in graph.targets]
+    L = graph.n_layers
+    no_features = [torch.zeros_like(state.acts[0])] * L
+    decoder_bias = [clt.decode_layer(no_features[: l + 1], l)[None] for l in range(L)]
+    actual = _node_values(model, clt, state, graph, targets, state.start[None], [w[None] for w in state.writes])
+    bias = _node_values(model, clt, state, graph, targets, torch.zeros_like(state.start[None]), decoder_bias)
+    rows = graph.adjacency.astype(np.float64)[np.r_[: graph.n_features, graph.span(TARGET)]]
+    return float(np.abs(bias + rows.sum(1) - actual).max() / np.abs(actual).max())
+
+
+def _node_values(model, clt, state: PromptState, graph: Graph, targets: list[Target], start: torch.Tensor,
+                 writes: list[torch.Tensor]) -> np.ndarray:  # fmt: skip
+    """Every feature's pre-activation and every target's value on the frozen model, from ``start`` and ``writes``."""
+    mlp_in, final = frozen_forward(model, state, start, writes)
+    features = [
+        (mlp_in[layer][0, pos] * clt.in_scale[layer]) @ clt.W_enc[layer, :, feature] + clt.b_enc[layer, feature]
+        for layer, pos, feature in graph.features
+    ]
+    values = [final[0, -1] @ t.vector.to(final) for t in targets]
+    return torch.stack(features + values).double().cpu().numpy()
+
+
 def _graph(model, clt, state: PromptState, sources: _Sources, targets: list[Target], rows: np.ndarray,
            row_node: np.ndarray, visited: np.ndarray, prompt: str) -> Graph:  # fmt: skip
     """The square adjacency over the visited features, errors, tokens and targets."""
@@ -343,6 +394,6 @@ def _graph(model, clt, state: PromptState, sources: _Sources, targets: list[Targ
                  state.errors.norm(dim=-1).cpu().numpy(), info, adjacency, meta)  # fmt: skip
 
 
-__all__ = ["PromptState", "Target", "attribute", "check_prompt", "direction_target", "frozen_forward", "frozen_hook",
+__all__ = ["PromptState", "Target", "attribute", "check_hooked", "check_prompt", "completeness_error", "direction_target", "frozen_forward", "frozen_hook",
            "frozen_model", "logit_target", "logit_targets", "mean_unembedding", "read_prompt", "target_value",
            "token_target"]  # fmt: skip

@@ -7,10 +7,13 @@ Specs, in the order they are tried:
   tiny randomly initialised model for fast tests;
 * ``zoo:NAME``: a model trained here on a language mixture (:mod:`workbench.zoo`);
 * a local Hugging Face folder (``config.json`` + weights + tokenizer);
-* a Hugging Face hub name that TransformerLens supports (online, or already in the HF cache).
+* a Hugging Face hub name (online, or already in the HF cache).
 
-Architectures that ``HookedTransformer`` cannot convert (XGLM, for one) are loaded through
-TransformerLens's ``TransformerBridge`` in compatibility mode, which exposes the same hook names.
+Folders of the families TransformerLens configures only from hub names, or not at all (GPT-2
+under transformers 5, Gemma 1/2/3, OLMo, XGLM), get their config from their own ``config.json``
+(:mod:`workbench.models.native`). Architectures that ``HookedTransformer`` cannot convert are
+loaded through TransformerLens's ``TransformerBridge`` in compatibility mode, which exposes the
+same hook names.
 
 Weights are loaded *without* TransformerLens's weight processing (no LayerNorm folding, no
 centring): hook values and weight matrices are the model's own, so neuron-level quantities
@@ -37,6 +40,7 @@ from transformer_lens import loading_from_pretrained as tl_loading
 from workbench.errors import UnknownModelError, UnsupportedArchitectureError
 from workbench.models.catalog import MANIFEST, cache_root, zoo_folder
 from workbench.models.hub import require_hub
+from workbench.models.native import native_config, native_state_dict
 from workbench.models.specs import DEFAULT_MODEL, KNOWN_MODELS, ZOO_PREFIX, check_spec, official_name
 
 log = logging.getLogger(__name__)
@@ -233,11 +237,19 @@ def hooked_from_hf(name_or_path: str, hf_model, tokenizer, device="cpu", dtype=t
     """Convert an in-memory HF causal LM into a ``HookedTransformer`` without weight processing.
 
     ``name_or_path`` is a TransformerLens official name (its config is known offline) or a
-    local folder whose ``config.json`` describes ``hf_model``.
+    local folder whose ``config.json`` describes ``hf_model``. Families whose folders
+    TransformerLens cannot configure (:mod:`workbench.models.native`) get their config from
+    ``hf_model``'s own.
     """
-    hf_cfg = hf_model.config.to_dict()
-    cfg = tl_loading.get_pretrained_model_config(name_or_path, hf_cfg=hf_cfg, fold_ln=False, device=device, dtype=dtype)
-    state_dict = tl_loading.get_pretrained_state_dict(name_or_path, cfg, hf_model, dtype=dtype)
+    cfg = None if official_name(name_or_path) else native_config(hf_model, Path(name_or_path).name, device, dtype)
+    if cfg is not None:
+        state_dict = native_state_dict(hf_model, cfg)
+    else:
+        hf_cfg = hf_model.config.to_dict()
+        cfg = tl_loading.get_pretrained_model_config(
+            name_or_path, hf_cfg=hf_cfg, fold_ln=False, device=device, dtype=dtype
+        )
+        state_dict = tl_loading.get_pretrained_state_dict(name_or_path, cfg, hf_model, dtype=dtype)
     model = HookedTransformer(cfg, tokenizer, move_to_device=False, default_padding_side="right")
     model.load_and_process_state_dict(
         state_dict,
@@ -317,19 +329,38 @@ def _bridge(name_or_path: str, tokenizer, device, dtype, architecture: str):
 
 
 def _load_hub_name(spec: str, device, dtype) -> HookedTransformer:
-    """A hub name: from the local HF cache when it is there, otherwise online (checked fast)."""
+    """A hub name: from the local HF cache when it is there, otherwise online (checked fast).
+
+    TransformerLens's official names load through its own tables; any other name (XGLM, the CLT
+    paper's GPT-2 mixtures, a fine-tune), and an official one whose config TransformerLens cannot
+    build under transformers 5 (GPT-2's ``n_ctx``), is fetched as a folder and converted like one.
+    """
     official = official_name(spec)  # a bare name that is not one was refused by check_spec
     repo = official or spec
     if not _in_hf_cache(repo):
         require_hub(f"the model {repo!r}")
-    source = ModelSource(spec=spec, name=repo, route="hub", weights=f"huggingface.co/{repo}")
+    model = None
     if official is not None:
-        model = HookedTransformer.from_pretrained_no_processing(repo, device=device, dtype=dtype)
-    else:
-        model = _bridge(repo, None, device, dtype, "unknown")
-        source.route += "+bridge"
-    model.workbench_source = source
+        try:
+            model = HookedTransformer.from_pretrained_no_processing(repo, device=device, dtype=dtype)
+        except (NotImplementedError, KeyError, AttributeError) as exc:
+            log.info("TransformerLens cannot configure %s (%s); converting its folder", repo, exc)
+    if model is None:
+        model = _load_local_folder(_hub_folder(repo), device, dtype)
+    bridged = getattr(getattr(model, "workbench_source", None), "route", "").endswith("+bridge")
+    model.workbench_source = ModelSource(spec=spec, name=repo, route="hub" + ("+bridge" if bridged else ""),
+                                         weights=f"huggingface.co/{repo}")  # fmt: skip
     return model
+
+
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]  # config, weights, tokenizer
+
+
+def _hub_folder(repo: str) -> Path:
+    """The local snapshot of a hub repo's config, weights and tokenizer (downloaded once)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo, allow_patterns=HUB_FILES))
 
 
 def _in_hf_cache(repo: str) -> bool:

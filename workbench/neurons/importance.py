@@ -50,7 +50,7 @@ class BatchImportance:
     positive: torch.Tensor | None = None  # [b, n_layers, d_mlp] tokens with FFN activation > 0
 
 
-def _check_structures_fit(model, structures: list[str]) -> None:
+def check_structures_fit(model, structures: list[str]) -> None:
     """Refuse, early and with the fix, what the closed forms or the hooks cannot do for a model."""
     from transformer_lens import HookedTransformer
 
@@ -173,7 +173,7 @@ def batch_importance(
     changes are computed (:mod:`workbench.neurons.pattern_change`: ``auto``, ``c`` or ``torch``).
     """
     structures = check_structures(structures)
-    _check_structures_fit(model, structures)
+    check_structures_fit(model, structures)
     weights = counted_positions(batch.mask, include_bos).to(batch.tokens.device)
     collector = _Collector(model, weights, structures, lape, chunk_elements, backend)
     with torch.no_grad():

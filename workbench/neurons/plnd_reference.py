@@ -31,9 +31,11 @@ def _on_model(model, tokens: torch.Tensor) -> torch.Tensor:
 
 def sublayer_inputs(model, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs of layer ``layer``'s attention and MLP for one document ``[1, pos]``: the
-    residual stream before each, through the block's own norm (weights included)."""
+    residual stream before each (both read the block's input with parallel attention, GPT-NeoX
+    style), through the block's own norm (weights included)."""
     tokens = _on_model(model, tokens)
-    names = (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid")
+    mlp_reads = "hook_resid_pre" if model.cfg.parallel_attn_mlp else "hook_resid_mid"
+    names = (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.{mlp_reads}")
     block = model.blocks[layer]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names, stop_at_layer=layer + 1)

@@ -115,6 +115,8 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
     current["analyses"] = recorded  # the live record: saved as it changes
     if manifest is not None:
         current["created"] = manifest["created"]
+    for options in analyses.values():
+        options.check_model(model)  # before the first analysis spends any time
     for name, options in analyses.items():
         recorded.pop(name, None)  # listed again only once it has finished
         _save_manifest(store, current)

@@ -95,6 +95,10 @@ class Options:
         """Checks against the run's settings (e.g. languages among the run's), made by the job
         before the model loads."""
 
+    def check_model(self, model: Any) -> None:
+        """Checks against the loaded model (e.g. a computation its architecture or load route
+        does not support), made by the job before any analysis runs."""
+
     @classmethod
     def hints(cls) -> dict[str, Any]:
         return typing.get_type_hints(cls)

@@ -36,3 +36,8 @@ class Options(Base):
         if self.language and self.language not in run.languages:
             raise OptionError(f"--clt-diff-language {self.language} is not among the run's --languages "
                               f"({', '.join(run.languages)}); add it there.")  # fmt: skip
+
+    def check_model(self, model) -> None:
+        from workbench.clt.attribution import check_hooked
+
+        check_hooked(model)

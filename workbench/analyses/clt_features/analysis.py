@@ -166,7 +166,9 @@ def verdict(result: Result) -> str:
             + "."
         )
     if result.plnd:
-        text += f" Against PLND's FFN neurons per language and layer: Spearman {result.plnd['spearman']:+.2f}."
+        rho = result.plnd["spearman"]
+        said = "undefined (one side is the same in every cell)" if rho is None or np.isnan(rho) else f"{rho:+.2f}"
+        text += f" Against PLND's FFN neurons per language and layer: Spearman {said}."
     return text
 
 

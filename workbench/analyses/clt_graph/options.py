@@ -48,3 +48,8 @@ class Options(Base):
             raise OptionError("--clt-graph-target token: needs the token's text, e.g. token:' big'.")
         if self.prompt and self.prompts:
             raise OptionError("Give --clt-graph-prompt or --clt-graph-prompts, not both.")
+
+    def check_model(self, model) -> None:
+        from workbench.clt.attribution import check_hooked
+
+        check_hooked(model)

@@ -38,5 +38,10 @@ class Options(Base):
         except ValueError as exc:
             raise OptionError(f"{exc} (--plnd-rule, --plnd-value, --plnd-specificity)") from None
 
+    def check_model(self, model) -> None:
+        from workbench.neurons.importance import check_structures_fit
+
+        check_structures_fit(model, list(self.structures))
+
     def selection(self) -> Selection:
         return Selection(self.rule, self.value, self.specificity, self.exclusive)
