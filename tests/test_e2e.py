@@ -34,6 +34,19 @@ def test_gemma_matches_hf_logits(gemma, bible):
     del hf
 
 
+def test_a_gemma_folder_loads_natively_as_the_default_model(gemma, bible):
+    """The default model's folder given as --model FOLDER (what a user's own fine-tune looks like)
+    converts from its config.json to the model the official name gives, number for number."""
+    from workbench.models.loading import load_model
+
+    folder = load_model(str(gemma_cache_dir()))
+    assert folder.workbench_source.route == "local-folder" and folder.cfg.attn_types == gemma.cfg.attn_types
+    tokens = gemma.to_tokens(bible.parallel(["de"], ["1.1.1"])["de"]["text"][0])
+    with torch.no_grad():
+        assert (folder(tokens) - gemma(tokens)).abs().max().item() < 1e-4
+    del folder
+
+
 def test_gemma_cache_records_the_build(gemma):
     info = read_cache_manifest(gemma_cache_dir())
     assert "Q4_K_M" in info["build"]

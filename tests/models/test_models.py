@@ -197,3 +197,64 @@ def test_hub_names_of_native_families_convert_like_folders(tmp_path, monkeypatch
     model = load_model(spec)
     assert type(model).__name__ == "HookedTransformer" and model.workbench_source.route == "hub"
     assert model.workbench_source.name == spec
+
+
+LINEAR_ROPE = {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}
+GEMMA3_LINEAR = {
+    "full_attention": {**LINEAR_ROPE, "rope_theta": 1e6},
+    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+}
+
+
+@pytest.mark.parametrize(
+    "family, overrides, because",
+    [
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 1}, "sliding window"),
+        ("llama", {"rope_parameters": LINEAR_ROPE}, "'linear' rotary scaling"),
+        ("gemma3", {"rope_parameters": GEMMA3_LINEAR}, "'linear' rotary scaling"),
+    ],
+)  # fmt: skip
+def test_variants_a_conversion_would_miss_take_the_bridge(tmp_path, family, overrides, because):
+    """A Qwen 2 sliding window (TransformerLens ignores it) or a linear rotary scaling (neither it
+    nor the native configs read it) would give wrong numbers on long prompts: such a folder loads
+    through the bridge, with the reason recorded, and the HF model's numbers."""
+    from workbench.models.families import save_family
+
+    hf = save_family(family, tmp_path / "model", **overrides)
+    model = load_model(str(tmp_path / "model"))
+    assert model.workbench_source.route == "local-folder+bridge"
+    assert because in model.workbench_source.details["bridged_because"]
+    tokens = model.to_tokens("In the beginning God created the heaven and the earth. Au commencement, Dieu")
+    with torch.no_grad():
+        assert (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max() < 1e-4
+
+
+def test_llama3_rotary_scaling_converts(tmp_path):
+    """Llama 3's rotary scaling is one TransformerLens reads: the folder converts, numbers equal."""
+    from workbench.models.families import save_family
+
+    rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}  # fmt: skip
+    hf = save_family("llama", tmp_path / "model", rope_parameters=rope)
+    model = load_model(str(tmp_path / "model"))
+    assert model.workbench_source.route == "local-folder" and model.cfg.use_NTK_by_parts_rope
+    tokens = model.to_tokens("In the beginning God created the heaven and the earth. " * 3)
+    with torch.no_grad():
+        assert (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max() < 1e-4
+
+
+def test_a_conversion_that_disagrees_with_hf_on_the_probe_takes_the_bridge(tmp_path, monkeypatch):
+    """Every conversion is checked against the HF model on a short probe; one that disagrees
+    (here: a tolerance nothing can meet) is not used."""
+    save_tiny_hf("llama", tmp_path / "model")
+    assert models.probe_error(load_model(str(tmp_path / "model")), *_hf_and_tokenizer(tmp_path / "model")) < 1e-4
+    monkeypatch.setattr(models, "PROBE_TOLERANCE", -1.0)
+    model = load_model(str(tmp_path / "model"))
+    assert model.workbench_source.route == "local-folder+bridge"
+    assert "differ from the HF model's" in model.workbench_source.details["bridged_because"]
+
+
+def _hf_and_tokenizer(folder):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(str(folder)).eval(), AutoTokenizer.from_pretrained(str(folder))

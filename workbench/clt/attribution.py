@@ -394,6 +394,8 @@ def _graph(model, clt, state: PromptState, sources: _Sources, targets: list[Targ
                  state.errors.norm(dim=-1).cpu().numpy(), info, adjacency, meta)  # fmt: skip
 
 
-__all__ = ["PromptState", "Target", "attribute", "check_hooked", "check_prompt", "completeness_error", "direction_target", "frozen_forward", "frozen_hook",
-           "frozen_model", "logit_target", "logit_targets", "mean_unembedding", "read_prompt", "target_value",
-           "token_target"]  # fmt: skip
+__all__ = [
+    "PromptState", "Target", "attribute", "check_hooked", "check_prompt", "completeness_error", "direction_target",
+    "frozen_forward", "frozen_hook", "frozen_model", "logit_target", "logit_targets", "mean_unembedding",
+    "read_prompt", "target_value", "token_target",
+]  # fmt: skip

@@ -11,7 +11,7 @@ makes one to try.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,11 @@ class Family:
     model_class: str
     settings: dict[str, Any]
     quirks: str
-    seeds: tuple[str, ...] = field(default=())  # the papers' models of this family (hub names)
 
-    def config(self):
+    def config(self, **overrides: Any):
         import transformers
 
-        return getattr(transformers, self.config_class)(**{**TOKENS, **self.settings})
+        return getattr(transformers, self.config_class)(**{**TOKENS, **self.settings, **overrides})
 
 
 def _gemma(extra: dict[str, Any]) -> dict[str, Any]:
@@ -50,10 +49,9 @@ GEMMA2_LAYERS = {"sliding_window": WINDOW, "layer_types": ["sliding_attention", 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
-        Family("llama", "LlamaConfig", "LlamaForCausalLM", LLAMA_LIKE, "grouped-query attention, rotary",
-               ("lmsys/vicuna-7b-v1.5",)),
+        Family("llama", "LlamaConfig", "LlamaForCausalLM", LLAMA_LIKE, "grouped-query attention, rotary"),
         Family("mistral", "MistralConfig", "MistralForCausalLM", {**LLAMA_LIKE, "sliding_window": WINDOW},
-               "grouped-query attention, sliding window", ("mistralai/Mistral-7B-v0.1",)),
+               "grouped-query attention, sliding window"),
         Family("qwen2", "Qwen2Config", "Qwen2ForCausalLM", LLAMA_LIKE, "q/k/v biases, grouped-query attention"),
         Family("qwen3", "Qwen3Config", "Qwen3ForCausalLM", {**LLAMA_LIKE, "head_dim": 8},
                "per-head q/k norm, grouped-query attention"),
@@ -71,7 +69,7 @@ FAMILIES: dict[str, Family] = {
                "learned positions (offset 2), ReLU"),
         Family("gpt2", "GPT2Config", "GPT2LMHeadModel",
                {"vocab_size": VOCAB, "n_positions": 512, "n_embd": 32, "n_layer": 2, "n_head": 4},
-               "learned positions, no n_ctx in the config", ("gpt2",)),
+               "learned positions, no n_ctx in the config"),
         Family("gemma", "GemmaConfig", "GemmaForCausalLM", _gemma({"hidden_act": "gelu_pytorch_tanh"}),
                "multi-query attention, scaled embedding, (1 + w) RMSNorm"),
         Family("gemma2", "Gemma2Config", "Gemma2ForCausalLM",
@@ -82,13 +80,13 @@ FAMILIES: dict[str, Family] = {
                _gemma({**GEMMA2_LAYERS, "query_pre_attn_scalar": 8,
                        "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
                                            "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}}}),
-               "q/k norm, local and global rotary bases, sliding window", ("google/gemma-3-270m",)),
+               "q/k norm, local and global rotary bases, sliding window"),
         Family("olmo", "OlmoConfig", "OlmoForCausalLM", {**LLAMA_LIKE, "num_key_value_heads": 4},
                "LayerNorm without weights"),
         Family("xglm", "XGLMConfig", "XGLMForCausalLM",
                {"vocab_size": VOCAB, "d_model": 32, "ffn_dim": 64, "num_layers": 2, "attention_heads": 4,
                 "max_position_embeddings": 512, "decoder_start_token_id": 1},
-               "sinusoidal positions (offset 2), scaled embedding", ("facebook/xglm-564M",)),
+               "sinusoidal positions (offset 2), scaled embedding"),
     ]
 }  # fmt: skip
 
@@ -102,14 +100,15 @@ def family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def tiny_family_model(name: str, seed: int = 0):
-    """A randomly initialised model of family ``name`` (seeded: two calls give the same weights)."""
+def tiny_family_model(name: str, seed: int = 0, **overrides: Any):
+    """A randomly initialised model of family ``name`` (seeded: two calls give the same weights);
+    ``overrides`` change its config (a variant of the family)."""
     import torch
     import transformers
 
     spec = family(name)
     torch.manual_seed(seed)
-    model = getattr(transformers, spec.model_class)(spec.config()).eval()
+    model = getattr(transformers, spec.model_class)(spec.config(**overrides)).eval()
     with torch.no_grad():
         for param in model.parameters():  # large enough that softmaxes, caps and norms all bend
             if param.dim() > 1:
@@ -119,11 +118,12 @@ def tiny_family_model(name: str, seed: int = 0):
     return model
 
 
-def save_family(name: str, folder: str | Path, seed: int = 0):
-    """Save the tiny model of family ``name`` and the byte tokenizer into ``folder``; return the model."""
+def save_family(name: str, folder: str | Path, seed: int = 0, **overrides: Any):
+    """Save the tiny model of family ``name`` (``overrides``: config changes) and the byte tokenizer
+    into ``folder``; return the model."""
     from workbench.models.loading import byte_tokenizer
 
-    model = tiny_family_model(name, seed)
+    model = tiny_family_model(name, seed, **overrides)
     model.save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
     return model

@@ -40,7 +40,7 @@ from transformer_lens import loading_from_pretrained as tl_loading
 from workbench.errors import UnknownModelError, UnsupportedArchitectureError
 from workbench.models.catalog import MANIFEST, cache_root, zoo_folder
 from workbench.models.hub import require_hub
-from workbench.models.native import native_config, native_state_dict
+from workbench.models.native import conversion_gap, native_config, native_state_dict
 from workbench.models.specs import DEFAULT_MODEL, KNOWN_MODELS, ZOO_PREFIX, check_spec, official_name
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,9 @@ def hooked_from_hf(name_or_path: str, hf_model, tokenizer, device="cpu", dtype=t
             name_or_path, hf_cfg=hf_cfg, fold_ln=False, device=device, dtype=dtype
         )
         state_dict = tl_loading.get_pretrained_state_dict(name_or_path, cfg, hf_model, dtype=dtype)
+    gap = conversion_gap(hf_model.config, cfg)
+    if gap is not None:
+        raise UnsupportedArchitectureError(f"HookedTransformer would miss {gap}")
     model = HookedTransformer(cfg, tokenizer, move_to_device=False, default_padding_side="right")
     model.load_and_process_state_dict(
         state_dict,
@@ -259,7 +262,29 @@ def hooked_from_hf(name_or_path: str, hf_model, tokenizer, device="cpu", dtype=t
         fold_value_biases=False,
         refactor_factored_attn_matrices=False,
     )
-    return model.to(device)
+    model = model.to(device)
+    error = probe_error(model, hf_model, tokenizer)
+    if error is not None and error > PROBE_TOLERANCE:
+        raise UnsupportedArchitectureError(
+            f"the converted model's log-probabilities differ from the HF model's by {error:.2g} on a probe"
+        )
+    return model
+
+
+PROBE = "In the beginning God created the heaven and the earth. Im Anfang schuf Gott Himmel und Erde. 起初神创造天地。"
+PROBE_TOLERANCE = 1e-2  # float32 conversions agree to ~1e-4 (Gemma 3 270M: 7e-5); a wrong one by far more
+
+
+@torch.no_grad()
+def probe_error(model, hf_model, tokenizer) -> float | None:
+    """The largest difference of log-probabilities between the converted model and the HF model
+    on a short multilingual probe (None where it is not measured: no tokenizer, half precision)."""
+    if tokenizer is None or model.cfg.dtype not in (torch.float32, torch.float64):
+        return None
+    tokens = tokenizer(PROBE, return_tensors="pt").input_ids[:, : min(32, model.cfg.n_ctx)]
+    ours = model(tokens.to(model.cfg.device)).log_softmax(-1).cpu()
+    theirs = hf_model(tokens.to(hf_model.device)).logits.log_softmax(-1).cpu()
+    return float((ours - theirs).abs().max())
 
 
 def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
@@ -292,10 +317,11 @@ def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
             link = Path(tmp) / "model"
             link.symlink_to(folder.resolve(), target_is_directory=True)
             model = hooked_from_hf(str(link), hf_model, tokenizer, device, dtype)
-    except (NotImplementedError, KeyError, AttributeError) as exc:
-        log.info("HookedTransformer cannot convert %s (%s); using TransformerBridge", architecture, exc)
+    except (NotImplementedError, KeyError, AttributeError, UnsupportedArchitectureError) as exc:
+        log.warning("HookedTransformer cannot convert %s (%s); using TransformerBridge", architecture, exc)
         model = _bridge(str(folder), tokenizer, device, dtype, architecture)
         source.route += "+bridge"
+        source.details["bridged_because"] = str(exc)
     model.workbench_source = source
     return model
 

@@ -141,6 +141,35 @@ def native_config(hf_model, name: str, device, dtype: torch.dtype) -> HookedTran
     return HookedTransformerConfig.from_dict(cfg)
 
 
+def conversion_gap(hf_config, cfg: HookedTransformerConfig) -> str | None:
+    """What of the HF model's attention ``cfg`` does not carry, or None: a sliding window on other
+    layers or of another width, a scaled rotary embedding TransformerLens did not read,
+    bidirectional attention. Each would give numbers that differ from the model's only on long
+    prompts (or subtly), so a load that finds one takes the bridge instead."""
+    window = getattr(hf_config, "sliding_window", None)
+    if window and getattr(hf_config, "use_sliding_window", True) is not False:
+        types = getattr(hf_config, "layer_types", None) or ["sliding_attention"] * cfg.n_layers
+        theirs = [t == "sliding_attention" for t in types]
+        ours = [bool(cfg.use_local_attn) and (cfg.attn_types or ["local"] * cfg.n_layers)[i] == "local"
+                for i in range(cfg.n_layers)]  # fmt: skip
+        if theirs != ours or (any(theirs) and cfg.window_size != window):
+            return f"its sliding window ({window} tokens on layers {[i for i, t in enumerate(theirs) if t]})"
+    scaled = cfg.use_NTK_by_parts_rope or cfg.use_yarn_rope or cfg.rotary_scaling_factor != 1
+    for rope_type in _rope_types(hf_config):
+        if rope_type != "default" and not scaled:
+            return f"its {rope_type!r} rotary scaling"
+    if getattr(hf_config, "use_bidirectional_attention", False):
+        return "bidirectional attention"
+    return None
+
+
+def _rope_types(hf_config) -> set[str]:
+    """The rotary types a config asks for (per layer type where it has several)."""
+    params = getattr(hf_config, "rope_parameters", None) or {}
+    groups = params.values() if params and all(isinstance(v, dict) for v in params.values()) else [params]
+    return {str(g.get("rope_type") or g.get("type") or "default") for g in groups}
+
+
 def native_state_dict(hf_model, cfg: HookedTransformerConfig) -> dict[str, torch.Tensor]:
     """TransformerLens's weight converter of the family (OPT's, for XGLM, on a re-labelled view)."""
     from transformer_lens.pretrained import weight_conversions as conv
@@ -171,4 +200,4 @@ def _xglm_as_opt(xglm):
     return SimpleNamespace(model=SimpleNamespace(decoder=decoder), lm_head=xglm.lm_head)
 
 
-__all__ = ["CONFIGS", "native_config", "native_state_dict"]
+__all__ = ["CONFIGS", "conversion_gap", "native_config", "native_state_dict"]
