@@ -13,6 +13,7 @@ import pytest
 
 from workbench.analyses import clt_diff, clt_graph, clt_train
 from workbench.cli import main
+from workbench.clt.export import read_viewer_folder
 from workbench.clt.graph import jaccard
 from workbench.errors import WorkbenchError
 from workbench.interventions.finetune import NeuronDelta, neuron_indices
@@ -48,6 +49,7 @@ def test_graph_slice_overlaps_views_export_and_resume(tmp_path, monkeypatch):
     first = next(r for r in result.rows if r.task == "weekday" and r.language == "en")
     exported = json.loads((out / "graphs" / f"weekday-{first.item}-en.json").read_text(encoding="utf-8"))
     assert {"metadata", "qParams", "nodes", "links"} <= set(exported)
+    assert set(read_viewer_folder(out / "graphs")) == {f"{r.task}-{r.item}-{r.language}" for r in result.rows}
     assert "Attribution graphs across languages" in report.read_text()
     assert {"clt_graph_jaccard", "clt_graph_kept"} <= set(collect_figures(out))
 

@@ -14,7 +14,15 @@ import torch
 from conftest import spread_clt
 
 from workbench.clt.attribution import attribute, logit_target, mean_unembedding
-from workbench.clt.export import read_circuit_tracer, to_circuit_tracer, top_tokens, write_circuit_tracer
+from workbench.clt.export import (
+    VIEWER_INDEX,
+    parse_logit_label,
+    read_circuit_tracer,
+    read_viewer_folder,
+    to_circuit_tracer,
+    top_tokens,
+    write_circuit_tracer,
+)
 from workbench.clt.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, Pruned
 from workbench.clt.graph_view import graph_figure
 from workbench.clt.transcoder import CrossLayerTranscoder
@@ -113,14 +121,14 @@ def test_node_ids_follow_the_grammar(setup):
     assert logit["token_prob"] == 0.6 and logit["jsNodeId"] == f"L_7-{last}"
     assert logit["clerp"] == f'Output "{graph.targets[0].label}" (p=0.600)'
     assert direction["feature"] == -2 and direction["feature_type"] == "logit" and direction["token_prob"] == 1.0
-    assert direction["jsNodeId"] == f"L_-2-{last}" and direction["clerp"] == "Direction abc"
+    assert direction["jsNodeId"] == f"L_-2-{last}" and direction["clerp"] == 'Direction "abc" (p=1.000)'
     assert not direction["is_target_logit"]
 
 
 def test_round_trip_and_link_weights(setup, tmp_path):
     *_, graph, pruned, clerps, data = setup
-    path = write_circuit_tracer(graph, pruned, tmp_path / "out" / "graph.json", "hello-graph", "tiny-clt", THRESHOLD,
-                                clerps)  # fmt: skip
+    path = write_circuit_tracer(graph, pruned, tmp_path / "out" / "hello-graph.json", "hello-graph", "tiny-clt",
+                                THRESHOLD, clerps)  # fmt: skip
     assert read_circuit_tracer(path) == data
     index = _index(graph)
     pairs = set()
@@ -130,6 +138,29 @@ def test_round_trip_and_link_weights(setup, tmp_path):
         pairs.add((t, s))
     kept = pruned.edges & pruned.nodes[:, None] & pruned.nodes[None, :]
     assert pairs == set(zip(*(a.tolist() for a in np.nonzero(kept)))) and len(pairs) == len(data["links"])
+
+
+def test_the_export_folder_reads_as_the_viewer_reads_it(setup, tmp_path):
+    """circuit-tracer's viewer lists data/graph-metadata.json's graphs, fetches {slug}.json for the
+    chosen one, and parses each output label for its token and (p=...): every step resolves."""
+    *_, graph, pruned, clerps, data = setup
+    out = tmp_path / "graphs"
+    for slug in ("first", "second", "first"):  # a graph written again replaces its entry
+        write_circuit_tracer(graph, pruned, out / f"{slug}.json", slug, "tiny-clt", THRESHOLD, clerps)
+    index = json.loads((out / VIEWER_INDEX).read_text(encoding="utf-8"))
+    assert [g["slug"] for g in index["graphs"]] == ["second", "first"]
+    assert index["graphs"][1] == {**data["metadata"], "slug": "first"}
+    graphs = read_viewer_folder(out)
+    assert set(graphs) == {"first", "second"}
+    labels = [parse_logit_label(n["clerp"]) for n in graphs["first"]["nodes"] if n["feature_type"] == "logit"]
+    assert labels == [(graph.targets[0].label, 0.6), ("abc", 1.0)]
+    with pytest.raises(WorkbenchError, match="name the file after the slug"):
+        write_circuit_tracer(graph, pruned, out / "other.json", "third", "tiny-clt", THRESHOLD)
+    (out / "second.json").unlink()
+    with pytest.raises(WorkbenchError, match="second.json is missing"):
+        read_viewer_folder(out)
+    with pytest.raises(WorkbenchError, match="does not parse"):
+        parse_logit_label("Direction abc")
 
 
 def test_kept_features_are_the_pruned_ones_with_an_edge(setup):

@@ -24,8 +24,17 @@ Node ids (``node_id``; ``jsNodeId`` is the viewer's own key), with ``L`` the num
 Extension (this workbench's, not circuit-tracer's): a graph may explain *directions* (e.g. a
 language direction) rather than logits. The ``i``-th target, when it is a direction, has no
 vocabulary id, so it takes ``-(i + 1)`` in its place: node id ``"{L+1}_{-(i+1)}_{p}"``, jsNodeId
-``"L_{-(i+1)}-{p}"``, feature ``-(i + 1)``, clerp ``"Direction {label}"``; it is still a ``"logit"``
-node, so the viewers draw it in the output row. Targets carry no influence or activation (null).
+``"L_{-(i+1)}-{p}"``, feature ``-(i + 1)``, clerp ``'Direction "{label}" (p={weight})'``; it is
+still a ``"logit"`` node, so the viewers draw it in the output row, and its label parses as a
+logit's does (the viewer reads the text between quotes and the number after ``(p=``). Targets carry
+no influence or activation (null).
+
+**The viewer's folder.** circuit-tracer's local server serves one folder: ``graph-metadata.json``
+(``{"graphs": [metadata, ...]}``, one entry per graph, the graph file's ``metadata``) indexes the
+graphs, and graph ``slug`` is the file ``{slug}.json`` beside it. :func:`write_circuit_tracer`
+keeps that index up to date (an entry per slug, replaced when the graph is written again), so
+``circuit_tracer.frontend.local_server.serve(folder)`` shows every exported graph;
+:func:`read_viewer_folder` reads a folder the way the viewer does.
 
 Only the pruned graph is written: the kept nodes, the kept edges between them, and then neither
 features nor error nodes that no written link touches (tokens and targets always stay).
@@ -44,6 +53,7 @@ from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.errors import WorkbenchError
 
 SCHEMA_VERSION = 1
+VIEWER_INDEX = "graph-metadata.json"
 FEATURE_TYPES = {FEATURE: "cross layer transcoder", ERROR: "mlp reconstruction error", TOKEN: "embedding",
                  TARGET: "logit"}  # fmt: skip
 
@@ -102,7 +112,7 @@ def _target_record(graph: Graph, i: int) -> dict:
     if target.token >= 0:
         token, clerp = target.token, f'Output "{target.label}" (p={target.weight:.3f})'
     else:
-        token, clerp = -(i + 1), f"Direction {target.label}"
+        token, clerp = -(i + 1), f'Direction "{target.label}" (p={target.weight:.3f})'
     return _node(f"{layer}_{token}_{pos}", token, layer, pos, TARGET, f"L_{token}-{pos}", clerp,
                  token_prob=float(target.weight), is_target=i == 0)  # fmt: skip
 
@@ -139,12 +149,61 @@ def to_circuit_tracer(graph: Graph, pruned: Pruned, slug: str, scan: str, node_t
 
 def write_circuit_tracer(graph: Graph, pruned: Pruned, path: Path, slug: str, scan: str, node_threshold: float,
                          clerps: dict[int, str] | None = None) -> Path:  # fmt: skip
-    """Write :func:`to_circuit_tracer`'s JSON (UTF-8, tokens as they are) to ``path``; returns it."""
+    """Write :func:`to_circuit_tracer`'s JSON (UTF-8, tokens as they are) to ``path`` and enter it in
+    the folder's viewer index (``graph-metadata.json``); returns the path. The file is named after
+    the slug, as the viewer looks it up."""
     path = Path(path)
+    if path.stem != slug:
+        raise WorkbenchError(
+            f"The viewer finds graph {slug!r} as {slug}.json, not {path.name}: name the file after the slug."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     data = to_circuit_tracer(graph, pruned, slug, scan, node_threshold, clerps)
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    index_graph(path.parent, data["metadata"])
     return path
+
+
+def index_graph(folder: Path, metadata: dict) -> Path:
+    """Enter one graph's metadata in ``folder/graph-metadata.json`` (replacing an entry of the same slug)."""
+    index = Path(folder) / VIEWER_INDEX
+    graphs = json.loads(index.read_text(encoding="utf-8"))["graphs"] if index.exists() else []
+    graphs = [g for g in graphs if g.get("slug") != metadata["slug"]] + [metadata]
+    index.write_text(json.dumps({"graphs": graphs}, ensure_ascii=False, indent=1), encoding="utf-8")
+    return index
+
+
+def read_viewer_folder(folder: Path) -> dict[str, dict]:
+    """Read an export folder as circuit-tracer's viewer does: the index, then ``{slug}.json`` for
+    each entry (validated), then every logit node's label parsed for its token and its ``(p=...)``
+    probability. Returns the graphs by slug; refuses, naming the fix, what the viewer would choke on."""
+    folder = Path(folder)
+    index = folder / VIEWER_INDEX
+    if not index.exists():
+        raise WorkbenchError(
+            f"{folder} has no {VIEWER_INDEX}: the viewer would find no graph. Export with write_circuit_tracer."
+        )
+    graphs = {}
+    for entry in json.loads(index.read_text(encoding="utf-8"))["graphs"]:
+        path = folder / f"{entry['slug']}.json"
+        if not path.exists():
+            raise WorkbenchError(f"{VIEWER_INDEX} lists {entry['slug']!r} but {path.name} is missing.")
+        data = read_circuit_tracer(path)
+        for node in data["nodes"]:
+            if node["feature_type"] == FEATURE_TYPES[TARGET]:
+                parse_logit_label(node["clerp"])
+        graphs[entry["slug"]] = data
+    return graphs
+
+
+def parse_logit_label(clerp: str) -> tuple[str, float]:
+    """``(token, probability)`` from an output node's label, parsed as the viewer parses it
+    (the text between the first quotes; the number between ``(p=`` and ``)``)."""
+    try:
+        return clerp.split('"')[1], float(clerp.split("(p=")[1].split(")")[0])
+    except (IndexError, ValueError):
+        raise WorkbenchError(f"The output label {clerp!r} does not parse as the viewer reads it "
+                             '(\'Output "token" (p=0.123)\').') from None  # fmt: skip
 
 
 def _check_fields(record: object, fields: dict[str, tuple], where: str) -> None:
@@ -220,6 +279,6 @@ def _decode(model, token: int) -> str:
     return model.tokenizer.decode([token]) if model.tokenizer is not None else str(token)
 
 
-__all__ = ["FEATURE_TYPES", "SCHEMA_VERSION", "cantor", "decoder_vectors", "exported_nodes", "kept_links",
-           "node_record", "read_circuit_tracer", "to_circuit_tracer", "top_tokens", "validate_circuit_tracer",
-           "write_circuit_tracer"]  # fmt: skip
+__all__ = ["FEATURE_TYPES", "SCHEMA_VERSION", "VIEWER_INDEX", "cantor", "decoder_vectors", "exported_nodes",
+           "index_graph", "kept_links", "node_record", "parse_logit_label", "read_circuit_tracer", "read_viewer_folder",
+           "to_circuit_tracer", "top_tokens", "validate_circuit_tracer", "write_circuit_tracer"]  # fmt: skip
