@@ -362,10 +362,8 @@ def _node_values(model, clt, state: PromptState, graph: Graph, targets: list[Tar
                  writes: list[torch.Tensor]) -> np.ndarray:  # fmt: skip
     """Every feature's pre-activation and every target's value on the frozen model, from ``start`` and ``writes``."""
     mlp_in, final = frozen_forward(model, state, start, writes)
-    features = [
-        (mlp_in[layer][0, pos] * clt.in_scale[layer]) @ clt.W_enc[layer, :, feature] + clt.b_enc[layer, feature]
-        for layer, pos, feature in graph.features
-    ]
+    pre = [clt.layer_pre_activations(x[0], layer) for layer, x in enumerate(mlp_in)]  # [pos, F] per layer
+    features = [pre[layer][pos, feature] for layer, pos, feature in graph.features]
     values = [final[0, -1] @ t.vector.to(final) for t in targets]
     return torch.stack(features + values).double().cpu().numpy()
 

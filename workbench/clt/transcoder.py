@@ -146,10 +146,13 @@ class CrossLayerTranscoder(nn.Module):
             out = out + nn.functional.pad(written, (0, 0, source, L - source - written.shape[-2]))
         return out / self.out_scale[:, None]
 
+    def layer_pre_activations(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer``'s encoder outputs ``[..., F]`` before JumpReLU, from its MLP input ``x [..., d]``."""
+        return (x * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
+
     def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``."""
-        pre = (x * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
-        return JumpReLU.apply(pre, self.threshold[layer], self.config.bandwidth)
+        return JumpReLU.apply(self.layer_pre_activations(x, layer), self.threshold[layer], self.config.bandwidth)
 
     def decode_layer(self, acts: list[torch.Tensor], layer: int) -> torch.Tensor:
         """Layer ``layer``'s reconstructed MLP output from the activations of layers ``0..layer``

@@ -365,7 +365,7 @@ def _load_hub_name(spec: str, device, dtype) -> HookedTransformer:
     repo = official or spec
     if not _in_hf_cache(repo):
         require_hub(f"the model {repo!r}")
-    model = None
+    model, route = None, "hub"
     if official is not None:
         try:
             model = HookedTransformer.from_pretrained_no_processing(repo, device=device, dtype=dtype)
@@ -373,9 +373,8 @@ def _load_hub_name(spec: str, device, dtype) -> HookedTransformer:
             log.info("TransformerLens cannot configure %s (%s); converting its folder", repo, exc)
     if model is None:
         model = _load_local_folder(_hub_folder(repo), device, dtype)
-    bridged = getattr(getattr(model, "workbench_source", None), "route", "").endswith("+bridge")
-    model.workbench_source = ModelSource(spec=spec, name=repo, route="hub" + ("+bridge" if bridged else ""),
-                                         weights=f"huggingface.co/{repo}")  # fmt: skip
+        route = model.workbench_source.route.replace("local-folder", "hub")
+    model.workbench_source = ModelSource(spec=spec, name=repo, route=route, weights=f"huggingface.co/{repo}")
     return model
 
 

@@ -23,19 +23,13 @@ from typing import Any
 import torch
 from transformer_lens import HookedTransformerConfig
 
-from workbench.errors import UnsupportedArchitectureError
-
 MAX_ROTARY_CTX = 8192  # TransformerLens's own cap for Gemma: its masks are n_ctx x n_ctx per layer
 
 
-def _rope_theta(params: dict[str, Any] | None, architecture: str) -> float:
-    """The rotary base of one rope-parameters dict; scaled rotary embeddings are refused."""
-    params = params or {}
-    if params.get("rope_type", "default") != "default":
-        raise UnsupportedArchitectureError(
-            f"{architecture} with {params['rope_type']!r} rotary scaling is not converted natively."
-        )
-    return float(params.get("rope_theta", 10000.0))
+def _rope_theta(params: dict[str, Any] | None) -> float:
+    """The rotary base of one rope-parameters dict (a scaling, which no native config reads, is
+    found by :func:`conversion_gap`)."""
+    return float((params or {}).get("rope_theta", 10000.0))
 
 
 def _layer_types(hf) -> dict[str, Any]:
@@ -47,7 +41,7 @@ def _layer_types(hf) -> dict[str, Any]:
     return {"use_local_attn": True, "attn_types": attn_types, "window_size": hf.sliding_window}
 
 
-def _gemma_common(hf, architecture: str) -> dict[str, Any]:
+def _gemma_common(hf) -> dict[str, Any]:
     rope = hf.rope_parameters or {}
     global_rope = rope.get("full_attention", rope)
     cfg = {
@@ -56,23 +50,23 @@ def _gemma_common(hf, architecture: str) -> dict[str, Any]:
         "n_layers": hf.num_hidden_layers, "n_ctx": min(hf.max_position_embeddings, MAX_ROTARY_CTX),
         "eps": hf.rms_norm_eps, "d_vocab": hf.vocab_size, "initializer_range": hf.initializer_range,
         "normalization_type": "RMS", "positional_embedding_type": "rotary", "rotary_dim": hf.head_dim,
-        "rotary_base": _rope_theta(global_rope, architecture), "use_attn_scale": True,
+        "rotary_base": _rope_theta(global_rope), "use_attn_scale": True,
         "gated_mlp": True, "final_rms": True,
     }  # fmt: skip
     if "sliding_attention" in rope:
-        cfg["rotary_base_local"] = _rope_theta(rope["sliding_attention"], architecture)
+        cfg["rotary_base_local"] = _rope_theta(rope["sliding_attention"])
     scalar = getattr(hf, "query_pre_attn_scalar", None)
     if scalar is not None:
         cfg["attn_scale"] = math.sqrt(scalar)
     return cfg
 
 
-def _gemma(hf, architecture: str) -> dict[str, Any]:
-    return {**_gemma_common(hf, architecture), "act_fn": hf.hidden_act}
+def _gemma(hf) -> dict[str, Any]:
+    return {**_gemma_common(hf), "act_fn": hf.hidden_act}
 
 
-def _gemma2(hf, architecture: str) -> dict[str, Any]:
-    cfg = {**_gemma_common(hf, architecture), **_layer_types(hf), "act_fn": hf.hidden_activation,
+def _gemma2(hf) -> dict[str, Any]:
+    cfg = {**_gemma_common(hf), **_layer_types(hf), "act_fn": hf.hidden_activation,
            "use_normalization_before_and_after": True}  # fmt: skip
     if hf.attn_logit_softcapping:
         cfg["attn_scores_soft_cap"] = float(hf.attn_logit_softcapping)
@@ -81,11 +75,11 @@ def _gemma2(hf, architecture: str) -> dict[str, Any]:
     return cfg
 
 
-def _gemma3(hf, architecture: str) -> dict[str, Any]:
-    return {**_gemma2(hf, architecture), "use_qk_norm": True}
+def _gemma3(hf) -> dict[str, Any]:
+    return {**_gemma2(hf), "use_qk_norm": True}
 
 
-def _gpt2(hf, architecture: str) -> dict[str, Any]:
+def _gpt2(hf) -> dict[str, Any]:
     return {
         "d_model": hf.n_embd, "d_head": hf.n_embd // hf.n_head, "n_heads": hf.n_head,
         "d_mlp": hf.n_inner or 4 * hf.n_embd, "n_layers": hf.n_layer, "n_ctx": hf.n_positions,
@@ -95,7 +89,7 @@ def _gpt2(hf, architecture: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _olmo(hf, architecture: str) -> dict[str, Any]:
+def _olmo(hf) -> dict[str, Any]:
     d_head = hf.hidden_size // hf.num_attention_heads
     kv = hf.num_key_value_heads
     return {
@@ -103,12 +97,12 @@ def _olmo(hf, architecture: str) -> dict[str, Any]:
         "n_key_value_heads": kv if kv != hf.num_attention_heads else None, "d_mlp": hf.intermediate_size,
         "n_layers": hf.num_hidden_layers, "n_ctx": hf.max_position_embeddings, "eps": 1e-5,
         "d_vocab": hf.vocab_size, "act_fn": hf.hidden_act, "initializer_range": hf.initializer_range,
-        "normalization_type": "LN", "rotary_base": _rope_theta(hf.rope_parameters, architecture),
+        "normalization_type": "LN", "rotary_base": _rope_theta(hf.rope_parameters),
         "rotary_dim": d_head, "positional_embedding_type": "rotary", "gated_mlp": True, "clip_qkv": hf.clip_qkv,
     }  # fmt: skip
 
 
-def _xglm(hf, architecture: str) -> dict[str, Any]:
+def _xglm(hf) -> dict[str, Any]:
     return {
         "d_model": hf.d_model, "d_head": hf.d_model // hf.attention_heads, "n_heads": hf.attention_heads,
         "d_mlp": hf.ffn_dim, "n_layers": hf.num_layers, "n_ctx": hf.max_position_embeddings, "eps": 1e-5,
@@ -135,9 +129,8 @@ def native_config(hf_model, name: str, device, dtype: torch.dtype) -> HookedTran
     build = CONFIGS.get(architecture)
     if build is None:
         return None
-    cfg = {**build(hf, architecture), "original_architecture": architecture, "model_name": name,
-           "tokenizer_name": name, "init_weights": False, "device": device, "dtype": dtype,
-           "default_prepend_bos": True}  # fmt: skip
+    cfg = {**build(hf), "original_architecture": architecture, "model_name": name,
+           "tokenizer_name": name, "init_weights": False, "device": device, "dtype": dtype}  # fmt: skip
     return HookedTransformerConfig.from_dict(cfg)
 
 
