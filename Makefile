@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 export NO_MKDOCS_2_WARNING = 1
 
-.PHONY: install model demo reproduce test test-fast lint docs docs-build docs-serve bench assets assets-deps lab clean
+.PHONY: install model demo reproduce gemma-clt gemma-clt-workshop test test-fast lint docs docs-build docs-serve bench assets assets-deps lab clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ demo: model
 ## The paper-sized run: 13 languages, more documents, every layer group (see README for its time).
 reproduce: model
 	$(BIN)/workbench run --preset paper --out results/paper
+
+## The transcoder paper's questions on Gemma 3 270M: per-layer transcoders on all 18 layers, features,
+## steering and graphs in 8 languages (resumable; see README for its time).
+CLT_STUDY := clt-train,clt-features,clt-steer,clt-graph
+gemma-clt: model
+	$(BIN)/workbench run --preset gemma-clt --analyses $(CLT_STUDY) --out results/gemma-clt
+
+## The same study at workshop size: 7 of the 18 layers, 4 languages, fewer prompts.
+gemma-clt-workshop: model
+	$(BIN)/workbench run --preset gemma-clt-workshop --analyses $(CLT_STUDY) --out results/gemma-clt-workshop
 
 ## Static images of the key figures for README.md, from the demo's results (make demo first).
 assets: assets-deps
@@ -73,6 +83,7 @@ bench: model
 	$(BIN)/python benchmarks/bench_ffn.py --out results/bench
 	$(BIN)/python benchmarks/bench_zoo.py --out results/bench
 	$(BIN)/python benchmarks/bench_clt.py --out results/bench
+	$(BIN)/python benchmarks/bench_clt.py --set gemma --out results/bench
 	$(BIN)/python benchmarks/bench_graph.py --out results/bench
 
 ## The documentation site in site/: every notebook executed with its figures, then MkDocs (strict).

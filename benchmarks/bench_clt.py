@@ -28,8 +28,12 @@ while the phase runs (model, documents and what earlier phases hold included; th
 phase's start is given too), and on CUDA ``torch.cuda.max_memory_allocated`` per phase (reset
 before each).
 
-Usage: ``python benchmarks/bench_clt.py [--model zoo:mix-en50] [--features 2048] [--tokens 20000]
-[--documents 200] [--device cpu] [--out results/bench]``.
+``--set gemma`` measures the Gemma study's transcoder: Gemma 3 270M, per-layer transcoders on all
+18 layers, the ``gemma-clt`` preset's languages, batch, rate and sparsity (its file:
+``bench_clt_gemma.json``). ``--per-layer``, ``--window`` and ``--layers`` give other shapes.
+
+Usage: ``python benchmarks/bench_clt.py [--set gemma] [--model zoo:mix-en50] [--features 2048]
+[--tokens 20000] [--documents 200] [--device cpu] [--out results/bench]``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from workbench.clt.transcoder import CLTConfig  # noqa: E402
 from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
 from workbench.data.corpus import BibleCorpus  # noqa: E402
 from workbench.models.loading import load_model, model_source  # noqa: E402
+from workbench.runs.options import GEMMA_CLT_LANGUAGES  # noqa: E402
 from workbench.runs.results import environment, save_json  # noqa: E402
 
 MB = 2**20
@@ -114,9 +119,19 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=200, help="verses per language (analysis split)")
     parser.add_argument("--batch-tokens", type=int, default=512, help="padded tokens per forward batch (the run's)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per phase (median); training runs once")
+    parser.add_argument("--per-layer", action="store_true", help="per-layer transcoders")
+    parser.add_argument("--window", type=int, default=None, help="a windowed CLT: own + next WINDOW layers")
+    parser.add_argument("--layers", default="", help="comma-separated layers to cover (default all)")
+    parser.add_argument("--set", choices=["gemma"], default=None, help="gemma: the Gemma study's per-layer set")
     parser.add_argument("--out", default="results/bench")
     add_device_argument(parser)
     args = parser.parse_args()
+    train_options = CLTOptions()  # the clt-train slice's defaults, but for the shape and the length
+    if args.set == "gemma":
+        preset = CLTOptions.PRESETS["gemma-clt"]
+        train_options = CLTOptions(**{k: v for k, v in preset.items() if k not in ("documents", "tokens")})
+        args.model, args.per_layer, args.batch = "gemma-3-270m", True, train_options.batch
+        args.languages, args.batch_tokens = ",".join(GEMMA_CLT_LANGUAGES), 2048
 
     model = load_model(args.model, device=args.device)
     languages = args.languages.split(",")
@@ -126,9 +141,11 @@ def main() -> None:
     peak = PeakRSS(args.device)
     bt = args.batch_tokens
 
-    options = CLTOptions()  # the clt-train slice's defaults, but for the shape and the length
+    options = train_options
     name = model_source(model).get("name", args.model)
-    config = CLTConfig(model.cfg.n_layers, model.cfg.d_model, args.features, model=name)
+    layers = tuple(int(x) for x in args.layers.split(",") if x.strip())
+    config = CLTConfig(model.cfg.n_layers, model.cfg.d_model, args.features, args.per_layer, model=name,
+                       window=args.window, layers=layers)  # fmt: skip
     settings = TrainSettings(tokens=args.tokens, batch_tokens=args.batch, lr=options.lr, sparsity=options.sparsity,
                              sparsity_warmup=options.warmup, dead_penalty=options.dead_penalty,
                              block_documents=options.block_documents, forward_tokens=bt, seed=0)  # fmt: skip
@@ -186,7 +203,7 @@ def main() -> None:
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
     memory = ("peak RSS (psutil, sampled every 5 ms) and torch.cuda.max_memory_allocated, reset per phase"
               if peak.gpu_gib is not None else "peak RSS (psutil, sampled every 5 ms) per phase")  # fmt: skip
-    save_json(Path(args.out) / "bench_clt.json", {
+    save_json(Path(args.out) / ("bench_clt_gemma.json" if args.set else "bench_clt.json"), {
         "environment": environment(), "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
         "model": model_source(model), "model_shape": {"n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model},
         "settings": {**vars(args), "train": asdict(settings)},

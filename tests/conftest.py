@@ -63,18 +63,19 @@ def save_tiny_hf(kind: str, folder):
 
 
 def spread_clt(n_layers: int = 2, d_model: int = 64, n_features: int = 32, seed: int = 3, per_layer: bool = False,
-               b_dec: bool = False):  # fmt: skip
+               b_dec: bool = False, **shape):  # fmt: skip
     """A float64 transcoder for a tiny model whose features are active and unevenly scaled: random
     encoder biases, a low threshold, decoders scaled up, different input and output scales per
-    layer (and, with ``b_dec``, a random decoder bias), so tests exercise every term."""
+    layer (and, with ``b_dec``, a random decoder bias), so tests exercise every term. ``shape``:
+    more of :class:`CLTConfig` (``window``, ``layers``)."""
     import math
 
     import torch
 
     from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 
-    clt = CrossLayerTranscoder(CLTConfig(n_layers=n_layers, d_model=d_model, n_features=n_features, per_layer=per_layer),
-                               seed=seed).double()  # fmt: skip
+    config = CLTConfig(n_layers=n_layers, d_model=d_model, n_features=n_features, per_layer=per_layer, **shape)
+    clt = CrossLayerTranscoder(config, seed=seed).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         clt.b_enc.copy_(torch.randn(n_layers, n_features, generator=g, dtype=torch.float64) * 0.3)
@@ -83,6 +84,7 @@ def spread_clt(n_layers: int = 2, d_model: int = 64, n_features: int = 32, seed:
         clt.log_threshold.fill_(math.log(0.05))
         for w in clt.W_dec:
             w.mul_(5.0)
-        clt.in_scale.copy_(torch.tensor([0.7, 1.3][:n_layers]))
-        clt.out_scale.copy_(torch.tensor([2.0, 0.5][:n_layers]))
+        clt.in_scale.copy_(torch.tensor([0.7, 1.3, 0.9][:n_layers]))
+        clt.out_scale.copy_(torch.tensor([2.0, 0.5, 1.5][:n_layers]))
+    clt.clear_uncovered()
     return clt

@@ -12,27 +12,43 @@ from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, JumpReLU, 
 from workbench.models.loading import tiny_model
 
 
-def _clt(per_layer: bool = False, seed: int = 0) -> CrossLayerTranscoder:
-    clt = CrossLayerTranscoder(CLTConfig(n_layers=3, d_model=8, n_features=16, per_layer=per_layer), seed=seed).double()
+def _clt(per_layer: bool = False, seed: int = 0, **shape) -> CrossLayerTranscoder:
+    config = CLTConfig(n_layers=3, d_model=8, n_features=16, per_layer=per_layer, **shape)
+    clt = CrossLayerTranscoder(config, seed=seed).double()
     with torch.no_grad():
         clt.b_enc.normal_(0, 0.5)
         clt.b_dec.normal_(0, 0.1)
         clt.in_scale.copy_(torch.tensor([0.5, 1.0, 2.0]))
         clt.out_scale.copy_(torch.tensor([3.0, 1.0, 0.25]))
+    clt.clear_uncovered()
     return clt
 
 
-@pytest.mark.parametrize("per_layer", [False, True])
-def test_forward_equals_a_literal_loop(per_layer):
-    clt = _clt(per_layer)
+SHAPES = {  # name -> (CLTConfig fields, the layers with features, the furthest a feature writes)
+    "cross-layer": ({}, (0, 1, 2), 2),
+    "per-layer": ({"per_layer": True}, (0, 1, 2), 0),
+    "window-1": ({"window": 1}, (0, 1, 2), 1),
+    "layers-0-2": ({"layers": (2, 0)}, (0, 2), 2),
+    "window-1-layers-0-1": ({"window": 1, "layers": [0, 1]}, (0, 1), 1),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_equals_a_literal_loop(shape):
+    fields, covered, reach = SHAPES[shape]
+    clt = _clt(**fields)
+    assert clt.config.covered == covered
     x = torch.randn(5, 3, 8, dtype=torch.float64)
     recon, acts = clt(x)
     theta = clt.threshold
     for t in range(5):
         for target in range(3):
+            if target not in covered:  # no features, no reconstruction: the MLP is left as it is
+                assert not acts[t, target].any() and not recon[t, target].any()
+                continue
             expected = clt.b_dec[target].clone()
-            for source in range(target + 1):
-                if per_layer and source != target:
+            for source in covered:
+                if not 0 <= target - source <= reach:
                     continue
                 for f in range(16):
                     z = float(x[t, source] @ (clt.W_enc[source, :, f] * clt.in_scale[source])) + float(
@@ -42,11 +58,52 @@ def test_forward_equals_a_literal_loop(per_layer):
                     assert acts[t, source, f].item() == pytest.approx(a, abs=1e-12)
                     expected = expected + a * clt.W_dec[source][target - source][f]
             torch.testing.assert_close(recon[t, target], expected / clt.out_scale[target], rtol=1e-10, atol=1e-12)
+            layer_by_layer = clt.decode_layer([clt.encode_layer(x[t, s], s) for s in range(target + 1)], target)
+            torch.testing.assert_close(layer_by_layer, recon[t, target], rtol=1e-10, atol=1e-12)
     norms = clt.decoder_norms()
     for source in range(3):
         for f in range(16):
             literal = torch.cat([clt.W_dec[source][k][f] for k in range(clt.config.targets(source))]).norm()
             assert norms[source, f].item() == pytest.approx(literal.item())
+
+
+def test_shapes_are_checked_and_survive_json(tmp_path):
+    with pytest.raises(ValueError, match="not all in 0..2"):
+        CLTConfig(n_layers=3, d_model=8, n_features=4, layers=(1, 3))
+    with pytest.raises(ValueError, match="contradicts"):
+        CLTConfig(n_layers=3, d_model=8, n_features=4, per_layer=True, window=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        CLTConfig(n_layers=3, d_model=8, n_features=4, window=-1)
+    clt = _clt(window=1, layers=(0, 1))
+    assert [clt.config.targets(layer) for layer in range(3)] == [2, 2, 1]
+    assert "windowed" in clt.config.kind and "on layers 0, 1 of 3" in clt.config.kind
+    clt.save(tmp_path / "clt")
+    again = CrossLayerTranscoder.load(tmp_path / "clt").double()
+    assert again.config == clt.config
+    x = torch.randn(4, 3, 8, dtype=torch.float64)
+    torch.testing.assert_close(again(x)[0], clt(x)[0])
+
+
+@pytest.mark.parametrize("shape", ["per-layer", "window-1-layers-0-1"])
+def test_compiled_loss_equals_the_eager_one(shape):
+    """``torch.compile`` once miscompiled an index_add into a broadcast bias (mse off by 500x):
+    the compiled loss and its gradients are held to the eager ones."""
+    from workbench.clt.transcoder import loss_terms
+
+    clt = _clt(**SHAPES[shape][0]).float()
+    covered = list(clt.config.covered)
+    x, y = torch.randn(32, 3, 8), torch.randn(32, 3, 8)
+    args = (x[:, covered], y[:, covered], torch.tensor(0.7))
+    grads = []
+    for terms in (loss_terms, torch.compile(loss_terms, dynamic=False)):
+        clt.zero_grad()
+        out = terms(clt, *args)
+        out[0].backward()
+        grads.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in clt.parameters()])
+        assert all(g.isfinite().all() for g in grads[-1])
+        torch.testing.assert_close(torch.stack(out[:5]).detach(), torch.stack(loss_terms(clt, *args)).detach())
+    for eager, compiled in zip(*grads):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
 
 
 def test_jumprelu_gradients_match_finite_differences():
@@ -161,6 +218,30 @@ def test_streamed_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_p
         )
     with pytest.raises(ValueError, match="Make the CLTConfig from this model"):
         train_clt(model, docs, CLTConfig(n_layers=3, d_model=64, n_features=8), settings, show_progress=False)
+
+
+def test_a_subset_trains_its_layers_only_and_the_replacement_keeps_the_others(tmp_path):
+    """Layers (1,) of a 2-layer model: training leaves layer 0's parameters zero (and everything
+    finite), quality is measured on layer 1 only, and the replacement model keeps layer 0's MLP."""
+    from workbench.clt.quality import layer_quality, replacement
+    from workbench.clt.train import TrainSettings, train_clt
+    from workbench.clt.transcoder import mlp_out_hook
+
+    model = tiny_model("tiny-gated")
+    config = CLTConfig(n_layers=2, d_model=64, n_features=32, layers=(1,))
+    settings = TrainSettings(tokens=64 * 12, batch_tokens=64, block_documents=8, sparsity=1e-3)
+    clt, state = train_clt(model, _documents(), config, settings, show_progress=False)
+    assert all(p.isfinite().all() for p in clt.parameters())
+    assert not clt.W_enc[0].any() and not clt.W_dec[0].any() and not clt.b_dec[0].any()
+    assert state.log[-1]["mse"] < state.log[0]["mse"]
+    assert [q.layer for q in layer_quality(model, clt, _documents(4), batch_tokens=64)] == [1]
+    tokens = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        _, plain = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_mlp_out"))
+        with replacement(model, clt):
+            _, replaced = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_mlp_out"))
+    torch.testing.assert_close(replaced[mlp_out_hook(0)], plain[mlp_out_hook(0)], rtol=0, atol=0)
+    assert not torch.allclose(replaced[mlp_out_hook(1)], plain[mlp_out_hook(1)])
 
 
 def test_replacement_model_equals_an_unrolled_literal_and_leaves_no_hooks():

@@ -260,3 +260,20 @@ def test_bad_features_are_refused_by_name(model64):
         pass
     with pytest.raises(ValueError, match="'cc' is not a language"):
         steer_measure(model64, clt, _tokens(), IDENTITY, _vocab(set()), "aa", "cc", 2)
+
+
+def test_a_layer_without_features_is_never_steered(model64):
+    """A transcoder of layer 0 only (cross-layer: its features would reach layer 1): no hook on
+    layer 1's MLP output, nothing written there, and layer 1's features refused by name."""
+    clt = spread_clt(L, D, F, 3, layers=(0,))
+    iv = Intervention(off=((0, 1), (0, 5)), on=((0, 3),), on_values=(0.8,), strength=2.0)
+    assert not write_vectors(clt, [(0, 1), (0, 3)])[:, 1].any()
+    tokens = _tokens()
+    with torch.no_grad():
+        plain = model64(tokens)
+        with steering(model64, clt, iv):
+            assert model64.hook_dict[mlp_out_hook(0)].fwd_hooks
+            assert not model64.hook_dict[mlp_out_hook(1)].fwd_hooks and not model64.hook_dict[mlp_in_hook(1)].fwd_hooks
+            assert not torch.allclose(model64(tokens), plain, atol=1e-3)
+    with pytest.raises(ValueError, match="layer 1 has no features"):
+        check_intervention(clt, Intervention(off=((1, 2),), on=(), on_values=(), strength=1.0))

@@ -228,3 +228,17 @@ def test_bad_input_is_refused(setup):
 def test_jaccard():
     assert jaccard({1, 2}, {2, 3}) == pytest.approx(1 / 3)
     assert math.isnan(jaccard(set(), set()))
+
+
+def test_a_layer_without_features_is_one_error_node_and_completeness_holds():
+    """A transcoder of layer 1 only: layer 0 has no feature nodes, its error node is its whole MLP
+    output, and every node's value is still its bias plus its direct effects."""
+    model = tiny_model("tiny-gated").to(torch.float64)
+    clt = spread_clt(L, D, F, 3, b_dec=True, layers=(1,))
+    tokens = torch.tensor([0, 72, 101, 108, 108, 111, 32, 119])
+    state = read_prompt(model, clt, tokens)
+    assert not state.acts[0].any() and state.acts[1].any()
+    torch.testing.assert_close(state.errors[0], state.writes[0], rtol=0, atol=0)
+    graph = attribute(model, clt, tokens, probability=0.9, max_logits=3, batch=7)
+    assert set(graph.features[:, 0].tolist()) == {1}
+    assert completeness_error(model, clt, graph) < 1e-6

@@ -106,3 +106,21 @@ def test_results_save_and_load_through_the_shared_base(tmp_path):
 def test_loading_a_missing_result_names_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the analysis that writes it"):
         _Example.load(tmp_path)
+
+
+@pytest.mark.parametrize("preset", ["gemma-clt", "gemma-clt-workshop"])
+def test_the_gemma_study_presets_parse_and_give_per_layer_transcoders(preset):
+    """The make targets' presets: valid options for every analysis of the study, per-layer
+    transcoders, the study's languages, and a flag given on top still wins."""
+    from workbench.cli import build_parser
+    from workbench.cli.flags import analyses_from, options_from
+
+    study = "clt-train,clt-features,clt-steer,clt-graph"
+    args = build_parser().parse_args(["run", "--preset", preset, "--analyses", study, "--clt-train-tokens", "999"])
+    run = options_from(args, RunOptions, preset)
+    analyses = analyses_from(args, study.split(","), preset)
+    train = analyses["clt-train"]
+    assert train.per_layer and train.tokens == 999 and len(run.languages) >= 4
+    assert (0 < len(train.layers) < 18) == (preset == "gemma-clt-workshop")
+    if preset == "gemma-clt":
+        assert len(run.languages) == 8

@@ -40,8 +40,9 @@ def _add_analysis_command(sub, name: str | None, command: str | None = None) -> 
     for member in members:
         add_options(parser, load_slice(member).Options, short=member == name)
     parser.add_argument("--preset", choices=presets(), default=None,
-                        help="'paper': the paper-sized run (13 languages, more documents, every layer group; "
-                        "see README); options given still win")  # fmt: skip
+                        help="'paper': the paper-sized run (13 languages, more documents, every layer group); "
+                        "'gemma-clt', 'gemma-clt-workshop': the transcoder study on Gemma 3 270M, full or workshop "
+                        "size (see README); options given still win")  # fmt: skip
     folder = (name or "run").split("-")[0]  # a group's actions share a folder: clt features reads clt train's
     parser.add_argument(
         "--out", default=f"results/{folder}", help="output folder (re-running resumes; default: %(default)s)"

@@ -1,9 +1,10 @@
-"""What a transcoder is trained on: every layer's MLP input and output at the same tokens, read
-with hooks in one forward pass that stops after the last block (the unembedding never runs)."""
+"""What a transcoder is trained on: every layer's (or some layers') MLP input and output at the
+same tokens, read with hooks in one forward pass that stops after the last block read (the
+unembedding never runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -12,26 +13,28 @@ from workbench.data.batching import iter_batches, pad_id_of
 
 
 @torch.no_grad()
-def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs, outputs)``, each ``[tokens, L, d_model]``: ``blocks.{l}.ln2.hook_normalized``
-    and ``blocks.{l}.hook_mlp_out`` of every layer at the positions where ``keep [batch, pos]`` is
-    true (all positions without it)."""
-    n_layers = model.cfg.n_layers
-    names = {mlp_in_hook(layer) for layer in range(n_layers)} | {mlp_out_hook(layer) for layer in range(n_layers)}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names, stop_at_layer=n_layers)
-    inputs = torch.stack([cache[mlp_in_hook(layer)] for layer in range(n_layers)], dim=-2)
-    outputs = torch.stack([cache[mlp_out_hook(layer)] for layer in range(n_layers)], dim=-2)
+def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None,
+           layers: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(inputs, outputs)``, each ``[tokens, L, d_model]`` (``L``: every layer, or ``layers``):
+    ``blocks.{l}.ln2.hook_normalized`` and ``blocks.{l}.hook_mlp_out`` at the positions where
+    ``keep [batch, pos]`` is true (all positions without it)."""
+    layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
+    names = {mlp_in_hook(layer) for layer in layers} | {mlp_out_hook(layer) for layer in layers}
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names, stop_at_layer=max(layers) + 1)
+    inputs = torch.stack([cache[mlp_in_hook(layer)] for layer in layers], dim=-2)
+    outputs = torch.stack([cache[mlp_out_hook(layer)] for layer in layers], dim=-2)
     if keep is None:
         return inputs.flatten(0, 1), outputs.flatten(0, 1)
     return inputs[keep], outputs[keep]
 
 
 def document_rows(
-    model, documents: list[torch.Tensor], batch_tokens: int
+    model, documents: list[torch.Tensor], batch_tokens: int, layers: Sequence[int] | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(inputs, outputs)`` rows of padded batches of ``documents`` (token lists, BOS first),
-    without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding."""
+    without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding;
+    every layer's, or those of ``layers``."""
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
         keep = batch.mask.bool()
         keep[:, 0] = False
-        yield mlp_io(model, batch.tokens, keep)
+        yield mlp_io(model, batch.tokens, keep, layers)

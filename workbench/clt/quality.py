@@ -1,10 +1,11 @@
 """How well a transcoder stands in for the MLPs, measured on held-out text.
 
-* Per layer: the fraction of variance unexplained (FVU: squared error of the reconstruction over
+* Per covered layer (a transcoder may leave some layers to the model): the fraction of variance unexplained (FVU: squared error of the reconstruction over
   the variance of the true MLP output about its mean), L0 (active features per token) and the
   share of features never active on the text (dead).
 * The replacement model: every MLP output replaced, layer by layer, by the transcoder's
-  reconstruction from the features of that and earlier layers, computed on the *replaced* model's
+  reconstruction from the features of that and earlier layers (the layers without features keep
+  their MLPs), computed on the *replaced* model's
   own residual stream (hooks: encode at ``blocks.{l}.ln2.hook_normalized``, write at
   ``blocks.{l}.hook_mlp_out``). Its next-token loss against the original model's says what the
   errors cost downstream. The hooks are removed when the pass ends, also on errors.
@@ -36,7 +37,7 @@ class LayerQuality:
 @torch.no_grad()
 def layer_quality(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor],
                   batch_tokens: int = 2048) -> list[LayerQuality]:  # fmt: skip
-    """FVU, L0 and dead share per layer over ``documents`` (token lists, BOS first; BOS excluded)."""
+    """FVU, L0 and dead share per covered layer over ``documents`` (token lists, BOS first; BOS excluded)."""
     L = clt.config.n_layers
     error = torch.zeros(L, dtype=torch.float64)
     total = torch.zeros(L, dtype=torch.float64)
@@ -44,22 +45,23 @@ def layer_quality(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor
     active = torch.zeros(L, dtype=torch.float64)
     ever = torch.zeros(L, clt.config.n_features, dtype=torch.bool)
     rows = 0
-    for x, y in document_rows(model, documents, batch_tokens):
-        recon, acts = clt(x)
-        error += (recon - y).double().pow(2).sum(dim=(0, 2)).cpu()
-        total += y.double().pow(2).sum(dim=(0, 2)).cpu()
-        sums += y.double().sum(0).cpu()
-        active += (acts > 0).sum(dim=(0, 2)).double().cpu()
-        ever |= (acts > 0).any(0).cpu()
+    covered = list(clt.config.covered)
+    for x, y in document_rows(model, documents, batch_tokens, covered):
+        recon, acts = clt.compact_forward(x)
+        error[covered] += (recon - y).double().pow(2).sum(dim=(0, 2)).cpu()
+        total[covered] += y.double().pow(2).sum(dim=(0, 2)).cpu()
+        sums[covered] += y.double().sum(0).cpu()
+        active[covered] += (acts > 0).sum(dim=(0, 2)).double().cpu()
+        ever[covered] |= (acts > 0).any(0).cpu()
         rows += len(x)
     variance = total - sums.pow(2).sum(-1) / max(rows, 1)  # sum of squared deviations from the mean
     return [LayerQuality(layer, float(error[layer] / variance[layer]), float(active[layer] / max(rows, 1)),
-                         float(1 - ever[layer].float().mean())) for layer in range(L)]  # fmt: skip
+                         float(1 - ever[layer].float().mean())) for layer in clt.config.covered]  # fmt: skip
 
 
 @contextmanager
 def replacement(model, clt: CrossLayerTranscoder):
-    """The model with every MLP output replaced by the transcoder's reconstruction (hooks)."""
+    """The model with every covered layer's MLP output replaced by the transcoder's reconstruction (hooks)."""
     acts: list[torch.Tensor | None] = [None] * clt.config.n_layers
 
     def encode(layer: int):
@@ -74,8 +76,8 @@ def replacement(model, clt: CrossLayerTranscoder):
 
         return hook
 
-    hooks = [(mlp_in_hook(layer), encode(layer)) for layer in range(clt.config.n_layers)]
-    hooks += [(mlp_out_hook(layer), write(layer)) for layer in range(clt.config.n_layers)]
+    hooks = [(mlp_in_hook(layer), encode(layer)) for layer in clt.config.covered]
+    hooks += [(mlp_out_hook(layer), write(layer)) for layer in clt.config.covered]
     with model.hooks(fwd_hooks=hooks):
         yield model
 

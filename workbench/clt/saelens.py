@@ -58,7 +58,7 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
     from safetensors.torch import save_file
 
     config = clt.config
-    if not config.per_layer:
+    if any(config.targets(source) > 1 for source in config.covered):
         raise SAELensError(
             "A cross-layer transcoder cannot be exported to SAELens: its features write to several layers "
             "and a SAELens transcoder has one output. Train a per-layer one (--per-layer, "
@@ -66,6 +66,9 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
         )
     if not 0 <= layer < config.n_layers:
         raise SAELensError(f"Layer {layer} is out of range; this transcoder has layers 0..{config.n_layers - 1}.")
+    if not config.covers(layer):
+        raise SAELensError(f"Layer {layer} has no features in this transcoder; it covers layers "
+                           f"{', '.join(map(str, config.covered))}.")  # fmt: skip
     with torch.no_grad():
         weights = {
             "W_enc": clt.W_enc[layer] * clt.in_scale[layer],

@@ -87,6 +87,9 @@ def _check_feature(clt: CrossLayerTranscoder, feature: Feature, what: str) -> No
         raise ValueError(
             f"{what} feature {tuple(feature)}: layer {layer} out of range; the CLT has {L} layers (0..{L - 1})."
         )
+    if not clt.config.covers(layer):
+        raise ValueError(f"{what} feature {tuple(feature)}: layer {layer} has no features in this transcoder (it "
+                         f"covers layers {', '.join(map(str, clt.config.covered))}); that layer's MLP is left as it is.")  # fmt: skip
     if not 0 <= index < F:
         raise ValueError(f"{what} feature {tuple(feature)}: index {index} out of range; the CLT has {F} features per layer (0..{F - 1}).")  # fmt: skip
 
@@ -228,7 +231,7 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention, start
     on_here = [on is not None and bool(on[target].any()) for target in range(L)]
     hooks = [(mlp_in_hook(layer), read(layer)) for layer in off]
     for target in range(L):
-        sources = [l for l in off if l <= target < l + clt.config.targets(l)]
+        sources = [l for l in off if clt.config.writes(l, target)]
         if sources or on_here[target]:
             hooks.append((mlp_out_hook(target), write(target, sources)))
     try:

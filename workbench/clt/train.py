@@ -10,12 +10,20 @@ uninterrupted run would be: the block is recomputed from the model, bit for bit 
 
 The sparsity coefficient is ramped linearly from 0 over ``sparsity_warmup`` of the steps (the
 CLT paper ramps it over training); Adam, gradient clipping at 1.
+
+Speed: only the covered layers are read (the forward stops after the last), encoded and decoded;
+the decoders are one batched product per offset; and on a transcoder of at least ``COMPILE_FROM``
+parameters the loss is compiled
+(``torch.compile``: the JumpReLU, penalties and their gradients fuse into a few passes instead of
+some thirty over ``[rows, layers, features]``; 1.4x on Gemma 3 270M's per-layer set on 2 cores,
+after ~20 s of compiling). Where compiling fails (no C compiler) it runs eagerly, with a warning.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,9 +32,10 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.clt.activations import document_rows
-from workbench.clt.transcoder import DEAD_PENALTY, CLTConfig, CrossLayerTranscoder, clt_loss
+from workbench.clt.transcoder import DEAD_PENALTY, SPARSITY_C, CLTConfig, CrossLayerTranscoder, LossParts, loss_terms
 
 CHECKPOINT = "checkpoint.pt"
+COMPILE_FROM = 20_000_000  # parameters: smaller transcoders train eagerly (compiling would outlast the gain)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class TrainSettings:
     forward_tokens: int = 2048  # padded tokens per forward batch when reading a block
     seed: int = 0
     checkpoint_every: int = 50
+    compile: bool | None = None  # compile the loss (None: from COMPILE_FROM parameters on)
 
     @property
     def steps(self) -> int:
@@ -69,22 +79,25 @@ def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[
 
 
 def read_block(
-    model, documents: list[torch.Tensor], settings: TrainSettings, block: int
+    model, documents: list[torch.Tensor], settings: TrainSettings, block: int, layers: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]``, shuffled (BOS and padding dropped)."""
+    """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]`` (or of ``layers`` only), shuffled
+    (BOS and padding dropped)."""
     chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
-    inputs, outputs = zip(*document_rows(model, [documents[i] for i in chosen], settings.forward_tokens))
+    docs = [documents[i] for i in chosen]
+    inputs, outputs = zip(*document_rows(model, docs, settings.forward_tokens, layers))
     x, y = torch.cat(inputs), torch.cat(outputs)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + block + 1))
     return x[order.to(x.device)], y[order.to(y.device)]
 
 
 def stream(model, documents, settings: TrainSettings, state: TrainState,
-           first: tuple[torch.Tensor, torch.Tensor] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
-    """Batches from ``state.block``/``state.row`` on, advancing the state as it yields; ``first``:
-    block ``state.block`` when it is already read."""
+           first: tuple[torch.Tensor, torch.Tensor] | None = None,
+           layers: list[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Batches (of ``layers`` only, if given) from ``state.block``/``state.row`` on, advancing the
+    state as it yields; ``first``: block ``state.block`` when it is already read."""
     while True:
-        x, y = first if first is not None else read_block(model, documents, settings, state.block)
+        x, y = first if first is not None else read_block(model, documents, settings, state.block, layers)
         first = None
         while state.row + settings.batch_tokens <= len(x):
             rows = slice(state.row, state.row + settings.batch_tokens)
@@ -106,16 +119,18 @@ def train_clt(model, documents: list[torch.Tensor], config: CLTConfig, settings:
     clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
     optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
     state = _resume(folder, clt, optimizer, config, settings)
-    first = read_block(model, documents, settings, state.block)  # read once: scales (new run) and batches
+    covered = list(config.covered)  # only these layers are read, and the forward stops after the last
+    first = read_block(model, documents, settings, state.block, covered)  # read once: scales (new run) and batches
     if state.step == 0:
         clt.set_scales(*first)
-    batches = stream(model, documents, settings, state, first)
+    batches = stream(model, documents, settings, state, first, covered)
+    loss = _loss(clt, settings)
     with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not show_progress) as bar:
         while state.step < settings.steps:
             started = time.perf_counter()
             x, y = next(batches)
             ramp = min(1.0, (state.step + 1) / max(1, settings.sparsity_warmup * settings.steps))
-            parts = clt_loss(clt, x, y, settings.sparsity * ramp, dead=settings.dead_penalty)
+            parts = loss(x, y, settings.sparsity * ramp)
             optimizer.zero_grad(set_to_none=True)
             parts.total.backward()
             torch.nn.utils.clip_grad_norm_(clt.parameters(), 1.0)
@@ -132,6 +147,32 @@ def train_clt(model, documents: list[torch.Tensor], config: CLTConfig, settings:
             if on_step is not None:
                 on_step(state.step, entry)
     return clt, state
+
+
+def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., LossParts]:
+    """``loss(x, y, sparsity)`` on the covered layers' rows ``[rows, n, d]``: :func:`loss_terms`,
+    compiled where that pays (see the module's docstring)."""
+    size = sum(p.numel() for p in clt.parameters()) * len(clt.config.covered) // clt.config.n_layers
+    terms = loss_terms
+    if settings.compile or (settings.compile is None and size >= COMPILE_FROM):
+        terms = torch.compile(loss_terms, dynamic=False)
+    compiled = terms is not loss_terms
+
+    def loss(x: torch.Tensor, y: torch.Tensor, sparsity: float) -> LossParts:
+        nonlocal terms, compiled
+        args = (clt, x, y, torch.tensor(float(sparsity)), SPARSITY_C, settings.dead_penalty)
+        try:
+            out = terms(*args)
+        except Exception as error:  # noqa: BLE001 - any compiler failure: the eager loss is the same function
+            if not compiled:
+                raise
+            warnings.warn(f"Compiling the transcoder's loss failed ({type(error).__name__}: {error}); training "
+                          "eagerly (slower, same numbers).", stacklevel=2)  # fmt: skip
+            terms, compiled = loss_terms, False
+            out = terms(*args)
+        return LossParts(out[0], *(float(t) for t in out[1:]))
+
+    return loss
 
 
 def _save(folder: Path, clt, optimizer, config: CLTConfig, settings: TrainSettings, state: TrainState) -> None:

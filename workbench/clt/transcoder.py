@@ -5,7 +5,12 @@ normalised residual) into ``n_features`` JumpReLU features; feature ``f`` of lay
 decoder to the MLP output (``blocks.{l'}.hook_mlp_out``) of its own and every later layer
 ``l' >= l``, so layer ``l'``'s reconstruction is the sum over ``l <= l'`` of
 ``acts[l] @ W_dec[l][l' - l]`` plus a bias (arXiv 2511.10840's setup; Ameisen et al. 2025, "Circuit
-Tracing"). With ``per_layer`` a feature writes only to its own layer: a plain per-layer transcoder.
+Tracing"). With ``per_layer`` a feature writes only to its own layer: a plain per-layer transcoder;
+with ``window = K`` to its own and the next ``K`` layers (a windowed CLT).
+
+A transcoder may cover only some ``layers``. The others have no features (their parameters are zero
+and stay zero): the replacement model leaves their MLPs as they are, an attribution graph holds
+their whole MLP output as an error node, and no decoder writes into them.
 
 Inputs and targets are scaled per layer by a scalar (``sqrt(d_model)`` over their mean norm,
 estimated from data with :meth:`CrossLayerTranscoder.set_scales`), so one sparsity coefficient
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,14 +65,49 @@ class CLTConfig:
     threshold_init: float = THRESHOLD_INIT
     bandwidth: float = BANDWIDTH  # eps of the rectangle kernel, in the scaled units
     model: str = ""  # the model's name, checked when the CLT is used on a model
+    window: int | None = None  # a feature writes its own and the next `window` layers (None: every later one)
+    layers: tuple[int, ...] = ()  # the layers with features (empty: all of them)
 
     def __post_init__(self) -> None:
         if min(self.n_layers, self.d_model, self.n_features) < 1:
             raise ValueError(f"A CLT needs positive layers, d_model and features; got {self}.")
+        if self.window is not None and self.window < 0:
+            raise ValueError(
+                f"A CLT's window is the number of later layers a feature writes to, >= 0; got {self.window}."
+            )
+        if self.per_layer and self.window not in (None, 0):
+            raise ValueError(f"A per-layer transcoder writes its own layer only; window={self.window} contradicts it.")
+        layers = tuple(sorted({int(layer) for layer in self.layers}))
+        if any(not 0 <= layer < self.n_layers for layer in layers):
+            raise ValueError(f"Layers {list(layers)} are not all in 0..{self.n_layers - 1}.")
+        object.__setattr__(self, "layers", layers)  # a list read from JSON becomes the tuple it was
 
     def targets(self, layer: int) -> int:
-        """How many layers a feature of ``layer`` writes to."""
-        return 1 if self.per_layer else self.n_layers - layer
+        """How many layers a feature of ``layer`` has decoders to (its own first)."""
+        span = 0 if self.per_layer else self.window
+        return self.n_layers - layer if span is None else min(span + 1, self.n_layers - layer)
+
+    @property
+    def covered(self) -> tuple[int, ...]:
+        """The layers with features, in order."""
+        return self.layers or tuple(range(self.n_layers))
+
+    def covers(self, layer: int) -> bool:
+        return layer in self.covered
+
+    def writes(self, source: int, target: int) -> bool:
+        """Whether features of ``source`` write to ``target``'s MLP output (both covered, in reach)."""
+        return self.covers(source) and self.covers(target) and 0 <= target - source < self.targets(source)
+
+    @property
+    def kind(self) -> str:
+        """In words: per-layer, windowed or cross-layer, and over which layers."""
+        span = 0 if self.per_layer else self.window
+        kind = ("per-layer transcoders" if span == 0 else "a cross-layer transcoder" if span is None
+                else f"a windowed cross-layer transcoder (each feature writes its own and the next {span} layers)")  # fmt: skip
+        if self.layers and len(self.layers) < self.n_layers:
+            kind += f" on layers {', '.join(map(str, self.layers))} of {self.n_layers}"
+        return kind
 
 
 class JumpReLU(torch.autograd.Function):
@@ -103,8 +144,21 @@ def threshold_surrogate(z: torch.Tensor, theta: torch.Tensor, eps: float) -> tor
     return torch.where(theta <= z - eps / 2, z, torch.where(theta >= z + eps / 2, torch.zeros_like(z), inside))
 
 
+def _decode_plan(config: CLTConfig) -> list[tuple[int, torch.Tensor, torch.Tensor, list[int]]]:
+    """Per decoder offset ``k``: the covered layers' positions (in ``config.covered``) of the
+    sources that write ``k`` layers on, of their targets, and the source layers themselves."""
+    position = {layer: i for i, layer in enumerate(config.covered)}
+    plan = []
+    for k in range(max(config.targets(layer) for layer in config.covered)):
+        layers = [layer for layer in config.covered if config.writes(layer, layer + k)]
+        if layers:
+            plan.append((k, torch.tensor([position[l] for l in layers]), torch.tensor([position[l + k] for l in layers]),
+                         layers))  # fmt: skip
+    return plan
+
+
 class CrossLayerTranscoder(nn.Module):
-    """Encoders per layer, decoders from each layer to itself and every later layer."""
+    """Encoders per layer, decoders from each layer to itself and the later layers it reaches."""
 
     def __init__(self, config: CLTConfig, seed: int = 0):
         super().__init__()
@@ -123,45 +177,99 @@ class CrossLayerTranscoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(L, d))
         self.register_buffer("in_scale", torch.ones(L))
         self.register_buffer("out_scale", torch.ones(L))
+        self.clear_uncovered()
+        self._plan = _decode_plan(config)
+
+    @torch.no_grad()
+    def clear_uncovered(self) -> None:
+        """Zero what a layer without features would have: its encoder, its decoder bias, and every
+        decoder into it (on construction and loading; after setting parameters by hand)."""
+        for layer in range(self.config.n_layers):
+            if not self.config.covers(layer):
+                self.W_enc[layer].zero_()
+                self.b_dec[layer].zero_()
+            for k in range(self.config.targets(layer)):
+                if not self.config.writes(layer, layer + k):
+                    self.W_dec[layer][k].zero_()
 
     @property
     def threshold(self) -> torch.Tensor:
         return self.log_threshold.exp()
 
+    @property
+    def index(self) -> torch.Tensor | slice:
+        """The covered layers as an index into the layer axis (a slice when all are: no copies)."""
+        if len(self.config.covered) == self.config.n_layers:
+            return slice(None)
+        return torch.tensor(self.config.covered, device=self.b_dec.device)
+
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [..., L, d]`` (model units) -> ``[..., L, F]`` encoder outputs before JumpReLU."""
-        scaled = x * self.in_scale[:, None]
-        return torch.einsum("...ld,ldf->...lf", scaled, self.W_enc) + self.b_enc
+        """``x [..., L, d]`` (model units) -> ``[..., L, F]`` encoder outputs before JumpReLU
+        (zero at layers without features)."""
+        return self._full(self.compact_pre_activations(x[..., list(self.config.covered), :]))
+
+    def compact_pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [..., n, d]``: the covered layers' MLP inputs -> their encoder outputs ``[..., n, F]``."""
+        idx = self.index
+        scaled = x * self.in_scale[idx, None]
+        return torch.einsum("...ld,ldf->...lf", scaled, self.W_enc[idx]) + self.b_enc[idx]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature activations ``[..., L, F]``."""
-        return JumpReLU.apply(self.pre_activations(x), self.threshold, self.config.bandwidth)
+        """Feature activations ``[..., L, F]`` (none at layers without features)."""
+        idx = self.index
+        pre = self.compact_pre_activations(x[..., list(self.config.covered), :])
+        return self._full(JumpReLU.apply(pre, self.threshold[idx], self.config.bandwidth))
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
-        """Reconstructed MLP outputs ``[..., L, d]`` (model units) from ``acts [..., L, F]``."""
-        L = self.config.n_layers
-        out = self.b_dec
-        for source in range(L):
-            written = torch.einsum("...f,kfd->...kd", acts[..., source, :], self.W_dec[source])  # to layers source..
-            out = out + nn.functional.pad(written, (0, 0, source, L - source - written.shape[-2]))
-        return out / self.out_scale[:, None]
+        """Reconstructed MLP outputs ``[..., L, d]`` (model units) from ``acts [..., L, F]``; zero
+        at layers without features."""
+        return self._full(self.compact_decode(acts[..., list(self.config.covered), :]))
+
+    def compact_decode(self, acts: torch.Tensor) -> torch.Tensor:
+        """The covered layers' reconstructions ``[..., n, d]`` (model units) from their activations
+        ``[..., n, F]``: one batched product per decoder offset, not one per layer pair."""
+        idx = self.index
+        n = len(self.config.covered)
+        out = self.b_dec[idx]
+        for k, sources, targets, layers in self._plan:
+            weights = torch.stack([self.W_dec[layer][k] for layer in layers])  # [pairs, F, d]
+            written = torch.einsum("...nf,nfd->...nd", acts[..., sources.to(acts.device), :], weights)
+            if len(layers) == n:  # every covered layer writes k on: no gaps to fill
+                out = out + written
+            else:
+                pad = written.new_zeros(*written.shape[:-2], n, written.shape[-1])
+                out = out + pad.index_copy(-2, targets.to(written.device), written)
+        return out / self.out_scale[idx, None]
+
+    def _full(self, compact: torch.Tensor) -> torch.Tensor:
+        """``[..., n, X]`` over the covered layers -> ``[..., L, X]``, zero elsewhere."""
+        if len(self.config.covered) == self.config.n_layers:
+            return compact
+        out = compact.new_zeros(*compact.shape[:-2], self.config.n_layers, compact.shape[-1])
+        out[..., list(self.config.covered), :] = compact
+        return out
 
     def layer_pre_activations(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer ``layer``'s encoder outputs ``[..., F]`` before JumpReLU, from its MLP input ``x [..., d]``."""
         return (x * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
 
     def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``."""
+        """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``
+        (zeros at a layer without features)."""
+        if not self.config.covers(layer):
+            return x.new_zeros(*x.shape[:-1], self.config.n_features)
         return JumpReLU.apply(self.layer_pre_activations(x, layer), self.threshold[layer], self.config.bandwidth)
 
     def decode_layer(self, acts: list[torch.Tensor], layer: int) -> torch.Tensor:
         """Layer ``layer``'s reconstructed MLP output from the activations of layers ``0..layer``
-        (``acts[source] [..., F]``): what the replacement model writes there."""
+        (``acts[source] [..., F]``): what the replacement model writes there (zero at a layer
+        without features)."""
+        if not self.config.covers(layer):
+            return acts[layer].new_zeros(*acts[layer].shape[:-1], self.config.d_model)
         out = self.b_dec[layer]
         for source in range(layer + 1):
-            k = layer - source
-            if k < self.config.targets(source):
-                out = out + acts[source] @ self.W_dec[source][k]
+            if self.config.writes(source, layer):
+                out = out + acts[source] @ self.W_dec[source][layer - source]
         return out / self.out_scale[layer]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,17 +277,27 @@ class CrossLayerTranscoder(nn.Module):
         acts = self.encode(x)
         return self.decode(acts), acts
 
-    def decoder_norms(self) -> torch.Tensor:
-        """``[L, F]``: each feature's decoder norm over all its target layers, concatenated."""
-        return torch.stack([w.pow(2).sum(dim=(0, 2)).sqrt() for w in self.W_dec])
+    def decoder_norms(self, layers: Sequence[int] | None = None) -> torch.Tensor:
+        """``[L, F]`` (or ``[len(layers), F]``): each feature's decoder norm over all its target
+        layers, concatenated. The loss asks for the covered layers only: the gradient of a norm of
+        zeros is not a number."""
+        chosen = range(self.config.n_layers) if layers is None else layers
+        return torch.stack([self.W_dec[layer].pow(2).sum(dim=(0, 2)).sqrt() for layer in chosen])
 
     @torch.no_grad()
     def set_scales(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Per-layer scalars that give inputs and targets a mean norm of ``sqrt(d_model)``
-        (``inputs``, ``targets``: ``[tokens, L, d]`` samples)."""
+        (``inputs``, ``targets``: ``[tokens, L, d]`` samples of every layer, or ``[tokens, n, d]``
+        of the covered ones)."""
         root = math.sqrt(self.config.d_model)
-        self.in_scale.copy_(root / inputs.norm(dim=-1).mean(0).clamp_min(1e-8))
-        self.out_scale.copy_(root / targets.norm(dim=-1).mean(0).clamp_min(1e-8))
+        layers = list(self.config.covered) if inputs.shape[-2] != self.config.n_layers else slice(None)
+        self.in_scale[layers] = root / inputs.norm(dim=-1).mean(0).clamp_min(1e-8)
+        self.out_scale[layers] = root / targets.norm(dim=-1).mean(0).clamp_min(1e-8)
+
+    def compact_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reconstruction, activations)`` over the covered layers, from their MLP inputs ``x [..., n, d]``."""
+        acts = JumpReLU.apply(self.compact_pre_activations(x), self.threshold[self.index], self.config.bandwidth)
+        return self.compact_decode(acts), acts
 
     def save(self, folder: Path) -> None:
         """``config.json`` and ``clt.safetensors`` in ``folder``."""
@@ -198,6 +316,7 @@ class CrossLayerTranscoder(nn.Module):
         config = CLTConfig(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
         clt = cls(config)
         clt.load_state_dict(load_file(folder / "clt.safetensors"))
+        clt.clear_uncovered()
         return clt.to(device)
 
 
@@ -228,20 +347,31 @@ class LossParts:
 
 def clt_loss(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, sparsity: float,
              c: float = SPARSITY_C, dead: float = DEAD_PENALTY) -> LossParts:  # fmt: skip
-    """The training loss on ``x``, ``target`` (``[tokens, L, d]``, model units). The squared
-    error is taken in the scaled units, so every layer weighs the same."""
-    pre = clt.pre_activations(x)
-    acts = JumpReLU.apply(pre, clt.threshold, clt.config.bandwidth)
-    recon = clt.decode(acts)
-    error = (recon - target) * clt.out_scale[:, None]
+    """The training loss on ``x``, ``target`` (``[tokens, L, d]``, model units; only the covered
+    layers are read). The squared error is taken in the scaled units, so every layer weighs the same."""
+    covered = list(clt.config.covered)
+    terms = loss_terms(clt, x[:, covered], target[:, covered], torch.tensor(float(sparsity)), c, dead)
+    return LossParts(terms[0], *(float(t) for t in terms[1:]))
+
+
+def loss_terms(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, sparsity: torch.Tensor,
+               c: float = SPARSITY_C, dead: float = DEAD_PENALTY) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """:func:`clt_loss`'s terms as tensors ``(total, mse, sparsity, dead, l0)`` from the covered
+    layers' ``x``, ``target`` ``[tokens, n, d]``: nothing leaves the graph, so it compiles whole."""
+    idx = clt.index
+    pre = clt.compact_pre_activations(x)
+    threshold = clt.threshold[idx]
+    acts = JumpReLU.apply(pre, threshold, clt.config.bandwidth)
+    recon = clt.compact_decode(acts)
+    error = (recon - target) * clt.out_scale[idx, None]
     mse = error.pow(2).sum(dim=(-1, -2)).mean()
-    norms = clt.decoder_norms()
+    norms = clt.decoder_norms(clt.config.covered)
     sparse = torch.tanh(c * acts * norms).sum(dim=(-1, -2)).mean()
-    dead_term = (torch.relu(clt.threshold - pre) * norms).sum(dim=(-1, -2)).mean()
+    dead_term = (torch.relu(threshold - pre) * norms).sum(dim=(-1, -2)).mean()
     total = mse + sparsity * sparse + dead * dead_term
-    l0 = float((acts > 0).sum(dim=(-1, -2)).float().mean())
-    return LossParts(total, mse.item(), sparse.item(), dead_term.item(), l0)
+    l0 = (acts > 0).sum(dim=(-1, -2)).float().mean()
+    return total, mse.detach(), sparse.detach(), dead_term.detach(), l0
 
 
-__all__ = ["CLTConfig", "CrossLayerTranscoder", "JumpReLU", "LossParts", "check_fits", "clt_loss", "mlp_in_hook", "mlp_out_hook",
+__all__ = ["CLTConfig", "CrossLayerTranscoder", "JumpReLU", "LossParts", "check_fits", "clt_loss", "loss_terms", "mlp_in_hook", "mlp_out_hook",
            "threshold_surrogate"]  # fmt: skip

@@ -147,6 +147,10 @@ DEFAULT_LANGUAGES: tuple[str, ...] = (
     "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
 )  # fmt: skip
 DEMO_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "ru", "zh", "sw")
+# The transcoder study on Gemma: the parallel prompt set's eight languages (Latin, Cyrillic, Han,
+# Arabic and Devanagari scripts), and a workshop's four.
+GEMMA_CLT_LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "ru", "zh", "ar", "hi")
+WORKSHOP_LANGUAGES: tuple[str, ...] = ("en", "ru", "zh", "ar")
 LENGTH_POLICIES: tuple[str, ...] = ("truncate", "error")
 
 
@@ -154,7 +158,11 @@ LENGTH_POLICIES: tuple[str, ...] = ("truncate", "error")
 class RunOptions(Options):
     """The run's own settings, shared by every analysis (flags without a prefix)."""
 
-    PRESETS: ClassVar[dict[str, dict]] = {"paper": {"languages": DEFAULT_LANGUAGES}}
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "paper": {"languages": DEFAULT_LANGUAGES},
+        "gemma-clt": {"languages": GEMMA_CLT_LANGUAGES, "batch_tokens": 2048},
+        "gemma-clt-workshop": {"languages": WORKSHOP_LANGUAGES, "batch_tokens": 2048},
+    }
 
     model: str = option("gemma-3-270m", "known model name, local Hugging Face folder, or hub name (online)")
     corpus: str = option("bible", "'bible', a .jsonl file, or hf:NAME:en=CONFIG,... (online)")

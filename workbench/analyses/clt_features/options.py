@@ -18,6 +18,7 @@ class Options(Base):
 
     ANALYSIS: ClassVar[str] = "clt-features"
     TITLE: ClassVar[str] = "clt features"
+    PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt-workshop": {"documents": 100}}
 
     documents: int = option(200, "parallel held-out verses per language", minimum=1)
     min_frequency: float = option(0.01, "share of a language's tokens a feature must be active on to count as used by it",

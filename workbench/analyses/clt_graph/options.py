@@ -18,6 +18,7 @@ class Options(Base):
 
     ANALYSIS: ClassVar[str] = "clt-graph"
     TITLE: ClassVar[str] = "clt graph"
+    PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt-workshop": {"tasks": ("antonym",), "max_features": 1024}}
 
     tasks: tuple[str, ...] = option((), "tasks of the parallel prompt set (default: all; antonym, weekday, month, "
                                     "number, bible)")  # fmt: skip

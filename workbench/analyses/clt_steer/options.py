@@ -17,6 +17,7 @@ class Options(Base):
 
     ANALYSIS: ClassVar[str] = "clt-steer"
     TITLE: ClassVar[str] = "clt steer"
+    PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt-workshop": {"prompts": 8}}
 
     prompts: int = option(16, "held-out verses per source language used as prompts", minimum=1)
     prompt_tokens: int = option(12, "tokens of each prompt (verses cut to this; shorter ones skipped)", minimum=1)

@@ -75,11 +75,10 @@ class Result(Base):
                 for lang, rows in self.quality.items() for q in rows]  # fmt: skip
 
     def worst(self) -> list[LayerQuality]:
-        """Per layer, the worst FVU and L0 over languages (the goal must hold in every one)."""
-        layers = range(len(next(iter(self.quality.values()))))
-        return [LayerQuality(layer, max(rows[layer].fvu for rows in self.quality.values()),
-                             max(rows[layer].l0 for rows in self.quality.values()),
-                             min(rows[layer].dead for rows in self.quality.values())) for layer in layers]  # fmt: skip
+        """Per covered layer, the worst FVU and L0 over languages (the goal must hold in every one)."""
+        columns = list(zip(*self.quality.values()))  # per layer: that layer's row in every language
+        return [LayerQuality(rows[0].layer, max(q.fvu for q in rows), max(q.l0 for q in rows),
+                             min(q.dead for q in rows)) for rows in columns]  # fmt: skip
 
 
 def train_settings(options: Options, store: Store) -> TrainSettings:
@@ -140,7 +139,15 @@ class _Quality:
 
 def _train(model, corpus: Corpus, options: Options, store: Store, name: str) -> Training:
     """Train the transcoder (resuming from the run's checkpoint), keep it as a part, log the run."""
-    config = CLTConfig(model.cfg.n_layers, model.cfg.d_model, options.features, options.per_layer, model=name)
+    config = CLTConfig(
+        model.cfg.n_layers,
+        model.cfg.d_model,
+        options.features,
+        options.per_layer,
+        model=name,
+        window=options.window,
+        layers=options.layers,
+    )
     settings = train_settings(options, store)
     docs = [
         doc
@@ -223,12 +230,14 @@ def verdict(result: Result) -> str:
 
 def section(result: Result) -> Section:
     c = result.config
-    kind = "per-layer transcoders" if c["per_layer"] else "a cross-layer transcoder"
+    config = CLTConfig(**c)
+    reach = ("write that layer" if config.targets(0) == 1 else "write that and every later layer" if config.window is None
+             else f"write that and the next {config.window} layers")  # fmt: skip
     n_docs = result.settings.get("heldout", "?")
     intro = (
-        f"{kind.capitalize()} with {c['n_features']:,} JumpReLU features per layer over {c['n_layers']} layers "
+        f"{config.kind[0].upper() + config.kind[1:]} with {c['n_features']:,} JumpReLU features per layer "
         f"({result.source}). Each layer's features read the MLP input (<code>ln2.hook_normalized</code>) and "
-        f"{'write that layer' if c['per_layer'] else 'write that and every later layer'}'s MLP output. Measured on "
+        f"{reach}'s MLP output. Measured on "
         f"{n_docs} held-out verses per language (BOS excluded): FVU is the reconstruction's squared error over the "
         "MLP output's variance; L0 the active features per token; dead the share of features never active on that "
         "text. The replacement model swaps every MLP output for the transcoder's reconstruction, computed on its own "
