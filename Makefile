@@ -38,7 +38,7 @@ reproduce: model
 
 ## The transcoder paper's questions on Gemma 3 270M: per-layer transcoders on all 18 layers, features,
 ## steering and graphs in 8 languages (resumable; see README for its time).
-CLT_STUDY := clt-train,clt-features,clt-steer,clt-graph
+CLT_STUDY := clt-train,clt-features,clt-steer,clt-graph,clt-study
 gemma-clt: model
 	$(BIN)/workbench run --preset gemma-clt --analyses $(CLT_STUDY) --out results/gemma-clt
 

@@ -277,3 +277,11 @@ def test_a_layer_without_features_is_never_steered(model64):
             assert not torch.allclose(model64(tokens), plain, atol=1e-3)
     with pytest.raises(ValueError, match="layer 1 has no features"):
         check_intervention(clt, Intervention(off=((1, 2),), on=(), on_values=(), strength=1.0))
+
+
+def test_last_logits_are_the_full_pass_last_position(model64):
+    from workbench.clt.steering import last_logits
+
+    tokens = _tokens(3, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(last_logits(model64, tokens), model64(tokens)[:, -1], rtol=1e-10, atol=1e-10)

@@ -29,6 +29,7 @@ from workbench.analyses import (
     clt_features,
     clt_graph,
     clt_steer,
+    clt_study,
     clt_train,
     ffn,
     finetune,
@@ -63,6 +64,7 @@ SMALL = {
         prompts=2, prompt_tokens=6, new_tokens=2, features=1, strengths=(0.0, 4.0), targets=("de",)
     ),
     "clt-graph": clt_graph.Options(tasks=("weekday",), max_features=32, batch=8),
+    "clt-study": clt_study.Options(),
 }  # fmt: skip
 
 

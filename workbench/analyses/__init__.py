@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it r
     "clt-steer": "workbench.analyses.clt_steer",
     "clt-graph": "workbench.analyses.clt_graph",
     "clt-diff": "workbench.analyses.clt_diff",
+    "clt-study": "workbench.analyses.clt_study",
 }
 ALIASES: dict[str, str] = {"graph": "clt-graph", "diff": "clt-diff"}  # commands that are also a group's action
 DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")

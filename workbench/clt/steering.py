@@ -300,13 +300,25 @@ def greedy(model, tokens: torch.Tensor, new_tokens: int,
     measures = []
     with (context or nullcontext)():
         for _ in range(new_tokens):
-            logits = model(sequence, return_type="logits")[:, -1]
+            logits = last_logits(model, sequence)
             if reduce is not None:
                 probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
                 measures.append(reduce(probs))
             sequence = torch.cat([sequence, logits.argmax(-1, keepdim=True)], dim=1)
     generated = sequence[:, tokens.shape[1] :]
     return generated, (torch.stack(measures, dim=1) if reduce is not None and measures else None)
+
+
+def last_logits(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``[n, d_vocab]``: the next-token logits at the last position only. The blocks run over every
+    position; the final norm and the unembedding (262k columns on Gemma) only at the last (a
+    model loaded through TransformerBridge runs its own whole forward)."""
+    from transformer_lens import HookedTransformer
+
+    if not isinstance(model, HookedTransformer):
+        return model(tokens, return_type="logits")[:, -1]
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
+    return model.unembed(model.ln_final(resid[:, -1:]))[:, -1]
 
 
 @dataclass
@@ -363,5 +375,5 @@ def steer_measure(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, inter
     return SteerMeasure(share(lang_b), share(lang_a), float(mean[1]), float(mean[0]), count, int(ids.numel()), changed)
 
 
-__all__ = ["Feature", "Intervention", "SteerMeasure", "check_intervention", "greedy", "language_masks",
+__all__ = ["Feature", "Intervention", "SteerMeasure", "check_intervention", "greedy", "language_masks", "last_logits",
            "matched_control", "steer_measure", "steering", "write_vectors"]  # fmt: skip

@@ -143,17 +143,20 @@ def figures(result: Result) -> dict[str, go.Figure]:
 
 def verdict(result: Result) -> str:
     """Where multilingual and language-specific features sit, against the paper's claim."""
-    counts = result.layer_counts
+    # layers where no feature is ever active (a transcoder of some layers only) have no shape to judge
+    counts = [row for row in result.layer_counts if row["rare"] < result.n_features] or result.layer_counts
     multi = [row["multilingual"] for row in counts]
     spec = [row["specific"] for row in counts]
     peak_multi = int(np.argmax(multi))
-    L = result.n_layers
-    middle = 0 < peak_multi < L - 1
+    middle = 0 < peak_multi < len(counts) - 1
     edge_specific = max(spec[0], spec[-1]) >= max(spec[1:-1], default=0)
     claim = ("matches the paper's shape (multilingual in the middle, language-specific at the edges)" if middle and edge_specific
              else "does not match the paper's shape (multilingual in the middle, language-specific early and late)")  # fmt: skip
-    text = (f"Multilingual features per layer: {', '.join(map(str, multi))} (most in layer {peak_multi}); "
-            f"language-specific: {', '.join(map(str, spec))}. This {claim}.")  # fmt: skip
+    where = (
+        "" if len(counts) == len(result.layer_counts) else f" over layers {', '.join(str(r['layer']) for r in counts)}"
+    )
+    text = (f"Multilingual features per layer{where}: {', '.join(map(str, multi))} (most in layer "
+            f"{counts[peak_multi]['layer']}); language-specific: {', '.join(map(str, spec))}. This {claim}.")  # fmt: skip
     strongest = [(lang, cards[0]) for lang, cards in result.identity.items() if cards]
     if strongest:
         text += (

@@ -1,0 +1,50 @@
+"""The study summary's findings against hand-made numbers: each claim holds, fails or cannot be
+measured exactly where the numbers say so; and the summary survives saving."""
+
+from __future__ import annotations
+
+import math
+
+from workbench.analyses.clt_study.analysis import Result, findings, verdict
+
+
+def _result(**changes) -> Result:
+    numbers = dict(
+        model="m", languages=["en", "de"], n_layers=9, layers=[0, 2, 4, 6, 8], fvu=[0.1] * 5, l0=[20.0] * 5,
+        loss={"en": [3.0, 3.5]}, multilingual=[1, 5, 9, 4, 2], specific=[3, 1, 0, 2, 8],
+        identity=[{"language": "en", "feature": "L8/3", "layer": 8, "frequency": 0.9, "other": 0.01},
+                  {"language": "de", "feature": "L7/1", "layer": 7, "frequency": 0.8, "other": 0.02},
+                  {"language": "de", "feature": "L0/5", "layer": 0, "frequency": 0.5, "other": 0.1}],
+        jaccard=[0.0, 0.2, 0.4, 0.3, 0.1],
+        graphs={"graphs": 4, "replacement": 0.8, "completeness": 0.95, "answers": 4, "answers_top": 1},
+        steering=[{"source": "en", "target": "de", "strength": 4.0, "identity": 0.9, "control": 0.1, "works": True},
+                  {"source": "de", "target": "en", "strength": 4.0, "identity": 0.7, "control": 0.2, "works": True}],
+    )  # fmt: skip
+    numbers.update(changes)
+    result = Result(**numbers)
+    result.findings = findings(result)
+    return result
+
+
+def test_the_papers_shape_holds_every_claim():
+    result = _result()
+    assert [f.holds for f in result.findings] == [True, True, True, True, True]
+    assert verdict(result).startswith("m bears out 5 of the paper's 5 claims")
+    assert "en L8/3 (90% of its tokens, at most 1% of another's)" in result.findings[2].evidence
+
+
+def test_each_claim_fails_on_its_own_numbers():
+    result = _result(multilingual=[9, 5, 1, 0, 0], specific=[8, 1, 0, 0, 0], jaccard=[0.5, 0.2, 0.1, 0.0, 0.0],
+                     identity=[{"language": "en", "feature": "L0/3", "layer": 0, "frequency": 0.9, "other": 0.0}],
+                     steering=[{"source": "en", "target": "de", "strength": 4.0, "identity": 0.2, "control": 0.2,
+                                "works": False}])  # fmt: skip
+    assert [f.holds for f in result.findings] == [False, False, False, False, False]
+
+
+def test_claims_without_numbers_are_not_measured_and_the_summary_round_trips(tmp_path):
+    result = _result(layers=[0, 1], n_layers=2, fvu=[0.1] * 2, l0=[1.0] * 2, multilingual=[0, 0], specific=[0, 0],
+                     identity=[], jaccard=[math.nan, math.nan], steering=[])  # fmt: skip
+    assert [f.holds for f in result.findings] == [None, None, None, None, None]
+    result.save(tmp_path)
+    again = Result.load(tmp_path)
+    assert again.findings == result.findings and again.layers == [0, 1] and math.isnan(again.jaccard[0])
