@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.clt.activations import document_rows
-from workbench.clt.transcoder import DEAD_PENALTY, SPARSITY_C, CLTConfig, CrossLayerTranscoder, LossParts, loss_terms
+from workbench.clt.transcoder import DEAD_PENALTY, CLTConfig, CrossLayerTranscoder, LossParts, clt_loss, loss_terms
 
 CHECKPOINT = "checkpoint.pt"
 COMPILE_FROM = 20_000_000  # parameters: smaller transcoders train eagerly (compiling would outlast the gain)
@@ -160,17 +160,15 @@ def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., L
 
     def loss(x: torch.Tensor, y: torch.Tensor, sparsity: float) -> LossParts:
         nonlocal terms, compiled
-        args = (clt, x, y, torch.tensor(float(sparsity)), SPARSITY_C, settings.dead_penalty)
         try:
-            out = terms(*args)
+            return clt_loss(clt, x, y, sparsity, dead=settings.dead_penalty, terms=terms)
         except Exception as error:  # noqa: BLE001 - any compiler failure: the eager loss is the same function
             if not compiled:
                 raise
             warnings.warn(f"Compiling the transcoder's loss failed ({type(error).__name__}: {error}); training "
                           "eagerly (slower, same numbers).", stacklevel=2)  # fmt: skip
             terms, compiled = loss_terms, False
-            out = terms(*args)
-        return LossParts(out[0], *(float(t) for t in out[1:]))
+            return clt_loss(clt, x, y, sparsity, dead=settings.dead_penalty, terms=terms)
 
     return loss
 

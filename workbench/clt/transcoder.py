@@ -216,9 +216,11 @@ class CrossLayerTranscoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Feature activations ``[..., L, F]`` (none at layers without features)."""
-        idx = self.index
-        pre = self.compact_pre_activations(x[..., list(self.config.covered), :])
-        return self._full(JumpReLU.apply(pre, self.threshold[idx], self.config.bandwidth))
+        return self._full(self.compact_encode(x[..., list(self.config.covered), :]))
+
+    def compact_encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The covered layers' feature activations ``[..., n, F]`` from their MLP inputs ``x [..., n, d]``."""
+        return JumpReLU.apply(self.compact_pre_activations(x), self.threshold[self.index], self.config.bandwidth)
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """Reconstructed MLP outputs ``[..., L, d]`` (model units) from ``acts [..., L, F]``; zero
@@ -296,7 +298,7 @@ class CrossLayerTranscoder(nn.Module):
 
     def compact_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(reconstruction, activations)`` over the covered layers, from their MLP inputs ``x [..., n, d]``."""
-        acts = JumpReLU.apply(self.compact_pre_activations(x), self.threshold[self.index], self.config.bandwidth)
+        acts = self.compact_encode(x)
         return self.compact_decode(acts), acts
 
     def save(self, folder: Path) -> None:
@@ -346,12 +348,15 @@ class LossParts:
 
 
 def clt_loss(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, sparsity: float,
-             c: float = SPARSITY_C, dead: float = DEAD_PENALTY) -> LossParts:  # fmt: skip
-    """The training loss on ``x``, ``target`` (``[tokens, L, d]``, model units; only the covered
-    layers are read). The squared error is taken in the scaled units, so every layer weighs the same."""
-    covered = list(clt.config.covered)
-    terms = loss_terms(clt, x[:, covered], target[:, covered], torch.tensor(float(sparsity)), c, dead)
-    return LossParts(terms[0], *(float(t) for t in terms[1:]))
+             c: float = SPARSITY_C, dead: float = DEAD_PENALTY, terms=None) -> LossParts:  # fmt: skip
+    """The training loss on ``x``, ``target`` (``[tokens, L, d]`` of every layer, or ``[tokens, n, d]``
+    of the covered ones; model units). The squared error is taken in the scaled units, so every
+    layer weighs the same. ``terms``: :func:`loss_terms` or a compiled copy of it."""
+    if x.shape[-2] != len(clt.config.covered):
+        covered = list(clt.config.covered)
+        x, target = x[:, covered], target[:, covered]
+    out = (terms or loss_terms)(clt, x, target, torch.tensor(float(sparsity)), c, dead)
+    return LossParts(out[0], *(float(t) for t in out[1:]))
 
 
 def loss_terms(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, sparsity: torch.Tensor,
