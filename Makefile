@@ -37,12 +37,13 @@ reproduce: model
 	$(BIN)/workbench run --preset paper --out results/paper
 
 ## The transcoder paper's questions on Gemma 3 270M: per-layer transcoders on all 18 layers, features,
-## steering and graphs in 8 languages (resumable; see README for its time).
-CLT_STUDY := clt-train,clt-features,clt-steer,clt-graph,clt-study
+## steering, graphs and the language probe in 8 languages, and the diff against the run's own PLND
+## fine-tune of German (resumable; see README for its time).
+CLT_STUDY := clt-train,clt-features,clt-steer,clt-graph,probe,clt-study
 gemma-clt: model
-	$(BIN)/workbench run --preset gemma-clt --analyses $(CLT_STUDY) --out results/gemma-clt
+	$(BIN)/workbench run --preset gemma-clt --analyses $(CLT_STUDY),clt-diff --out results/gemma-clt
 
-## The same study at workshop size: 7 of the 18 layers, 4 languages, fewer prompts.
+## The same study at workshop size: 7 of the 18 layers, 4 languages, fewer prompts, no fine-tune.
 gemma-clt-workshop: model
 	$(BIN)/workbench run --preset gemma-clt-workshop --analyses $(CLT_STUDY) --out results/gemma-clt-workshop
 

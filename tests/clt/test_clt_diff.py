@@ -55,3 +55,27 @@ def test_known_direction_shows_up_in_the_feature_that_reads_it(setting):
     assert not diff.delta("mean")[:, 0].any()  # layer 0's inputs are untouched
     assert diff.layer_summary()[1]["mean |d frequency|"] > 0
     assert np.isfinite([r["fvu fine-tuned"] for r in diff.layer_summary()]).all()
+
+
+def test_language_strength_is_the_specific_features_by_hand(setting):
+    """Each row: the base's features specific to the language in that layer, their mean frequency
+    and mean activation on the language's tokens, on each side."""
+    model, clt, docs = setting
+    tuned = copy.deepcopy(model)
+    with torch.no_grad():
+        tuned.blocks[0].mlp.b_out += 0.3 * torch.randn(D, generator=torch.Generator().manual_seed(4))
+    diff = Diff(measure(model, clt, docs), measure(tuned, clt, docs), min_frequency=0.05, specific_share=0.6)
+    rows = diff.language_strength()
+    assert rows
+    for row in rows:
+        i, layer = diff.languages.index(row["language"]), row["layer"]
+        freq = np.stack([diff.base.stats[lang].frequency[layer] for lang in diff.languages])  # [languages, F]
+        share = freq / np.where(freq.sum(0) > 0, freq.sum(0), 1)
+        mine = (freq[i] >= 0.05) & (share[i] >= 0.6)
+        assert row["features"] == mine.sum() > 0
+        lang = row["language"]
+        for side, name in ((diff.base, "base"), (diff.tuned, "fine-tuned")):
+            assert row[f"frequency {name}"] == pytest.approx(side.stats[lang].frequency[layer][mine].mean())
+            assert row[f"mean {name}"] == pytest.approx(side.stats[lang].mean[layer][mine].mean())
+    same = Diff(diff.base, diff.base, min_frequency=0.05, specific_share=0.6).language_strength()
+    assert all(r["frequency base"] == r["frequency fine-tuned"] for r in same)

@@ -111,6 +111,41 @@ def test_diff_slice_self_is_zero_and_a_delta_shows(tmp_path):
     assert {"clt_diff_layers", "clt_diff_fvu", "clt_diff_identity"} <= set(collect_figures(moved))
 
 
+def test_diff_of_the_runs_own_finetune(tmp_path):
+    """``--clt-diff-tuned finetune`` runs PLND and finetune first (part of clt-diff's fingerprint),
+    diffs their delta, and follows the fine-tuned language's own features per layer."""
+    from workbench.analyses import finetune, plnd
+    from workbench.runs.job import fingerprints, resolve
+
+    tuned = {"plnd": plnd.Options(documents=4, value=0.1, specificity=0.5),
+             "finetune": finetune.Options(sizes=(4,), random_size=0, documents=2, epochs=1, lr=1e-2),
+             "clt-train": clt_train.Options(features=16, documents=6, tokens=600, batch=128, heldout=2,
+                                            block_documents=18)}  # fmt: skip
+    diff_options = clt_diff.Options(tuned="finetune", documents=6, top=3, task="weekday")
+    assert list(resolve({"clt-diff": diff_options})) == ["plnd", "finetune", "clt-train", "clt-diff"]
+    run_options = RunOptions(model="tiny", languages=("en", "de", "zh"))
+    prints = fingerprints(run_options, resolve({**tuned, "clt-diff": diff_options}))
+    other = fingerprints(run_options, resolve({**tuned, "finetune": finetune.Options(sizes=(5,), random_size=0),
+                                               "clt-diff": diff_options}))  # fmt: skip
+    assert prints["clt-train"] == other["clt-train"] and prints["clt-diff"] != other["clt-diff"]
+
+    out = tmp_path / "run"
+    _run(out, {**tuned, "clt-diff": diff_options})
+    diff = clt_diff.Result.load(out)
+    trained = finetune.Result.load(out).runs[0]
+    assert diff.target == "de" == trained.target and diff.tuned == f"finetune: {trained.delta_file}"
+    assert diff.changed and {r["language"] for r in diff.strength} <= {"en", "de", "zh"}
+    for row in diff.strength:
+        assert row["features"] > 0 and 0 <= row["frequency base"] <= 1 and 0 <= row["frequency fine-tuned"] <= 1
+    said = clt_diff.verdict(diff)
+    assert ("fine-tuned language de" in said) if diff.strength_change("de") else ("de has no specific features" in said)
+    assert "clt_diff_strength" in collect_figures(out)
+    with pytest.raises(WorkbenchError, match="--finetune-languages zh"):
+        _run(out, {**tuned, "clt-diff": clt_diff.Options(tuned="finetune:zh", documents=6, top=3, task="weekday")})
+    with pytest.raises(OptionError, match="ru is not among"):
+        _run(out, {**tuned, "clt-diff": clt_diff.Options(tuned="finetune:ru", documents=6)})
+
+
 def test_diff_refuses_bad_input(tmp_path, capsys):
     with pytest.raises(WorkbenchError, match="No delta file"):
         _run(tmp_path / "a", {"clt-diff": clt_diff.Options(tuned=str(tmp_path / "none.safetensors"), documents=4)})

@@ -16,6 +16,7 @@ from workbench.clt.steering import (
     greedy,
     matched_control,
     steer_measure,
+    steer_measures,
     steering,
     write_vectors,
 )
@@ -280,8 +281,47 @@ def test_a_layer_without_features_is_never_steered(model64):
 
 
 def test_last_logits_are_the_full_pass_last_position(model64):
-    from workbench.clt.steering import last_logits
+    """Also through a final logit soft-cap (Gemma 2), which the model applies after its unembedding."""
+    from workbench.lens.readout import last_logits
 
     tokens = _tokens(3, 9)
+    capped = tiny_model("tiny-gated").to(torch.float64)
+    capped.cfg.output_logits_soft_cap = 0.5
     with torch.no_grad():
-        torch.testing.assert_close(last_logits(model64, tokens), model64(tokens)[:, -1], rtol=1e-10, atol=1e-10)
+        for model in (model64, capped):
+            torch.testing.assert_close(last_logits(model, tokens), model(tokens)[:, -1], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("iv", [IDENTITY, WRITTEN_ELSEWHERE], ids=["identity", "written elsewhere"])
+def test_cached_continuations_equal_rerunning_the_sequence(model64, iv):
+    """Steered greedy continuation with a key-value cache (one new position per step) against
+    re-running the whole growing sequence: the same tokens and the same step distributions."""
+    clt, tokens = _clt(), _tokens(3, 7)
+    for strength in (0.0, 3.0):
+        context = lambda: steering(model64, clt, iv.with_strength(strength))  # noqa: E731
+        fast = greedy(model64, tokens, 6, context, lambda p: p, cache=True)
+        slow = greedy(model64, tokens, 6, context, lambda p: p, cache=False)
+        assert torch.equal(fast[0], slow[0])
+        torch.testing.assert_close(fast[1], slow[1], rtol=1e-9, atol=1e-12)
+
+
+def test_a_sweep_in_one_batch_equals_each_intervention_alone(model64):
+    """Row blocks steered by different interventions (strength 0 among them) give each block the
+    logits, continuations and measures of its intervention run alone."""
+    clt, tokens = _clt(), _tokens(3, 8)
+    sweep = [IDENTITY.with_strength(0.0), IDENTITY, WRITTEN_ELSEWHERE, matched_control(clt, IDENTITY, 0)]
+    with torch.no_grad():
+        with steering(model64, clt, sweep, start=2):
+            together = model64(tokens.repeat(len(sweep), 1)).unflatten(0, (len(sweep), 3))
+        for k, iv in enumerate(sweep):
+            with steering(model64, clt, iv, start=2):
+                torch.testing.assert_close(together[k], model64(tokens), rtol=1e-10, atol=1e-10)
+        with pytest.raises(ValueError, match="4 equal blocks"), steering(model64, clt, sweep):
+            model64(tokens)
+    vocab = _vocab({3, 7, 11, 200})
+    measured = steer_measures(model64, clt, tokens, sweep, vocab, "aa", "bb", 4, batch_size=2)
+    for iv, m in zip(sweep, measured):
+        alone = steer_measure(model64, clt, tokens, iv, vocab, "aa", "bb", 4)
+        assert (m.labelled, m.tokens) == (alone.labelled, alone.tokens)
+        for key in ("share_a", "share_b", "mass_a", "mass_b"):
+            assert getattr(m, key) == pytest.approx(getattr(alone, key), rel=1e-9, abs=1e-12, nan_ok=True)

@@ -48,3 +48,28 @@ def test_claims_without_numbers_are_not_measured_and_the_summary_round_trips(tmp
     result.save(tmp_path)
     again = Result.load(tmp_path)
     assert again.findings == result.findings and again.layers == [0, 1] and math.isnan(again.jaccard[0])
+
+
+PROBE = {"points": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "accuracy": [0.8] + [0.97] * 9,
+         "shared": [0.4, 0.7, 0.93, 0.95, 0.96, 0.96, 0.95, 0.94, 0.9, 0.85],
+         "baselines": {"majority": 0.5, "token": 0.8, "token_shared": 0.45, "shared_share": 0.3},
+         "threshold": 0.9, "readable_from": 2}  # fmt: skip
+DIFF = {"target": "de", "layers": [0, 2, 4, 6, 8], "own": [0.0, 0.01, 0.02, 0.05, 0.03],
+        "others": [0.0, 0.0, -0.01, 0.01, 0.0]}  # fmt: skip
+
+
+def test_the_probe_and_diff_claims_hold_fail_and_are_absent_by_their_numbers(tmp_path):
+    result = _result(probe=PROBE, diff=DIFF)
+    assert [f.holds for f in result.findings] == [True] * 7
+    assert "reaches 90% at point 2 (early: up to point 3)" in result.findings[5].evidence
+    assert "most in layer 6" in result.findings[6].evidence and result.findings[6].claim.startswith("Fine-tuning de's")
+    late = _result(probe={**PROBE, "readable_from": 5}, diff={**DIFF, "others": [0.1] * 5})
+    assert [f.holds for f in late.findings[5:]] == [False, False]
+    never = _result(probe={**PROBE, "readable_from": None}, diff={**DIFF, "own": [-0.01] * 5, "others": [-0.02] * 5})
+    assert [f.holds for f in never.findings[5:]] == [False, False] and "nowhere" in never.findings[5].evidence
+    assert len(_result().findings) == 5  # without a probe or a diff in the run: not asked
+    gap = _result(probe=PROBE, diff={**DIFF, "own": [0.0, None, 0.02, 0.05, 0.03]})  # as a saved NaN loads
+    assert gap.findings[6].holds and "0.0000, -, 0.0200" in gap.findings[6].evidence
+    result.save(tmp_path)
+    again = Result.load(tmp_path)
+    assert again.probe == PROBE and findings(again) == result.findings

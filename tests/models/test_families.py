@@ -36,6 +36,7 @@ from workbench.analyses import (
     lens,
     loss,
     plnd,
+    probe,
 )
 from workbench.clt.attribution import attribute, completeness_error
 from workbench.clt.transcoder import CrossLayerTranscoder
@@ -54,6 +55,7 @@ COVERAGE = Path(__file__).resolve().parents[2] / "build" / "model-coverage.json"
 SMALL = {
     "loss": loss.Options(documents=2),
     "lens": lens.Options(documents=2, per_document=2, accuracy_documents=4),
+    "probe": probe.Options(documents=4, heldout=2, tokens=60, steps=10),
     "plnd": plnd.Options(documents=4, value=0.1, specificity=0.5),  # tiny layers: the top 10%, half the documents
     "ablate": ablate.Options(documents=2, prompt_tokens=4, new_tokens=2),
     "finetune": finetune.Options(sizes=(4,), random_size=0, documents=2, epochs=1),

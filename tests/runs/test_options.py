@@ -110,17 +110,41 @@ def test_loading_a_missing_result_names_what_to_run(tmp_path):
 
 @pytest.mark.parametrize("preset", ["gemma-clt", "gemma-clt-workshop"])
 def test_the_gemma_study_presets_parse_and_give_per_layer_transcoders(preset):
-    """The make targets' presets: valid options for every analysis of the study, per-layer
-    transcoders, the study's languages, and a flag given on top still wins."""
+    """The make targets' presets: valid options for every analysis of the study (the Makefile's
+    list), per-layer transcoders, the study's languages, the full study's diff of its own
+    fine-tune, and a flag given on top still wins."""
+    from pathlib import Path
+
     from workbench.cli import build_parser
     from workbench.cli.flags import analyses_from, options_from
+    from workbench.runs.job import resolve
 
-    study = "clt-train,clt-features,clt-steer,clt-graph"
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    study = next(line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("CLT_STUDY :="))
+    study += ",clt-diff" if preset == "gemma-clt" else ""
     args = build_parser().parse_args(["run", "--preset", preset, "--analyses", study, "--clt-train-tokens", "999"])
     run = options_from(args, RunOptions, preset)
     analyses = analyses_from(args, study.split(","), preset)
+    assert list(resolve(analyses)) == list(analyses)
     train = analyses["clt-train"]
-    assert train.per_layer and train.tokens == 999 and len(run.languages) >= 4
+    assert train.per_layer and train.tokens == 999 and len(run.languages) >= 4 and "probe" in analyses
     assert (0 < len(train.layers) < 18) == (preset == "gemma-clt-workshop")
+    for options in analyses.values():
+        options.check_run(run)
     if preset == "gemma-clt":
         assert len(run.languages) == 8
+        assert analyses["clt-diff"].tuned == "finetune" and analyses["finetune"].sizes == (400,)
+        assert list(analyses)[:2] == ["probe", "plnd"]
+
+
+def test_what_settings_need_is_added_with_its_flags():
+    """clt-diff of the run's own fine-tune brings finetune (and PLND) in, and finetune's flags apply."""
+    from workbench.cli import build_parser
+    from workbench.cli.flags import analyses_from
+
+    argv = ["run", "--analyses", "clt-diff", "--clt-diff-tuned", "finetune", "--finetune-sizes", "10"]
+    analyses = analyses_from(build_parser().parse_args(argv), ["clt-diff"], None)
+    assert list(analyses) == ["plnd", "finetune", "clt-train", "clt-diff"] and analyses["finetune"].sizes == (10,)
+    with pytest.raises(OptionError, match="finetune"):
+        analyses_from(build_parser().parse_args(["run", "--analyses", "clt-diff", "--finetune-sizes", "10"]),
+                      ["clt-diff"], None)  # fmt: skip

@@ -26,6 +26,7 @@ from workbench.runs.slices import load_slice, register, with_requirements
 REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it requires
     "loss": "workbench.analyses.loss",
     "lens": "workbench.analyses.lens",
+    "probe": "workbench.analyses.probe",
     "plnd": "workbench.analyses.plnd",
     "ablate": "workbench.analyses.ablate",
     "finetune": "workbench.analyses.finetune",

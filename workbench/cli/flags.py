@@ -91,9 +91,14 @@ def analyses_from(args: argparse.Namespace, names: list[str], preset: str | None
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise WorkbenchError(f"Unknown analysis {', '.join(unknown)}; choose from {', '.join(REGISTRY)}.")
-    names = with_requirements(names)
+    chosen: dict[str, Options] = {}
+    while True:  # what the analyses require, and what their settings need (e.g. clt-diff of the run's finetune)
+        names = with_requirements([*names, *(need for options in chosen.values() for need in options.needs())])
+        if set(names) == set(chosen):
+            break
+        chosen = {name: chosen.get(name) or options_from(args, load_slice(name).Options, preset) for name in names}
     stray = sorted(_given_analyses(args) - set(names))
     if stray:
         raise OptionError(f"Options of {', '.join(stray)} were given, but it is not among the analyses "
                           f"({', '.join(names)}); add it to --analyses or drop those options.")  # fmt: skip
-    return {name: options_from(args, load_slice(name).Options, preset) for name in names}
+    return {name: chosen[name] for name in names}

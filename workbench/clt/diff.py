@@ -10,7 +10,9 @@ held-out verses:
 * per layer: the change in reconstruction error (FVU) — features that no longer fit the
   fine-tuned model's MLPs show up as error;
 * per language: the change in its identity features' strength (their identity score, frequency in
-  the language minus the highest frequency in any other; :mod:`workbench.clt.features`).
+  the language minus the highest frequency in any other; :mod:`workbench.clt.features`), and per
+  layer the change of its specific features on its own tokens (what a fine-tune of one language's
+  neurons should raise).
 
 A model diffed against itself changes nothing (``tests/clt/test_clt_diff.py``), and a fine-tune that
 writes one known direction shows up first in the feature that reads it.
@@ -110,6 +112,25 @@ class Diff:
                  "fvu base": float(np.mean([fvu[lang][layer][0] for lang in self.languages])),
                  "fvu fine-tuned": float(np.mean([fvu[lang][layer][1] for lang in self.languages]))}
                 for layer in range(d.shape[1])]  # fmt: skip
+
+    def language_strength(self) -> list[dict]:
+        """Per layer and language: the base's features specific to the language (counted once, on
+        the base side) and, on the language's own tokens, their mean frequency and mean activation
+        per token before and after. A fine-tune that strengthens a language raises its row."""
+        specific = self.features(self.base).specific()  # [languages, L, F]
+        rows = []
+        for i, lang in enumerate(self.languages):
+            b, t = self.base.stats[lang], self.tuned.stats[lang]
+            for layer in range(specific.shape[1]):
+                kept = specific[i, layer]
+                if not kept.any():
+                    continue
+                rows.append({"layer": layer, "language": lang, "features": int(kept.sum()),
+                             "frequency base": float(b.frequency[layer, kept].mean()),
+                             "frequency fine-tuned": float(t.frequency[layer, kept].mean()),
+                             "mean base": float(b.mean[layer, kept].mean()),
+                             "mean fine-tuned": float(t.mean[layer, kept].mean())})  # fmt: skip
+        return rows
 
     def identity(self, k: int = 8) -> list[dict]:
         """Per language, its ``k`` best identity features in the base model and their identity

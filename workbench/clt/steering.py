@@ -27,7 +27,8 @@ layer, rescaled to the read feature's decoder norm: the same count of features, 
 and the same norm written per token (exactly for a per-layer transcoder; for a cross-layer one in
 total over the target layers).
 
-:func:`greedy` continues prompts greedily under hooks (full forward passes, no cache) and
+:func:`greedy` continues prompts greedily under hooks (one new position per step, against a
+key-value cache: every change above acts on each position by itself) and
 :func:`steer_measure` says which language the continuation is in (token labels of
 :class:`workbench.language.langid.VocabLanguages`) and how much probability goes to each language.
 """
@@ -43,6 +44,7 @@ import torch
 
 from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.language.langid import SPECIAL_LABELS, VocabLanguages
+from workbench.lens.readout import greedy as generate
 
 Feature = tuple[int, int]  # (layer, feature index)
 
@@ -188,52 +190,94 @@ def _on_vectors(clt: CrossLayerTranscoder, iv: Intervention) -> torch.Tensor:
 # --------------------------------------------------------------------------- hooks
 
 
+@dataclass
+class _Plan:
+    """One intervention made ready for the hooks: its off-features per layer and the constant its
+    on-features add at every layer (None: no on-features)."""
+
+    strength: float
+    off: dict[int, _OffLayer]
+    on: torch.Tensor | None  # [L, d]
+
+    @classmethod
+    def of(cls, clt: CrossLayerTranscoder, iv: Intervention) -> _Plan | None:
+        """None where the intervention changes nothing (strength 0, or no features)."""
+        if iv.strength == 0 or not (iv.off or iv.on):
+            return None
+        return cls(iv.strength, _off_layers(clt, iv), _on_vectors(clt, iv) if iv.on else None)
+
+    def writes_to(self, clt: CrossLayerTranscoder, target: int) -> bool:
+        return any(clt.config.writes(layer, target) for layer in self.off) or (
+            self.on is not None and bool(self.on[target].any())
+        )
+
+
+def _block(rows: int, blocks: int) -> int:
+    if rows % blocks:
+        raise ValueError(f"A batch of {rows} rows cannot be split into {blocks} equal blocks, one per intervention.")
+    return rows // blocks
+
+
 @contextmanager
-def steering(model, clt: CrossLayerTranscoder, intervention: Intervention, start: int = 0) -> Iterator:
+def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequence[Intervention],
+             start: int = 0) -> Iterator:  # fmt: skip
     """The original model with ``intervention``'s changes added along decoder directions (hooks,
     removed on exit, also on errors). ``start``: steer only positions ``>= start`` (also the
-    generated ones). Strength 0 adds no hooks at all."""
-    check_intervention(clt, intervention)
+    generated ones). Strength 0 adds no hooks at all.
+
+    With a sequence of interventions, a batch's rows are split into as many equal blocks and block
+    ``k`` is steered by the ``k``-th: a sweep runs as one batch (tested equal to one run each)."""
+    interventions = [intervention] if isinstance(intervention, Intervention) else list(intervention)
+    for iv in interventions:
+        check_intervention(clt, iv)
     _check_model(model, clt)
-    iv = intervention
-    if iv.strength == 0 or not (iv.off or iv.on):
+    plans = [_Plan.of(clt, iv) for iv in interventions]
+    if all(plan is None for plan in plans):
         yield model
         return
-    L = clt.config.n_layers
-    off = _off_layers(clt, iv)
-    on = _on_vectors(clt, iv) if iv.on else None
     in_scale = clt.in_scale.detach()
-    changes: dict[int, torch.Tensor] = {}
+    changes: dict[tuple[int, int], torch.Tensor] = {}  # (block, layer) -> [n, pos, features read]
 
-    def keep(length: int, device) -> torch.Tensor:
-        return torch.arange(length, device=device) >= start  # [pos]
+    def kept(change: torch.Tensor) -> torch.Tensor:
+        return change * (torch.arange(change.shape[-2], device=change.device) >= start)[:, None] if start else change
 
     def read(layer: int):
         def hook(x, hook):
-            a = off[layer].activations(x, in_scale[layer])
-            change = -iv.strength * a
-            changes[layer] = change * keep(x.shape[-2], x.device)[:, None] if start else change
+            n = _block(x.shape[0], len(plans))
+            for k, plan in enumerate(plans):
+                if plan is not None and layer in plan.off:
+                    a = plan.off[layer].activations(x[k * n : (k + 1) * n], in_scale[layer])
+                    changes[k, layer] = kept(-plan.strength * a)
 
         return hook
 
-    def write(target: int, sources: list[int]):
+    def delta(k: int, plan: _Plan, target: int, like: torch.Tensor) -> torch.Tensor:
+        """What block ``k`` adds at ``target``'s MLP output."""
+        total = torch.zeros((), dtype=clt.b_dec.dtype, device=like.device)
+        for layer, off in plan.off.items():
+            if clt.config.writes(layer, target):
+                total = total + changes[k, layer] @ off.vectors[:, target, :]
+        if plan.on is not None and plan.on[target].any():
+            constant = plan.on[target].expand(like.shape[-2], -1)
+            total = total + kept(constant)
+        return total
+
+    def write(target: int):
         def hook(out, hook):
-            delta = torch.zeros((), dtype=clt.b_dec.dtype, device=out.device)
-            for layer in sources:
-                delta = delta + changes[layer] @ off[layer].vectors[:, target, :]
-            if on_here[target]:
-                constant = on[target]
-                delta = delta + (constant * keep(out.shape[-2], out.device)[:, None] if start else constant)
-            return out + delta.to(out.dtype)
+            n = _block(out.shape[0], len(plans))
+            blocks = [out[k * n : (k + 1) * n] if plan is None or not plan.writes_to(clt, target)
+                      else out[k * n : (k + 1) * n] + delta(k, plan, target, out).to(out.dtype)
+                      for k, plan in enumerate(plans)]  # fmt: skip
+            return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
         return hook
 
-    on_here = [on is not None and bool(on[target].any()) for target in range(L)]
-    hooks = [(mlp_in_hook(layer), read(layer)) for layer in off]
-    for target in range(L):
-        sources = [l for l in off if clt.config.writes(l, target)]
-        if sources or on_here[target]:
-            hooks.append((mlp_out_hook(target), write(target, sources)))
+    L = clt.config.n_layers
+    read_layers = sorted({layer for plan in plans if plan is not None for layer in plan.off})
+    hooks = [(mlp_in_hook(layer), read(layer)) for layer in read_layers]
+    hooks += [
+        (mlp_out_hook(t), write(t)) for t in range(L) if any(p is not None and p.writes_to(clt, t) for p in plans)
+    ]
     try:
         with model.hooks(fwd_hooks=hooks):
             yield model
@@ -289,36 +333,16 @@ def matched_control(clt: CrossLayerTranscoder, intervention: Intervention, seed:
 @torch.no_grad()
 def greedy(model, tokens: torch.Tensor, new_tokens: int,
            context: Callable[[], AbstractContextManager] | None = None,
-           reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
-    """Greedy continuation of ``tokens [n, p]`` (same length, no padding) by full forward passes of
-    the growing sequence, inside ``context()`` (e.g. ``lambda: steering(model, clt, iv)``).
+           reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           cache: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Greedy continuation of ``tokens [n, p]`` (same length, no padding) inside ``context()``
+    (e.g. ``lambda: steering(model, clt, iv)``): :func:`workbench.lens.readout.greedy`, each step
+    one new position against a key-value cache (``cache=False``: the whole growing sequence).
 
     Returns the generated ids ``[n, new_tokens]`` and, if ``reduce`` is given, ``reduce(probs)``
-    of each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``
-    (only the reductions are kept, not the distributions)."""
-    sequence = tokens.to(model.cfg.device)
-    measures = []
+    of each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``."""
     with (context or nullcontext)():
-        for _ in range(new_tokens):
-            logits = last_logits(model, sequence)
-            if reduce is not None:
-                probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
-                measures.append(reduce(probs))
-            sequence = torch.cat([sequence, logits.argmax(-1, keepdim=True)], dim=1)
-    generated = sequence[:, tokens.shape[1] :]
-    return generated, (torch.stack(measures, dim=1) if reduce is not None and measures else None)
-
-
-def last_logits(model, tokens: torch.Tensor) -> torch.Tensor:
-    """``[n, d_vocab]``: the next-token logits at the last position only. The blocks run over every
-    position; the final norm and the unembedding (262k columns on Gemma) only at the last (a
-    model loaded through TransformerBridge runs its own whole forward)."""
-    from transformer_lens import HookedTransformer
-
-    if not isinstance(model, HookedTransformer):
-        return model(tokens, return_type="logits")[:, -1]
-    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
-    return model.unembed(model.ln_final(resid[:, -1:]))[:, -1]
+        return generate(model, tokens.to(model.cfg.device), new_tokens, reduce, cache)
 
 
 @dataclass
@@ -351,14 +375,35 @@ def steer_measure(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, inter
     """Greedy continuations of ``prompts [n, p]`` under ``intervention`` and their language:
     token shares among language-labelled tokens, probability mass per step, and (given the
     unsteered continuation ``baseline [n, new_tokens]``) the share of tokens that changed."""
+    return steer_measures(model, clt, prompts, [intervention], vocab, lang_a, lang_b, new_tokens, baseline,
+                          batch_size, start)[0]  # fmt: skip
+
+
+@torch.no_grad()
+def steer_measures(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, interventions: Sequence[Intervention],
+                   vocab: VocabLanguages, lang_a: str, lang_b: str, new_tokens: int,
+                   baseline: torch.Tensor | None = None, batch_size: int = 16, start: int = 0) -> list[SteerMeasure]:  # fmt: skip
+    """:func:`steer_measure` of each intervention, all in the same batches: ``batch_size`` prompts
+    at a time, repeated once per intervention (one row block each, :func:`steering`). A step's
+    cost on a large vocabulary is mostly reading the unembedding, whatever the rows, so a sweep
+    in one batch costs little more than one of its interventions."""
     masks = language_masks(vocab, model.cfg.d_vocab, lang_a, lang_b).to(model.cfg.device)
+    K = len(interventions)
     generated, masses = [], []
-    for chunk in prompts.split(batch_size):
-        ids, mass = greedy(model, chunk, new_tokens, lambda: steering(model, clt, intervention, start),
-                           lambda probs: probs.to(masks.dtype) @ masks)  # fmt: skip
-        generated.append(ids.cpu())
-        masses.append(mass.cpu() if mass is not None else torch.zeros(len(chunk), 0, 2))
-    ids, mass = torch.cat(generated), torch.cat(masses)
+    for chunk in prompts.split(batch_size):  # steering from a position counts whole sequences: no cache then
+        ids, mass = greedy(model, chunk.repeat(K, 1), new_tokens, lambda: steering(model, clt, interventions, start),
+                           lambda probs: probs.to(masks.dtype) @ masks, cache=start == 0)  # fmt: skip
+        generated.append(ids.cpu().unflatten(0, (K, len(chunk))))
+        masses.append(
+            mass.cpu().unflatten(0, (K, len(chunk))) if mass is not None else torch.zeros(K, len(chunk), 0, 2)
+        )
+    ids, mass = torch.cat(generated, 1), torch.cat(masses, 1)
+    return [_measure(ids[k], mass[k], vocab, lang_a, lang_b, baseline) for k in range(K)]
+
+
+def _measure(ids: torch.Tensor, mass: torch.Tensor, vocab: VocabLanguages, lang_a: str, lang_b: str,
+             baseline: torch.Tensor | None) -> SteerMeasure:  # fmt: skip
+    """The language of continuations ``ids [n, new]`` with their per-step masses ``[n, new, 2]``."""
     labels = torch.from_numpy(vocab.labels.astype("int64"))[ids]
     labelled = labels >= len(SPECIAL_LABELS)
     count = int(labelled.sum())
@@ -375,5 +420,5 @@ def steer_measure(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, inter
     return SteerMeasure(share(lang_b), share(lang_a), float(mean[1]), float(mean[0]), count, int(ids.numel()), changed)
 
 
-__all__ = ["Feature", "Intervention", "SteerMeasure", "check_intervention", "greedy", "language_masks", "last_logits",
-           "matched_control", "steer_measure", "steering", "write_vectors"]  # fmt: skip
+__all__ = ["Feature", "Intervention", "SteerMeasure", "check_intervention", "greedy", "language_masks",
+           "matched_control", "steer_measure", "steer_measures", "steering", "write_vectors"]  # fmt: skip

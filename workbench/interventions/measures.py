@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformer_lens import HookedTransformer
-from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from workbench.data.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
 from workbench.lens.layer_language import ENGLISH, INPUT, OTHER
-from workbench.lens.readout import logits_of_rows, next_token_predictions
+from workbench.lens.readout import greedy, next_token_predictions
 from workbench.neurons.masking import switched_off
 from workbench.neurons.sets import NeuronSet, structure_size
 from workbench.runs.distributed import on_main
@@ -125,21 +123,8 @@ def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT
 @torch.no_grad()
 def greedy_continuations(model, prompts: torch.Tensor, n_new: int) -> torch.Tensor:
     """``[b, n_new]`` greedy continuations of equal-length ``prompts [b, P]`` (with the hooks
-    that are active), reading out only the last position of each step."""
-    if not isinstance(model, HookedTransformer):
-        out = prompts
-        for _ in range(n_new):
-            out = torch.cat([out, model(out)[:, -1].argmax(-1, keepdim=True)], dim=1)
-        return out[:, prompts.shape[1] :]
-    cache = TransformerLensKeyValueCache.init_cache(model.cfg, prompts.device, prompts.shape[0])
-    step, generated = prompts, []
-    for _ in range(n_new):
-        resid = model(step, past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)[:, -1]
-        if model.cfg.normalization_type is not None:
-            resid = model.ln_final(resid)
-        step = logits_of_rows(model, resid).argmax(-1, keepdim=True)
-        generated.append(step)
-    return torch.cat(generated, dim=1)
+    that are active), reading out only the last position of each step, with a key-value cache."""
+    return greedy(model, prompts, n_new)[0]
 
 
 class MeasureMemo:

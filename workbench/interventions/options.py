@@ -93,7 +93,8 @@ class EnhancementOptions(Base):
     """Which languages' neurons are trained on how many documents, the random control, training."""
 
     ANALYSIS: ClassVar[str] = "finetune"
-    PRESETS: ClassVar[dict[str, dict]] = {}
+    # the Gemma transcoder study diffs one fine-tune (the run's first target) through its transcoders
+    PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt": {"sizes": (400,), "random_size": 0}}
 
     languages: tuple[str, ...] = option((), "languages whose neurons are trained (default: de and sw among "
                                         "the run's languages, else its first non-English one)")  # fmt: skip

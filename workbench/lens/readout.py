@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.utilities.activation_functions import apply_softcap
 
 DEFAULT_CHUNK_ROWS = 256
@@ -90,3 +91,44 @@ def mean_next_token_loss(
         stop = start + chunk_rows
         total = total + checkpoint(chunk_loss, rows[start:stop], targets[start:stop], use_reentrant=False)
     return total / max(int(real.sum()), 1)
+
+
+def last_logits(model, tokens: torch.Tensor, past_kv_cache=None) -> torch.Tensor:
+    """``[n, d_vocab]``: the next-token logits at the last position of ``tokens [n, p]``. The blocks
+    run over every given position; the final norm and the unembedding (262k columns on Gemma) only
+    at the last. With ``past_kv_cache`` (a TransformerLens key-value cache) ``tokens`` are the new
+    positions only. A model loaded through TransformerBridge runs its own whole forward."""
+    if not isinstance(model, HookedTransformer):
+        return model(tokens, return_type="logits")[:, -1]
+    extra = {}
+    if past_kv_cache is not None:  # every position is real: never let the tokenizer guess pads
+        extra = {"past_kv_cache": past_kv_cache, "attention_mask": torch.ones_like(tokens)}
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers, **extra)[:, -1]
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    return logits_of_rows(model, resid)
+
+
+@torch.no_grad()
+def greedy(model, prompts: torch.Tensor, new_tokens: int, reduce=None,
+           cache: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Greedy continuation of equal-length ``prompts [n, p]`` under the hooks active now.
+
+    Returns the generated ids ``[n, new_tokens]`` and, if ``reduce`` is given, ``reduce(probs)`` of
+    each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``
+    (only the reductions are kept). With ``cache`` (HookedTransformer only) each step runs the new
+    token alone against a key-value cache: the same numbers as re-running the whole sequence
+    (tested), for hooks that act on each position by itself, as every workbench intervention does.
+    """
+    cached = cache and isinstance(model, HookedTransformer)
+    kv = TransformerLensKeyValueCache.init_cache(model.cfg, prompts.device, prompts.shape[0]) if cached else None
+    sequence, step, measures = prompts, prompts, []
+    for _ in range(new_tokens):
+        logits = last_logits(model, step, kv)
+        if reduce is not None:
+            measures.append(reduce(torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)))
+        chosen = logits.argmax(-1, keepdim=True)
+        sequence = torch.cat([sequence, chosen], dim=1)
+        step = chosen if cached else sequence
+    generated = sequence[:, prompts.shape[1] :]
+    return generated, (torch.stack(measures, dim=1) if measures else None)

@@ -20,7 +20,7 @@ from workbench.data.corpus import Corpus, open_corpus
 from workbench.errors import ResultsMismatchError
 from workbench.models.specs import check_spec
 from workbench.runs import slices
-from workbench.runs.options import Options, RunOptions
+from workbench.runs.options import OptionError, Options, RunOptions
 from workbench.runs.report import write_report
 from workbench.runs.results import MANIFEST, make_manifest, read_manifest, save_json
 
@@ -31,17 +31,20 @@ log = logging.getLogger(__name__)
 
 
 def resolve(analyses: dict[str, Options]) -> dict[str, Options]:
-    """The analyses asked for plus those they require (default options), in run order."""
-    return {
-        name: analyses.get(name) or slices.load_slice(name).Options() for name in slices.with_requirements(analyses)
-    }
+    """The analyses asked for plus those they require or their settings need (default options), in run order."""
+    wanted = [*analyses, *(need for options in analyses.values() for need in options.needs())]
+    return {name: analyses.get(name) or slices.load_slice(name).Options() for name in slices.with_requirements(wanted)}
+
+
+def _needs(name: str, options: Options) -> list[str]:
+    return [*slices.load_slice(name).requires, *options.needs()]
 
 
 def fingerprints(run: RunOptions, analyses: dict[str, Options]) -> dict[str, str]:
     """Each analysis's fingerprint: its options, the run's context, and its requirements' prints."""
     prints: dict[str, str] = {}
     for name, options in analyses.items():
-        needs = [prints[need] for need in slices.load_slice(name).requires]
+        needs = [prints[need] for need in _needs(name, options)]
         prints[name] = options.fingerprint(run.context(), needs)
     return prints
 
@@ -61,6 +64,15 @@ def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
     return manifest
 
 
+def _recorded_needs(name: str, entry: dict) -> list[str]:
+    """What a finished analysis needed, from its recorded settings (its ``requires`` alone when
+    they no longer load, e.g. a setting this version dropped)."""
+    try:
+        return _needs(name, slices.load_slice(name).Options.from_dict(entry.get("options", {})))
+    except (OptionError, TypeError):
+        return list(slices.load_slice(name).requires)
+
+
 def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
     """The manifest's analyses that stay valid: those not redone now with another fingerprint,
     and not depending on one that is."""
@@ -69,7 +81,7 @@ def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
         if name not in recorded:
             continue
         redone = name in prints and recorded[name].get("fingerprint") != prints[name]
-        if redone or any(need in stale for need in slices.load_slice(name).requires):
+        if redone or any(need in stale for need in _recorded_needs(name, recorded[name])):
             stale.add(name)
     return {name: entry for name, entry in recorded.items() if name not in stale}
 

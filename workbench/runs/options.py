@@ -95,6 +95,12 @@ class Options:
         """Checks against the run's settings (e.g. languages among the run's), made by the job
         before the model loads."""
 
+    def needs(self) -> tuple[str, ...]:
+        """Analyses these settings need besides the slice's ``requires`` (run first, their
+        results in the store, part of this one's fingerprint): e.g. clt-diff of the run's own
+        fine-tune needs finetune."""
+        return ()
+
     def check_model(self, model: Any) -> None:
         """Checks against the loaded model (e.g. a computation its architecture or load route
         does not support), made by the job before any analysis runs."""

@@ -88,6 +88,11 @@ class Store:
             distributed.on_main(lambda: result.save(self.folder))
         return result
 
+    def result_if_run(self, analysis: str) -> Any | None:
+        """The result of ``analysis`` if this run includes it (it then finished before any analysis
+        that comes after it in run order), else None: for an analysis that uses it where there."""
+        return self.result(analysis) if analysis in self.fingerprints else None
+
     def result(self, analysis: str) -> Any:
         """The result of an analysis this one needs: from this run, or from the folder."""
         if analysis not in self.results:

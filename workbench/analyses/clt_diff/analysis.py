@@ -20,7 +20,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from workbench.analyses.clt_diff.options import Options
-from workbench.analyses.clt_diff.plots import fvu_figure, identity_figure, layers_figure
+from workbench.analyses.clt_diff.plots import fvu_figure, identity_figure, layers_figure, strength_figure
 from workbench.analyses.clt_graph import Options as GraphOptions
 from workbench.analyses.clt_graph.analysis import GraphRow, answer_rank, stored_view, summarise, view_of
 from workbench.analyses.clt_graph.plots import view_figure
@@ -68,6 +68,15 @@ class Result(Base):
     graph_overlap: list[float] = field(default_factory=list)  # per layer, Jaccard of their kept features
     views: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    target: str = ""  # the fine-tuned language, where the tuned model is a finetune delta
+    strength: list[dict] = field(default_factory=list)  # per layer and language: its specific features, before/after
+
+    def strength_change(self, language: str, what: str = "frequency") -> dict[int, float]:
+        """Per layer, the change (fine-tuned minus base) of ``language``'s specific features'
+        mean ``frequency`` or ``mean`` activation on its own tokens."""
+        return {
+            r["layer"]: r[f"{what} fine-tuned"] - r[f"{what} base"] for r in self.strength if r["language"] == language
+        }
 
     def table(self) -> list[dict]:
         return self.layers
@@ -101,6 +110,29 @@ def tuned_model(spec: str, model, store: Store) -> Iterator:
     other = load_model(spec, device=store.run.device)
     _check_same_shape(model, other, spec)
     yield other
+
+
+def run_delta(options: Options, store: Store) -> Path:
+    """The delta of this run's finetune of ``options.finetune_language``'s neurons (default: the
+    finetune's first target) trained on the most documents."""
+    finetune = store.result("finetune")
+    runs = [r for r in finetune.runs if r.kind == "language" and r.delta_file]
+    language = options.finetune_language or (runs[0].target if runs else "")
+    mine = [r for r in runs if r.target == language]
+    if not mine:
+        raise WorkbenchError(f"This run's finetune saved no delta of {language or 'any language'}'s neurons "
+                             f"(trained: {', '.join(sorted({r.target for r in runs})) or 'none'}); add it with "
+                             f"--finetune-languages {language or 'LANG'}, and give the run an --out folder.")  # fmt: skip
+    return Path(store.folder) / max(mine, key=lambda r: r.size).delta_file
+
+
+def delta_target(spec: str) -> str:
+    """The language a finetune delta trained (its metadata), "" for a model or an unknown delta."""
+    if Path(spec).suffix != ".safetensors":
+        return ""
+    from workbench.interventions.finetune import NeuronDelta
+
+    return str(NeuronDelta.load(Path(spec)).meta.get("target", ""))
 
 
 def _check_same_shape(model, other, spec: str) -> None:
@@ -145,7 +177,8 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         ranks[side] = answer_rank(which, tokens, prompt.continuation)
         views[side] = {**stored_view(which, clt, graphs[side], pruned[side], prompt), "side": SIDE_NAMES[side]}
 
-    with tuned_model(options.tuned, model, store) as tuned:  # a delta patches the run's model for this block only
+    spec = str(run_delta(options, store)) if options.run_finetune else options.tuned
+    with tuned_model(spec, model, store) as tuned:  # a delta patches the run's model for this block only
         read(tuned, "tuned")
     read(model, "base")
     diff = Diff(sides["base"], sides["tuned"])
@@ -159,8 +192,10 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     rows = [summarise(prompt, graphs[side], pruned[side], ranks[side], "") for side in SIDES]
     overlap = [jaccard(set(a), set(b)) for a, b in zip(rows[0].kept, rows[1].kept)]
     fvu = {lang: [list(pair) for pair in pairs] for lang, pairs in diff.fvu().items()}
-    result = Result(options.tuned, diff.languages, clt.config.n_layers, diff.layer_summary(), fvu,
-                    diff.identity(options.identity), changed, rows, overlap, [views[side] for side in SIDES], options.to_dict())  # fmt: skip
+    shown = f"{options.tuned}: {Path(spec).relative_to(store.folder)}" if options.run_finetune else spec
+    result = Result(shown, diff.languages, clt.config.n_layers, diff.layer_summary(), fvu,
+                    diff.identity(options.identity), changed, rows, overlap, [views[side] for side in SIDES],
+                    options.to_dict(), delta_target(spec), diff.language_strength())  # fmt: skip
     return store.keep(NAME, result)
 
 
@@ -193,7 +228,7 @@ class _Quality:
 
 def figures(result: Result) -> dict[str, go.Figure]:
     out = {"clt_diff_layers": layers_figure(result), "clt_diff_fvu": fvu_figure(result),
-           "clt_diff_identity": identity_figure(result)}  # fmt: skip
+           "clt_diff_identity": identity_figure(result), "clt_diff_strength": strength_figure(result)}  # fmt: skip
     for view in result.views:
         graph, pruned, labels = view_of(view)
         out[f"clt_diff_graph_{view['side']}"] = view_figure(
@@ -221,6 +256,7 @@ def verdict(result: Result) -> str:
         if rows:
             text += (f" {lang} identity features: score {np.mean([r['score base'] for r in rows]):.2f} -> "
                      f"{np.mean([r['score fine-tuned'] for r in rows]):.2f}.")  # fmt: skip
+    text += _strength_verdict(result)
     if result.changed:
         top = result.changed[0].change
         lang = max(top.frequency, key=lambda k: abs(top.frequency[k][1] - top.frequency[k][0]))
@@ -230,6 +266,20 @@ def verdict(result: Result) -> str:
         text += (" The prompt's graph before and after shares, per layer, "
                  f"{', '.join(f'{v:.2f}' for v in result.graph_overlap)} of its kept features (Jaccard).")  # fmt: skip
     return text
+
+
+def _strength_verdict(result: Result) -> str:
+    """Whether the fine-tuned language's own features strengthened more than the others', and where."""
+    if not result.target or result.target not in result.languages or not result.strength:
+        return ""
+    own = result.strength_change(result.target)
+    others = [v for lang in result.languages if lang != result.target for v in result.strength_change(lang).values()]
+    if not own:
+        return f" {result.target} has no specific features in the base transcoder to follow."
+    top = max(own, key=own.get)
+    return (f" The fine-tuned language {result.target}'s specific features change in frequency on its own tokens by "
+            f"{np.mean(list(own.values())):+.4f} on average over layers (most in layer {top}, {own[top]:+.4f}), against "
+            f"{np.mean(others) if others else float('nan'):+.4f} for the other languages' own features.")  # fmt: skip
 
 
 def section(result: Result) -> Section:
@@ -243,5 +293,5 @@ def section(result: Result) -> Section:
         f"The prompt of task <em>{s.get('task')}</em> is attributed on both models with the same transcoder."
     )
     return Section("Model diffing through the base transcoder", intro, verdict(result), list(figures(result).values()),
-                   [result.layers, result.identity, result.changed_table(),
+                   [result.layers, result.strength, result.identity, result.changed_table(),
                     [{k: v for k, v in r.__dict__.items() if k not in ("kept", "part")} for r in result.graphs]])  # fmt: skip

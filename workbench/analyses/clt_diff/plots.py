@@ -52,3 +52,18 @@ def identity_figure(result) -> go.Figure:
     fig.update_layout(title="Identity features' strength: base vs fine-tuned (below the diagonal: weakened)",
                       xaxis_title="identity score, base", yaxis_title="identity score, fine-tuned", height=420)  # fmt: skip
     return fig
+
+
+def strength_figure(result) -> go.Figure:
+    """Per layer, the change of each language's specific features' frequency on its own tokens
+    (the fine-tuned language drawn thick)."""
+    fig = go.Figure()
+    for lang in result.languages:
+        change = result.strength_change(lang)
+        fig.add_trace(go.Scatter(x=list(change), y=list(change.values()), mode="lines+markers",
+                                 name=f"{lang} · {language_name(lang)}" + (" (fine-tuned)" if lang == result.target else ""),
+                                 line={"width": 4 if lang == result.target else 1.5}))  # fmt: skip
+    fig.add_hline(y=0, line={"color": "#999", "dash": "dot"})
+    fig.update_layout(title="Each language's specific features on its own tokens: frequency change after fine-tuning",
+                      xaxis_title="layer", yaxis_title="d frequency (fine-tuned - base)", xaxis_dtick=1, height=400)  # fmt: skip
+    return fig

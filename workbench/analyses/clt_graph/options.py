@@ -18,7 +18,10 @@ class Options(Base):
 
     ANALYSIS: ClassVar[str] = "clt-graph"
     TITLE: ClassVar[str] = "clt graph"
-    PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt-workshop": {"tasks": ("antonym",), "max_features": 1024}}
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "gemma-clt": {"tasks": ("antonym",), "max_features": 2048},
+        "gemma-clt-workshop": {"tasks": ("antonym",), "max_features": 1024},
+    }
 
     tasks: tuple[str, ...] = option((), "tasks of the parallel prompt set (default: all; antonym, weekday, month, "
                                     "number, bible)")  # fmt: skip

@@ -19,7 +19,7 @@ from workbench.analyses.clt_features.analysis import FeatureCard
 from workbench.analyses.clt_steer.options import Options
 from workbench.analyses.clt_steer.plots import pairs_figure, strength_figure
 from workbench.analyses.clt_train.analysis import documents, transcoder
-from workbench.clt.steering import Intervention, matched_control, steer_measure
+from workbench.clt.steering import Intervention, matched_control, steer_measures
 from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
 from workbench.language.langid import default_classifier, vocab_languages
@@ -144,23 +144,23 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 def _sweep(model, clt, features, vocab, prompts: torch.Tensor, source: str, target: str, options: Options,
            seed: int) -> list[SteerRow]:  # fmt: skip
-    """Identity and control interventions at every strength for one pair."""
+    """Identity and control interventions at every strength for one pair, in one batched sweep
+    (strength 0 adds no hook: measured once, for both kinds)."""
     off_cards = features.identity.get(source, [])[: options.features]
     on_cards = features.identity.get(target, [])[: options.features]
     exclude = {(c.layer, c.feature) for cards in features.identity.values() for c in cards}
     identity = _intervention(off_cards, on_cards, target)
     control = matched_control(clt, identity, seed, exclude)  # the same random features at every strength
-
-    def measure(intervention: Intervention, strength: float):
-        return steer_measure(model, clt, prompts, intervention.with_strength(strength), vocab, source, target,
-                             options.new_tokens)  # fmt: skip
-
+    cells = [(strength, kind, iv.with_strength(strength)) for strength in options.strengths
+             for kind, iv in (("identity", identity), ("control", control)) if strength != 0 or kind == "identity"]  # fmt: skip
+    measured = steer_measures(model, clt, prompts, [iv for _, _, iv in cells], vocab, source, target,
+                              options.new_tokens)  # fmt: skip
+    found = {(strength, kind): m for (strength, kind, _), m in zip(cells, measured)}
     rows = []
     for strength in options.strengths:
-        steered = measure(identity, strength)
-        controlled = steered if strength == 0 else measure(control, strength)  # strength 0 adds no hook: measured once
-        rows += [SteerRow(source, target, strength, kind, m.share_b, m.share_a, m.mass_b, m.mass_a, m.labelled)
-                 for kind, m in (("identity", steered), ("control", controlled))]  # fmt: skip
+        for kind in ("identity", "control"):
+            m = found.get((strength, kind)) or found[strength, "identity"]
+            rows.append(SteerRow(source, target, strength, kind, m.share_b, m.share_a, m.mass_b, m.mass_a, m.labelled))
     return rows
 
 

@@ -17,7 +17,12 @@ class Options(Base):
 
     ANALYSIS: ClassVar[str] = "clt-steer"
     TITLE: ClassVar[str] = "clt steer"
-    PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt-workshop": {"prompts": 8}}
+    # Gemma: strengths past 4 add nothing (the workshop's pairs are steered at 1-2 or not at all);
+    # the full study steers every language towards four of different scripts.
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "gemma-clt": {"prompts": 8, "strengths": (0.0, 1.0, 2.0, 4.0), "targets": ("en", "ru", "zh", "ar")},
+        "gemma-clt-workshop": {"prompts": 8, "strengths": (0.0, 1.0, 2.0, 4.0)},
+    }
 
     prompts: int = option(16, "held-out verses per source language used as prompts", minimum=1)
     prompt_tokens: int = option(12, "tokens of each prompt (verses cut to this; shorter ones skipped)", minimum=1)

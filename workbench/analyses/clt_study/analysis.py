@@ -16,6 +16,13 @@ The claims (the paper's, on models trained with controlled language mixtures):
   covered layer than at a peak between them; the evidence gives the values);
 * switching one language's identity features off and another's on steers the output language,
   where count- and norm-matched random features do not.
+
+Two more questions are asked where the run has their analyses (``probe``, ``clt-diff``):
+
+* is a token's language linearly readable from the residual stream in the first third of the
+  layers, on tokens shared between languages (where the token alone does not tell)?
+* does fine-tuning one language's neurons (MWork's enhancement, ``--clt-diff-tuned finetune``)
+  strengthen that language's own features more than the other languages' own features?
 """
 
 from __future__ import annotations
@@ -68,6 +75,8 @@ class Result(Base):
     graphs: dict  # graphs, mean replacement and completeness scores, answers at the top
     steering: list[dict]  # per pair: source, target, strength, identity, control, baseline, works
     findings: list[Finding] = field(default_factory=list)
+    probe: dict = field(default_factory=dict)  # per residual point accuracy (all, shared), baselines, readable_from
+    diff: dict = field(default_factory=dict)  # the fine-tuned language, per layer own vs others' feature change
     settings: dict = field(default_factory=dict)
 
     def table(self) -> list[dict]:
@@ -75,8 +84,9 @@ class Result(Base):
                  "specific": self.specific[i], "jaccard": self.jaccard[i]} for i, layer in enumerate(self.layers)]  # fmt: skip
 
 
-def summarize(model: str, train, features, steer, graph) -> Result:
-    """The study's numbers from the four results (over the transcoder's covered layers) and its findings."""
+def summarize(model: str, train, features, steer, graph, probe=None, diff=None) -> Result:
+    """The study's numbers from the four results (over the transcoder's covered layers), the probe's
+    and the diff's where given, and its findings."""
     from workbench.clt.transcoder import CLTConfig
 
     layers = list(CLTConfig(**train.config).covered)
@@ -97,8 +107,26 @@ def summarize(model: str, train, features, steer, graph) -> Result:
         [int(counts[l]["multilingual"]) for l in layers], [int(counts[l]["specific"]) for l in layers], identity,
         [float(overlap[l]) for l in layers], graphs, [_plain(row) for row in steer.best()],
     )  # fmt: skip
+    result.probe = _probe_numbers(probe) if probe is not None else {}
+    result.diff = _diff_numbers(diff) if diff is not None and diff.target else {}
     result.findings = findings(result)
     return result
+
+
+def _probe_numbers(probe) -> dict:
+    threshold = float(probe.settings.get("readable", 0.9))
+    return {"points": [s.point for s in probe.scores], "accuracy": [s.accuracy for s in probe.scores],
+            "shared": [s.shared for s in probe.scores], "baselines": dict(probe.baselines),
+            "threshold": threshold, "readable_from": probe.readable_from(threshold)}  # fmt: skip
+
+
+def _diff_numbers(diff) -> dict:
+    """Per layer, the fine-tuned language's own features' frequency change and the other languages' mean."""
+    own = diff.strength_change(diff.target)
+    others = {lang: diff.strength_change(lang) for lang in diff.languages if lang != diff.target}
+    layers = sorted(set(own) | {layer for change in others.values() for layer in change})
+    return {"target": diff.target, "layers": layers, "own": [own.get(layer, math.nan) for layer in layers],
+            "others": [_mean([c[layer] for c in others.values() if layer in c]) for layer in layers]}  # fmt: skip
 
 
 def findings(result: Result) -> list[Finding]:
@@ -147,7 +175,40 @@ def findings(result: Result) -> list[Finding]:
                        f"{_mean([r['identity'] for r in result.steering]):.0%} with identity features against "
                        f"{_mean([r['control'] for r in result.steering]):.0%} with the control at the same "
                        "strength."))  # fmt: skip
+    out += [f for f in (_probe_finding(result), _diff_finding(result)) if f is not None]
     return out
+
+
+def _probe_finding(result: Result) -> Finding | None:
+    p = result.probe
+    if not p:
+        return None
+    where, early = p["readable_from"], result.n_layers / 3
+    b, shared = p["baselines"], _floats(p["shared"])
+    best = int(np.argmax(np.nan_to_num(shared, nan=-1.0)))
+    return Finding("A token's language is linearly readable from the residual stream in the early layers.",
+                   None if all(math.isnan(v) for v in shared) else where is not None and where <= early,
+                   f"A linear probe's held-out accuracy on tokens shared between languages, per residual point "
+                   f"(0: embeddings): {_list(p['shared'], 2)}; it reaches {p['threshold']:.0%} "
+                   f"{'at point ' + str(where) if where is not None else 'nowhere'} (early: up to point "
+                   f"{math.floor(early)}), best {shared[best]:.0%} at point {best}; the token id alone gives "
+                   f"{b['token_shared']:.0%} on them ({b['token']:.0%} on all tokens).")  # fmt: skip
+
+
+def _diff_finding(result: Result) -> Finding | None:
+    d = result.diff
+    if not d:
+        return None
+    own, others = np.array(_floats(d["own"])), np.array(_floats(d["others"]))
+    measured = not np.isnan(own).all()
+    mean_own, mean_others = float(np.nanmean(own)) if measured else math.nan, _mean(list(others))
+    top = d["layers"][int(np.nanargmax(own))] if measured else None
+    return Finding(f"Fine-tuning {d['target']}'s neurons strengthens {d['target']}'s own features more than other "
+                   "languages' own features.",
+                   None if not measured else mean_own > 0 and (math.isnan(mean_others) or mean_own > mean_others),
+                   f"Frequency change of {d['target']}-specific features on {d['target']} tokens per layer "
+                   f"({_layers(d['layers'])}): {_list(d['own'], 4)} (mean {mean_own:+.4f}, most in layer {top}); other "
+                   f"languages' own features: {_list(d['others'], 4)} (mean {mean_others:+.4f}).")  # fmt: skip
 
 
 def run(model, corpus, options: Options, store: Store) -> Result:
@@ -156,7 +217,7 @@ def run(model, corpus, options: Options, store: Store) -> Result:
 
     name = model_source(model).get("name", store.run.model)
     result = summarize(name, store.result("clt-train"), store.result("clt-features"), store.result("clt-steer"),
-                       store.result("clt-graph"))  # fmt: skip
+                       store.result("clt-graph"), store.result_if_run("probe"), store.result_if_run("clt-diff"))  # fmt: skip
     result.settings = options.to_dict()
     return store.keep(NAME, result)
 
@@ -177,7 +238,8 @@ def section(result: Result) -> Section:
     intro = (
         f"The multilingual CLT paper's findings asked of {result.model}, over the layers the transcoder covers "
         f"({_layers(result.layers)} of {result.n_layers}), from the numbers of the transcoder, feature, steering "
-        "and graph sections above. Layers in the last third count as late."
+        "and graph sections above (and of the language probe and the model diff, where the run has them). Layers "
+        "in the last third count as late, in the first third as early."
     )
     return Section("The paper's findings on this model", intro, verdict(result), list(figures(result).values()),
                    [result.table(), [asdict(f) for f in result.findings]])  # fmt: skip
@@ -188,9 +250,14 @@ def _mean(values) -> float:
     return float(np.mean(kept)) if kept else math.nan
 
 
+def _floats(values) -> list[float]:
+    """Numbers as floats, a missing one (saved as null) as NaN."""
+    return [math.nan if v is None else float(v) for v in values]
+
+
 def _list(values, digits: int = 0) -> str:
-    return ", ".join("-" if isinstance(v, float) and math.isnan(v) else f"{v:.{digits}f}" if digits else str(v)
-                     for v in values)  # fmt: skip
+    return ", ".join("-" if v is None or isinstance(v, float) and math.isnan(v) else f"{v:.{digits}f}" if digits
+                     else str(v) for v in values)  # fmt: skip
 
 
 def _layers(layers: list[int]) -> str:

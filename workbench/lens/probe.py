@@ -1,0 +1,162 @@
+"""Can a linear map read a token's language from the residual stream, and from which layer?
+
+The multilingual CLT paper (arXiv 2511.10840) finds language-identity features and asks whether
+the language is linearly decodable from the residual stream early on. Here a multinomial logistic
+probe is trained per residual point on tokens of parallel verses and scored on held-out verses:
+
+* residual point ``l`` is the input of block ``l`` (``blocks.{l}.hook_resid_pre``; point 0 is
+  the embedding), point ``n_layers`` the last block's output; BOS and padding are left out;
+* every language contributes the same number of training tokens (at most ``tokens`` each);
+* the probe is fit on standardised rows by L-BFGS with an L2 penalty, deterministic.
+
+Two baselines say what the residual adds to the token itself: the majority language, and the
+**token-identity** lookup (each token id's most frequent training language; unseen ids get the
+majority). Accuracy is also reported on **shared tokens**, those whose id occurs in the training
+tokens of two or more languages: there the token alone does not tell the language, the context
+must.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from workbench.data.batching import iter_batches, pad_id_of
+
+
+def resid_hook(point: int, n_layers: int) -> str:
+    """The hook of residual point ``point`` (0..n_layers): a block's input, or the last block's output."""
+    return f"blocks.{point}.hook_resid_pre" if point < n_layers else f"blocks.{n_layers - 1}.hook_resid_post"
+
+
+@dataclass
+class ProbeRows:
+    """Residual rows of some tokens at every point, with each token's language and id."""
+
+    X: torch.Tensor  # [points, rows, d_model] float32
+    language: torch.Tensor  # [rows] index into the language list
+    token: torch.Tensor  # [rows] token ids
+
+
+@torch.no_grad()
+def residual_rows(model, documents: dict[str, Sequence[torch.Tensor]], max_tokens: int,
+                  batch_tokens: int = 2048) -> ProbeRows:  # fmt: skip
+    """Every residual point's rows for at most ``max_tokens`` tokens per language (documents in
+    order, BOS and padding left out), languages indexed in ``documents``' order. Reading stops
+    for a language once it has its tokens."""
+    L = model.cfg.n_layers
+    names = {resid_hook(p, L) for p in range(L + 1)}
+    xs, langs, ids = [], [], []
+    for index, docs in enumerate(documents.values()):
+        taken = 0
+        for batch in iter_batches(list(docs), pad_id_of(model), batch_tokens, model.cfg.device):
+            keep = batch.mask.bool()
+            keep[:, 0] = False
+            _, cache = model.run_with_cache(batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L)
+            rows = torch.stack([cache[resid_hook(p, L)][keep] for p in range(L + 1)])[:, : max_tokens - taken]
+            xs.append(rows.float().cpu())
+            ids.append(batch.tokens[keep][: rows.shape[1]].cpu())
+            langs.append(torch.full((rows.shape[1],), index))
+            taken += rows.shape[1]
+            if taken >= max_tokens:
+                break
+    return ProbeRows(torch.cat(xs, 1), torch.cat(langs), torch.cat(ids))
+
+
+@dataclass
+class LinearProbe:
+    """A multinomial logistic probe on standardised rows."""
+
+    mean: torch.Tensor  # [d]
+    scale: torch.Tensor  # [d]
+    W: torch.Tensor  # [d, classes]
+    b: torch.Tensor  # [classes]
+
+    def logits(self, X: torch.Tensor) -> torch.Tensor:
+        return ((X - self.mean) / self.scale) @ self.W + self.b
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        return self.logits(X).argmax(-1)
+
+
+def fit_probe(X: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1e-3, steps: int = 100) -> LinearProbe:
+    """Minimise mean cross-entropy + ``l2 * ||W||^2`` over standardised ``X [n, d]`` by L-BFGS."""
+    X = X.double()
+    mean, scale = X.mean(0), X.std(0).clamp_min(1e-6)
+    Z = (X - mean) / scale
+    W = torch.zeros(X.shape[1], classes, dtype=X.dtype, requires_grad=True)
+    b = torch.zeros(classes, dtype=X.dtype, requires_grad=True)
+    optimiser = torch.optim.LBFGS([W, b], max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = torch.nn.functional.cross_entropy(Z @ W + b, y) + l2 * (W**2).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        optimiser.step(loss)
+    return LinearProbe(mean.float(), scale.float(), W.detach().float(), b.detach().float())
+
+
+def token_baseline(train_tokens: torch.Tensor, train_language: torch.Tensor, classes: int) -> dict[int, int]:
+    """Each training token id's most frequent language (ties: the lower index)."""
+    counts: dict[int, Counter] = {}
+    for token, lang in zip(train_tokens.tolist(), train_language.tolist()):
+        counts.setdefault(token, Counter())[lang] += 1
+    return {token: min(c, key=lambda lang: (-c[lang], lang)) for token, c in counts.items()}
+
+
+def shared_tokens(train_tokens: torch.Tensor, train_language: torch.Tensor) -> set[int]:
+    """Token ids that occur in the training tokens of two or more languages."""
+    seen: dict[int, set[int]] = {}
+    for token, lang in zip(train_tokens.tolist(), train_language.tolist()):
+        seen.setdefault(token, set()).add(lang)
+    return {token for token, langs in seen.items() if len(langs) > 1}
+
+
+@dataclass
+class PointScore:
+    """Held-out accuracy of one residual point's probe."""
+
+    point: int
+    accuracy: float
+    shared: float  # on shared tokens (NaN if none)
+    per_language: list[float]  # in the language order
+
+
+def _accuracy(hit: np.ndarray, mask: np.ndarray | None = None) -> float:
+    kept = hit if mask is None else hit[mask]
+    return float(kept.mean()) if kept.size else float("nan")
+
+
+def probe_points(train: ProbeRows, test: ProbeRows, classes: int, l2: float = 1e-3, steps: int = 100,
+                 progress=None) -> tuple[list[PointScore], dict]:  # fmt: skip
+    """Fit a probe per residual point on ``train``, score it on ``test``; and the baselines
+    (``majority``, ``token``: all held-out tokens; ``token_shared``: shared ones; ``shared_share``:
+    the share of held-out tokens that are shared)."""
+    shared = shared_tokens(train.token, train.language)
+    is_shared = np.array([t in shared for t in test.token.tolist()], dtype=bool)
+    y = test.language.numpy()
+    lookup = token_baseline(train.token, train.language, classes)
+    majority = int(np.bincount(train.language.numpy(), minlength=classes).argmax())
+    by_token = np.array([lookup.get(t, majority) for t in test.token.tolist()])
+    baselines = {"majority": _accuracy(y == majority), "token": _accuracy(by_token == y),
+                 "token_shared": _accuracy(by_token == y, is_shared), "shared_share": float(is_shared.mean())}  # fmt: skip
+    scores = []
+    for point in range(train.X.shape[0]):
+        probe = fit_probe(train.X[point], train.language, classes, l2, steps)
+        hit = probe.predict(test.X[point]).numpy() == y
+        per_language = [_accuracy(hit, y == c) for c in range(classes)]
+        scores.append(PointScore(point, _accuracy(hit), _accuracy(hit, is_shared), per_language))
+        if progress is not None:
+            progress(point)
+    return scores, baselines
+
+
+__all__ = ["LinearProbe", "PointScore", "ProbeRows", "fit_probe", "probe_points", "resid_hook", "residual_rows",
+           "shared_tokens", "token_baseline"]  # fmt: skip
