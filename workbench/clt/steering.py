@@ -198,18 +198,18 @@ class _Plan:
     strength: float
     off: dict[int, _OffLayer]
     on: torch.Tensor | None  # [L, d]
+    targets: frozenset[int]  # the layers whose MLP output it changes
 
     @classmethod
     def of(cls, clt: CrossLayerTranscoder, iv: Intervention) -> _Plan | None:
         """None where the intervention changes nothing (strength 0, or no features)."""
         if iv.strength == 0 or not (iv.off or iv.on):
             return None
-        return cls(iv.strength, _off_layers(clt, iv), _on_vectors(clt, iv) if iv.on else None)
-
-    def writes_to(self, clt: CrossLayerTranscoder, target: int) -> bool:
-        return any(clt.config.writes(layer, target) for layer in self.off) or (
-            self.on is not None and bool(self.on[target].any())
-        )
+        off, on = _off_layers(clt, iv), _on_vectors(clt, iv) if iv.on else None
+        targets = {t for t in range(clt.config.n_layers) if any(clt.config.writes(layer, t) for layer in off)}
+        if on is not None:
+            targets |= {t for t in range(clt.config.n_layers) if on[t].any()}
+        return cls(iv.strength, off, on, frozenset(targets))
 
 
 def _block(rows: int, blocks: int) -> int:
@@ -265,7 +265,7 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
     def write(target: int):
         def hook(out, hook):
             n = _block(out.shape[0], len(plans))
-            blocks = [out[k * n : (k + 1) * n] if plan is None or not plan.writes_to(clt, target)
+            blocks = [out[k * n : (k + 1) * n] if plan is None or target not in plan.targets
                       else out[k * n : (k + 1) * n] + delta(k, plan, target, out).to(out.dtype)
                       for k, plan in enumerate(plans)]  # fmt: skip
             return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
@@ -275,9 +275,7 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
     L = clt.config.n_layers
     read_layers = sorted({layer for plan in plans if plan is not None for layer in plan.off})
     hooks = [(mlp_in_hook(layer), read(layer)) for layer in read_layers]
-    hooks += [
-        (mlp_out_hook(t), write(t)) for t in range(L) if any(p is not None and p.writes_to(clt, t) for p in plans)
-    ]
+    hooks += [(mlp_out_hook(t), write(t)) for t in range(L) if any(p is not None and t in p.targets for p in plans)]
     try:
         with model.hooks(fwd_hooks=hooks):
             yield model

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from workbench.data.batching import tokenize
 from workbench.errors import MissingResultError
 from workbench.runs import distributed
 from workbench.runs.options import RunOptions
@@ -54,6 +55,14 @@ class Store:
     @property
     def languages(self) -> list[str]:
         return list(self.run.languages)
+
+    def documents(self, model, corpus, n: int, split: str, seed_offset: int = 0) -> dict:
+        """``n`` parallel verses of ``split`` per language of the run (sampled with the run's seed
+        plus ``seed_offset``), as token lists, BOS first."""
+        ids = corpus.sample_ids(self.languages, n, split, self.run.seed + seed_offset)
+        texts = corpus.parallel(self.languages, ids)
+        return {lang: tokenize(model, texts[lang]["text"], ids, on_too_long=self.run.on_too_long)
+                for lang in self.languages}  # fmt: skip
 
     def part(self, analysis: str, key: str) -> Path | None:
         """The file of one part (``key`` includes its suffix), or None without a folder."""

@@ -24,7 +24,7 @@ from workbench.analyses.clt_diff.plots import fvu_figure, identity_figure, layer
 from workbench.analyses.clt_graph import Options as GraphOptions
 from workbench.analyses.clt_graph.analysis import GraphRow, answer_rank, stored_view, summarise, view_of
 from workbench.analyses.clt_graph.plots import view_figure
-from workbench.analyses.clt_train.analysis import documents, transcoder
+from workbench.analyses.clt_train.analysis import transcoder
 from workbench.clt.attribution import attribute
 from workbench.clt.diff import Diff, FeatureChange, Side
 from workbench.clt.features import Context, FeatureStats, feature_stats, top_contexts
@@ -90,7 +90,8 @@ class Result(Base):
 
 @contextmanager
 def tuned_model(spec: str, model, store: Store) -> Iterator:
-    """The fine-tuned model for the block: a delta applied to ``model``, or another model loaded."""
+    """The fine-tuned model for the block, and the language it was fine-tuned on ("" where
+    unknown): a delta applied to ``model`` (its metadata names the language), or another model loaded."""
     path = Path(spec)
     if path.suffix == ".safetensors":
         from workbench.interventions.finetune import NeuronDelta
@@ -103,13 +104,13 @@ def tuned_model(spec: str, model, store: Store) -> Iterator:
         except ValueError as exc:
             raise WorkbenchError(f"{exc} Run clt-diff with --model the base model the delta was trained on.") from None
         with delta.applied(model):
-            yield model
+            yield model, str(delta.meta.get("target", ""))
         return
     from workbench.models.loading import load_model
 
     other = load_model(spec, device=store.run.device)
     _check_same_shape(model, other, spec)
-    yield other
+    yield other, ""
 
 
 def run_delta(options: Options, store: Store) -> Path:
@@ -124,15 +125,6 @@ def run_delta(options: Options, store: Store) -> Path:
                              f"(trained: {', '.join(sorted({r.target for r in runs})) or 'none'}); add it with "
                              f"--finetune-languages {language or 'LANG'}, and give the run an --out folder.")  # fmt: skip
     return Path(store.folder) / max(mine, key=lambda r: r.size).delta_file
-
-
-def delta_target(spec: str) -> str:
-    """The language a finetune delta trained (its metadata), "" for a model or an unknown delta."""
-    if Path(spec).suffix != ".safetensors":
-        return ""
-    from workbench.interventions.finetune import NeuronDelta
-
-    return str(NeuronDelta.load(Path(spec)).meta.get("target", ""))
 
 
 def _check_same_shape(model, other, spec: str) -> None:
@@ -165,7 +157,7 @@ def _check_same_shape(model, other, spec: str) -> None:
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Both sides' statistics (parts), what changed, the cards, and the prompt's graph before and after."""
     clt = transcoder(store)
-    held = documents(model, corpus, store, options.documents, "heldout", seed_offset=1)
+    held = store.documents(model, corpus, options.documents, "heldout", seed_offset=1)
     prompt = _prompt(options, store)
     tokens = tokenize(model, [prompt.prompt], on_too_long="error")[0].to(model.cfg.device)
     thresholds = (GraphOptions().node_threshold, GraphOptions().edge_threshold)
@@ -178,7 +170,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         views[side] = {**stored_view(which, clt, graphs[side], pruned[side], prompt), "side": SIDE_NAMES[side]}
 
     spec = str(run_delta(options, store)) if options.run_finetune else options.tuned
-    with tuned_model(spec, model, store) as tuned:  # a delta patches the run's model for this block only
+    with tuned_model(spec, model, store) as (tuned, target):  # a delta patches the run's model for this block only
         read(tuned, "tuned")
     read(model, "base")
     diff = Diff(sides["base"], sides["tuned"])
@@ -195,7 +187,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     shown = f"{options.tuned}: {Path(spec).relative_to(store.folder)}" if options.run_finetune else spec
     result = Result(shown, diff.languages, clt.config.n_layers, diff.layer_summary(), fvu,
                     diff.identity(options.identity), changed, rows, overlap, [views[side] for side in SIDES],
-                    options.to_dict(), delta_target(spec), diff.language_strength())  # fmt: skip
+                    options.to_dict(), target, diff.language_strength())  # fmt: skip
     return store.keep(NAME, result)
 
 

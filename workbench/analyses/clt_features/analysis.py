@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from workbench.analyses.clt_features.options import Options
 from workbench.analyses.clt_features.plots import cards_figure, counts_figure, share_figure
-from workbench.analyses.clt_train.analysis import documents, transcoder
+from workbench.analyses.clt_train.analysis import transcoder
 from workbench.clt.features import Context, FeatureStats, LanguageFeatures, feature_stats, top_contexts
 from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError
@@ -71,7 +71,7 @@ class Result(Base):
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Statistics per language (saved as they finish), then what they make of every feature."""
     clt = transcoder(store)
-    held = documents(model, corpus, store, options.documents, "heldout", seed_offset=1)
+    held = store.documents(model, corpus, options.documents, "heldout", seed_offset=1)
     stats = {lang: store.reuse(NAME, f"{lang}-stats.npz", lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
                                FeatureStats.load, lambda s, path: s.save(path)) for lang in store.languages}  # fmt: skip
     feats = LanguageFeatures.of(stats, options.min_frequency, options.specific_share)

@@ -18,7 +18,7 @@ import torch
 from workbench.analyses.clt_features.analysis import FeatureCard
 from workbench.analyses.clt_steer.options import Options
 from workbench.analyses.clt_steer.plots import pairs_figure, strength_figure
-from workbench.analyses.clt_train.analysis import documents, transcoder
+from workbench.analyses.clt_train.analysis import transcoder
 from workbench.clt.steering import Intervention, matched_control, steer_measures
 from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
@@ -106,7 +106,7 @@ def _percent(share: float) -> str:
 
 def prompts_of(model, corpus: Corpus, store: Store, options: Options) -> dict[str, torch.Tensor]:
     """Per source language, ``[n, 1 + prompt_tokens]`` prompts (BOS, then the verse's first tokens)."""
-    docs = documents(model, corpus, store, options.prompts, "heldout", seed_offset=2)
+    docs = store.documents(model, corpus, options.prompts, "heldout", seed_offset=2)
     out = {}
     for lang, tokens in docs.items():
         long_enough = [t[: options.prompt_tokens + 1] for t in tokens if len(t) > options.prompt_tokens]

@@ -20,7 +20,6 @@ from workbench.analyses.clt_train.plots import loss_figure, quality_figure, trai
 from workbench.clt.quality import LayerQuality, layer_quality, replacement_loss
 from workbench.clt.train import TrainSettings, train_clt
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, check_fits
-from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError, WorkbenchError
 from workbench.models.loading import model_source
@@ -88,15 +87,6 @@ def train_settings(options: Options, store: Store) -> TrainSettings:
                          seed=store.run.seed)  # fmt: skip
 
 
-def documents(model, corpus: Corpus, store: Store, n: int, split: str, seed_offset: int = 0) -> dict:
-    """``n`` parallel verses of ``split`` per language of the run, as token lists (BOS first)."""
-    ids = corpus.sample_ids(store.languages, n, split, store.run.seed + seed_offset)
-    texts = corpus.parallel(store.languages, ids)
-    return {
-        lang: tokenize(model, texts[lang]["text"], ids, on_too_long=store.run.on_too_long) for lang in store.languages
-    }
-
-
 def transcoder(store: Store) -> CrossLayerTranscoder:
     """The run's transcoder (trained or loaded by this slice), for the slices that read it."""
 
@@ -118,7 +108,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training
         )
         clt, source = transcoder(store), "trained"
-    held = documents(model, corpus, store, options.heldout, "heldout")
+    held = store.documents(model, corpus, options.heldout, "heldout")
     quality = {lang: store.reuse_json(NAME, f"quality-{lang}.json", lambda: _Quality(
         layer_quality(model, clt, held[lang], store.run.batch_tokens)), _Quality).rows for lang in store.languages}  # fmt: skip
     loss = {lang: store.reuse_json(NAME, f"loss-{lang}.json",
@@ -150,9 +140,7 @@ def _train(model, corpus: Corpus, options: Options, store: Store, name: str) -> 
     )
     settings = train_settings(options, store)
     docs = [
-        doc
-        for lang_docs in documents(model, corpus, store, options.documents, "analysis").values()
-        for doc in lang_docs
+        doc for lang_docs in store.documents(model, corpus, options.documents, "analysis").values() for doc in lang_docs
     ]
     clt, state = train_clt(model, docs, config, settings, store.part(NAME, "checkpoint"), store.show_progress)
     _keep(store, clt.eval())

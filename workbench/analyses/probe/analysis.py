@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.probe.options import Options
 from workbench.analyses.probe.plots import accuracy_figure
-from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus
 from workbench.lens.probe import PointScore, probe_points, residual_rows
 from workbench.runs.report import Section
@@ -45,18 +44,11 @@ class Result(Base):
         return next((s.point for s in self.scores if not math.isnan(s.shared) and s.shared >= threshold), None)
 
 
-def _documents(model, corpus: Corpus, store: Store, n: int, split: str) -> dict:
-    ids = corpus.sample_ids(store.languages, n, split, store.run.seed)
-    texts = corpus.parallel(store.languages, ids)
-    return {lang: tokenize(model, texts[lang]["text"], ids, on_too_long=store.run.on_too_long)
-            for lang in store.languages}  # fmt: skip
-
-
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Read the residual rows of both splits, fit and score a probe per point."""
     batch = store.run.batch_tokens
-    train = residual_rows(model, _documents(model, corpus, store, options.documents, "analysis"), options.tokens, batch)
-    test = residual_rows(model, _documents(model, corpus, store, options.heldout, "heldout"),
+    train = residual_rows(model, store.documents(model, corpus, options.documents, "analysis"), options.tokens, batch)
+    test = residual_rows(model, store.documents(model, corpus, options.heldout, "heldout"),
                          max(1, options.tokens // 2), batch)  # fmt: skip
     bar = tqdm(total=train.X.shape[0], desc="probe: fit per residual point", disable=not store.show_progress)
     scores, baselines = probe_points(train, test, len(store.languages), options.l2, options.steps,
