@@ -86,6 +86,7 @@ bench: model
 	$(BIN)/python benchmarks/bench_clt.py --out results/bench
 	$(BIN)/python benchmarks/bench_clt.py --set gemma --out results/bench
 	$(BIN)/python benchmarks/bench_graph.py --out results/bench
+	$(BIN)/python benchmarks/bench_memory.py --out results/bench
 
 ## The documentation site in site/: every notebook executed with its figures, then MkDocs (strict).
 docs: model

@@ -4,7 +4,8 @@
 decoders, the loss); :mod:`~workbench.clt.activations` reads what it is trained on,
 :mod:`~workbench.clt.train` trains it (streamed, resumable) and :mod:`~workbench.clt.quality`
 measures it (FVU, L0, dead features, the replacement model's loss); :mod:`~workbench.clt.saelens`
-exports a per-layer one to SAELens's transcoder folders and loads those (Gemma Scope 2's too).
+exports a per-layer one to SAELens's transcoder folders and loads those (Gemma Scope 2's too);
+:mod:`~workbench.clt.checkpoints` reads and writes the CLT paper's (featflow) and circuit-tracer's.
 """
 
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, clt_loss

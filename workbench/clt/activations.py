@@ -17,15 +17,22 @@ def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None,
            layers: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """``(inputs, outputs)``, each ``[tokens, L, d_model]`` (``L``: every layer, or ``layers``):
     ``blocks.{l}.ln2.hook_normalized`` and ``blocks.{l}.hook_mlp_out`` at the positions where
-    ``keep [batch, pos]`` is true (all positions without it)."""
+    ``keep [batch, pos]`` is true (all positions without it); float32 (or wider) whatever the
+    model's dtype (a transcoder trains and reads in float32)."""
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     names = {mlp_in_hook(layer) for layer in layers} | {mlp_out_hook(layer) for layer in layers}
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names, stop_at_layer=max(layers) + 1)
-    inputs = torch.stack([cache[mlp_in_hook(layer)] for layer in layers], dim=-2)
-    outputs = torch.stack([cache[mlp_out_hook(layer)] for layer in layers], dim=-2)
+    _, cache = model.run_with_cache(
+        tokens, names_filter=lambda name: name in names, stop_at_layer=max(layers) + 1, device=model.cfg.device
+    )  # every layer's rows on one device
+    inputs = torch.stack([_wide(cache[mlp_in_hook(layer)]) for layer in layers], dim=-2)
+    outputs = torch.stack([_wide(cache[mlp_out_hook(layer)]) for layer in layers], dim=-2)
     if keep is None:
         return inputs.flatten(0, 1), outputs.flatten(0, 1)
     return inputs[keep], outputs[keep]
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def document_rows(

@@ -131,6 +131,11 @@ class PromptState:
     logits: torch.Tensor  # [d_vocab]: at the last position
 
 
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or wider if it is: a half-precision model's values summed in the graph."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 @torch.no_grad()
 def read_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> PromptState:
     """One pass of the model over ``tokens``, with the transcoder's features and error nodes."""
@@ -140,15 +145,17 @@ def read_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> Promp
         | {mlp_in_hook(l) for l in range(L)}
         | {mlp_out_hook(l) for l in range(L)}
     )
-    logits, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in wanted or frozen_hook(n))
-    mlp_in = torch.stack([cache[mlp_in_hook(l)][0] for l in range(L)])
-    writes = torch.stack([cache[mlp_out_hook(l)][0] for l in range(L)])
+    logits, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in wanted or frozen_hook(n),
+                                         device=model.cfg.device)  # fmt: skip
+    mlp_in = wide(torch.stack([cache[mlp_in_hook(l)][0] for l in range(L)]))
+    writes = torch.stack([cache[mlp_out_hook(l)][0] for l in range(L)])  # the model's dtype: patched back in
     acts = torch.stack([clt.encode_layer(mlp_in[l], l) for l in range(L)])
     acts[:, 0] = 0  # no features at BOS
     recon = torch.stack([clt.decode_layer(list(acts[: l + 1]), l) for l in range(L)])
-    final = model.ln_final(cache[f"blocks.{L - 1}.hook_resid_post"])[0]
+    final = wide(model.ln_final(cache[f"blocks.{L - 1}.hook_resid_post"])[0])
     frozen = {name: value for name, value in cache.items() if frozen_hook(name)}
-    return PromptState(tokens, frozen, cache[START][0], acts, writes - recon, writes, mlp_in, final, logits[0, -1])
+    return PromptState(tokens, frozen, cache[START][0], acts, wide(writes) - recon, writes, mlp_in, final,
+                       wide(logits[0, -1]))  # fmt: skip
 
 
 @contextmanager
@@ -160,14 +167,14 @@ def frozen_model(model, state: PromptState, start: torch.Tensor, writes: list[to
     B = start.shape[0]
 
     def fixed(value: torch.Tensor):
-        return lambda x, hook: value.expand(B, *value.shape[1:])
+        return lambda x, hook: value.to(x.device).expand(B, *value.shape[1:])
 
     def record(x, hook):
         mlp_in.append(x)
 
     hooks = [(name, fixed(value)) for name, value in state.frozen.items()]
-    hooks += [(START, lambda x, hook: start)]
-    hooks += [(mlp_out_hook(l), (lambda w: lambda x, hook: w)(w)) for l, w in enumerate(writes)]
+    hooks += [(START, lambda x, hook: start.to(x))]  # float32 sources enter a half-precision model cast
+    hooks += [(mlp_out_hook(l), (lambda w: lambda x, hook: w.to(x))(w)) for l, w in enumerate(writes)]
     hooks += [(mlp_in_hook(l), record) for l in range(len(writes))]
     with model.hooks(fwd_hooks=hooks):
         yield
@@ -239,7 +246,9 @@ class _Sources:
         return self.n_active + (self.L + 1) * self.pos
 
     def effects(self, g_start: torch.Tensor, g_writes: list[torch.Tensor]) -> torch.Tensor:
-        """``[B, n_columns]`` direct effects from gradients at the start ``[B, pos, d]`` and writes."""
+        """``[B, n_columns]`` direct effects from gradients at the start ``[B, pos, d]`` and writes
+        (summed in float32 whatever the model's dtype)."""
+        g_start, g_writes = wide(g_start), [wide(g) for g in g_writes]
         B = g_start.shape[0]
         out = g_start.new_zeros(B, self.n_columns)
         for layer, (cols, positions, dec) in enumerate(self.by_layer):
@@ -250,7 +259,7 @@ class _Sources:
             out[:, cols] = total * self.values[cols]
         errors = torch.stack([(g_writes[l] * self.state.errors[l]).sum(-1) for l in range(self.L)], 1)  # [B, L, pos]
         out[:, self.n_active : self.n_active + self.L * self.pos] = errors.reshape(B, -1)
-        out[:, self.n_active + self.L * self.pos :] = (g_start * self.state.start).sum(-1)
+        out[:, self.n_active + self.L * self.pos :] = (g_start * wide(self.state.start)).sum(-1)
         return out
 
 
@@ -312,7 +321,7 @@ class _Gradients:
             else:
                 layer, pos, feature = (int(x) for x in sources.index[column])
                 g = outputs.setdefault(layer, torch.zeros_like(self.mlp_in[layer]))
-                g[b, pos] = clt.W_enc[layer, :, feature].detach() * clt.in_scale[layer]
+                g[b, pos] = (clt.W_enc[layer, :, feature].detach() * clt.in_scale[layer]).to(g.device)
         tensors = [self.final if k == -1 else self.mlp_in[k] for k in outputs]
         with torch.enable_grad():
             grads = torch.autograd.grad(tensors, [self.start, *self.writes], list(outputs.values()), retain_graph=True,

@@ -72,7 +72,7 @@ def replacement(model, clt: CrossLayerTranscoder):
 
     def write(layer: int):
         def hook(out, hook):
-            return clt.decode_layer(acts[: layer + 1], layer).to(out.dtype)
+            return clt.decode_layer(acts[: layer + 1], layer).to(out)
 
         return hook
 

@@ -246,14 +246,14 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
             n = _block(x.shape[0], len(plans))
             for k, plan in enumerate(plans):
                 if plan is not None and layer in plan.off:
-                    a = plan.off[layer].activations(x[k * n : (k + 1) * n], in_scale[layer])
+                    a = plan.off[layer].activations(x[k * n : (k + 1) * n].to(in_scale.device), in_scale[layer])
                     changes[k, layer] = kept(-plan.strength * a)
 
         return hook
 
     def delta(k: int, plan: _Plan, target: int, like: torch.Tensor) -> torch.Tensor:
         """What block ``k`` adds at ``target``'s MLP output."""
-        total = torch.zeros((), dtype=clt.b_dec.dtype, device=like.device)
+        total = torch.zeros((), dtype=clt.b_dec.dtype, device=clt.b_dec.device)
         for layer, off in plan.off.items():
             if clt.config.writes(layer, target):
                 total = total + changes[k, layer] @ off.vectors[:, target, :]
@@ -266,7 +266,7 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
         def hook(out, hook):
             n = _block(out.shape[0], len(plans))
             blocks = [out[k * n : (k + 1) * n] if plan is None or target not in plan.targets
-                      else out[k * n : (k + 1) * n] + delta(k, plan, target, out).to(out.dtype)
+                      else out[k * n : (k + 1) * n] + delta(k, plan, target, out).to(out)
                       for k, plan in enumerate(plans)]  # fmt: skip
             return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
@@ -390,7 +390,7 @@ def steer_measures(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, inte
     generated, masses = [], []
     for chunk in prompts.split(batch_size):  # steering from a position counts whole sequences: no cache then
         ids, mass = greedy(model, chunk.repeat(K, 1), new_tokens, lambda: steering(model, clt, interventions, start),
-                           lambda probs: probs.to(masks.dtype) @ masks, cache=start == 0)  # fmt: skip
+                           lambda probs: probs.to(masks) @ masks, cache=start == 0)  # fmt: skip
         generated.append(ids.cpu().unflatten(0, (K, len(chunk))))
         masses.append(
             mass.cpu().unflatten(0, (K, len(chunk))) if mass is not None else torch.zeros(K, len(chunk), 0, 2)

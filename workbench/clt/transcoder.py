@@ -16,6 +16,9 @@ Inputs and targets are scaled per layer by a scalar (``sqrt(d_model)`` over thei
 estimated from data with :meth:`CrossLayerTranscoder.set_scales`), so one sparsity coefficient
 suits every layer; :meth:`forward` takes and returns the model's own units.
 
+A transcoder keeps its own precision (float32) whatever the model's: it casts the MLP inputs it
+reads to its own dtype and device, and whoever writes its reconstruction into a model casts it to the model's.
+
 JumpReLU (Rajamanoharan et al. 2024): ``z * (z > theta)`` with a learned threshold per feature.
 Its gradient passes straight through to ``z`` where ``z > theta``; the threshold gets the
 rectangle-kernel pseudo-derivative ``-(theta / eps) * K((z - theta) / eps)``, which is the exact
@@ -211,7 +214,7 @@ class CrossLayerTranscoder(nn.Module):
     def compact_pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """``x [..., n, d]``: the covered layers' MLP inputs -> their encoder outputs ``[..., n, F]``."""
         idx = self.index
-        scaled = x * self.in_scale[idx, None]
+        scaled = x.to(self.W_enc) * self.in_scale[idx, None]
         return torch.einsum("...ld,ldf->...lf", scaled, self.W_enc[idx]) + self.b_enc[idx]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,7 +256,7 @@ class CrossLayerTranscoder(nn.Module):
 
     def layer_pre_activations(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer ``layer``'s encoder outputs ``[..., F]`` before JumpReLU, from its MLP input ``x [..., d]``."""
-        return (x * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
+        return (x.to(self.W_enc) * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
 
     def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``

@@ -166,13 +166,13 @@ class Collector:
         return hook
 
     def _add(self, name: str, layer: int, acts: torch.Tensor) -> None:
-        sums, rows = self.sums[name], acts[self.rows_weight > 0]
+        weight = self.rows_weight.to(acts.device)  # the layer's device, when layers are split over GPUs
+        sums, rows = self.sums[name], acts[weight > 0]
         sums.near_zero[layer] += (rows.abs() <= self.tolerance).sum(0).cpu().numpy()
         sums.total[layer] += rows.double().sum(0).cpu().numpy()
         sums.entropy[layer] += float(row_entropy(rows).sum())
         if self.pooled is not None:
-            w = self.rows_weight
-            mean = torch.einsum("bpu,bp->bu", acts, w) / w.sum(1, keepdim=True).clamp_min(1)
+            mean = torch.einsum("bpu,bp->bu", acts, weight) / weight.sum(1, keepdim=True).clamp_min(1)
             self._batch_pooled.setdefault(name, [None] * len(self.model.blocks))[layer] = mean.cpu().numpy()
 
     def run(self, tokens: torch.Tensor, mask: torch.Tensor, include_bos: bool) -> None:

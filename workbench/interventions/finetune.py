@@ -6,7 +6,9 @@ trained as small leaf tensors spliced into the frozen weights by a *parametrizat
 (``torch.nn.utils.parametrize``): the weight the model reads is ``W`` with those entries replaced.
 The gradient reaching them is exactly the masked gradient of ``W``, and every other entry stays
 bit-for-bit what it was, by construction. Parametrizations are removed on exit, like hooks, so
-the model object is left as it was found; a trained :class:`NeuronDelta` is applied the same way
+the model object is left as it was found. The trained entries are float32 (or wider) whatever the
+model's dtype, cast to it as the weight is read, so Adam's small steps are not rounded away in half
+precision; a trained :class:`NeuronDelta` is applied the same way
 (``with delta.applied(model): ...``), or exported as a full state dict.
 
 Biases: an FFN unit's ``b_in`` entry and a Q/K/V dimension's bias belong to the neuron when the
@@ -100,7 +102,8 @@ def patched(
             module_name, attribute = _split_path(path)
             module = model.get_submodule(module_name)
             weight = getattr(module, attribute)
-            patch = NeuronPatch(index.to(weight.device), vals.detach().clone().to(weight.device), trainable)
+            master = vals.detach().clone().to(weight.device, torch.promote_types(vals.dtype, torch.float32))
+            patch = NeuronPatch(index.to(weight.device), master, trainable)
             parametrize.register_parametrization(module, attribute, patch)
             patches[path] = patch
         yield patches

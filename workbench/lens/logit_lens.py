@@ -152,7 +152,7 @@ def logit_lens(
     group_names = list(groups)
     device = model.cfg.device
     group_matrix = (
-        torch.tensor(np.stack([groups[g] for g in group_names], 1), dtype=torch.float32, device=device)
+        torch.tensor(np.stack([groups[g] for g in group_names], 1), dtype=torch.float32, device=model.W_U.device)
         if groups
         else None
     )
@@ -165,7 +165,10 @@ def logit_lens(
         batch_row = torch.as_tensor(np.concatenate([np.full(len(chosen[i]), r) for r, i in enumerate(batch.index)]))
         pos = torch.as_tensor(rows_pos)
         _, cache = model.run_with_cache(
-            batch.tokens, names_filter=lambda name: name in names, stop_at_layer=model.cfg.n_layers
+            batch.tokens,
+            names_filter=lambda name: name in names,
+            stop_at_layer=model.cfg.n_layers,
+            device=model.W_U.device,  # every layer's rows where the unembedding is (layers may be split)
         )
         resid = [cache[name][batch_row, pos] for name in names]
         del cache

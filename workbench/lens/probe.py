@@ -56,7 +56,8 @@ def residual_rows(model, documents: dict[str, Sequence[torch.Tensor]], max_token
         for batch in iter_batches(list(docs), pad_id_of(model), batch_tokens, model.cfg.device):
             keep = batch.mask.bool()
             keep[:, 0] = False
-            _, cache = model.run_with_cache(batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L)
+            _, cache = model.run_with_cache(batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L,
+                                            device=model.cfg.device)  # fmt: skip
             rows = torch.stack([cache[resid_hook(p, L)][keep] for p in range(L + 1)])[:, : max_tokens - taken]
             xs.append(rows.float().cpu())
             ids.append(batch.tokens[keep][: rows.shape[1]].cpu())

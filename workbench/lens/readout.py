@@ -49,7 +49,7 @@ def next_token_predictions(
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)
     rows = resid[:, :-1].reshape(-1, resid.shape[-1])
-    flat_targets = targets.reshape(-1)
+    flat_targets = targets.reshape(-1).to(rows.device)  # the last block's device, when layers are split
     losses = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
     predicted = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
     for start in range(0, rows.shape[0], chunk_rows):
@@ -80,7 +80,8 @@ def mean_next_token_loss(
     resid = model(tokens, stop_at_layer=model.cfg.n_layers)
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)
-    rows = resid[:, :-1].reshape(-1, resid.shape[-1])[real]
+    rows = resid[:, :-1].reshape(-1, resid.shape[-1])[real.to(resid.device)]  # the last block's, if split
+    targets = targets.to(rows.device)
 
     def chunk_loss(chunk: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
         logits = logits_of_rows(model, chunk).float()
@@ -127,7 +128,7 @@ def greedy(model, prompts: torch.Tensor, new_tokens: int, reduce=None,
         logits = last_logits(model, step, kv)
         if reduce is not None:
             measures.append(reduce(torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)))
-        chosen = logits.argmax(-1, keepdim=True)
+        chosen = logits.argmax(-1, keepdim=True).to(sequence.device)
         sequence = torch.cat([sequence, chosen], dim=1)
         step = chosen if cached else sequence
     generated = sequence[:, prompts.shape[1] :]

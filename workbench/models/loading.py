@@ -91,12 +91,14 @@ def load_model(
     elif route == "known" and spec == DEFAULT_MODEL:
         model = _load_gemma(device, dtype, Path(cache_dir) if cache_dir else cache_root())
     elif route == "known":
-        model = tiny_model(spec, seed=seed, device=device)
+        model = tiny_model(spec, seed=seed, device=device, dtype=dtype)
     elif route == "folder":
         model = _load_local_folder(Path(spec).expanduser(), device, dtype)
     else:
         model = _load_hub_name(spec, device, dtype)
     model.eval()
+    check_dtype(model, dtype)
+    model.workbench_source.details["dtype"] = str(dtype).removeprefix("torch.")
     model.workbench_source.details["load_seconds"] = round(time.perf_counter() - started, 2)
     return model
 
@@ -446,14 +448,29 @@ def tiny_config(kind: str = "tiny", d_vocab: int = 260) -> HookedTransformerConf
     raise UnknownModelError(f"Unknown tiny model {kind!r}; choose 'tiny' or 'tiny-gated'.")
 
 
-def tiny_model(kind: str = "tiny", seed: int = 0, device="cpu") -> HookedTransformer:
-    """A randomly initialised tiny model (seeded, so two calls give identical weights)."""
+def tiny_model(
+    kind: str = "tiny", seed: int = 0, device="cpu", dtype: torch.dtype = torch.float32
+) -> HookedTransformer:
+    """A randomly initialised tiny model (seeded, so two calls give identical weights; initialised
+    in float32 and then cast, so a half-precision tiny model is the float32 one rounded, as a
+    checkpoint loaded in half precision is)."""
     cfg = tiny_config(kind)
     cfg.seed = seed
     cfg.device = str(device)
     model = HookedTransformer(cfg, tokenizer=byte_tokenizer(), default_padding_side="right")
     model.workbench_source = ModelSource(spec=kind, name=kind, route="tiny", weights=f"random init, seed {seed}")
-    return model.to(device)
+    model = model.to(device)
+    return model if dtype == torch.float32 else model.to(dtype)
+
+
+def check_dtype(model: HookedTransformer, dtype: torch.dtype) -> None:
+    """Refuse a model whose parameters are not all of ``dtype`` (a route that ignored it would
+    give numbers of another precision than the run records)."""
+    found = sorted({str(p.dtype) for p in model.parameters()} - {str(dtype)})
+    if found or model.cfg.dtype != dtype:
+        raise UnsupportedArchitectureError(
+            f"asked for {dtype}, but the loaded model holds {', '.join(found) or model.cfg.dtype} weights"
+        )
 
 
 __all__ = [

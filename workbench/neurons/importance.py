@@ -118,24 +118,24 @@ class _Collector:
     def _ffn(self, layer):
         def hook(post, hook):
             W_out = self.model.blocks[layer].mlp.W_out
-            self.importance["ffn"][:, layer] = ffn_importance(post, W_out, self.weights).cpu()
+            self.importance["ffn"][:, layer] = ffn_importance(post, W_out, self.weights.to(post.device)).cpu()
 
         return hook
 
     def _positive(self, layer):
         def hook(pre, hook):
             # act(x) > 0 exactly when x > 0 for ReLU, GELU and SiLU (LAPE's "activated").
-            self.positive[:, layer] = torch.einsum("btk,bt->bk", (pre > 0).float(), self.weights).cpu()
+            self.positive[:, layer] = torch.einsum("btk,bt->bk", (pre > 0).float(), self.weights.to(pre.device)).cpu()
 
         return hook
 
     def _z(self, layer):
         def hook(z, hook):
-            W_O = self.model.blocks[layer].attn.W_O
+            W_O, weights = self.model.blocks[layer].attn.W_O, self.weights.to(z.device)
             if "attn_o" in self.importance:
-                self.importance["attn_o"][:, layer] = output_importance(z, W_O, self.weights).flatten(1).cpu()
+                self.importance["attn_o"][:, layer] = output_importance(z, W_O, weights).flatten(1).cpu()
             if "attn_v" in self.importance:
-                value = value_importance(z, W_O, self.weights, n_kv_heads(self.dims))
+                value = value_importance(z, W_O, weights, n_kv_heads(self.dims))
                 self.importance["attn_v"][:, layer] = value.flatten(1).cpu()
 
         return hook
@@ -150,7 +150,8 @@ class _Collector:
         def hook(scores, hook):
             acts = {**self.qk.pop(layer), "scores": scores.detach()}
             attn = self.model.blocks[layer].attn
-            found = query_and_key_importance(attn, acts, self.weights, self.qk_which, self.backend, self.chunk_elements)
+            weights = self.weights.to(scores.device)
+            found = query_and_key_importance(attn, acts, weights, self.qk_which, self.backend, self.chunk_elements)
             for structure, values in found.items():
                 self.importance[structure][:, layer] = values.flatten(1).cpu()
 

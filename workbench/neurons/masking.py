@@ -41,7 +41,7 @@ def _mask_hook(keep: torch.Tensor) -> Callable:
     ``[b, 1, d_mlp]`` / ``[b, 1, heads, d_head]`` (broadcast over positions)."""
 
     def hook(activation, hook):
-        return activation * keep.to(activation.dtype)
+        return activation * keep.to(activation.device, activation.dtype)
 
     return hook
 

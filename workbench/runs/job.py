@@ -100,11 +100,20 @@ def check(run_options: RunOptions, analyses: dict[str, Options]) -> tuple[dict[s
     return analyses, prints, corpus
 
 
-def load_model(spec: str, device: str):
-    """The run's model (torch and TransformerLens are imported here, after every check)."""
+def load_model(spec: str, device: str, dtype: str = "float32", n_devices: int = 1):
+    """The run's model (torch and TransformerLens are imported here, after every check); with
+    ``n_devices`` > 1 loaded on the CPU, then its layers split over the devices from ``device`` on."""
+    import torch
+
+    from workbench.models.devices import check_devices, devices_of, split_layers
     from workbench.models.loading import load_model as load
 
-    return load(spec, device=device)
+    if n_devices == 1:
+        return load(spec, device=device, dtype=getattr(torch, dtype))
+    check_devices(device, n_devices)  # before minutes of loading
+    model = split_layers(load(spec, device="cpu", dtype=getattr(torch, dtype)), device, n_devices)
+    model.workbench_source.details["devices"] = devices_of(model)
+    return model
 
 
 def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
@@ -117,9 +126,13 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
     from workbench.runs.store import Store
 
     distributed.init_from_environment(run_options.device)
+    if distributed.world().size > 1 and run_options.n_devices > 1:
+        raise OptionError("--n-devices splits one model over GPUs; under torchrun each process holds a whole "
+                          "model. Use one or the other.")  # fmt: skip
     manifest = distributed.from_main(lambda: _previous_manifest(Path(out), run_options)) if out is not None else None
 
-    model = load_model(run_options.model, device=distributed.local_device(run_options.device))
+    model = load_model(run_options.model, distributed.local_device(run_options.device), run_options.dtype,
+                       run_options.n_devices)  # fmt: skip
     show_progress = show_progress and distributed.world().is_main
     store = Store(Path(out) if out is not None else None, run_options, prints, show_progress=show_progress)
     recorded = _still_valid(manifest.get("analyses", {}), prints) if manifest else {}

@@ -158,6 +158,7 @@ DEMO_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "ru", "zh", "sw")
 GEMMA_CLT_LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "ru", "zh", "ar", "hi")
 WORKSHOP_LANGUAGES: tuple[str, ...] = ("en", "ru", "zh", "ar")
 LENGTH_POLICIES: tuple[str, ...] = ("truncate", "error")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,10 @@ class RunOptions(Options):
                               choices=LENGTH_POLICIES)  # fmt: skip
     seed: int = option(0, "seed of the document samples and random controls")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
+    n_devices: int = option(1, "split the model's layers over this many GPUs from --device on (models larger "
+                            "than one GPU; on a CPU every layer stays on the CPU)", minimum=1)  # fmt: skip
+    dtype: str = option("float32", "the model's weights and activations; every sum, statistic and loss is still "
+                        "taken in float32", choices=DTYPES)  # fmt: skip
 
     def validate(self) -> None:
         object.__setattr__(self, "languages", tuple(dict.fromkeys(lang.lower() for lang in self.languages)))
@@ -192,7 +197,10 @@ class RunOptions(Options):
         return dict(item.split("=", 1) for item in self.translations)
 
     def context(self) -> dict:
-        """What decides every analysis's numbers (not where or on which device it runs)."""
+        """What decides every analysis's numbers (not where or on which devices it runs)."""
         data = self.to_dict()
         data.pop("device")
+        data.pop("n_devices")
+        if data["dtype"] == "float32":  # the precision every run had before --dtype: its fingerprints stay
+            data.pop("dtype")
         return data

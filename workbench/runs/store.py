@@ -85,6 +85,35 @@ class Store:
                     distributed.on_main(lambda: save(value, path))
         return self.parts[analysis, key]
 
+    def reuse_each(self, analysis: str, work: dict[str, Callable[[], T]], load: Callable[[Path], T],
+                   save: Callable[[T, Path], None]) -> list[T]:  # fmt: skip
+        """:meth:`reuse` of every ``key: compute`` of ``work``, in order; under ``torchrun`` the
+        missing parts are shared out: in rounds of one part per process (process ``r`` computing
+        the round's ``r``-th), each round's parts gathered on every process and saved at once, so an
+        interrupted run loses at most one round."""
+        w = distributed.world()
+        if w.size > 1:
+            missing = [key for key in work if not distributed.from_main(lambda key=key: self._found(analysis, key))]
+            for start in range(0, len(missing), w.size):
+                round_keys = missing[start : start + w.size]
+                mine = {key: work[key]() for key in round_keys[w.rank : w.rank + 1]}
+                for part in distributed.all_gather(mine):
+                    for key, value in part.items():
+                        self.parts[analysis, key] = value
+                        path = self.part(analysis, key)
+                        if path is not None:
+                            distributed.on_main(lambda value=value, path=path: save(value, path))
+        return [self.reuse(analysis, key, compute, load, save) for key, compute in work.items()]
+
+    def _found(self, analysis: str, key: str) -> bool:
+        path = self.part(analysis, key)
+        return (analysis, key) in self.parts or (path is not None and path.exists())
+
+    def reuse_json_each(self, analysis: str, work: dict[str, Callable[[], T]], cls: type[T]) -> list[T]:
+        """:meth:`reuse_each` for parts that are dataclasses saved as JSON (``key``: a ``.json`` name)."""
+        return self.reuse_each(analysis, work, lambda path: decode(cls, load_json(path)),
+                               lambda value, path: save_json(path, encode(value)))  # fmt: skip
+
     def reuse_json(self, analysis: str, key: str, compute: Callable[[], T], cls: type[T]) -> T:
         """:meth:`reuse` for a part that is a dataclass, saved as ``key`` (a ``.json`` name)."""
         return self.reuse(analysis, key, compute, lambda path: decode(cls, load_json(path)),

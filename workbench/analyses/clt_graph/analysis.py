@@ -87,13 +87,22 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     target_of = _targets(model, corpus, options)
     shown = list(dict.fromkeys(p.task for p in prompts))[: options.views]
     first_item = {task: next(p.item for p in prompts if p.task == task) for task in shown}
+    tokens_of = {p: tokenize(model, [p.prompt], on_too_long="error")[0].to(model.cfg.device) for p in prompts}
+    bar = tqdm(total=len(prompts), desc="clt-graph", unit=" graphs", disable=not store.show_progress)
+
+    def graph_of(p: ParallelPrompt) -> Graph:
+        graph = _attribute(model, clt, tokens_of[p], target_of(p), options, p, store)
+        bar.update(1)
+        return graph
+
+    work = {_key(p): (lambda p=p: graph_of(p)) for p in prompts}  # graphs shared by torchrun's processes
+    graphs = dict(zip(work, store.reuse_each(NAME, work, Graph.load, lambda g, path: g.save(path))))
+    bar.update(bar.total - bar.n)  # the graphs a resumed run loaded
+    bar.close()
     rows, views = [], []
-    for p in tqdm(prompts, desc="clt-graph", unit=" graphs", disable=not store.show_progress):
-        tokens = tokenize(model, [p.prompt], on_too_long="error")[0].to(model.cfg.device)
-        targets = target_of(p)
-        key = f"graphs/{p.task}-{p.item}-{p.language}"
-        graph = store.reuse(NAME, key, lambda: _attribute(model, clt, tokens, targets, options, p, store),
-                            Graph.load, lambda g, path: g.save(path))  # fmt: skip
+    for p in prompts:
+        tokens, key = tokens_of[p], _key(p)
+        graph = graphs[key]
         pruned = graph.prune(options.node_threshold, options.edge_threshold)
         part = store.part(NAME, key)
         rows.append(summarise(p, graph, pruned, answer_rank(model, tokens, p.continuation),
@@ -106,6 +115,10 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     result = Result(sorted({r.language for r in rows}, key=store.languages.index), clt.config.n_layers, rows,
                     overlaps(rows, clt.config.n_layers), views, options.to_dict())  # fmt: skip
     return store.keep(NAME, result)
+
+
+def _key(p: ParallelPrompt) -> str:
+    return f"graphs/{p.task}-{p.item}-{p.language}"
 
 
 def _prompts(options: Options, languages: list[str]) -> list[ParallelPrompt]:

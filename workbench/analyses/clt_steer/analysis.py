@@ -127,18 +127,12 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     if short:
         raise WorkbenchError(f"No held-out verse of {', '.join(short)} has {options.prompt_tokens + 1} tokens; "
                              "lower --clt-steer-prompt-tokens.")  # fmt: skip
-    rows = []
-    for source in sources:
-        for target in targets:
-            if source == target:
-                continue
 
-            def pair(source=source, target=target) -> _Pair:
-                return _Pair(
-                    _sweep(model, clt, features, vocab, prompts[source], source, target, options, store.run.seed)
-                )
+    def pair(source: str, target: str) -> _Pair:
+        return _Pair(_sweep(model, clt, features, vocab, prompts[source], source, target, options, store.run.seed))
 
-            rows += store.reuse_json(NAME, f"{source}-{target}.json", pair, _Pair).rows
+    work = {f"{s}-{t}.json": (lambda s=s, t=t: pair(s, t)) for s in sources for t in targets if s != t}
+    rows = [row for done in store.reuse_json_each(NAME, work, _Pair) for row in done.rows]  # pairs shared by processes
     return store.keep(NAME, Result(rows, {lang: len(p) for lang, p in prompts.items()}, options.to_dict()))
 
 

@@ -23,6 +23,7 @@ from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, check_fits
 from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError, WorkbenchError
 from workbench.models.loading import model_source
+from workbench.runs import distributed
 from workbench.runs.report import Section
 from workbench.runs.results import Result as Base
 from workbench.runs.store import Store
@@ -156,39 +157,23 @@ def _keep(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTranscoder:
     store.parts[NAME, TRANSCODER] = clt
     part = store.part(NAME, TRANSCODER)
     if part is not None:
-        clt.save(part)
+        distributed.on_main(lambda: clt.save(part))  # under torchrun every rank holds the same transcoder
     return clt
 
 
 def _loaded(spec: str, model, name: str) -> CrossLayerTranscoder:
-    """A transcoder from ``spec`` (ours, or SAELens folders one per layer), checked against the model."""
-    folders = [Path(part) for part in spec.split(",") if part.strip()]
+    """A transcoder from ``spec`` (ours, featflow's, circuit-tracer's, or SAELens folders one per
+    layer: :func:`~workbench.clt.checkpoints.load_transcoder` tells which), checked against the model."""
+    from workbench.clt.checkpoints import load_transcoder
+
+    folders = [Path(part.strip()) for part in spec.split(",") if part.strip()]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise WorkbenchError(f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder "
-                             "(config.json + clt.safetensors) or SAELens transcoder folders, one per layer.")  # fmt: skip
-    if len(folders) == 1 and (folders[0] / "config.json").is_file() and (folders[0] / "clt.safetensors").is_file():
-        clt = CrossLayerTranscoder.load(folders[0], model.cfg.device)
-    else:
-        from workbench.clt.saelens import load_saelens
-
-        clt = load_saelens(folders, model_name=name, norm_weights=_norm_weights(folders[0], model)).to(model.cfg.device)
+                             "(ours, featflow's or circuit-tracer's) or SAELens transcoder folders, one per layer.")  # fmt: skip
+    clt = load_transcoder(folders, model_name=name, model=model, device=model.cfg.device)
     check_fits(clt, model, name)
     return clt
-
-
-def _norm_weights(folder: Path, model) -> list | None:
-    """The MLP input norms' weights when SAELens transcoders read the norm's output: folded into
-    their encoders on loading."""
-    from workbench.clt.saelens import reads_norm_output
-
-    if not reads_norm_output(folder):
-        return None
-    weights = [getattr(block.ln2, "w", None) for block in model.blocks]
-    if any(w is None for w in weights):
-        raise WorkbenchError(f"{folder} reads the MLP norm's output, but this model's norm weights are folded into "
-                             "its weights; load the model without folding layer norms.")  # fmt: skip
-    return [w.detach() for w in weights]
 
 
 def figures(result: Result) -> dict[str, go.Figure]:

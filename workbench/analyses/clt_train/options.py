@@ -43,8 +43,9 @@ class Options(Base):
                                  "left 77-90%% of a zoo model's features dead)", minimum=0)  # fmt: skip
     block_documents: int = option(500, "documents whose activations are shuffled together (memory)", minimum=1)
     heldout: int = option(50, "held-out verses per language for FVU, L0, dead share and replacement loss", minimum=1)
-    load: str | None = option(None, "use this transcoder instead of training one: a folder of ours (config.json) "
-                              "or SAELens transcoder folders, one per layer, comma-separated")  # fmt: skip
+    load: str | None = option(None, "use this transcoder instead of training one: a folder of ours (config.json), "
+                              "of the CLT paper's featflow (clt_cfg.json) or of circuit-tracer (config.yaml), or "
+                              "SAELens transcoder folders, one per layer, comma-separated (see docs/clt.md)")  # fmt: skip
 
     def validate(self) -> None:
         if self.per_layer and self.window not in (None, 0):
