@@ -117,18 +117,24 @@ def test_featflow_blocks_are_the_triu_order():
     assert featflow_blocks(3, cross=False) == [(0, 0), (1, 1), (2, 2)]
 
 
+def _assert_literal(clt, literal) -> None:
+    """``clt``'s features and reconstruction on random inputs are the format's literal forward's
+    (``literal(x) -> (reconstruction, activations)``), with a good share of features firing."""
+    x = _x()
+    want_recon, want_acts = literal(x)
+    recon, acts = clt(x)
+    assert (acts > 0).float().mean() > 0.1
+    torch.testing.assert_close(acts, want_acts, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(recon, want_recon, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cross", [True, False], ids=["cross-layer", "per-layer"])
 def test_a_featflow_checkpoint_reads_as_its_literal_forward(tmp_path, cross):
     t = _featflow_folder(tmp_path / "ff", cross)
     assert detect([tmp_path / "ff"]) == "featflow"
     clt = load_transcoder(tmp_path / "ff", model_name="ignored")
     assert clt.config.per_layer is not cross and clt.config.model == "CausalNLP/gpt2-hf_multilingual-20"
-    x = _x()
-    want_recon, want_acts = _featflow_literal(t, x, cross)
-    recon, acts = clt(x)
-    assert (acts > 0).float().mean() > 0.1
-    torch.testing.assert_close(acts, want_acts, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(recon, want_recon, rtol=1e-5, atol=1e-5)
+    _assert_literal(clt, lambda x: _featflow_literal(t, x, cross))
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=list(KINDS))
@@ -236,12 +242,7 @@ def test_circuit_tracer_files_read_as_their_literal_forward(tmp_path, kind):
     clt = load_transcoder(folder, model_name="tiny")
     assert clt.config.per_layer == (kind == "transcoder_set")
     assert clt.config.model == ("google/gemma-2-2b" if kind == "transcoder_set" else "tiny")  # the file's name wins
-    x = _x()
-    want_recon, want_acts = literal(layers, x)
-    recon, acts = clt(x)
-    assert (acts > 0).float().mean() > 0.1
-    torch.testing.assert_close(acts, want_acts, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(recon, want_recon, rtol=1e-5, atol=1e-5)
+    _assert_literal(clt, lambda x: literal(layers, x))
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=list(KINDS))

@@ -10,6 +10,7 @@ import torch
 
 from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
 from workbench.data.batching import iter_batches, pad_id_of
+from workbench.lens.readout import wide
 
 
 @torch.no_grad()
@@ -24,15 +25,11 @@ def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None,
     _, cache = model.run_with_cache(
         tokens, names_filter=lambda name: name in names, stop_at_layer=max(layers) + 1, device=model.cfg.device
     )  # every layer's rows on one device
-    inputs = torch.stack([_wide(cache[mlp_in_hook(layer)]) for layer in layers], dim=-2)
-    outputs = torch.stack([_wide(cache[mlp_out_hook(layer)]) for layer in layers], dim=-2)
+    inputs = torch.stack([wide(cache[mlp_in_hook(layer)]) for layer in layers], dim=-2)
+    outputs = torch.stack([wide(cache[mlp_out_hook(layer)]) for layer in layers], dim=-2)
     if keep is None:
         return inputs.flatten(0, 1), outputs.flatten(0, 1)
     return inputs[keep], outputs[keep]
-
-
-def _wide(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def document_rows(

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from workbench.clt.graph import TARGET, Graph, TargetInfo, normalized
 from workbench.clt.transcoder import CrossLayerTranscoder, check_fits, mlp_in_hook, mlp_out_hook
 from workbench.errors import WorkbenchError
+from workbench.lens.readout import wide
 
 START = "blocks.0.hook_resid_pre"
 
@@ -129,11 +130,6 @@ class PromptState:
     mlp_in: torch.Tensor  # [L, pos, d]: the transcoder's inputs
     final: torch.Tensor  # [pos, d]: the unembedding's input
     logits: torch.Tensor  # [d_vocab]: at the last position
-
-
-def wide(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in float32, or wider if it is: a half-precision model's values summed in the graph."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 @torch.no_grad()

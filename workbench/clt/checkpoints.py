@@ -135,9 +135,7 @@ def detect(folders: list[Path]) -> str:
         return "workbench"
     if (folder / FEATFLOW_CFG).is_file() and (folder / FEATFLOW_WEIGHTS).is_file():
         return "featflow"
-    if (folder / CT_CONFIG).is_file() or (folder / "W_enc_0.safetensors").is_file():
-        return "circuit-tracer"
-    if (folder / "layer_0.safetensors").is_file():
+    if any((folder / name).is_file() for name in (CT_CONFIG, "W_enc_0.safetensors", "layer_0.safetensors")):
         return "circuit-tracer"
     raise CheckpointError(f"{_contents(folders)}: no transcoder format the workbench reads. Give {FORMATS}.")
 
@@ -255,7 +253,7 @@ def save_featflow(clt: CrossLayerTranscoder, folder: Path | str, model_name: str
         tensors = {"W_enc": clt.W_enc, "b_enc": _covered_only(clt, clt.b_enc), "log_threshold": clt.log_threshold,
                    "W_dec": W_dec, "b_dec": b_dec, "estimated_norm_scaling_factor_in": clt.in_scale,
                    "estimated_norm_scaling_factor_out": clt.out_scale}  # fmt: skip
-        tensors = {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}
+        tensors = _cpu(tensors)
     tensors["feature_count"] = torch.zeros(L, c.n_features, dtype=torch.long)
     if cross:
         rows = torch.tensor([s for s, _ in blocks])

@@ -160,7 +160,7 @@ class _OffLayer:
 
     def activations(self, x: torch.Tensor, in_scale: torch.Tensor) -> torch.Tensor:
         """Only these features' JumpReLU activations ``[..., n]`` from the MLP input ``x``."""
-        pre = (x.to(self.W_enc.dtype) * in_scale) @ self.W_enc + self.b_enc
+        pre = (x.to(self.W_enc) * in_scale) @ self.W_enc + self.b_enc  # the transcoder's dtype and device
         return pre * (pre > self.threshold)
 
 
@@ -246,7 +246,7 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
             n = _block(x.shape[0], len(plans))
             for k, plan in enumerate(plans):
                 if plan is not None and layer in plan.off:
-                    a = plan.off[layer].activations(x[k * n : (k + 1) * n].to(in_scale.device), in_scale[layer])
+                    a = plan.off[layer].activations(x[k * n : (k + 1) * n], in_scale[layer])
                     changes[k, layer] = kept(-plan.strength * a)
 
         return hook

@@ -18,6 +18,12 @@ from transformer_lens.utilities.activation_functions import apply_softcap
 DEFAULT_CHUNK_ROWS = 256
 
 
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or as it is when wider: a half-precision model's values, before they are
+    summed or turned into probabilities."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def logits_of_rows(model: HookedTransformer, normed: torch.Tensor) -> torch.Tensor:
     """Logits for already-normalised residual rows ``[rows, d_model]`` (bias and soft-cap included)."""
     logits = normed @ model.W_U
@@ -127,7 +133,7 @@ def greedy(model, prompts: torch.Tensor, new_tokens: int, reduce=None,
     for _ in range(new_tokens):
         logits = last_logits(model, step, kv)
         if reduce is not None:
-            measures.append(reduce(torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)))
+            measures.append(reduce(torch.softmax(wide(logits), -1)))
         chosen = logits.argmax(-1, keepdim=True).to(sequence.device)
         sequence = torch.cat([sequence, chosen], dim=1)
         step = chosen if cached else sequence

@@ -93,7 +93,7 @@ class Store:
         interrupted run loses at most one round."""
         w = distributed.world()
         if w.size > 1:
-            missing = [key for key in work if not distributed.from_main(lambda key=key: self._found(analysis, key))]
+            missing = distributed.from_main(lambda: [key for key in work if not self._found(analysis, key)])
             for start in range(0, len(missing), w.size):
                 round_keys = missing[start : start + w.size]
                 mine = {key: work[key]() for key in round_keys[w.rank : w.rank + 1]}
