@@ -74,13 +74,20 @@ def experiment(model, options: ablate.Options, languages: list[str]) -> list[dic
     for per_pass in (1, SETTINGS_PER_PASS):
         for batch_tokens in (512, 2048):
             start = time.perf_counter()
-            result = run_deactivation(model, tokens, sets, categories, options, batch_tokens=batch_tokens,
-                                      settings_per_pass=per_pass)  # fmt: skip
+            result = run_deactivation(
+                model, tokens, sets, categories, options, batch_tokens=batch_tokens, settings_per_pass=per_pass
+            )
             seconds = time.perf_counter() - start
             losses = np.array([[result.cross[a][b].loss for b in languages] for a in languages])
             reference = losses if reference is None else reference
-            rows.append({"settings_per_pass": per_pass, "batch_tokens": batch_tokens, "seconds": round(seconds, 1),
-                         "max_loss_difference": float(np.abs(losses - reference).max())})  # fmt: skip
+            rows.append(
+                {
+                    "settings_per_pass": per_pass,
+                    "batch_tokens": batch_tokens,
+                    "seconds": round(seconds, 1),
+                    "max_loss_difference": float(np.abs(losses - reference).max()),
+                }
+            )
     for row in rows:
         row["speedup"] = round(rows[0]["seconds"] / row["seconds"], 2)
     return rows
@@ -111,8 +118,14 @@ def main() -> None:
         with switched_off(model, neurons):
             evaluate = median_seconds(lambda: measure(model, tokens, own, labelled), args.repeats, args.device)
             generate = median_seconds(lambda: greedy_continuations(model, prompts, 8), args.repeats, args.device)
-        rows.append({"mask": label, "neurons": len(neurons) if neurons else 0, "evaluate_s": round(evaluate, 2),
-                     "continuations_s": round(generate, 2)})  # fmt: skip
+        rows.append(
+            {
+                "mask": label,
+                "neurons": len(neurons) if neurons else 0,
+                "evaluate_s": round(evaluate, 2),
+                "continuations_s": round(generate, 2),
+            }
+        )
     for row in rows:
         row["evaluate_ratio"] = round(row["evaluate_s"] / rows[0]["evaluate_s"], 3)
         row["continuations_ratio"] = round(row["continuations_s"] / rows[0]["continuations_s"], 3)
@@ -120,23 +133,34 @@ def main() -> None:
     options = ablate.Options(**ablate.Options.PRESETS[args.preset]) if args.preset else ablate.Options()
     languages = list(options.languages) or ["en", "de", "zh", "sw"]
     whole = experiment(model, options, languages)
-    save_json(Path(args.out) / "bench_ablate.json", {"environment": environment(), "device": args.device, "tokens": n_tokens,
-                                                    "total_neurons": total_neurons(dims), "rows": rows,
-                                                    "experiment": {"options": options.to_dict(), "languages": languages,
-                                                                   "rows": whole}})  # fmt: skip
+    save_json(
+        Path(args.out) / "bench_ablate.json",
+        {
+            "environment": environment(),
+            "device": args.device,
+            "tokens": n_tokens,
+            "total_neurons": total_neurons(dims),
+            "rows": rows,
+            "experiment": {"options": options.to_dict(), "languages": languages, "rows": whole},
+        },
+    )
     print(f"{args.documents} German verses ({n_tokens} tokens); continuations: 8 prompts x 8 tokens; on {args.device}")
     print(f"{'mask':<24} {'neurons':>8} {'evaluate s':>11} {'ratio':>6} {'continue s':>11} {'ratio':>6}")
     for r in rows:
-        print(f"{r['mask']:<24} {r['neurons']:>8} {r['evaluate_s']:>11} {r['evaluate_ratio']:>6} "
-              f"{r['continuations_s']:>11} {r['continuations_ratio']:>6}")  # fmt: skip
+        print(
+            f"{r['mask']:<24} {r['neurons']:>8} {r['evaluate_s']:>11} {r['evaluate_ratio']:>6} "
+            f"{r['continuations_s']:>11} {r['continuations_ratio']:>6}"
+        )
     print(
         f"\nwhole experiment: {len(languages)} languages x {options.documents} verses, groups "
         f"{','.join(options.groups)}, {options.seeds} seed(s), {options.new_tokens} new tokens"
     )
     print(f"{'per pass':>8} {'batch tokens':>12} {'seconds':>8} {'speed-up':>9} {'max loss diff':>14}")
     for r in whole:
-        print(f"{r['settings_per_pass']:>8} {r['batch_tokens']:>12} {r['seconds']:>8} {r['speedup']:>8}x "
-              f"{r['max_loss_difference']:>14.2e}")  # fmt: skip
+        print(
+            f"{r['settings_per_pass']:>8} {r['batch_tokens']:>12} {r['seconds']:>8} {r['speedup']:>8}x "
+            f"{r['max_loss_difference']:>14.2e}"
+        )
 
 
 if __name__ == "__main__":

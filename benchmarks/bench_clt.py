@@ -104,8 +104,13 @@ def phase(name: str, fn, peak: PeakRSS, repeats: int, units: int, unit: str) -> 
     """Median seconds of ``fn`` and its peak memory, as one row of the table."""
     before = rss_gib()
     seconds, _ = timed(fn, peak, repeats)
-    row = {"phase": name, "seconds": round(seconds, 4), unit: units, f"{unit}_per_s": round(units / seconds, 1),
-           "rss_before_gib": before}  # fmt: skip
+    row = {
+        "phase": name,
+        "seconds": round(seconds, 4),
+        unit: units,
+        f"{unit}_per_s": round(units / seconds, 1),
+        "rss_before_gib": before,
+    }
     return peak.record(row)
 
 
@@ -144,11 +149,26 @@ def main() -> None:
     options = train_options
     name = model_source(model).get("name", args.model)
     layers = tuple(int(x) for x in args.layers.split(",") if x.strip())
-    config = CLTConfig(model.cfg.n_layers, model.cfg.d_model, args.features, args.per_layer, model=name,
-                       window=args.window, layers=layers)  # fmt: skip
-    settings = TrainSettings(tokens=args.tokens, batch_tokens=args.batch, lr=options.lr, sparsity=options.sparsity,
-                             sparsity_warmup=options.warmup, dead_penalty=options.dead_penalty,
-                             block_documents=options.block_documents, forward_tokens=bt, seed=0)  # fmt: skip
+    config = CLTConfig(
+        model.cfg.n_layers,
+        model.cfg.d_model,
+        args.features,
+        args.per_layer,
+        model=name,
+        window=args.window,
+        layers=layers,
+    )
+    settings = TrainSettings(
+        tokens=args.tokens,
+        batch_tokens=args.batch,
+        lr=options.lr,
+        sparsity=options.sparsity,
+        sparsity_warmup=options.warmup,
+        dead_penalty=options.dead_penalty,
+        block_documents=options.block_documents,
+        forward_tokens=bt,
+        seed=0,
+    )
 
     forward(model, docs[:8], bt)  # warm-up
     read(model, docs[:8], bt)
@@ -173,10 +193,21 @@ def main() -> None:
     clt, state = result["clt"], result["state"]
     clt.eval()
     trained_rows = state.step * settings.batch_tokens
-    rows.append(peak.record({"phase": "train", "seconds": round(state.seconds, 4), "rows": trained_rows,
-                             "rows_per_s": round(trained_rows / state.seconds, 1), "wall_seconds": round(wall, 4),
-                             "rows_per_s_wall": round(trained_rows / wall, 1), "steps": state.step,
-                             "blocks_read": state.block + 1, "rss_before_gib": before}))  # fmt: skip
+    rows.append(
+        peak.record(
+            {
+                "phase": "train",
+                "seconds": round(state.seconds, 4),
+                "rows": trained_rows,
+                "rows_per_s": round(trained_rows / state.seconds, 1),
+                "wall_seconds": round(wall, 4),
+                "rows_per_s_wall": round(trained_rows / wall, 1),
+                "steps": state.step,
+                "blocks_read": state.block + 1,
+                "rss_before_gib": before,
+            }
+        )
+    )
 
     transcode(clt, x[: args.batch], args.batch)  # warm-up
     rows.append(phase("clt", lambda: transcode(clt, x, args.batch), peak, args.repeats, len(x), "rows"))
@@ -196,21 +227,40 @@ def main() -> None:
     parameters = sum(p.numel() for p in clt.parameters())
     param_bytes = sum(p.numel() * p.element_size() for p in clt.parameters())
     buffer_bytes = sum(b.numel() * b.element_size() for b in clt.buffers())
-    size = {"parameters": parameters, "parameters_mb": round(param_bytes / MB, 2),
-            "buffers_mb": round(buffer_bytes / MB, 4),
-            "gradients_mb": round(param_bytes / MB, 2),  # during training; Adam: exp_avg + exp_avg_sq
-            "adam_state_mb": round(2 * param_bytes / MB, 2)}  # fmt: skip
+    size = {
+        "parameters": parameters,
+        "parameters_mb": round(param_bytes / MB, 2),
+        "buffers_mb": round(buffer_bytes / MB, 4),
+        "gradients_mb": round(param_bytes / MB, 2),  # during training; Adam: exp_avg + exp_avg_sq
+        "adam_state_mb": round(2 * param_bytes / MB, 2),
+    }
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
-    memory = ("peak RSS (psutil, sampled every 5 ms) and torch.cuda.max_memory_allocated, reset per phase"
-              if peak.gpu_gib is not None else "peak RSS (psutil, sampled every 5 ms) per phase")  # fmt: skip
-    save_json(Path(args.out) / ("bench_clt_gemma.json" if args.set else "bench_clt.json"), {
-        "environment": environment(), "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
-        "model": model_source(model), "model_shape": {"n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model},
-        "settings": {**vars(args), "train": asdict(settings)},
-        "documents": len(docs), "tokens": n_tokens, "rows": n_rows, "forward_mode": "stop_at_layer=n_layers",
-        "peak_memory": memory, "process_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MB, 2),
-        "transcoder": {**size, "config": asdict(config)}, "final_l0": state.log[-1]["l0"] if state.log else None,
-        "phases": rows})  # fmt: skip
+    memory = (
+        "peak RSS (psutil, sampled every 5 ms) and torch.cuda.max_memory_allocated, reset per phase"
+        if peak.gpu_gib is not None
+        else "peak RSS (psutil, sampled every 5 ms) per phase"
+    )
+    save_json(
+        Path(args.out) / ("bench_clt_gemma.json" if args.set else "bench_clt.json"),
+        {
+            "environment": environment(),
+            "torch": torch.__version__,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "model": model_source(model),
+            "model_shape": {"n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model},
+            "settings": {**vars(args), "train": asdict(settings)},
+            "documents": len(docs),
+            "tokens": n_tokens,
+            "rows": n_rows,
+            "forward_mode": "stop_at_layer=n_layers",
+            "peak_memory": memory,
+            "process_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MB, 2),
+            "transcoder": {**size, "config": asdict(config)},
+            "final_l0": state.log[-1]["l0"] if state.log else None,
+            "phases": rows,
+        },
+    )
 
     print(
         f"CLT on {name} ({model.cfg.n_layers} layers, d_model {model.cfg.d_model}), {device}, "
@@ -220,9 +270,11 @@ def main() -> None:
         f"{len(docs)} verses ({', '.join(languages)}): {n_tokens:,} tokens, {n_rows:,} rows (no BOS); "
         f"batches of {bt} padded tokens; forward = stop_at_layer=n_layers"
     )
-    print(f"transcoder: {args.features} features/layer, {parameters / 1e6:.2f}M parameters = {size['parameters_mb']} MB, "
-          f"Adam state {size['adam_state_mb']} MB; trained {trained_rows:,} rows in {state.step} steps "
-          f"({state.block + 1} block(s) read)")  # fmt: skip
+    print(
+        f"transcoder: {args.features} features/layer, {parameters / 1e6:.2f}M parameters = {size['parameters_mb']} MB, "
+        f"Adam state {size['adam_state_mb']} MB; trained {trained_rows:,} rows in {state.step} steps "
+        f"({state.block + 1} block(s) read)"
+    )
     gpu = peak.gpu_gib is not None
     print(
         f"{'phase':<12} {'units/s':>14} {'ratio':>8} {'seconds':>9} {'RSS GiB':>13}"
@@ -233,14 +285,20 @@ def main() -> None:
         rate, ratio, seconds, label = r.get("tokens_per_s", r.get("rows_per_s")), r["ratio"], r["seconds"], r["phase"]
         lines = [(label, rate, ratio, seconds)]
         if label == "train":  # the steps (state.seconds), then the whole call
-            lines = [("train steps", rate, ratio, seconds),
-                     ("train wall", r["rows_per_s_wall"], r["ratio_wall"], r["wall_seconds"])]  # fmt: skip
+            lines = [
+                ("train steps", rate, ratio, seconds),
+                ("train wall", r["rows_per_s_wall"], r["ratio_wall"], r["wall_seconds"]),
+            ]
         for label, rate, ratio, seconds in lines:
-            print(f"{label:<12} {rate:>8,.0f} {unit:<6}{ratio:>7.3f}x {seconds:>9.3f} "
-                  f"{r['rss_before_gib']:>5}->{r['peak_rss_gib']:<6}" + (f" {r['peak_gpu_gib']:>8}" if gpu else ""))  # fmt: skip
-    print(f"ratios: throughput relative to the forward over the same text (train: rows/s over the forward's "
-          f"{rows[0]['rows_per_s']:,.0f} rows/s); train steps = state.seconds (block reads after the first "
-          f"included), train wall = the whole train_clt call")  # fmt: skip
+            print(
+                f"{label:<12} {rate:>8,.0f} {unit:<6}{ratio:>7.3f}x {seconds:>9.3f} "
+                f"{r['rss_before_gib']:>5}->{r['peak_rss_gib']:<6}" + (f" {r['peak_gpu_gib']:>8}" if gpu else "")
+            )
+    print(
+        f"ratios: throughput relative to the forward over the same text (train: rows/s over the forward's "
+        f"{rows[0]['rows_per_s']:,.0f} rows/s); train steps = state.seconds (block reads after the first "
+        f"included), train wall = the whole train_clt call"
+    )
 
 
 if __name__ == "__main__":

@@ -80,10 +80,15 @@ def run_mode(mode: str, documents: int, device: str = "cpu") -> dict:
         _masked_full_weights(model, neurons, tokens, options)
     synchronize(device)
     seconds = time.perf_counter() - start
-    row = {"mode": mode, "seconds": round(seconds, 2), "tokens": sum(len(t) for t in tokens), "neurons": len(neurons),
-           "trained_entries": sum(int(i.numel()) for i in neuron_indices(model, neurons).values()),
-           "total_neurons": total_neurons(NeuronDims.of(model)),
-           "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}  # fmt: skip
+    row = {
+        "mode": mode,
+        "seconds": round(seconds, 2),
+        "tokens": sum(len(t) for t in tokens),
+        "neurons": len(neurons),
+        "trained_entries": sum(int(i.numel()) for i in neuron_indices(model, neurons).values()),
+        "total_neurons": total_neurons(NeuronDims.of(model)),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
     if torch.device(device).type == "cuda":
         row["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return row
@@ -101,8 +106,12 @@ def main() -> None:
         return
     rows = []
     for mode in MODES:
-        done = subprocess.run([sys.executable, __file__, "--mode", mode, "--documents", str(args.documents),
-                               "--device", args.device], check=True, capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, __file__, "--mode", mode, "--documents", str(args.documents), "--device", args.device],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     for row in rows:
         row["tokens_per_s"] = round(row["tokens"] / row["seconds"], 1)
@@ -110,8 +119,10 @@ def main() -> None:
     save_json(
         Path(args.out) / "bench_finetune.json", {"environment": environment(), "device": args.device, "rows": rows}
     )
-    print(f"{args.documents} German verses ({rows[0]['tokens']} tokens), {rows[1]['neurons']} random neurons "
-          f"({rows[1]['trained_entries']:,} parameter entries), one epoch, 512-token batches, on {args.device}")  # fmt: skip
+    print(
+        f"{args.documents} German verses ({rows[0]['tokens']} tokens), {rows[1]['neurons']} random neurons "
+        f"({rows[1]['trained_entries']:,} parameter entries), one epoch, 512-token batches, on {args.device}"
+    )
     print(f"{'mode':<22} {'seconds':>8} {'tok/s':>7} {'x evaluate':>11} {'peak RSS GiB':>13}")
     for r in rows:
         print(

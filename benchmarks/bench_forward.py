@@ -145,8 +145,12 @@ def main() -> None:
     add_device_argument(parser)
     args = parser.parse_args()
     peak = PeakRSS()  # the cold build and the load run on the CPU
-    results: dict = {"environment": environment(), "device": args.device, "threads": torch.get_num_threads(),
-                     "seq_len": args.seq_len}  # fmt: skip
+    results: dict = {
+        "environment": environment(),
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "seq_len": args.seq_len,
+    }
 
     if not args.skip_cold:
         with tempfile.TemporaryDirectory() as tmp, peak.measure():

@@ -51,9 +51,16 @@ def transcoder(model, args) -> CrossLayerTranscoder:
     options = CLTOptions()
     name = model_source(model).get("name", args.model)
     config = CLTConfig(model.cfg.n_layers, model.cfg.d_model, args.features, model=name)
-    settings = TrainSettings(tokens=args.tokens, batch_tokens=options.batch, lr=options.lr, sparsity=options.sparsity,
-                             sparsity_warmup=options.warmup, dead_penalty=options.dead_penalty,
-                             block_documents=options.block_documents, seed=0)  # fmt: skip
+    settings = TrainSettings(
+        tokens=args.tokens,
+        batch_tokens=options.batch,
+        lr=options.lr,
+        sparsity=options.sparsity,
+        sparsity_warmup=options.warmup,
+        dead_penalty=options.dead_penalty,
+        block_documents=options.block_documents,
+        seed=0,
+    )
     docs = documents(model, args.languages.split(","), 100)
     clt, _ = train_clt(model, docs, config, settings, show_progress=False)
     return clt.eval()
@@ -128,21 +135,41 @@ def main() -> None:
 
         seconds, _ = timed(graph_all, peak, args.repeats)
         n = len(texts[length])
-        rows.append(peak.record({
-            "tokens": length, "max_features": budget or "all", "active_features": sum(g.meta["active_features"] for g in graphs) / n,
-            "feature_nodes": sum(g.n_features for g in graphs) / n, "targets": sum(len(g.targets) for g in graphs) / n,
-            "seconds_per_graph": round(seconds / n, 4), "forward_backward_seconds": round(base / n, 5),
-            "ratio": round(seconds / base, 1)}))  # fmt: skip
-        print(f"{length:>4} tokens, max {budget or 'all':>5}: {rows[-1]['feature_nodes']:>7.0f} feature nodes "
-              f"({rows[-1]['active_features']:.0f} active), {seconds / n:7.2f} s/graph = {seconds / base:7.1f}x "
-              f"forward+backward, peak {rows[-1].get('peak_rss_gib', rows[-1].get('peak_gpu_gib'))} GiB")  # fmt: skip
+        rows.append(
+            peak.record(
+                {
+                    "tokens": length,
+                    "max_features": budget or "all",
+                    "active_features": sum(g.meta["active_features"] for g in graphs) / n,
+                    "feature_nodes": sum(g.n_features for g in graphs) / n,
+                    "targets": sum(len(g.targets) for g in graphs) / n,
+                    "seconds_per_graph": round(seconds / n, 4),
+                    "forward_backward_seconds": round(base / n, 5),
+                    "ratio": round(seconds / base, 1),
+                }
+            )
+        )
+        print(
+            f"{length:>4} tokens, max {budget or 'all':>5}: {rows[-1]['feature_nodes']:>7.0f} feature nodes "
+            f"({rows[-1]['active_features']:.0f} active), {seconds / n:7.2f} s/graph = {seconds / base:7.1f}x "
+            f"forward+backward, peak {rows[-1].get('peak_rss_gib', rows[-1].get('peak_gpu_gib'))} GiB"
+        )
     device = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
-    save_json(Path(args.out) / "bench_graph.json", {
-        "environment": environment(), "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
-        "model": model_source(model), "model_shape": {"n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model},
-        "transcoder": {"folder": args.clt or "trained here", "features": clt.config.n_features},
-        "settings": vars(args), "process_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MB, 2),
-        "rows": rows})  # fmt: skip
+    save_json(
+        Path(args.out) / "bench_graph.json",
+        {
+            "environment": environment(),
+            "torch": torch.__version__,
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "model": model_source(model),
+            "model_shape": {"n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model},
+            "transcoder": {"folder": args.clt or "trained here", "features": clt.config.n_features},
+            "settings": vars(args),
+            "process_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / MB, 2),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

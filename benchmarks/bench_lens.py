@@ -59,12 +59,26 @@ def main() -> None:
     rows = [peak.record({"mode": "plain forward (logits)", "seconds": round(forward_s, 2), "ratio": 1.0})]
     for positions, per_doc in (("last", 1), ("sample", 8), ("all", 0)):
         with peak.measure():
-            seconds = timed(lambda: logit_lens(model, tokens, positions=positions, per_doc=per_doc, groups=groups),
-                            args.device)  # fmt: skip
-        rows.append(peak.record({"mode": f"lens, positions={positions}" + (f" ({per_doc}/doc)" if positions == "sample" else ""),
-                                 "seconds": round(seconds, 2), "ratio": round(seconds / forward_s, 2)}))  # fmt: skip
-    result = {"environment": environment(), "device": args.device, "documents": args.documents, "tokens": n_tokens,
-              "layers_read": model.cfg.n_layers + 1, "rows": rows}  # fmt: skip
+            seconds = timed(
+                lambda: logit_lens(model, tokens, positions=positions, per_doc=per_doc, groups=groups), args.device
+            )
+        rows.append(
+            peak.record(
+                {
+                    "mode": f"lens, positions={positions}" + (f" ({per_doc}/doc)" if positions == "sample" else ""),
+                    "seconds": round(seconds, 2),
+                    "ratio": round(seconds / forward_s, 2),
+                }
+            )
+        )
+    result = {
+        "environment": environment(),
+        "device": args.device,
+        "documents": args.documents,
+        "tokens": n_tokens,
+        "layers_read": model.cfg.n_layers + 1,
+        "rows": rows,
+    }
     save_json(Path(args.out) / "bench_lens.json", result)
     print(f"{args.documents} German verses, {n_tokens} tokens, {model.cfg.n_layers + 1} layers read, on {args.device}")
     print(f"{'mode':<34} {'seconds':>8} {'ratio':>6} {'peak GiB':>9}")

@@ -45,16 +45,40 @@ GIB = 2**30
 
 # Shapes of real models (their config.json values); transformers builds them with its own init.
 SIZES: dict[str, tuple[str, str, dict]] = {
-    "gpt2-124m": ("GPT2Config", "GPT2LMHeadModel",
-                  {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}),
-    "qwen2-0.5b": ("Qwen2Config", "Qwen2ForCausalLM",
-                   {"vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                    "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768,
-                    "tie_word_embeddings": True, "rope_theta": 1_000_000.0}),
-    "llama-1.1b": ("LlamaConfig", "LlamaForCausalLM",
-                   {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
-                    "num_attention_heads": 32, "num_key_value_heads": 4, "max_position_embeddings": 2048}),
-}  # fmt: skip
+    "gpt2-124m": (
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12},
+    ),
+    "qwen2-0.5b": (
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        {
+            "vocab_size": 151936,
+            "hidden_size": 896,
+            "intermediate_size": 4864,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 14,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 32768,
+            "tie_word_embeddings": True,
+            "rope_theta": 1_000_000.0,
+        },
+    ),
+    "llama-1.1b": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        {
+            "vocab_size": 32000,
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "num_hidden_layers": 22,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 2048,
+        },
+    ),
+}
 TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 
 # Each analysis at a few verses (memory depends on the batch, not on how many batches run).
@@ -63,21 +87,82 @@ ANALYSES: dict[str, list[str]] = {
     "lens": ["--lens-documents", "4", "--lens-per-document", "4", "--lens-accuracy-documents", "4"],
     "probe": ["--probe-documents", "8", "--probe-heldout", "4", "--probe-tokens", "200", "--probe-steps", "10"],
     "plnd": ["--plnd-documents", "8"],
-    "ablate": ["--plnd-documents", "8", "--ablate-documents", "4", "--ablate-prompt-tokens", "8",
-               "--ablate-new-tokens", "4"],
-    "finetune": ["--plnd-documents", "8", "--finetune-sizes", "64", "--finetune-random-size", "0",
-                 "--finetune-documents", "4", "--finetune-epochs", "1"],
+    "ablate": [
+        "--plnd-documents",
+        "8",
+        "--ablate-documents",
+        "4",
+        "--ablate-prompt-tokens",
+        "8",
+        "--ablate-new-tokens",
+        "4",
+    ],
+    "finetune": [
+        "--plnd-documents",
+        "8",
+        "--finetune-sizes",
+        "64",
+        "--finetune-random-size",
+        "0",
+        "--finetune-documents",
+        "4",
+        "--finetune-epochs",
+        "1",
+    ],
     "ffn": ["--ffn-documents", "8"],
-    "clt-train": ["--clt-train-features", "256", "--clt-train-documents", "8", "--clt-train-tokens", "512",
-                  "--clt-train-batch", "256", "--clt-train-heldout", "4", "--clt-train-block-documents", "16"],
-    "clt-steer": ["--clt-train-features", "256", "--clt-train-documents", "8", "--clt-train-tokens", "512",
-                  "--clt-train-batch", "256", "--clt-train-heldout", "4", "--clt-features-documents", "8",
-                  "--clt-steer-prompts", "2", "--clt-steer-new-tokens", "4", "--clt-steer-strengths", "0,4",
-                  "--clt-steer-targets", "de"],
-    "clt-graph": ["--clt-train-features", "256", "--clt-train-documents", "8", "--clt-train-tokens", "512",
-                  "--clt-train-batch", "256", "--clt-train-heldout", "4", "--clt-graph-tasks", "weekday",
-                  "--clt-graph-max-features", "64"],
-}  # fmt: skip
+    "clt-train": [
+        "--clt-train-features",
+        "256",
+        "--clt-train-documents",
+        "8",
+        "--clt-train-tokens",
+        "512",
+        "--clt-train-batch",
+        "256",
+        "--clt-train-heldout",
+        "4",
+        "--clt-train-block-documents",
+        "16",
+    ],
+    "clt-steer": [
+        "--clt-train-features",
+        "256",
+        "--clt-train-documents",
+        "8",
+        "--clt-train-tokens",
+        "512",
+        "--clt-train-batch",
+        "256",
+        "--clt-train-heldout",
+        "4",
+        "--clt-features-documents",
+        "8",
+        "--clt-steer-prompts",
+        "2",
+        "--clt-steer-new-tokens",
+        "4",
+        "--clt-steer-strengths",
+        "0,4",
+        "--clt-steer-targets",
+        "de",
+    ],
+    "clt-graph": [
+        "--clt-train-features",
+        "256",
+        "--clt-train-documents",
+        "8",
+        "--clt-train-tokens",
+        "512",
+        "--clt-train-batch",
+        "256",
+        "--clt-train-heldout",
+        "4",
+        "--clt-graph-tasks",
+        "weekday",
+        "--clt-graph-max-features",
+        "64",
+    ],
+}
 
 
 def build(size: str, root: Path) -> Path:
@@ -135,12 +220,22 @@ def measure(folder: Path, analysis: str, batch_tokens: int, device: str) -> dict
     with tempfile.TemporaryDirectory() as out:
         job.run(run_options, analyses, Path(out), show_progress=False)
     peak = torch.cuda.max_memory_allocated() if cuda else _status("VmHWM")
-    return {"analysis": analysis, "weights_gib": round(weights / GIB, 3), "n_params": sum(p.numel() for p in model.parameters()),
-            "d_vocab": model.cfg.d_vocab, "n_layers": model.cfg.n_layers, "d_model": model.cfg.d_model,
-            "load_peak_gib": round(load_peak / GIB, 3), "held_gib": round(held / GIB, 3),
-            "peak_gib": round(peak / GIB, 3), "extra_gib": round((peak - held) / GIB, 3),
-            "multiple": round((peak - held) / weights, 3), "total_multiple": round(peak / weights, 3),
-            "load_seconds": round(load_seconds, 1), "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    return {
+        "analysis": analysis,
+        "weights_gib": round(weights / GIB, 3),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "d_vocab": model.cfg.d_vocab,
+        "n_layers": model.cfg.n_layers,
+        "d_model": model.cfg.d_model,
+        "load_peak_gib": round(load_peak / GIB, 3),
+        "held_gib": round(held / GIB, 3),
+        "peak_gib": round(peak / GIB, 3),
+        "extra_gib": round((peak - held) / GIB, 3),
+        "multiple": round((peak - held) / weights, 3),
+        "total_multiple": round(peak / weights, 3),
+        "load_seconds": round(load_seconds, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def _parse(folder: Path, analysis: str, batch_tokens: int, device: str):
@@ -149,8 +244,22 @@ def _parse(folder: Path, analysis: str, batch_tokens: int, device: str):
     from workbench.cli.flags import analyses_from, options_from
     from workbench.runs.options import RunOptions
 
-    argv = ["run", "--model", str(folder), "--dtype", "bfloat16", "--device", device, "--languages", "en,de",
-            "--batch-tokens", str(batch_tokens), "--analyses", analysis, *ANALYSES[analysis]]  # fmt: skip
+    argv = [
+        "run",
+        "--model",
+        str(folder),
+        "--dtype",
+        "bfloat16",
+        "--device",
+        device,
+        "--languages",
+        "en,de",
+        "--batch-tokens",
+        str(batch_tokens),
+        "--analyses",
+        analysis,
+        *ANALYSES[analysis],
+    ]
     args = build_parser().parse_args(argv)
     return options_from(args, RunOptions, None), analyses_from(args, [analysis], None)
 
@@ -161,8 +270,11 @@ def main() -> None:
     parser.add_argument("--analyses", default=",".join(ANALYSES), help=f"comma-separated, of {', '.join(ANALYSES)}")
     parser.add_argument("--batch-tokens", type=int, default=512, help="the run's padded tokens per forward batch")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--models", default=str(Path.home() / ".cache" / "workbench" / "bench-models"),
-                        help="where the random models are saved (once)")  # fmt: skip
+    parser.add_argument(
+        "--models",
+        default=str(Path.home() / ".cache" / "workbench" / "bench-models"),
+        help="where the random models are saved (once)",
+    )
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--one", nargs=2, metavar=("FOLDER", "ANALYSIS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,17 +289,29 @@ def main() -> None:
     for size in args.sizes.split(","):
         folder = build(size, root)
         for analysis in args.analyses.split(","):
-            command = [sys.executable, __file__, "--one", str(folder), analysis, "--batch-tokens",
-                       str(args.batch_tokens), "--device", args.device]  # fmt: skip
+            command = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(folder),
+                analysis,
+                "--batch-tokens",
+                str(args.batch_tokens),
+                "--device",
+                args.device,
+            ]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"{size} {analysis}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
             row = {"size": size, "batch_tokens": args.batch_tokens, **json.loads(done.stdout.strip().splitlines()[-1])}
             rows.append(row)
-            print(f"{size:11s} {analysis:10s} weights {row['weights_gib']:6.2f} GiB  extra {row['extra_gib']:6.2f} "
-                  f"GiB  x{row['multiple']:.2f}  (peak {row['peak_gib']:.2f}, load peak {row['load_peak_gib']:.2f}, "
-                  f"{row['seconds']:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"{size:11s} {analysis:10s} weights {row['weights_gib']:6.2f} GiB  extra {row['extra_gib']:6.2f} "
+                f"GiB  x{row['multiple']:.2f}  (peak {row['peak_gib']:.2f}, load peak {row['load_peak_gib']:.2f}, "
+                f"{row['seconds']:.0f} s)",
+                flush=True,
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = "bench_memory.json" if args.batch_tokens == 512 else f"bench_memory_{args.batch_tokens}.json"

@@ -116,8 +116,12 @@ def measure(model, tokens, args, peak: PeakRSS, literal: bool) -> dict:
     blocks_only(model, tokens[:1], args.batch_tokens)  # warm-up (and the C kernel's build)
     plnd(model, tokens[:1], MODES["all"], args.batch_tokens, args.backend)
     base_s, base_mem = timed(lambda: blocks_only(model, tokens, args.batch_tokens), peak, args.repeats)
-    row = {"documents": len(tokens), "tokens": n_tokens, "forward_tok_s": round(n_tokens / base_s, 1),
-           "forward_peak_gib": base_mem}  # fmt: skip
+    row = {
+        "documents": len(tokens),
+        "tokens": n_tokens,
+        "forward_tok_s": round(n_tokens / base_s, 1),
+        "forward_peak_gib": base_mem,
+    }
     modes = [(label, structures, args.backend) for label, structures in MODES.items()]
     if args.compare_torch:
         modes.append(("all_torch", MODES["all"], "torch"))
@@ -157,21 +161,34 @@ def main() -> None:
             print(f"{language} {length}: done", flush=True)
     memory = "GPU memory allocated by torch" if peak.gpu_gib is not None else "resident memory"
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    save_json(Path(args.out) / "bench_plnd.json", {"environment": environment(), "device": device,
-                                                  "threads": torch.get_num_threads(), "backend": args.backend,
-                                                  "peak_memory": memory, "rows": rows})  # fmt: skip
+    save_json(
+        Path(args.out) / "bench_plnd.json",
+        {
+            "environment": environment(),
+            "device": device,
+            "threads": torch.get_num_threads(),
+            "backend": args.backend,
+            "peak_memory": memory,
+            "rows": rows,
+        },
+    )
     print(
         f"\nthroughput as a ratio to the blocks-only forward over the same tokens "
         f"({device}, {torch.get_num_threads()} threads, Q/K backend {args.backend}; peak {memory})"
     )
     labels = list(MODES) + (["all_torch"] if args.compare_torch else [])
-    print(f"{'lang':>4} {'length':>6} {'fwd tok/s':>9} " + " ".join(f"{label:>9}" for label in labels)
-          + f" {'peak GiB fwd/all':>17} {'vs literal':>10}")  # fmt: skip
+    print(
+        f"{'lang':>4} {'length':>6} {'fwd tok/s':>9} "
+        + " ".join(f"{label:>9}" for label in labels)
+        + f" {'peak GiB fwd/all':>17} {'vs literal':>10}"
+    )
     for r in rows:
         speedup = f"{r['speedup_over_literal']}x" if "speedup_over_literal" in r else ""
-        print(f"{r['language']:>4} {r['length']:>6} {r['forward_tok_s']:>9} "
-              + " ".join(f"{r[f'plnd_{label}_ratio']:>9}" for label in labels)
-              + f" {r['forward_peak_gib']:>8}/{r['plnd_all_peak_gib']:<8} {speedup:>10}")  # fmt: skip
+        print(
+            f"{r['language']:>4} {r['length']:>6} {r['forward_tok_s']:>9} "
+            + " ".join(f"{r[f'plnd_{label}_ratio']:>9}" for label in labels)
+            + f" {r['forward_peak_gib']:>8}/{r['plnd_all_peak_gib']:<8} {speedup:>10}"
+        )
 
 
 if __name__ == "__main__":

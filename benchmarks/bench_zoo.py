@@ -28,8 +28,10 @@ from workbench.zoo.train import build_model, learning_rate, plan_run, training_s
 
 
 def batches(plan, streams, bos: int, per_step: int, steps: int, device: str) -> list[torch.Tensor]:
-    return [torch.from_numpy(plan.batch(range(s * per_step, (s + 1) * per_step), streams, bos)).to(device)
-            for s in range(steps)]  # fmt: skip
+    return [
+        torch.from_numpy(plan.batch(range(s * per_step, (s + 1) * per_step), streams, bos)).to(device)
+        for s in range(steps)
+    ]
 
 
 def forward_backward(model, data: list[torch.Tensor]) -> None:
@@ -64,20 +66,31 @@ def main() -> None:
         plain, plain_peak = timed(lambda m=model, d=data: forward_backward(m, d[1:]), peak, 1)
         trained, train_peak = timed(lambda m=model, d=data, o=options: training(m, d[1:], o), peak, 1)
         tokens = args.steps * per_step * options.context
-        rows.append({"layers": layers, "parameters": sum(p.numel() for p in model.parameters()),
-                     "forward_backward_tok_s": tokens / plain, "train_tok_s": tokens / trained,
-                     "ratio": plain / trained, "peak_gib_forward_backward": plain_peak,
-                     "peak_gib_train": train_peak,
-                     "preset_minutes": options.tokens / (tokens / trained) / 60})  # fmt: skip
-    print(f"zoo training on {args.device} ({torch.get_num_threads()} threads), default size "
-          f"d_model {options.d_model}, context {options.context}, batch {options.batch_tokens} tokens, "
-          f"budget {options.tokens:,} tokens")  # fmt: skip
+        rows.append(
+            {
+                "layers": layers,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "forward_backward_tok_s": tokens / plain,
+                "train_tok_s": tokens / trained,
+                "ratio": plain / trained,
+                "peak_gib_forward_backward": plain_peak,
+                "peak_gib_train": train_peak,
+                "preset_minutes": options.tokens / (tokens / trained) / 60,
+            }
+        )
+    print(
+        f"zoo training on {args.device} ({torch.get_num_threads()} threads), default size "
+        f"d_model {options.d_model}, context {options.context}, batch {options.batch_tokens} tokens, "
+        f"budget {options.tokens:,} tokens"
+    )
     print(
         f"{'layers':>6} {'params':>8} {'fwd+bwd tok/s':>14} {'train tok/s':>12} {'ratio':>6} {'peak GiB':>9} {'min/model':>10}"
     )
     for r in rows:
-        print(f"{r['layers']:>6} {r['parameters'] / 1e6:>7.2f}M {r['forward_backward_tok_s']:>14,.0f} "
-              f"{r['train_tok_s']:>12,.0f} {r['ratio']:>5.2f}x {r['peak_gib_train']:>9.2f} {r['preset_minutes']:>10.1f}")  # fmt: skip
+        print(
+            f"{r['layers']:>6} {r['parameters'] / 1e6:>7.2f}M {r['forward_backward_tok_s']:>14,.0f} "
+            f"{r['train_tok_s']:>12,.0f} {r['ratio']:>5.2f}x {r['peak_gib_train']:>9.2f} {r['preset_minutes']:>10.1f}"
+        )
     save_json(Path(args.out) / "bench_zoo.json", {"rows": rows, "device": args.device, "versions": environment()})
 
 

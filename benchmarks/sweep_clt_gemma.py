@@ -30,9 +30,15 @@ from workbench.runs.results import environment, save_json  # noqa: E402
 
 LAYERS = (3, 9, 15)
 # (lambda, learning rate, batch, epochs, features)
-CONFIGS = [(1.0, 1e-3, 1024, 1, 2048), (1.0, 1e-3, 256, 1, 2048), (3.0, 3e-3, 256, 1, 2048),
-           (3.0, 3e-3, 256, 1, 4096), (3.0, 3e-3, 256, 3, 2048), (1.5, 3e-3, 256, 3, 2048),
-           (3.0, 3e-3, 256, 6, 2048)]  # fmt: skip
+CONFIGS = [
+    (1.0, 1e-3, 1024, 1, 2048),
+    (1.0, 1e-3, 256, 1, 2048),
+    (3.0, 3e-3, 256, 1, 2048),
+    (3.0, 3e-3, 256, 1, 4096),
+    (3.0, 3e-3, 256, 3, 2048),
+    (1.5, 3e-3, 256, 3, 2048),
+    (3.0, 3e-3, 256, 6, 2048),
+]
 
 
 def train_one(x, y, held_x, held_y, sparsity, lr, batch, epochs, features) -> dict:
@@ -56,9 +62,17 @@ def train_one(x, y, held_x, held_y, sparsity, lr, batch, epochs, features) -> di
         recon, acts = clt(held_x)
         fvu = (recon - held_y).pow(2).sum((0, 2)) / (held_y - held_y.mean(0)).pow(2).sum((0, 2))
         l0 = (acts > 0).sum(-1).float().mean(0)
-    return {"sparsity": sparsity, "lr": lr, "batch": batch, "epochs": epochs, "features": features,
-            "rows": steps * batch, "fvu": [round(v, 4) for v in fvu.tolist()], "l0": [round(v, 1) for v in l0.tolist()],
-            "rows_per_s": round(steps * batch / seconds, 1)}  # fmt: skip
+    return {
+        "sparsity": sparsity,
+        "lr": lr,
+        "batch": batch,
+        "epochs": epochs,
+        "features": features,
+        "rows": steps * batch,
+        "fvu": [round(v, 4) for v in fvu.tolist()],
+        "l0": [round(v, 1) for v in l0.tolist()],
+        "rows_per_s": round(steps * batch / seconds, 1),
+    }
 
 
 def main() -> None:
@@ -77,9 +91,17 @@ def main() -> None:
     for config in CONFIGS:
         results.append(train_one(x[:n], y[:n], x[n:], y[n:], *config))
         print(results[-1], flush=True)
-    save_json(Path(args.out) / "sweep_clt_gemma.json", {"environment": environment(), "layers": LAYERS,
-                                                        "training_rows": n, "heldout_rows": args.heldout,
-                                                        "languages": GEMMA_CLT_LANGUAGES, "results": results})  # fmt: skip
+    save_json(
+        Path(args.out) / "sweep_clt_gemma.json",
+        {
+            "environment": environment(),
+            "layers": LAYERS,
+            "training_rows": n,
+            "heldout_rows": args.heldout,
+            "languages": GEMMA_CLT_LANGUAGES,
+            "results": results,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,14 @@ def figure_html(figure: dict) -> str:
     """A figure as a ``<div>`` whose script waits for the page (plotly.js is loaded at its end), as
     wide as the page's column (a fixed width would overflow it)."""
     layout = {k: v for k, v in figure.get("layout", {}).items() if k != "width"}
-    html = pio.to_html({**figure, "layout": layout}, full_html=False, include_plotlyjs=False, include_mathjax=False, validate=False,
-                       default_height="525px")  # fmt: skip
+    html = pio.to_html(
+        {**figure, "layout": layout},
+        full_html=False,
+        include_plotlyjs=False,
+        include_mathjax=False,
+        validate=False,
+        default_height="525px",
+    )
     opening = re.search(r"<script[^>]*>", html)
     end = html.rindex("</script>")
     script = html[opening.end() : end]

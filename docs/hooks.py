@@ -65,8 +65,15 @@ def api_page(package: str) -> str:
     """The API page of one package: its docstring, then every module's."""
     folder = PACKAGE / package
     modules = sorted(p for p in folder.rglob("*.py") if p.name not in ("__init__.py", "__main__.py"))
-    lines = [f"# `workbench.{package}`", "", f"::: workbench.{package}", "    options:",
-             "      show_root_heading: false", "      members: false", ""]  # fmt: skip
+    lines = [
+        f"# `workbench.{package}`",
+        "",
+        f"::: workbench.{package}",
+        "    options:",
+        "      show_root_heading: false",
+        "      members: false",
+        "",
+    ]
     for path in modules:
         dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         lines += [f"::: {dotted}", ""]
@@ -103,8 +110,14 @@ def on_files(files: Files, config) -> Files:
     for path in notebooks():
         executed = EXECUTED / "notebooks" / path.name
         source = executed if executed.exists() and executed.stat().st_mtime >= path.stat().st_mtime else path
-        files.append(File(f"notebooks/{path.name}", src_dir=str(source.parent.parent), dest_dir=config.site_dir,
-                          use_directory_urls=config.use_directory_urls))  # fmt: skip
+        files.append(
+            File(
+                f"notebooks/{path.name}",
+                src_dir=str(source.parent.parent),
+                dest_dir=config.site_dir,
+                use_directory_urls=config.use_directory_urls,
+            )
+        )
     return files
 
 

@@ -19,19 +19,45 @@ ROOT = Path(__file__).resolve().parents[1]
 COVERAGE = ROOT / "build" / "model-coverage.json"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- model-table -->", "<!-- /model-table -->"
-ANALYSES = ("loss", "lens", "plnd", "ablate", "finetune", "ffn", "clt-train", "clt-features", "clt-steer",
-            "clt-graph", "clt-diff")  # fmt: skip
+ANALYSES = (
+    "loss",
+    "lens",
+    "plnd",
+    "ablate",
+    "finetune",
+    "ffn",
+    "clt-train",
+    "clt-features",
+    "clt-steer",
+    "clt-graph",
+    "clt-diff",
+)
 
 
 def table(coverage: dict[str, dict]) -> str:
     """The Markdown table: a row per family, a column per analysis (each ✓ a passing matrix run)."""
-    head = ["family", "architecture", "quirks in the test", "loads as", *ANALYSES, "PLND vs zeroing",
-            "graph completeness", "logits vs HF"]  # fmt: skip
+    head = [
+        "family",
+        "architecture",
+        "quirks in the test",
+        "loads as",
+        *ANALYSES,
+        "PLND vs zeroing",
+        "graph completeness",
+        "logits vs HF",
+    ]
     rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, row in coverage.items():
-        cells = [name, f"`{row['architecture']}`", row["quirks"], row["route"], *["✓"] * len(ANALYSES),
-                 f"{row['plnd_literal_error']:.0e}", f"{row['graph_completeness_error']:.0e}",
-                 f"{row['logit_error']:.0e}"]  # fmt: skip
+        cells = [
+            name,
+            f"`{row['architecture']}`",
+            row["quirks"],
+            row["route"],
+            *["✓"] * len(ANALYSES),
+            f"{row['plnd_literal_error']:.0e}",
+            f"{row['graph_completeness_error']:.0e}",
+            f"{row['logit_error']:.0e}",
+        ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

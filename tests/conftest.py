@@ -54,16 +54,32 @@ def save_tiny_hf(kind: str, folder):
     from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
 
     torch.manual_seed(0)
-    config = GPTBigCodeConfig(vocab_size=260, n_positions=256, n_embd=32, n_layer=2, n_head=4, multi_query=True,
-                              bos_token_id=1, eos_token_id=2, pad_token_id=0)  # fmt: skip
+    config = GPTBigCodeConfig(
+        vocab_size=260,
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        multi_query=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     hf = GPTBigCodeForCausalLM(config).eval()
     hf.save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
     return hf
 
 
-def spread_clt(n_layers: int = 2, d_model: int = 64, n_features: int = 32, seed: int = 3, per_layer: bool = False,
-               b_dec: bool = False, **shape):  # fmt: skip
+def spread_clt(
+    n_layers: int = 2,
+    d_model: int = 64,
+    n_features: int = 32,
+    seed: int = 3,
+    per_layer: bool = False,
+    b_dec: bool = False,
+    **shape,
+):
     """A float64 transcoder for a tiny model whose features are active and unevenly scaled: random
     encoder biases, a low threshold, decoders scaled up, different input and output scales per
     layer (and, with ``b_dec``, a random decoder bias), so tests exercise every term. ``shape``:

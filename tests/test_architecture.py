@@ -50,8 +50,13 @@ def test_every_public_name_is_what_it_names():
 
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(root), "PATH": str(LINT_IMPORTS.parent)}
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-                          cwd=root, env=env, capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_contract_holds():
@@ -65,7 +70,7 @@ def test_the_contract_holds():
         ("runs/store.py", "workbench.analyses"),
         ("models/catalog.py", "workbench.zoo.presets"),
         ("neurons/lape.py", "workbench.lens.readout"),
-    ],  # fmt: skip
+    ],
 )
 def test_the_contract_catches_an_upward_import(tmp_path, module, upward):
     """A lower layer importing a higher one, or a sibling, breaks the contract (in a copy)."""

@@ -64,8 +64,12 @@ def test_gemma_tokenizes_every_script_without_unknowns(gemma, bible):
 def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
     monkeypatch.setattr(job_module, "load_model", lambda *a, **k: gemma)
     langs = ["en", "de", "zh", "sw"]
-    analyses = {"loss": loss.Options(documents=4), "lens": lens_slice.Options(documents=2), "plnd": plnd.Options(documents=4),
-                "ablate": ablate.Options(documents=3, groups=("all", "generation"), new_tokens=4)}  # fmt: skip
+    analyses = {
+        "loss": loss.Options(documents=4),
+        "lens": lens_slice.Options(documents=2),
+        "plnd": plnd.Options(documents=4),
+        "ablate": ablate.Options(documents=3, groups=("all", "generation"), new_tokens=4),
+    }
     report = run(RunOptions(languages=tuple(langs)), analyses, tmp_path, show_progress=False)
     manifest = load_json(tmp_path / "manifest.json")
     assert "Q4_K_M" in manifest["model"]["weights"]
@@ -89,11 +93,23 @@ def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
 # Token classifier on 300 held-out verses per language (seed 0), Gemma's tokenizer, margin 1.0:
 # (precision, recall). Reproduce: see docs/langid.md. Regressions of more than 0.03 fail.
 MEASURED_LANGID = {
-    "en": (0.810, 0.633), "de": (0.858, 0.609), "fr": (0.858, 0.470), "es": (0.816, 0.278),
-    "it": (0.857, 0.340), "pt": (0.787, 0.296), "ru": (1.000, 0.560), "zh": (0.887, 0.720),
-    "ja": (0.987, 0.774), "ko": (0.999, 0.998), "ar": (1.000, 0.537), "hi": (1.000, 1.000),
-    "sw": (0.953, 0.221), "vi": (0.964, 0.832), "id": (0.862, 0.548), "tr": (0.760, 0.462),
-}  # fmt: skip
+    "en": (0.810, 0.633),
+    "de": (0.858, 0.609),
+    "fr": (0.858, 0.470),
+    "es": (0.816, 0.278),
+    "it": (0.857, 0.340),
+    "pt": (0.787, 0.296),
+    "ru": (1.000, 0.560),
+    "zh": (0.887, 0.720),
+    "ja": (0.987, 0.774),
+    "ko": (0.999, 0.998),
+    "ar": (1.000, 0.537),
+    "hi": (1.000, 1.000),
+    "sw": (0.953, 0.221),
+    "vi": (0.964, 0.832),
+    "id": (0.862, 0.548),
+    "tr": (0.760, 0.462),
+}
 
 
 def test_token_classifier_meets_its_measured_accuracy(gemma, bible):
@@ -164,7 +180,10 @@ def test_gemma_parallel_importances_equal_the_literal_method(gemma, bible):
         for structure, values in literal.items():
             for k, value in values.items():
                 assert fast.importance[structure][0, layer, k].item() == pytest.approx(value, rel=1e-4, abs=1e-7), (
-                    structure, layer, k)  # fmt: skip
+                    structure,
+                    layer,
+                    k,
+                )
 
 
 def test_gemma_query_and_key_neurons_are_the_columns_deactivation_zeroes(gemma, bible):
@@ -189,8 +208,13 @@ def test_gemma_query_and_key_neurons_are_the_columns_deactivation_zeroes(gemma, 
             expected = np.array([literal[k] for k in range(d_head)])
             for backend, importance in fast.items():
                 found = importance[structure][0, layer, :d_head].numpy()
-                np.testing.assert_allclose(found, expected, rtol=3e-4, atol=1e-6 * expected.max(),
-                                           err_msg=f"{structure} layer {layer} {backend}")  # fmt: skip
+                np.testing.assert_allclose(
+                    found,
+                    expected,
+                    rtol=3e-4,
+                    atol=1e-6 * expected.max(),
+                    err_msg=f"{structure} layer {layer} {backend}",
+                )
                 ranks = [np.argsort(np.argsort(v)) for v in (found, expected)]
                 assert np.corrcoef(*ranks)[0, 1] > 0.999  # Spearman
 
@@ -205,8 +229,16 @@ def test_training_german_neurons_on_gemma_lowers_german_loss_and_leaves_the_rest
     from workbench.neurons.sets import STRUCTURES, NeuronDims, NeuronSet, structure_size
 
     dims, rng = NeuronDims.of(gemma), np.random.default_rng(0)
-    neurons = NeuronSet({s: [[layer, i] for layer in range(dims.n_layers)
-                             for i in rng.choice(structure_size(dims, s), 3, replace=False)] for s in STRUCTURES})  # fmt: skip
+    neurons = NeuronSet(
+        {
+            s: [
+                [layer, i]
+                for layer in range(dims.n_layers)
+                for i in rng.choice(structure_size(dims, s), 3, replace=False)
+            ]
+            for s in STRUCTURES
+        }
+    )
     train = tokenize(gemma, bible.documents("de", "analysis", 24, seed=3)["text"])
     before = {k: v.clone() for k, v in gemma.state_dict().items()}
     delta, record = train_neurons(gemma, neurons, train, TrainOptions(epochs=2, lr=1e-3))

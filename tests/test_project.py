@@ -12,8 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-DECLARED = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower().replace("-", "_") for d in
-            PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]}  # fmt: skip
+DECLARED = {
+    re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower().replace("-", "_")
+    for d in PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["dev"]
+}
 IMPORT_NAMES = {"transformer_lens": "transformer_lens", "safetensors": "safetensors", "sklearn": "scikit_learn"}
 
 
@@ -60,8 +62,12 @@ def test_every_benchmark_takes_a_device(path):
 
 
 def test_the_plnd_benchmark_parses_its_device_option():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_plnd.py"), "--help"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_plnd.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--device" in out
 
 
@@ -69,6 +75,10 @@ def test_no_file_points_outside_the_repository():
     """A fresh clone stands alone: nothing refers to the shared folder beside the checkout."""
     needle = ".." + "/shared"
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    offenders = [name for name in tracked if name.endswith((".py", ".md", ".ipynb", ".toml", ".txt", "Makefile"))
-                 and needle in (ROOT / name).read_text(errors="ignore")]  # fmt: skip
+    offenders = [
+        name
+        for name in tracked
+        if name.endswith((".py", ".md", ".ipynb", ".toml", ".txt", "Makefile"))
+        and needle in (ROOT / name).read_text(errors="ignore")
+    ]
     assert not offenders, offenders

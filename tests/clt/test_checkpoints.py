@@ -76,21 +76,33 @@ def _assert_same(a: CrossLayerTranscoder, b: CrossLayerTranscoder) -> None:
 # --------------------------------------------------------------------------- featflow
 
 
-def _featflow_folder(folder, cross: bool = True, model_name: str = "CausalNLP/gpt2-hf_multilingual-20",
-                     n_layers: int = L, d: int = D):  # fmt: skip
+def _featflow_folder(
+    folder, cross: bool = True, model_name: str = "CausalNLP/gpt2-hf_multilingual-20", n_layers: int = L, d: int = D
+):
     """A featflow checkpoint made by hand from its format (random tensors, scaling factors not 1)."""
     g = torch.Generator().manual_seed(7)
     blocks = n_layers * (n_layers + 1) // 2 if cross else n_layers
-    t = {"W_enc": torch.randn(n_layers, d, F, generator=g) / math.sqrt(d), "b_enc": torch.randn(n_layers, F, generator=g) * 0.3,
-         "log_threshold": (torch.rand(n_layers, F, generator=g) * 0.3 + 0.01).log(),
-         "W_dec": torch.randn(blocks, F, d, generator=g) * 0.2, "b_dec": torch.randn(blocks, d, generator=g) * 0.1,
-         "estimated_norm_scaling_factor_in": torch.rand(n_layers, generator=g) + 0.5,
-         "estimated_norm_scaling_factor_out": torch.rand(n_layers, generator=g) + 0.5,
-         "feature_count": torch.zeros(n_layers, F, dtype=torch.long)}  # fmt: skip
+    t = {
+        "W_enc": torch.randn(n_layers, d, F, generator=g) / math.sqrt(d),
+        "b_enc": torch.randn(n_layers, F, generator=g) * 0.3,
+        "log_threshold": (torch.rand(n_layers, F, generator=g) * 0.3 + 0.01).log(),
+        "W_dec": torch.randn(blocks, F, d, generator=g) * 0.2,
+        "b_dec": torch.randn(blocks, d, generator=g) * 0.1,
+        "estimated_norm_scaling_factor_in": torch.rand(n_layers, generator=g) + 0.5,
+        "estimated_norm_scaling_factor_out": torch.rand(n_layers, generator=g) + 0.5,
+        "feature_count": torch.zeros(n_layers, F, dtype=torch.long),
+    }
     folder.mkdir(parents=True)
     save_file(t, folder / "clt_weights.safetensors")
-    cfg = {"model_name": model_name, "d_in": d, "d_latent": F, "cross_layer_decoders": cross, "dtype": "float32",
-           "jumprelu_init_threshold": 0.03, "jumprelu_bandwidth": 1.0}  # fmt: skip
+    cfg = {
+        "model_name": model_name,
+        "d_in": d,
+        "d_latent": F,
+        "cross_layer_decoders": cross,
+        "dtype": "float32",
+        "jumprelu_init_threshold": 0.03,
+        "jumprelu_bandwidth": 1.0,
+    }
     (folder / "clt_cfg.json").write_text(json.dumps(cfg))
     return t
 
@@ -181,8 +193,12 @@ def _ct_set(folder, threshold=True, hook_in="ln2.hook_normalized", **extra_tenso
     g = torch.Generator().manual_seed(11)
     layers = []
     for i in range(L):
-        t = {"W_enc": torch.randn(F, D, generator=g) / 4, "b_enc": torch.randn(F, generator=g) * 0.3,
-             "W_dec": torch.randn(F, D, generator=g) * 0.2, "b_dec": torch.randn(D, generator=g) * 0.1}  # fmt: skip
+        t = {
+            "W_enc": torch.randn(F, D, generator=g) / 4,
+            "b_enc": torch.randn(F, generator=g) * 0.3,
+            "W_dec": torch.randn(F, D, generator=g) * 0.2,
+            "b_dec": torch.randn(D, generator=g) * 0.1,
+        }
         if threshold is not None:
             t["activation_function.threshold"] = torch.rand(F, generator=g) * 0.3 if threshold is True else threshold
         save_file({**t, **extra_tensors}, folder / f"layer_{i}.safetensors")
@@ -197,8 +213,11 @@ def _ct_clt(folder, threshold: bool = True) -> list[dict]:
     g = torch.Generator().manual_seed(12)
     layers = []
     for i in range(L):
-        enc = {f"W_enc_{i}": torch.randn(F, D, generator=g) / 4, f"b_enc_{i}": torch.randn(F, generator=g) * 0.3,
-               f"b_dec_{i}": torch.randn(D, generator=g) * 0.1}  # fmt: skip
+        enc = {
+            f"W_enc_{i}": torch.randn(F, D, generator=g) / 4,
+            f"b_enc_{i}": torch.randn(F, generator=g) * 0.3,
+            f"b_dec_{i}": torch.randn(D, generator=g) * 0.1,
+        }
         if threshold:
             enc[f"threshold_{i}"] = torch.rand(F, generator=g) * 0.3
         dec = {f"W_dec_{i}": torch.randn(F, L - i, D, generator=g) * 0.2}
@@ -216,16 +235,22 @@ def _ct_act(pre: torch.Tensor, threshold: torch.Tensor | None) -> torch.Tensor:
 
 @torch.no_grad()
 def _ct_set_literal(layers, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    acts = torch.stack([_ct_act(torch.nn.functional.linear(x[:, i], t["W_enc"], t["b_enc"]),
-                                t.get("activation_function.threshold")) for i, t in enumerate(layers)], dim=1)  # fmt: skip
+    acts = torch.stack(
+        [
+            _ct_act(torch.nn.functional.linear(x[:, i], t["W_enc"], t["b_enc"]), t.get("activation_function.threshold"))
+            for i, t in enumerate(layers)
+        ],
+        dim=1,
+    )
     recon = torch.stack([acts[:, i] @ t["W_dec"] + t["b_dec"] for i, t in enumerate(layers)], dim=1)
     return recon, acts
 
 
 @torch.no_grad()
 def _ct_clt_literal(layers, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    acts = torch.stack([_ct_act(x[:, i] @ t["W_enc"].T + t["b_enc"], t.get("threshold")) for i, t in enumerate(layers)],
-                       dim=1)  # fmt: skip
+    acts = torch.stack(
+        [_ct_act(x[:, i] @ t["W_enc"].T + t["b_enc"], t.get("threshold")) for i, t in enumerate(layers)], dim=1
+    )
     recon = torch.stack([t["b_dec"].expand(x.shape[0], D).clone() for t in layers], dim=1)
     for source, t in enumerate(layers):
         for k in range(L - source):
@@ -346,8 +371,10 @@ def test_a_checkpoint_of_another_model_is_refused_with_the_fix(tmp_path, tiny):
     n_layers, d = tiny.cfg.n_layers, tiny.cfg.d_model
     _featflow_folder(tmp_path / "named", model_name="CausalNLP/gpt2-hf_multilingual-20", n_layers=n_layers, d=d)
     clt = load_transcoder(tmp_path / "named", model_name="tiny")
-    with pytest.raises(WorkbenchError, match="made for CausalNLP/gpt2-hf_multilingual-20, not tiny; pass --model "
-                                             "CausalNLP/gpt2-hf_multilingual-20"):  # fmt: skip
+    with pytest.raises(
+        WorkbenchError,
+        match="made for CausalNLP/gpt2-hf_multilingual-20, not tiny; pass --model CausalNLP/gpt2-hf_multilingual-20",
+    ):
         check_fits(clt, tiny, "tiny")
     save_circuit_tracer(_clt(n_layers, d, model="google/gemma-2-2b"), tmp_path / "ct")
     with pytest.raises(WorkbenchError, match="--model google/gemma-2-2b"):

@@ -118,8 +118,10 @@ def test_jumprelu_gradients_match_finite_differences():
         fd = (JumpReLU.apply(up, theta.detach(), eps) - JumpReLU.apply(down, theta.detach(), eps))[i] / (2 * h)
         assert z.grad[i].item() == pytest.approx(fd.item(), abs=1e-6)
     for i in range(6):  # threshold: the derivative of the surrogate, inside and outside the window
-        fd = (threshold_surrogate(z.detach()[i], theta.detach()[i] + h, eps)
-              - threshold_surrogate(z.detach()[i], theta.detach()[i] - h, eps)) / (2 * h)  # fmt: skip
+        fd = (
+            threshold_surrogate(z.detach()[i], theta.detach()[i] + h, eps)
+            - threshold_surrogate(z.detach()[i], theta.detach()[i] - h, eps)
+        ) / (2 * h)
         assert theta.grad[i].item() == pytest.approx(fd.item(), abs=1e-6)
     assert (theta.grad[[0, 4, 5]] == 0).all() and (theta.grad[[1, 2, 3]] < 0).all()
     # the surrogate is JumpReLU outside the window
@@ -180,8 +182,12 @@ def test_save_and_load_give_the_same_transcoder(tmp_path):
 
 def _documents(n: int = 24) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return [torch.cat([torch.tensor([0]), torch.randint(1, 256, (int(torch.randint(8, 40, (1,), generator=g)),), generator=g)])
-            for _ in range(n)]  # fmt: skip
+    return [
+        torch.cat(
+            [torch.tensor([0]), torch.randint(1, 256, (int(torch.randint(8, 40, (1,), generator=g)),), generator=g)]
+        )
+        for _ in range(n)
+    ]
 
 
 def test_streamed_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_path):

@@ -24,8 +24,10 @@ def setting():
     with torch.no_grad():
         clt.log_threshold.fill_(math.log(0.05))
     g = torch.Generator().manual_seed(0)
-    docs = {lang: [torch.cat([torch.tensor([0]), torch.randint(1, 256, (12,), generator=g)]) for _ in range(6)]
-            for lang in ("aa", "bb")}  # fmt: skip
+    docs = {
+        lang: [torch.cat([torch.tensor([0]), torch.randint(1, 256, (12,), generator=g)]) for _ in range(6)]
+        for lang in ("aa", "bb")
+    }
     return model, clt, docs
 
 

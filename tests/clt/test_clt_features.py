@@ -32,8 +32,11 @@ def _docs(model, texts):
     return tokenize(model, texts)
 
 
-TEXTS = ["In the beginning God created the heaven and the earth.", "And the earth was without form, and void.",
-         "And God said, Let there be light: and there was light."]  # fmt: skip
+TEXTS = [
+    "In the beginning God created the heaven and the earth.",
+    "And the earth was without form, and void.",
+    "And God said, Let there be light: and there was light.",
+]
 
 
 def test_feature_stats_count_literal_activations(tiny):
@@ -98,7 +101,7 @@ SMALL = {
     "clt-features": clt_features.Options(documents=8, identity=3, cards=1, contexts=2),
     "clt-steer": clt_steer.Options(
         prompts=3, prompt_tokens=6, new_tokens=3, features=2, strengths=(0.0, 4.0), targets=("de",)
-    ),  # fmt: skip
+    ),
 }
 
 

@@ -117,16 +117,19 @@ def test_diff_of_the_runs_own_finetune(tmp_path):
     from workbench.analyses import finetune, plnd
     from workbench.runs.job import fingerprints, resolve
 
-    tuned = {"plnd": plnd.Options(documents=4, value=0.1, specificity=0.5),
-             "finetune": finetune.Options(sizes=(4,), random_size=0, documents=2, epochs=1, lr=1e-2),
-             "clt-train": clt_train.Options(features=16, documents=6, tokens=600, batch=128, heldout=2,
-                                            block_documents=18)}  # fmt: skip
+    tuned = {
+        "plnd": plnd.Options(documents=4, value=0.1, specificity=0.5),
+        "finetune": finetune.Options(sizes=(4,), random_size=0, documents=2, epochs=1, lr=1e-2),
+        "clt-train": clt_train.Options(features=16, documents=6, tokens=600, batch=128, heldout=2, block_documents=18),
+    }
     diff_options = clt_diff.Options(tuned="finetune", documents=6, top=3, task="weekday")
     assert list(resolve({"clt-diff": diff_options})) == ["plnd", "finetune", "clt-train", "clt-diff"]
     run_options = RunOptions(model="tiny", languages=("en", "de", "zh"))
     prints = fingerprints(run_options, resolve({**tuned, "clt-diff": diff_options}))
-    other = fingerprints(run_options, resolve({**tuned, "finetune": finetune.Options(sizes=(5,), random_size=0),
-                                               "clt-diff": diff_options}))  # fmt: skip
+    other = fingerprints(
+        run_options,
+        resolve({**tuned, "finetune": finetune.Options(sizes=(5,), random_size=0), "clt-diff": diff_options}),
+    )
     assert prints["clt-train"] == other["clt-train"] and prints["clt-diff"] != other["clt-diff"]
 
     out = tmp_path / "run"

@@ -106,9 +106,11 @@ def test_round_trip_through_saelens_folders(tmp_path):
 def test_relu_transcoders_and_thresholds_at_or_below_zero_load_exactly(tmp_path):
     x = _x()
     threshold = torch.linspace(-0.5, 0.5, F)  # SAELens: relu first, so <= 0 acts as 0
-    saes = [_save(tmp_path / "0", Transcoder, TranscoderConfig, 0),
-            _save(tmp_path / "1", JumpReLUTranscoder, JumpReLUTranscoderConfig, 1, threshold=threshold),
-            _save(tmp_path / "2", JumpReLUTranscoder, JumpReLUTranscoderConfig, 2)]  # fmt: skip
+    saes = [
+        _save(tmp_path / "0", Transcoder, TranscoderConfig, 0),
+        _save(tmp_path / "1", JumpReLUTranscoder, JumpReLUTranscoderConfig, 1, threshold=threshold),
+        _save(tmp_path / "2", JumpReLUTranscoder, JumpReLUTranscoderConfig, 2),
+    ]
     clt = load_saelens([tmp_path / "0", tmp_path / "1", tmp_path / "2"])
     acts = _acts(clt, x)
     for l, sae in enumerate(saes):
@@ -120,8 +122,10 @@ def test_relu_transcoders_and_thresholds_at_or_below_zero_load_exactly(tmp_path)
 @torch.no_grad()
 def test_a_transcoder_reading_the_norms_output_needs_its_weight(tmp_path):
     x, w = _x(), torch.rand(L, D) + 0.5
-    saes = [_save(tmp_path / str(l), JumpReLUTranscoder, JumpReLUTranscoderConfig, l, hook_in=f"blocks.{l}.hook_mlp_in")
-            for l in range(L)]  # fmt: skip
+    saes = [
+        _save(tmp_path / str(l), JumpReLUTranscoder, JumpReLUTranscoderConfig, l, hook_in=f"blocks.{l}.hook_mlp_in")
+        for l in range(L)
+    ]
     folders = [tmp_path / str(l) for l in range(L)]
     with pytest.raises(SAELensError, match="norm_weights"):
         load_saelens(folders)

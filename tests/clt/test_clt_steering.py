@@ -42,10 +42,15 @@ def _tokens(n: int = 2, p: int = 10, seed: int = 5) -> torch.Tensor:
 
 IDENTITY = Intervention(off=((0, 1), (0, 5), (1, 2), (1, 7)), on=((0, 3), (1, 4)), on_values=(0.8, 1.5), strength=2.5)
 WRITTEN_ELSEWHERE = Intervention(
-    off=((0, 1), (0, 5), (1, 2), (1, 7)), on=((0, 3), (1, 4)), on_values=(0.8, 1.5), strength=0.7,
-    off_write=((0, 9), (0, 11), (1, 20), (1, 21)), on_write=((0, 30), (1, 0)),
-    off_gain=(1.5, 0.5, 2.0, -1.0), on_gain=(3.0, 0.25),
-)  # fmt: skip
+    off=((0, 1), (0, 5), (1, 2), (1, 7)),
+    on=((0, 3), (1, 4)),
+    on_values=(0.8, 1.5),
+    strength=0.7,
+    off_write=((0, 9), (0, 11), (1, 20), (1, 21)),
+    on_write=((0, 30), (1, 0)),
+    off_gain=(1.5, 0.5, 2.0, -1.0),
+    on_gain=(3.0, 0.25),
+)
 
 
 def _literal_logits(model, clt, iv: Intervention, tokens: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -163,8 +168,10 @@ def test_matched_control_matches_count_layers_and_written_norms(model64, per_lay
     assert not torch.allclose(ctrl, ident)
     # per token in the model, for one off-feature (read on the unsteered layer 0) and one on-feature
     tokens = _tokens()
-    for single in (Intervention(off=((0, 1),), on=(), on_values=(), strength=2.5),
-                   Intervention(off=(), on=((1, 4),), on_values=(1.5,), strength=2.5)):  # fmt: skip
+    for single in (
+        Intervention(off=((0, 1),), on=(), on_values=(), strength=2.5),
+        Intervention(off=(), on=((1, 4),), on_values=(1.5,), strength=2.5),
+    ):
         got, want = (
             _added(model64, clt, matched_control(clt, single, 0, exclude), tokens),
             _added(model64, clt, single, tokens),
@@ -243,12 +250,14 @@ def test_bad_features_are_refused_by_name(model64):
         "index 32 out of range": Intervention(off=(), on=((1, 32),), on_values=(1.0,), strength=1.0),
         "index -1 out of range": Intervention(off=((0, -1),), on=(), on_values=(), strength=1.0),
         r"off-feature \(0, 1\) is written along \(1, 1\), in another layer": Intervention(
-            off=((0, 1),), on=(), on_values=(), strength=1.0, off_write=((1, 1),)),
+            off=((0, 1),), on=(), on_values=(), strength=1.0, off_write=((1, 1),)
+        ),
         "1 on-features but 2 on_values": Intervention(off=(), on=((0, 1),), on_values=(1.0, 2.0), strength=1.0),
         "2 off-features but 1 entries in off_gain": Intervention(
-            off=((0, 1), (0, 2)), on=(), on_values=(), strength=1.0, off_gain=(1.0,)),
+            off=((0, 1), (0, 2)), on=(), on_values=(), strength=1.0, off_gain=(1.0,)
+        ),
         "repeated": Intervention(off=((0, 1), (0, 1)), on=(), on_values=(), strength=1.0),
-    }  # fmt: skip
+    }
     for message, iv in bad.items():
         with pytest.raises(ValueError, match=message):
             check_intervention(clt, iv)

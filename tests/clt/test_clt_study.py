@@ -10,16 +10,27 @@ from workbench.analyses.clt_study.analysis import Result, findings, verdict
 
 def _result(**changes) -> Result:
     numbers = dict(
-        model="m", languages=["en", "de"], n_layers=9, layers=[0, 2, 4, 6, 8], fvu=[0.1] * 5, l0=[20.0] * 5,
-        loss={"en": [3.0, 3.5]}, multilingual=[1, 5, 9, 4, 2], specific=[3, 1, 0, 2, 8],
-        identity=[{"language": "en", "feature": "L8/3", "layer": 8, "frequency": 0.9, "other": 0.01},
-                  {"language": "de", "feature": "L7/1", "layer": 7, "frequency": 0.8, "other": 0.02},
-                  {"language": "de", "feature": "L0/5", "layer": 0, "frequency": 0.5, "other": 0.1}],
+        model="m",
+        languages=["en", "de"],
+        n_layers=9,
+        layers=[0, 2, 4, 6, 8],
+        fvu=[0.1] * 5,
+        l0=[20.0] * 5,
+        loss={"en": [3.0, 3.5]},
+        multilingual=[1, 5, 9, 4, 2],
+        specific=[3, 1, 0, 2, 8],
+        identity=[
+            {"language": "en", "feature": "L8/3", "layer": 8, "frequency": 0.9, "other": 0.01},
+            {"language": "de", "feature": "L7/1", "layer": 7, "frequency": 0.8, "other": 0.02},
+            {"language": "de", "feature": "L0/5", "layer": 0, "frequency": 0.5, "other": 0.1},
+        ],
         jaccard=[0.0, 0.2, 0.4, 0.3, 0.1],
         graphs={"graphs": 4, "replacement": 0.8, "completeness": 0.95, "answers": 4, "answers_top": 1},
-        steering=[{"source": "en", "target": "de", "strength": 4.0, "identity": 0.9, "control": 0.1, "works": True},
-                  {"source": "de", "target": "en", "strength": 4.0, "identity": 0.7, "control": 0.2, "works": True}],
-    )  # fmt: skip
+        steering=[
+            {"source": "en", "target": "de", "strength": 4.0, "identity": 0.9, "control": 0.1, "works": True},
+            {"source": "de", "target": "en", "strength": 4.0, "identity": 0.7, "control": 0.2, "works": True},
+        ],
+    )
     numbers.update(changes)
     result = Result(**numbers)
     result.findings = findings(result)
@@ -34,28 +45,48 @@ def test_the_papers_shape_holds_every_claim():
 
 
 def test_each_claim_fails_on_its_own_numbers():
-    result = _result(multilingual=[9, 5, 1, 0, 0], specific=[8, 1, 0, 0, 0], jaccard=[0.5, 0.2, 0.1, 0.0, 0.0],
-                     identity=[{"language": "en", "feature": "L0/3", "layer": 0, "frequency": 0.9, "other": 0.0}],
-                     steering=[{"source": "en", "target": "de", "strength": 4.0, "identity": 0.2, "control": 0.2,
-                                "works": False}])  # fmt: skip
+    result = _result(
+        multilingual=[9, 5, 1, 0, 0],
+        specific=[8, 1, 0, 0, 0],
+        jaccard=[0.5, 0.2, 0.1, 0.0, 0.0],
+        identity=[{"language": "en", "feature": "L0/3", "layer": 0, "frequency": 0.9, "other": 0.0}],
+        steering=[{"source": "en", "target": "de", "strength": 4.0, "identity": 0.2, "control": 0.2, "works": False}],
+    )
     assert [f.holds for f in result.findings] == [False, False, False, False, False]
 
 
 def test_claims_without_numbers_are_not_measured_and_the_summary_round_trips(tmp_path):
-    result = _result(layers=[0, 1], n_layers=2, fvu=[0.1] * 2, l0=[1.0] * 2, multilingual=[0, 0], specific=[0, 0],
-                     identity=[], jaccard=[math.nan, math.nan], steering=[])  # fmt: skip
+    result = _result(
+        layers=[0, 1],
+        n_layers=2,
+        fvu=[0.1] * 2,
+        l0=[1.0] * 2,
+        multilingual=[0, 0],
+        specific=[0, 0],
+        identity=[],
+        jaccard=[math.nan, math.nan],
+        steering=[],
+    )
     assert [f.holds for f in result.findings] == [None, None, None, None, None]
     result.save(tmp_path)
     again = Result.load(tmp_path)
     assert again.findings == result.findings and again.layers == [0, 1] and math.isnan(again.jaccard[0])
 
 
-PROBE = {"points": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "accuracy": [0.8] + [0.97] * 9,
-         "shared": [0.4, 0.7, 0.93, 0.95, 0.96, 0.96, 0.95, 0.94, 0.9, 0.85],
-         "baselines": {"majority": 0.5, "token": 0.8, "token_shared": 0.45, "shared_share": 0.3},
-         "threshold": 0.9, "readable_from": 2}  # fmt: skip
-DIFF = {"target": "de", "layers": [0, 2, 4, 6, 8], "own": [0.0, 0.01, 0.02, 0.05, 0.03],
-        "others": [0.0, 0.0, -0.01, 0.01, 0.0]}  # fmt: skip
+PROBE = {
+    "points": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    "accuracy": [0.8] + [0.97] * 9,
+    "shared": [0.4, 0.7, 0.93, 0.95, 0.96, 0.96, 0.95, 0.94, 0.9, 0.85],
+    "baselines": {"majority": 0.5, "token": 0.8, "token_shared": 0.45, "shared_share": 0.3},
+    "threshold": 0.9,
+    "readable_from": 2,
+}
+DIFF = {
+    "target": "de",
+    "layers": [0, 2, 4, 6, 8],
+    "own": [0.0, 0.01, 0.02, 0.05, 0.03],
+    "others": [0.0, 0.0, -0.01, 0.01, 0.0],
+}
 
 
 def test_the_probe_and_diff_claims_hold_fail_and_are_absent_by_their_numbers(tmp_path):

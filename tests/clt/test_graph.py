@@ -193,8 +193,12 @@ def test_max_features_visits_by_influence(setup):
     small = attribute(model, clt, tokens, max_features=5, batch=2, probability=0.9, max_logits=3)
     assert small.n_features == 5 and 0 < small.meta["unexplained"] < 1
     # target rows are the same whatever the features visited
-    np.testing.assert_allclose(small.adjacency[small.span(TARGET), small.span(ERROR).start :],
-                               full.adjacency[full.span(TARGET), full.span(ERROR).start :], rtol=1e-5, atol=1e-8)  # fmt: skip
+    np.testing.assert_allclose(
+        small.adjacency[small.span(TARGET), small.span(ERROR).start :],
+        full.adjacency[full.span(TARGET), full.span(ERROR).start :],
+        rtol=1e-5,
+        atol=1e-8,
+    )
 
 
 def test_targets(setup):

@@ -32,10 +32,21 @@ from workbench.models.loading import tiny_model
 L, D, F = 2, 64, 48
 THRESHOLD = 0.8
 # The format's node fields and their JSON types (None: null allowed).
-NODE_TYPES = {"node_id": (str,), "feature": (int,), "layer": (str,), "ctx_idx": (int,), "feature_type": (str,),
-              "token_prob": (float,), "is_target_logit": (bool,), "run_idx": (int,), "reverse_ctx_idx": (int,),
-              "jsNodeId": (str,), "clerp": (str,), "influence": (float, type(None)),
-              "activation": (float, type(None))}  # fmt: skip
+NODE_TYPES = {
+    "node_id": (str,),
+    "feature": (int,),
+    "layer": (str,),
+    "ctx_idx": (int,),
+    "feature_type": (str,),
+    "token_prob": (float,),
+    "is_target_logit": (bool,),
+    "run_idx": (int,),
+    "reverse_ctx_idx": (int,),
+    "jsNodeId": (str,),
+    "clerp": (str,),
+    "influence": (float, type(None)),
+    "activation": (float, type(None)),
+}
 FEATURE_TYPES = {"cross layer transcoder", "mlp reconstruction error", "embedding", "logit"}
 
 
@@ -61,10 +72,12 @@ def _node_id(graph: Graph, node: int) -> str:
     """The format's node id of ``node``, written out from the documented grammar."""
     d, last, top = graph.describe(node), graph.n_pos - 1, graph.n_layers + 1
     i = node - graph.span(d["kind"]).start
-    return {FEATURE: lambda: f"{d['layer']}_{d['index']}_{d['position']}",
-            ERROR: lambda: f"{d['layer']}_-1_{d['position']}",
-            TOKEN: lambda: f"E_{graph.tokens[i]}_{i}",
-            TARGET: lambda: f"{top}_{d['index'] if d['index'] >= 0 else -(i + 1)}_{last}"}[d["kind"]]()  # fmt: skip
+    return {
+        FEATURE: lambda: f"{d['layer']}_{d['index']}_{d['position']}",
+        ERROR: lambda: f"{d['layer']}_-1_{d['position']}",
+        TOKEN: lambda: f"E_{graph.tokens[i]}_{i}",
+        TARGET: lambda: f"{top}_{d['index'] if d['index'] >= 0 else -(i + 1)}_{last}",
+    }[d["kind"]]()
 
 
 def _index(graph: Graph) -> dict[str, int]:
@@ -74,9 +87,15 @@ def _index(graph: Graph) -> dict[str, int]:
 def test_the_file_has_the_formats_fields_and_types(setup):
     *_, graph, pruned, _, data = setup
     assert set(data) == {"metadata", "qParams", "nodes", "links"}
-    assert data["metadata"] == {"slug": "hello-graph", "scan": "tiny-clt", "transcoder_list": [],
-                                "prompt_tokens": graph.token_strings, "prompt": "Hello w", "node_threshold": THRESHOLD,
-                                "schema_version": 1}  # fmt: skip
+    assert data["metadata"] == {
+        "slug": "hello-graph",
+        "scan": "tiny-clt",
+        "transcoder_list": [],
+        "prompt_tokens": graph.token_strings,
+        "prompt": "Hello w",
+        "node_threshold": THRESHOLD,
+        "schema_version": 1,
+    }
     assert data["qParams"] == {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""}
     for node in data["nodes"]:
         assert list(node) == list(NODE_TYPES)
@@ -127,8 +146,9 @@ def test_node_ids_follow_the_grammar(setup):
 
 def test_round_trip_and_link_weights(setup, tmp_path):
     *_, graph, pruned, clerps, data = setup
-    path = write_circuit_tracer(graph, pruned, tmp_path / "out" / "hello-graph.json", "hello-graph", "tiny-clt",
-                                THRESHOLD, clerps)  # fmt: skip
+    path = write_circuit_tracer(
+        graph, pruned, tmp_path / "out" / "hello-graph.json", "hello-graph", "tiny-clt", THRESHOLD, clerps
+    )
     assert read_circuit_tracer(path) == data
     index = _index(graph)
     pairs = set()
@@ -183,14 +203,20 @@ def test_kept_nodes_without_a_kept_link_are_left_out(setup):
     assert to_circuit_tracer(graph, widened, "hello-graph", "tiny-clt", THRESHOLD, setup[4]) == data
 
 
-@pytest.mark.parametrize("damage, field", [
-    (lambda d: d["nodes"][0].pop("layer"), "layer"),
-    (lambda d: d.pop("links"), "links"),
-    (lambda d: d["nodes"][-1].update(feature="7"), "feature"),
-    (lambda d: d["nodes"][0].update(is_target_logit=1), "is_target_logit"),
-    (lambda d: d["metadata"].pop("prompt_tokens"), "prompt_tokens"),
-    (lambda d: d["links"].append({"source": "nowhere", "target": d["nodes"][0]["node_id"], "weight": 1.0}), "nowhere"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage, field",
+    [
+        (lambda d: d["nodes"][0].pop("layer"), "layer"),
+        (lambda d: d.pop("links"), "links"),
+        (lambda d: d["nodes"][-1].update(feature="7"), "feature"),
+        (lambda d: d["nodes"][0].update(is_target_logit=1), "is_target_logit"),
+        (lambda d: d["metadata"].pop("prompt_tokens"), "prompt_tokens"),
+        (
+            lambda d: d["links"].append({"source": "nowhere", "target": d["nodes"][0]["node_id"], "weight": 1.0}),
+            "nowhere",
+        ),
+    ],
+)
 def test_a_broken_file_is_refused_by_field(setup, tmp_path, damage, field):
     data = json.loads(json.dumps(setup[-1]))
     damage(data)

@@ -28,23 +28,73 @@ from workbench.runs.results import load_json
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 BATCH, STEPS = 64, 40
-JOB = ["-m", "workbench.cli", "run", "--analyses", "clt-train,clt-steer,clt-graph", "--model", "tiny-gated",
-       "--languages", "en,de", "--clt-features-documents", "4", "--clt-features-identity", "2",
-       "--clt-features-cards", "1", "--clt-features-contexts", "1", "--clt-steer-prompts", "2",
-       "--clt-steer-prompt-tokens", "6", "--clt-steer-new-tokens", "2", "--clt-steer-features", "1",
-       "--clt-steer-strengths", "0,4", "--clt-graph-tasks", "weekday", "--clt-graph-max-features", "32",
-       "--clt-graph-batch", "8",
-       "--clt-train-features", "32", "--clt-train-documents", "12", "--clt-train-block-documents", "7",
-       "--clt-train-tokens", str(BATCH * STEPS), "--clt-train-batch", str(BATCH), "--clt-train-lr", "3e-3",
-       "--clt-train-sparsity", "1e-2", "--clt-train-heldout", "2", "--batch-tokens", "256", "--quiet"]  # fmt: skip
+JOB = [
+    "-m",
+    "workbench.cli",
+    "run",
+    "--analyses",
+    "clt-train,clt-steer,clt-graph",
+    "--model",
+    "tiny-gated",
+    "--languages",
+    "en,de",
+    "--clt-features-documents",
+    "4",
+    "--clt-features-identity",
+    "2",
+    "--clt-features-cards",
+    "1",
+    "--clt-features-contexts",
+    "1",
+    "--clt-steer-prompts",
+    "2",
+    "--clt-steer-prompt-tokens",
+    "6",
+    "--clt-steer-new-tokens",
+    "2",
+    "--clt-steer-features",
+    "1",
+    "--clt-steer-strengths",
+    "0,4",
+    "--clt-graph-tasks",
+    "weekday",
+    "--clt-graph-max-features",
+    "32",
+    "--clt-graph-batch",
+    "8",
+    "--clt-train-features",
+    "32",
+    "--clt-train-documents",
+    "12",
+    "--clt-train-block-documents",
+    "7",
+    "--clt-train-tokens",
+    str(BATCH * STEPS),
+    "--clt-train-batch",
+    str(BATCH),
+    "--clt-train-lr",
+    "3e-3",
+    "--clt-train-sparsity",
+    "1e-2",
+    "--clt-train-heldout",
+    "2",
+    "--batch-tokens",
+    "256",
+    "--quiet",
+]
 SPREAD = 2e-6  # a parameter's tolerance, as a share of its tensor's largest entry (measured: 3e-7)
 RTOL = 2e-6  # a logged number's relative tolerance (measured: 2.4e-7)
 
 
 def _run(command: list[str], tmp_path: Path) -> None:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": path}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": path,
+    }
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -93,8 +93,11 @@ def test_continuation_adds_the_space_the_language_needs(shipped):
 
 
 def test_items_may_lack_languages(tmp_path):
-    data = {"tasks": {"t": [{"id": "a", "en": {"prompt": "x", "answer": "y"}},
-                            {"id": "b", "fr": {"prompt": "u", "answer": "v"}}]}}  # fmt: skip
+    data = {
+        "tasks": {
+            "t": [{"id": "a", "en": {"prompt": "x", "answer": "y"}}, {"id": "b", "fr": {"prompt": "u", "answer": "v"}}]
+        }
+    }
     prompts = load(_write(tmp_path, data))
     assert prompts.languages == ["en", "fr"]
     got = prompts.prompts(["t"], ["en", "fr"])
@@ -145,8 +148,12 @@ def test_unknown_task_lists_the_known_ones(shipped):
 
 
 def test_unknown_language_lists_the_file_languages(tmp_path):
-    data = {"tasks": {"t": [{"id": "a", "en": {"prompt": "x", "answer": "y"}}],
-                      "u": [{"id": "a", "fr": {"prompt": "x", "answer": "y"}}]}}  # fmt: skip
+    data = {
+        "tasks": {
+            "t": [{"id": "a", "en": {"prompt": "x", "answer": "y"}}],
+            "u": [{"id": "a", "fr": {"prompt": "x", "answer": "y"}}],
+        }
+    }
     prompts = load(_write(tmp_path, data))
     known = r"en \(English\), fr \(French\)"
     with pytest.raises(UnknownLanguageError, match=rf"language\(s\) fr\. Choose among.*{known}"):

@@ -18,8 +18,13 @@ from workbench.ffn.statistics import (
     summarise,
 )
 
-TEXTS = ["In the beginning God created the heaven and the earth.", "And the earth was without form.",
-         "Im Anfang schuf Gott Himmel und Erde.", "Au commencement, Dieu créa les cieux et la terre.", "Und Gott sprach."]  # fmt: skip
+TEXTS = [
+    "In the beginning God created the heaven and the earth.",
+    "And the earth was without form.",
+    "Im Anfang schuf Gott Himmel und Erde.",
+    "Au commencement, Dieu créa les cieux et la terre.",
+    "Und Gott sprach.",
+]
 
 
 def test_metrics_on_hand_built_matrices():
@@ -172,13 +177,26 @@ def test_ffn_command_writes_results_report_and_compares_models(tmp_path, capsys)
     from workbench.errors import WorkbenchError
 
     out = tmp_path / "ffn"
-    args = ["ffn", "--model", "tiny", "--languages", "en,de,fr", "--documents", "4", "--compare-models", "tiny-gated",
-            "--out", str(out), "--quiet"]  # fmt: skip
+    args = [
+        "ffn",
+        "--model",
+        "tiny",
+        "--languages",
+        "en,de,fr",
+        "--documents",
+        "4",
+        "--compare-models",
+        "tiny-gated",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     result = FFNResult.load(out)
     assert result.languages == ["en", "de", "fr"] and result.n_layers == 2
     assert {(s["b"], s["sublayer"], s["measure"]) for s in result.similarity} == {
-        (b, sub, m) for b in ("tiny", "tiny-gated") for sub in ("detector", "combinator") for m in ("cka", "rsa")}  # fmt: skip
+        (b, sub, m) for b in ("tiny", "tiny-gated") for sub in ("detector", "combinator") for m in ("cka", "rsa")
+    }
     self_cka = next(s["matrix"] for s in result.similarity if s["b"] == "tiny" and s["measure"] == "cka")
     assert self_cka[0][0] == pytest.approx(1.0) and self_cka[1][1] == pytest.approx(1.0)
     assert all(0 <= v <= 1 for row in result.metrics["detector"]["sparsity"].values() for v in row)

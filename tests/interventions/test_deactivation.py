@@ -132,8 +132,9 @@ def test_batched_measurements_equal_one_at_a_time(tiny_gated):
     dims = NeuronDims.of(tiny_gated)
     some = NeuronSet({"ffn": [[0, 1], [1, 7]], "attn_q": [[0, 9]], "attn_k": [[1, 3]], "attn_o": [[1, 20]]})
     plan = [(lang, neurons) for lang in TEXTS for neurons in (None, some, random_like(some, dims, 0))]
-    together = measure_many(tiny_gated, [Setting(tokens[lang], *vocab[lang], neurons) for lang, neurons in plan],
-                            batch_tokens=96)  # fmt: skip
+    together = measure_many(
+        tiny_gated, [Setting(tokens[lang], *vocab[lang], neurons) for lang, neurons in plan], batch_tokens=96
+    )
     for (lang, neurons), batched in zip(plan, together):
         with switched_off(tiny_gated, neurons):
             alone = measure(tiny_gated, tokens[lang], *vocab[lang])
@@ -191,8 +192,12 @@ def test_ablate_job_writes_results_and_report(tmp_path):
     options = ablate.Options(
         documents=3, seeds=2, sets=("plnd", "exclusive"), groups=("all", "generation"), new_tokens=3
     )
-    report = run(RunOptions(model="tiny", languages=("en", "de", "zh")),
-                 {"plnd": plnd.Options(documents=4, value=0.1), "ablate": options}, tmp_path / "run", show_progress=False)  # fmt: skip
+    report = run(
+        RunOptions(model="tiny", languages=("en", "de", "zh")),
+        {"plnd": plnd.Options(documents=4, value=0.1), "ablate": options},
+        tmp_path / "run",
+        show_progress=False,
+    )
     result = AblationResult.load(tmp_path / "run")
     assert list(result.experiments) == ["plnd", "exclusive"] and result.languages == ["en", "de", "zh"]
     shared = plnd.Result.load(tmp_path / "run").shared()

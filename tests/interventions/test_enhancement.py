@@ -111,16 +111,38 @@ def test_experiment_trains_every_run_and_resumes_without_training_again(tiny, tm
 def test_too_few_training_documents_are_refused(tiny):
     docs = [tiny.to_tokens("Im Anfang.")[0]]
     with pytest.raises(ValueError, match="fewer than 4 training documents"):
-        run_enhancement(tiny, {"de": docs}, {"de": NeuronSet({"ffn": [[0, 1]]})}, {"de": docs},
-                        _categories(tiny, ["de"]), EnhancementOptions(sizes=(4,), random_size=0))  # fmt: skip
+        run_enhancement(
+            tiny,
+            {"de": docs},
+            {"de": NeuronSet({"ffn": [[0, 1]]})},
+            {"de": docs},
+            _categories(tiny, ["de"]),
+            EnhancementOptions(sizes=(4,), random_size=0),
+        )
 
 
 def test_finetune_command_writes_results_report_and_exports_a_delta(tmp_path, capsys):
     from safetensors.torch import load_file
 
     out = tmp_path / "ft"
-    args = ["finetune", "--model", "tiny", "--languages", "en,de,sw", "--plnd-documents", "4", "--sizes", "2,4",
-            "--random-size", "2", "--documents", "3", "--out", str(out), "--quiet"]  # fmt: skip
+    args = [
+        "finetune",
+        "--model",
+        "tiny",
+        "--languages",
+        "en,de,sw",
+        "--plnd-documents",
+        "4",
+        "--sizes",
+        "2,4",
+        "--random-size",
+        "2",
+        "--documents",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     result = EnhancementResult.load(out)
     assert result.targets == ["de", "sw"] and result.languages == ["en", "de", "sw"]
@@ -162,8 +184,21 @@ def test_finetune_command_writes_results_report_and_exports_a_delta(tmp_path, ca
             json.dumps({"language": lang, "question": "2 + 2?", "answer_number": 4}) + "\n" for lang in ("en", "de")
         )
     )
-    args = ["task", "--task", "mgsm", "--file", str(task_file), "--deltas-from", str(out), "--languages", "en,de",
-            "--model", "tiny", "--out", str(tmp_path / "task")]  # fmt: skip
+    args = [
+        "task",
+        "--task",
+        "mgsm",
+        "--file",
+        str(task_file),
+        "--deltas-from",
+        str(out),
+        "--languages",
+        "en,de",
+        "--model",
+        "tiny",
+        "--out",
+        str(tmp_path / "task"),
+    ]
     assert main(args) == 0
     saved = json.loads((tmp_path / "task" / "task-mgsm-finetune.json").read_text())
     assert [r["run"] for r in saved["rows"]] == [Path(r.delta_file).stem for r in result.runs]
@@ -196,8 +231,24 @@ def test_empty_neuron_sets_are_refused_before_training(tmp_path, capsys, monkeyp
         raise AssertionError("trained an empty set")
 
     monkeypatch.setattr("workbench.interventions.enhancement.train_neurons", no_training)
-    args = ["finetune", "--model", "tiny-gated", "--languages", "en,de", "--plnd-documents", "6", "--sizes", "2",
-            "--random-size", "0", "--documents", "2", "--out", str(tmp_path / "ft"), "--quiet"]  # fmt: skip
+    args = [
+        "finetune",
+        "--model",
+        "tiny-gated",
+        "--languages",
+        "en,de",
+        "--plnd-documents",
+        "6",
+        "--sizes",
+        "2",
+        "--random-size",
+        "0",
+        "--documents",
+        "2",
+        "--out",
+        str(tmp_path / "ft"),
+        "--quiet",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("workbench: error:") and "are empty" in err and "--plnd-specificity" in err

@@ -15,10 +15,15 @@ TEXTS = ["In the beginning God created the heaven and the earth.", "And the eart
 def _neurons(model, seed=0, per_structure=3) -> NeuronSet:
     dims = NeuronDims.of(model)
     rng = np.random.default_rng(seed)
-    return NeuronSet({
-        s: [[int(rng.integers(dims.n_layers)), int(rng.integers(structure_size(dims, s)))] for _ in range(per_structure)]
-        for s in STRUCTURES
-    })  # fmt: skip
+    return NeuronSet(
+        {
+            s: [
+                [int(rng.integers(dims.n_layers)), int(rng.integers(structure_size(dims, s)))]
+                for _ in range(per_structure)
+            ]
+            for s in STRUCTURES
+        }
+    )
 
 
 def _documents(model, repeat=4) -> list[torch.Tensor]:

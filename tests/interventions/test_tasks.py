@@ -40,8 +40,10 @@ def test_task_scores_on_a_hand_made_fixture():
     mgsm, xcsqa = get_task("mgsm"), get_task("xcsqa")
     assert mgsm.score("so 5 + 7 = 12", {"answer_number": 12}, "en") == 1.0
     assert mgsm.score("so 13", {"answer_number": 12}, "en") == 0.0
-    example = {"question": {"stem": "Where do fish live?", "choices": {"label": ["A", "B"], "text": ["water", "trees"]}},
-               "answerKey": "A"}  # fmt: skip
+    example = {
+        "question": {"stem": "Where do fish live?", "choices": {"label": ["A", "B"], "text": ["water", "trees"]}},
+        "answerKey": "A",
+    }
     assert xcsqa.prompt(example) == "Where do fish live?\nA. water\nB. trees\nAnswer:"
     assert xcsqa.score(" A", example, "en") == 1.0 and xcsqa.score(" B", example, "en") == 0.0
     assert get_task("xlsum").score(
@@ -59,10 +61,13 @@ def _write(tmp_path, rows):
 
 def test_local_files_load_offline_and_evaluate_under_masks(tmp_path, tiny_gated):
     rows = [
-        {"language": lang, "answerKey": "A",
-         "question": {"stem": stem, "choices": {"label": ["A", "B"], "text": ["x", "y"]}}}
+        {
+            "language": lang,
+            "answerKey": "A",
+            "question": {"stem": stem, "choices": {"label": ["A", "B"], "text": ["x", "y"]}},
+        }
         for lang, stem in [("en", "Which?"), ("en", "What?"), ("de", "Welche?"), ("de", "Was?")]
-    ]  # fmt: skip
+    ]
     path = _write(tmp_path, rows)
     task = TASKS["xcsqa"]
     examples = {lang: load_examples(task, lang, source=path) for lang in ("en", "de")}
@@ -74,7 +79,11 @@ def test_local_files_load_offline_and_evaluate_under_masks(tmp_path, tiny_gated)
         tiny_gated, task, examples, sets, DeactivationOptions(groups=("all", "generation"), seeds=2)
     )
     assert [r["setting"] for r in table["rows"]] == [
-        "language-specific · all", "random · all", "language-specific · generation", "random · generation"]  # fmt: skip
+        "language-specific · all",
+        "random · all",
+        "language-specific · generation",
+        "random · generation",
+    ]
     assert all({"en", "de", "Delta_Eng", "Delta_nEng", "Delta"} <= set(r) for r in table["rows"])
     with pytest.raises(WorkbenchError, match="No task file"):
         load_examples(task, "en", source=tmp_path / "missing.jsonl")
@@ -97,13 +106,34 @@ def test_task_command_on_local_files(tmp_path, capsys):
     from workbench.runs.options import RunOptions
     from workbench.runs.results import load_json
 
-    run(RunOptions(model="tiny", languages=("en", "de")), {"plnd": plnd.Options(documents=4, value=0.1)},
-        tmp_path / "plnd", show_progress=False)  # fmt: skip
+    run(
+        RunOptions(model="tiny", languages=("en", "de")),
+        {"plnd": plnd.Options(documents=4, value=0.1)},
+        tmp_path / "plnd",
+        show_progress=False,
+    )
     rows = [{"language": lang, "question": q, "answer_number": 4} for lang, q in [("en", "2 + 2?"), ("de", "2 + 2?")]]
     path = tmp_path / "mgsm.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    args = ["task", "--task", "mgsm", "--file", str(path), "--sets-from", str(tmp_path / "plnd"), "--languages", "en,de",
-            "--model", "tiny", "--ablate-seeds", "1", "--ablate-groups", "all,generation", "--out", str(tmp_path / "task")]  # fmt: skip
+    args = [
+        "task",
+        "--task",
+        "mgsm",
+        "--file",
+        str(path),
+        "--sets-from",
+        str(tmp_path / "plnd"),
+        "--languages",
+        "en,de",
+        "--model",
+        "tiny",
+        "--ablate-seeds",
+        "1",
+        "--ablate-groups",
+        "all,generation",
+        "--out",
+        str(tmp_path / "task"),
+    ]
     assert main(args) == 0
     saved = load_json(tmp_path / "task" / "task-mgsm.json")
     assert saved["examples"] == {"en": 1, "de": 1} and len(saved["rows"]) == 4

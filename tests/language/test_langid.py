@@ -23,14 +23,28 @@ def classifier():
 @pytest.mark.parametrize(
     "token, label",
     [
-        (" the", "en"), ("▁und", "de"), (" Gott", "de"), (" die", "de"),  # "die": de 7.5 vs en 5.1 Zipf
-        (" Mungu", "sw"), (" ulimwengu", "sw"),
-        ("▁하나님", "ko"), ("▁かみ", "ja"), ("ईश्वर", "hi"), (" الله", "ar"), (" پدر", "fa"),
-        (" и", "ru"), (" є", "uk"), (" ы", "ru"),
-        (" ,", NONE), ("123", NONE), (" ", NONE), (" a", NONE), ("ung", NONE),
+        (" the", "en"),
+        ("▁und", "de"),
+        (" Gott", "de"),
+        (" die", "de"),  # "die": de 7.5 vs en 5.1 Zipf
+        (" Mungu", "sw"),
+        (" ulimwengu", "sw"),
+        ("▁하나님", "ko"),
+        ("▁かみ", "ja"),
+        ("ईश्वर", "hi"),
+        (" الله", "ar"),
+        (" پدر", "fa"),
+        (" и", "ru"),
+        (" є", "uk"),
+        (" ы", "ru"),
+        (" ,", NONE),
+        ("123", NONE),
+        (" ", NONE),
+        (" a", NONE),
+        ("ung", NONE),
         (" Xqzvbn", UNKNOWN),
     ],
-)  # fmt: skip
+)
 def test_classify(classifier, token, label):
     assert classifier.classify(token).label == label
 

@@ -75,9 +75,16 @@ def _toy_vocab() -> VocabLanguages:
     names = list(SPECIAL_LABELS) + languages
     label = {n: i for i, n in enumerate(names)}
     bit = {lang: 1 << i for i, lang in enumerate(languages)}
-    rows = [("none", 0), ("unknown", 0), ("en", bit["en"]), ("de", bit["de"]),
-            ("ambiguous", bit["en"] | bit["de"]), ("ambiguous", bit["de"] | bit["fr"]),
-            ("fr", bit["fr"]), ("de", bit["de"])]  # fmt: skip
+    rows = [
+        ("none", 0),
+        ("unknown", 0),
+        ("en", bit["en"]),
+        ("de", bit["de"]),
+        ("ambiguous", bit["en"] | bit["de"]),
+        ("ambiguous", bit["de"] | bit["fr"]),
+        ("fr", bit["fr"]),
+        ("de", bit["de"]),
+    ]
     return VocabLanguages(
         names, np.array([label[n] for n, _ in rows], dtype=np.int16), np.array([b for _, b in rows], dtype=np.int64)
     )
@@ -108,10 +115,15 @@ def test_language_ratio_on_a_hand_built_readout():
         [np.stack([np.full(2, 0.1), np.full(2, 0.6)], -1), np.stack([np.full(2, 0.5), np.full(2, 0.2)], -1)]
     )
     readout = LensReadout(
-        doc=np.array([0, 1]), position=np.array([1, 1]), topk_ids=topk,
-        topk_probs=np.full((2, 2, 2), 0.5, dtype=np.float32), entropy=np.ones((2, 2)),
-        final_top_prob=np.ones((2, 2)), group_mass=mass, groups=list(groups),
-    )  # fmt: skip
+        doc=np.array([0, 1]),
+        position=np.array([1, 1]),
+        topk_ids=topk,
+        topk_probs=np.full((2, 2, 2), 0.5, dtype=np.float32),
+        entropy=np.ones((2, 2)),
+        final_top_prob=np.ones((2, 2)),
+        group_mass=mass,
+        groups=list(groups),
+    )
     r = summarise(readout, vocab, "de")
     assert r.share("english") == [0.0, 0.5] and r.share("input") == [0.5, 0.25]
     assert r.mass_english == pytest.approx([0.1, 0.5]) and r.mass_input == pytest.approx([0.6, 0.2])
@@ -121,8 +133,16 @@ def test_language_ratio_on_a_hand_built_readout():
 def test_lens_result_round_trips(tmp_path):
     vocab = _toy_vocab()
     topk = np.array([[[3, 7]], [[2, 4]]])
-    readout = LensReadout(np.array([0]), np.array([1]), topk, np.full((2, 1, 2), 0.5, dtype=np.float32),
-                          np.ones((2, 1)), np.ones((2, 1)), np.zeros((2, 1, 2)), ["english", "input"])  # fmt: skip
+    readout = LensReadout(
+        np.array([0]),
+        np.array([1]),
+        topk,
+        np.full((2, 1, 2), 0.5, dtype=np.float32),
+        np.ones((2, 1)),
+        np.ones((2, 1)),
+        np.zeros((2, 1, 2)),
+        ["english", "input"],
+    )
     result = LensResult({"de": summarise(readout, vocab, "de")}, ["embed", "1"], {"lens_k": 2}, {"margin": 1.0}, [])
     result.save(tmp_path)
     back = LensResult.load(tmp_path)

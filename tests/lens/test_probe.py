@@ -85,8 +85,12 @@ def test_the_slice_runs_and_says_where_the_language_is_readable(tiny, tmp_path):
     from workbench.runs.options import RunOptions
 
     out = tmp_path / "run"
-    run(RunOptions(model="tiny", languages=("en", "de", "ru")),
-        {"probe": probe.Options(documents=6, heldout=4, tokens=200, steps=20)}, out, show_progress=False)  # fmt: skip
+    run(
+        RunOptions(model="tiny", languages=("en", "de", "ru")),
+        {"probe": probe.Options(documents=6, heldout=4, tokens=200, steps=20)},
+        out,
+        show_progress=False,
+    )
     result = probe.Result.load(out)
     assert len(result.scores) == tiny.cfg.n_layers + 1 and result.tokens["train"] == 600
     assert all(0 <= s.accuracy <= 1 for s in result.scores)

@@ -44,8 +44,12 @@ def test_more_gpus_than_the_machine_has_are_refused_with_the_fix():
 
 def test_a_split_run_gives_the_one_device_numbers(tmp_path):
     for n in (1, 2):
-        run(RunOptions(model="tiny-gated", languages=("en", "de"), n_devices=n), dict(ANALYSES), tmp_path / str(n),
-            show_progress=False)  # fmt: skip
+        run(
+            RunOptions(model="tiny-gated", languages=("en", "de"), n_devices=n),
+            dict(ANALYSES),
+            tmp_path / str(n),
+            show_progress=False,
+        )
     split = json.loads((tmp_path / "2" / "manifest.json").read_text())
     assert split["run"]["n_devices"] == 2 and split["model"]["details"]["devices"] == ["cpu", "cpu"]
     for name in ("loss", "lens", "plnd", "ffn", "finetune", "clt-train"):

@@ -67,7 +67,7 @@ SMALL = {
     ),
     "clt-graph": clt_graph.Options(tasks=("weekday",), max_features=32, batch=8),
     "clt-study": clt_study.Options(),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,10 @@ def test_every_analysis_runs_exactly_on_the_family(name, tmp_path, coverage):
     plnd_error = _plnd_literal_error(model)
 
     out = tmp_path / "run"
-    analyses = {**SMALL, "clt-diff": clt_diff.Options(tuned=str(folder), documents=4, top=2, identity=1, contexts=1,
-                                                      task="weekday")}  # fmt: skip
+    analyses = {
+        **SMALL,
+        "clt-diff": clt_diff.Options(tuned=str(folder), documents=4, top=2, identity=1, contexts=1, task="weekday"),
+    }
     run(RunOptions(model=str(folder), languages=("en", "de")), analyses, out, show_progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["analyses"]) == set(REGISTRY)  # not one skipped
@@ -128,7 +130,11 @@ def test_every_analysis_runs_exactly_on_the_family(name, tmp_path, coverage):
     graph_error = completeness_error(model, clt, graph)
     assert graph.n_features > 0 and graph_error < 1e-4
     coverage[name] = {
-        "architecture": model.cfg.original_architecture, "route": "HookedTransformer", "quirks": FAMILIES[name].quirks,
-        "logit_error": logit_error, "plnd_literal_error": plnd_error, "graph_completeness_error": graph_error,
+        "architecture": model.cfg.original_architecture,
+        "route": "HookedTransformer",
+        "quirks": FAMILIES[name].quirks,
+        "logit_error": logit_error,
+        "plnd_literal_error": plnd_error,
+        "graph_completeness_error": graph_error,
         "graph_features": graph.n_features,
-    }  # fmt: skip
+    }

@@ -213,7 +213,7 @@ GEMMA3_LINEAR = {
         ("llama", {"rope_parameters": LINEAR_ROPE}, "'linear' rotary scaling"),
         ("gemma3", {"rope_parameters": GEMMA3_LINEAR}, "'linear' rotary scaling"),
     ],
-)  # fmt: skip
+)
 def test_variants_a_conversion_would_miss_take_the_bridge(tmp_path, family, overrides, because):
     """A Qwen 2 sliding window (TransformerLens ignores it) or a linear rotary scaling (neither it
     nor the native configs read it) would give wrong numbers on long prompts: such a folder loads
@@ -233,8 +233,14 @@ def test_llama3_rotary_scaling_converts(tmp_path):
     """Llama 3's rotary scaling is one TransformerLens reads: the folder converts, numbers equal."""
     from workbench.models.families import save_family
 
-    rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}  # fmt: skip
+    rope = {
+        "rope_type": "llama3",
+        "rope_theta": 10000.0,
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    }
     hf = save_family("llama", tmp_path / "model", rope_parameters=rope)
     model = load_model(str(tmp_path / "model"))
     assert model.workbench_source.route == "local-folder" and model.cfg.use_NTK_by_parts_rope

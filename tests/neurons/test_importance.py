@@ -64,8 +64,14 @@ def qk_norm_model():
     """Gemma 3 style attention: per-head q/k RMSNorm before rotary, rotary on half the head
     dimensions in adjacent pairs, grouped-query attention, a sliding-window layer (5 keys) then a
     global one."""
-    return _tiny_variant(use_qk_norm=True, rotary_dim=8, rotary_adjacent_pairs=True, use_local_attn=True, window_size=5,
-                         attn_types=["local", "global"])  # fmt: skip
+    return _tiny_variant(
+        use_qk_norm=True,
+        rotary_dim=8,
+        rotary_adjacent_pairs=True,
+        use_local_attn=True,
+        window_size=5,
+        attn_types=["local", "global"],
+    )
 
 
 def _check_against_reference(model, structures=("ffn", *ATTENTION), backend="auto"):
@@ -82,8 +88,10 @@ def _check_against_reference(model, structures=("ffn", *ATTENTION), backend="aut
                 np.testing.assert_allclose(
                     parallel.importance[structure][doc, layer].numpy(),
                     np.array([literal[k] for k in range(size)]),
-                    rtol=RTOL, atol=ATOL, err_msg=f"{structure} layer {layer} doc {doc}",
-                )  # fmt: skip
+                    rtol=RTOL,
+                    atol=ATOL,
+                    err_msg=f"{structure} layer {layer} doc {doc}",
+                )
 
 
 @pytest.mark.parametrize("fixture", ["gpt2_like_model", "post_norm_model"])
@@ -139,8 +147,9 @@ def test_large_scores_stay_finite_and_exact():
         found = batch_importance(model, batch, ("attn_q",), backend=backend).importance["attn_q"]
         assert torch.isfinite(found).all()
         literal = attention_reference(model, tokens[0][None], 1, "attn_q", range(found.shape[-1]))
-        np.testing.assert_allclose(found[0, 1].numpy(), [literal[k] for k in range(found.shape[-1])],
-                                   rtol=RTOL, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            found[0, 1].numpy(), [literal[k] for k in range(found.shape[-1])], rtol=RTOL, atol=1e-5
+        )
 
 
 def test_zeroing_the_input_or_the_output_side_of_an_ffn_neuron_is_the_same(tiny_gated, tiny):
@@ -271,9 +280,11 @@ def test_xglm_importances_equal_zeroing_the_hf_parameters(tmp_path):
 
             out = f"{prefix}.self_attn.out_proj"
             assert fast.importance["attn_v"][0, layer, index].item() == pytest.approx(
-                _hf_sublayer_change(hf, tokens, out, zero_v), rel=RTOL, abs=ATOL)  # fmt: skip
+                _hf_sublayer_change(hf, tokens, out, zero_v), rel=RTOL, abs=ATOL
+            )
             assert fast.importance["attn_o"][0, layer, index].item() == pytest.approx(
-                _hf_sublayer_change(hf, tokens, out, zero_o), rel=RTOL, abs=ATOL)  # fmt: skip
+                _hf_sublayer_change(hf, tokens, out, zero_o), rel=RTOL, abs=ATOL
+            )
             for structure, proj in (("attn_q", "q_proj"), ("attn_k", "k_proj")):
 
                 def zero_row(m, i=index, path=f"{prefix}.self_attn.{proj}"):
@@ -281,7 +292,8 @@ def test_xglm_importances_equal_zeroing_the_hf_parameters(tmp_path):
                     m.get_submodule(path).bias[i] = 0
 
                 assert fast.importance[structure][0, layer, index].item() == pytest.approx(
-                    _hf_pattern_change(hf, tokens, layer, zero_row), rel=1e-3, abs=1e-7)  # fmt: skip
+                    _hf_pattern_change(hf, tokens, layer, zero_row), rel=1e-3, abs=1e-7
+                )
 
 
 def test_bridged_models_refuse_query_and_key_importances(tmp_path):

@@ -121,8 +121,11 @@ def test_exclusive_sets_drop_what_every_language_shares(tiny_gated):
     selection = Selection("top_fraction", 0.3)
     summaries = {
         lang: language_importance(tiny_gated, lang, texts, IDS[:3], selection, show_progress=False)
-        for lang, texts in {"en": TEXTS[:3], "de": ["Im Anfang schuf Gott", "Und Gott sprach", "Es werde Licht"]}.items()
-    }  # fmt: skip
+        for lang, texts in {
+            "en": TEXTS[:3],
+            "de": ["Im Anfang schuf Gott", "Und Gott sprach", "Es werde Licht"],
+        }.items()
+    }
     plain = language_sets(summaries, selection)
     exclusive = language_sets(summaries, Selection("top_fraction", 0.3, exclusive=True))
     shared = plain["en"] & plain["de"]
@@ -149,8 +152,12 @@ def test_lape_picks_the_neuron_that_fires_for_one_language():
 
 def test_plnd_job_writes_sets_report_and_resumes(tmp_path, monkeypatch):
     def job():
-        return run(RunOptions(model="tiny", languages=("en", "de", "zh")), {"plnd": plnd_slice.Options(documents=6, value=0.05)},
-                   tmp_path / "run", show_progress=False)  # fmt: skip
+        return run(
+            RunOptions(model="tiny", languages=("en", "de", "zh")),
+            {"plnd": plnd_slice.Options(documents=6, value=0.05)},
+            tmp_path / "run",
+            show_progress=False,
+        )
 
     report = job()
     data = load_json(tmp_path / "run" / "plnd.json")

@@ -19,9 +19,25 @@ from workbench.runs import distributed
 from workbench.runs.results import load_json
 
 BIN = Path(sys.executable).parent
-JOB = ["run", "--analyses", "loss,lens,plnd,ffn", "--model", "tiny-gated", "--languages", "en,de,zh",
-       "--loss-documents", "5", "--lens-documents", "3", "--plnd-documents", "7", "--plnd-value", "0.05",
-       "--ffn-documents", "5"]  # fmt: skip
+JOB = [
+    "run",
+    "--analyses",
+    "loss,lens,plnd,ffn",
+    "--model",
+    "tiny-gated",
+    "--languages",
+    "en,de,zh",
+    "--loss-documents",
+    "5",
+    "--lens-documents",
+    "3",
+    "--plnd-documents",
+    "7",
+    "--plnd-value",
+    "0.05",
+    "--ffn-documents",
+    "5",
+]
 
 
 def _run(command: list[str], tmp_path: Path) -> None:
@@ -98,8 +114,9 @@ def _assert_close(found, expected, path="ffn"):
         for i, (a, b) in enumerate(zip(found, expected)):
             _assert_close(a, b, f"{path}[{i}]")
     elif isinstance(expected, (float, list)):
-        np.testing.assert_allclose(np.array(found, dtype=float), np.array(expected, dtype=float),
-                                   rtol=1e-4, atol=1e-6, err_msg=path)  # fmt: skip
+        np.testing.assert_allclose(
+            np.array(found, dtype=float), np.array(expected, dtype=float), rtol=1e-4, atol=1e-6, err_msg=path
+        )
     else:
         assert found == expected, path
 

@@ -50,8 +50,12 @@ def runs(tmp_path_factory):
         patch.setattr(job, "load_model", spy)
         for dtype in ("float32", "bfloat16"):
             folders[dtype] = root / dtype
-            job.run(RunOptions(model="tiny-gated", languages=("en", "de"), dtype=dtype), dict(ANALYSES),
-                    folders[dtype], show_progress=False)  # fmt: skip
+            job.run(
+                RunOptions(model="tiny-gated", languages=("en", "de"), dtype=dtype),
+                dict(ANALYSES),
+                folders[dtype],
+                show_progress=False,
+            )
     return folders, loaded[-1]
 
 

@@ -113,8 +113,20 @@ def test_cli_help_lists_subcommands(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for command in ("run", "loss", "lens", "plnd", "ablate", "finetune", "ffn", "export", "models", "corpora",
-                    "prepare", "report"):  # fmt: skip
+    for command in (
+        "run",
+        "loss",
+        "lens",
+        "plnd",
+        "ablate",
+        "finetune",
+        "ffn",
+        "export",
+        "models",
+        "corpora",
+        "prepare",
+        "report",
+    ):
         assert command in text
 
 
@@ -177,8 +189,20 @@ def test_cli_checks_input_without_importing_torch():
 
 def test_cli_run_and_report(tmp_path, capsys):
     out = tmp_path / "r"
-    args = ["run", "--model", "tiny", "--languages", "en,fr", "--analyses", "loss", "--loss-documents", "3",
-            "--out", str(out), "--quiet"]  # fmt: skip
+    args = [
+        "run",
+        "--model",
+        "tiny",
+        "--languages",
+        "en,fr",
+        "--analyses",
+        "loss",
+        "--loss-documents",
+        "3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     assert "Report:" in capsys.readouterr().out
     (out / "report.html").unlink()

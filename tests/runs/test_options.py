@@ -88,10 +88,14 @@ class _Example(Result):
 
 def test_results_save_and_load_through_the_shared_base(tmp_path):
     result = _Example(
-        counts={"de": [1, 2]}, inner={"x": _Inner(math.nan), "y": _Inner(1.5, 2.0)}, nested=[[0.5, math.nan]],
-        sets={"de": NeuronSet({"ffn": [[0, 3], [1, 2]]})}, measures=[Measures(1.0, 0.5, 0.25, 10)], pair=(3, "a"),
+        counts={"de": [1, 2]},
+        inner={"x": _Inner(math.nan), "y": _Inner(1.5, 2.0)},
+        nested=[[0.5, math.nan]],
+        sets={"de": NeuronSet({"ffn": [[0, 3], [1, 2]]})},
+        measures=[Measures(1.0, 0.5, 0.25, 10)],
+        pair=(3, "a"),
         notes={"free": [1, "two"]},
-    )  # fmt: skip
+    )
     path = result.save(tmp_path)
     assert "NaN" not in path.read_text()  # strict JSON: NaN is written as null
     assert json.loads(path.read_text())["sets"]["de"] == {"ffn": [[0, 3], [1, 2]]}  # a class's own to_dict wins
@@ -146,5 +150,6 @@ def test_what_settings_need_is_added_with_its_flags():
     analyses = analyses_from(build_parser().parse_args(argv), ["clt-diff"], None)
     assert list(analyses) == ["plnd", "finetune", "clt-train", "clt-diff"] and analyses["finetune"].sizes == (10,)
     with pytest.raises(OptionError, match="finetune"):
-        analyses_from(build_parser().parse_args(["run", "--analyses", "clt-diff", "--finetune-sizes", "10"]),
-                      ["clt-diff"], None)  # fmt: skip
+        analyses_from(
+            build_parser().parse_args(["run", "--analyses", "clt-diff", "--finetune-sizes", "10"]), ["clt-diff"], None
+        )

@@ -21,8 +21,21 @@ from workbench.zoo.presets import PRESETS
 from workbench.zoo.train import ZooExistsError, train
 
 LANGS = ["ar", "de", "en", "fr", "zh"]
-TINY = dict(mixture="ar=0.75,zh=0.25", layers=1, d_model=32, heads=2, d_mlp=64, context=64, vocab_size=400,
-            tokens=64 * 8 * 8, batch_tokens=64 * 8, lr=1e-2, warmup=2, heldout_verses=8, checkpoint_every=1)  # fmt: skip
+TINY = dict(
+    mixture="ar=0.75,zh=0.25",
+    layers=1,
+    d_model=32,
+    heads=2,
+    d_mlp=64,
+    context=64,
+    vocab_size=400,
+    tokens=64 * 8 * 8,
+    batch_tokens=64 * 8,
+    lr=1e-2,
+    warmup=2,
+    heldout_verses=8,
+    checkpoint_every=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +54,14 @@ def test_mixture_is_checked_and_normalised():
     assert mixture.trained == ["en", "fr", "de"] and mixture.languages == ["en", "fr", "de", "zh"]
     with pytest.raises(UnknownLanguageError, match="xx.*Languages: ar \\(Arabic\\)"):
         Mixture.parse("en=1,xx=1", LANGS)
-    for bad, message in [("en=0,fr=0", "sum to 0"), ("en=-1,fr=2", ">= 0"), ("en", "LANGUAGE=SHARE"),
-                         ("en=1,en=2", "twice"), ("en=lots", "not a number"), ("", "Empty")]:  # fmt: skip
+    for bad, message in [
+        ("en=0,fr=0", "sum to 0"),
+        ("en=-1,fr=2", ">= 0"),
+        ("en", "LANGUAGE=SHARE"),
+        ("en=1,en=2", "twice"),
+        ("en=lots", "not a number"),
+        ("", "Empty"),
+    ]:
         with pytest.raises(MixtureError, match=message):
             Mixture.parse(bad, LANGS)
 
@@ -113,8 +132,10 @@ def test_same_seed_same_weights_and_resume_equals_uninterrupted(zoo, monkeypatch
     assert again.keys() == reference.keys()
     for name in reference:
         torch.testing.assert_close(again[name], reference[name], rtol=0, atol=0)
-    assert json.loads((zoo / "again" / "zoo.json").read_text())["losses"] == json.loads(
-        (zoo / "tiny-mix" / "zoo.json").read_text())["losses"]  # fmt: skip
+    assert (
+        json.loads((zoo / "again" / "zoo.json").read_text())["losses"]
+        == json.loads((zoo / "tiny-mix" / "zoo.json").read_text())["losses"]
+    )
 
 
 def test_taken_names_and_other_settings_are_refused(zoo, monkeypatch):
@@ -152,10 +173,37 @@ def test_zoo_model_loads_as_hooked_transformer_with_hf_logits(zoo, monkeypatch):
 def test_analyses_run_on_a_zoo_model(zoo, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
     out = tmp_path / "run"
-    assert main(["run", "--model", "zoo:tiny-mix", "--languages", "ar,zh", "--analyses", "loss,plnd,ablate,finetune",
-                 "--loss-documents", "4", "--plnd-documents", "4", "--ablate-documents", "2", "--ablate-new-tokens", "2",
-                 "--finetune-sizes", "4", "--finetune-random-size", "0", "--finetune-documents", "2",
-                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "zoo:tiny-mix",
+                "--languages",
+                "ar,zh",
+                "--analyses",
+                "loss,plnd,ablate,finetune",
+                "--loss-documents",
+                "4",
+                "--plnd-documents",
+                "4",
+                "--ablate-documents",
+                "2",
+                "--ablate-new-tokens",
+                "2",
+                "--finetune-sizes",
+                "4",
+                "--finetune-random-size",
+                "0",
+                "--finetune-documents",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     for name in ("plnd", "deactivation", "finetune"):
         assert json.loads((out / f"{name}.json").read_text())
     assert (out / "report.html").exists()
@@ -207,18 +255,40 @@ def test_compare_a_family_and_hold_its_cka_to_ffn_compare_models(zoo, monkeypatc
     assert set(deep.plnd_sizes) == {"ar", "zh"} and len(deep.plnd_layers["ar"]) == 2
     assert np.asarray(deep.ffn_similarity["detector"]).shape == (2, 2)
     assert [(s["a"], s["b"], s["sublayer"]) for s in comparison.across] == [
-        ("tiny-deep", "tiny-mix", "detector"), ("tiny-deep", "tiny-mix", "combinator")]  # fmt: skip
+        ("tiny-deep", "tiny-mix", "detector"),
+        ("tiny-deep", "tiny-mix", "combinator"),
+    ]
     html = (out / "report.html").read_text()
     assert "held-out loss vs mixture" in html and "FFN layers across the family" in html
     assert main(["report", str(out)]) == 0
 
     direct = tmp_path / "direct"
-    assert main(["ffn", "--model", "zoo:tiny-deep", "--languages", "ar,zh", "--documents", "4",
-                 "--compare-models", "zoo:tiny-mix", "--out", str(direct), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ffn",
+                "--model",
+                "zoo:tiny-deep",
+                "--languages",
+                "ar,zh",
+                "--documents",
+                "4",
+                "--compare-models",
+                "zoo:tiny-mix",
+                "--out",
+                str(direct),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     ffn = json.loads((direct / "ffn.json").read_text())
     for sublayer in ("detector", "combinator"):
-        measured = next(s["matrix"] for s in ffn["similarity"]
-                        if s["a"] != s["b"] and s["sublayer"] == sublayer and s["measure"] == "cka")  # fmt: skip
+        measured = next(
+            s["matrix"]
+            for s in ffn["similarity"]
+            if s["a"] != s["b"] and s["sublayer"] == sublayer and s["measure"] == "cka"
+        )
         gathered = next(s["matrix"] for s in comparison.across if s["sublayer"] == sublayer)
         np.testing.assert_allclose(gathered, measured, rtol=1e-5, atol=1e-6)
 
@@ -231,8 +301,9 @@ def test_compare_names_what_is_not_trained(zoo, monkeypatch, capsys):
 
 
 # Fine-tuning (``workbench zoo finetune``): tiny-mix (ar=0.75,zh=0.25) is the base throughout.
-FINETUNE = dict(mixture="zh=1", tokenizer_languages=("ar", "zh"), base="tiny-mix", tokens=64 * 8 * 6, lr=1e-2, warmup=1,
-                seed=1)  # fmt: skip
+FINETUNE = dict(
+    mixture="zh=1", tokenizer_languages=("ar", "zh"), base="tiny-mix", tokens=64 * 8 * 6, lr=1e-2, warmup=1, seed=1
+)
 
 
 def _tiny_finetune(**changes) -> ZooOptions:
@@ -301,11 +372,14 @@ def test_finetune_refuses_other_shapes_foreign_languages_and_missing_bases(zoo, 
     from workbench.errors import WorkbenchError
 
     monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
-    for changes, message in [({"d_model": 64}, "--d-model 64 \\(base: 32\\)"), ({"context": 32}, "--context 32"),
-                             ({"tokenizer_languages": ()}, "--tokenizer-languages zh \\(base: ar,zh\\)"),
-                             ({"mixture": "en=1"}, "tiny-mix has no en"),
-                             ({"max_epochs": 1e-4}, "zh .* passes.*Lower --tokens.*--max-epochs"),
-                             ({"base": "nope"}, "no trained zoo model 'nope'.*workbench zoo train nope")]:  # fmt: skip
+    for changes, message in [
+        ({"d_model": 64}, "--d-model 64 \\(base: 32\\)"),
+        ({"context": 32}, "--context 32"),
+        ({"tokenizer_languages": ()}, "--tokenizer-languages zh \\(base: ar,zh\\)"),
+        ({"mixture": "en=1"}, "tiny-mix has no en"),
+        ({"max_epochs": 1e-4}, "zh .* passes.*Lower --tokens.*--max-epochs"),
+        ({"base": "nope"}, "no trained zoo model 'nope'.*workbench zoo train nope"),
+    ]:
         with pytest.raises(WorkbenchError, match=message):
             train("ft-bad", _tiny_finetune(**changes), show_progress=False)
     assert main(["zoo", "finetune", "ft-bad", "--base", "nope", "--language", "zh"]) == 2
@@ -324,16 +398,29 @@ def test_finetune_cli_options_start_from_the_base(zoo, monkeypatch):
     args = build_parser().parse_args(["zoo", "finetune", "ft", "--base", "tiny-mix", "--language", "FR"])
     assert args.func is cmd_zoo_finetune and args.name == "ft"
     options = finetune_options_from(args, zoo)
-    expected = {**TINY, "mixture": "fr=1", "tokenizer_languages": ("ar", "zh"), "base": "tiny-mix", "seed": 1,
-                "tokens": 200_000, "lr": 5e-4, "warmup": 5, "checkpoint_every": 25}  # fmt: skip
+    expected = {
+        **TINY,
+        "mixture": "fr=1",
+        "tokenizer_languages": ("ar", "zh"),
+        "base": "tiny-mix",
+        "seed": 1,
+        "tokens": 200_000,
+        "lr": 5e-4,
+        "warmup": 5,
+        "checkpoint_every": 25,
+    }
     assert options == ZooOptions(**expected)
-    args = build_parser().parse_args(["zoo", "finetune", "ft", "--base", "tiny-mix", "--mixture", "zh=1,ar=0.5",
-                                      "--lr", "0.01", "--seed", "7"])  # fmt: skip
+    args = build_parser().parse_args(
+        ["zoo", "finetune", "ft", "--base", "tiny-mix", "--mixture", "zh=1,ar=0.5", "--lr", "0.01", "--seed", "7"]
+    )
     assert finetune_options_from(args, zoo) == ZooOptions(
         **{**expected, "mixture": "zh=1,ar=0.5", "lr": 0.01, "seed": 7}
     )
-    for argv, message in [(["--base", "tiny-mix"], "--language LANG, or --mixture"), (["--language", "zh"], "--base NAME"),
-                          (["--base", "tiny-mix", "--language", "zh", "--mixture", "zh=1"], "not both")]:  # fmt: skip
+    for argv, message in [
+        (["--base", "tiny-mix"], "--language LANG, or --mixture"),
+        (["--language", "zh"], "--base NAME"),
+        (["--base", "tiny-mix", "--language", "zh", "--mixture", "zh=1"], "not both"),
+    ]:
         with pytest.raises(WorkbenchError, match=message):
             finetune_options_from(build_parser().parse_args(["zoo", "finetune", "ft", *argv]), zoo)
     with pytest.raises(SystemExit):

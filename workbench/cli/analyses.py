@@ -29,8 +29,11 @@ def _add_analysis_command(sub, name: str | None, command: str | None = None) -> 
     as the command ``command`` (default: its name)."""
     if name is None:
         parser = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
-        parser.add_argument("--analyses", default=",".join(DEFAULT_ANALYSES),
-                            help=f"comma-separated, from: {', '.join(REGISTRY)} (default: %(default)s)")  # fmt: skip
+        parser.add_argument(
+            "--analyses",
+            default=",".join(DEFAULT_ANALYSES),
+            help=f"comma-separated, from: {', '.join(REGISTRY)} (default: %(default)s)",
+        )
         members = list(REGISTRY)
     else:
         piece = load_slice(name)
@@ -39,10 +42,14 @@ def _add_analysis_command(sub, name: str | None, command: str | None = None) -> 
     add_options(parser, RunOptions)
     for member in members:
         add_options(parser, load_slice(member).Options, short=member == name)
-    parser.add_argument("--preset", choices=presets(), default=None,
-                        help="'paper': the paper-sized run (13 languages, more documents, every layer group); "
-                        "'gemma-clt', 'gemma-clt-workshop': the transcoder study on Gemma 3 270M, full or workshop "
-                        "size (see README); options given still win")  # fmt: skip
+    parser.add_argument(
+        "--preset",
+        choices=presets(),
+        default=None,
+        help="'paper': the paper-sized run (13 languages, more documents, every layer group); "
+        "'gemma-clt', 'gemma-clt-workshop': the transcoder study on Gemma 3 270M, full or workshop "
+        "size (see README); options given still win",
+    )
     folder = (name or "run").split("-")[0]  # a group's actions share a folder: clt features reads clt train's
     parser.add_argument(
         "--out", default=f"results/{folder}", help="output folder (re-running resumes; default: %(default)s)"
@@ -61,8 +68,11 @@ def add_commands(sub) -> None:
         else:
             _add_analysis_command(sub, name)
     for group, names in groups.items():
-        grouped = sub.add_parser(group, help=f"{group}: {', '.join(n.split('-', 1)[1] for n in names)} "
-                                 f"(each action runs what it needs first, in one --out folder)")  # fmt: skip
+        grouped = sub.add_parser(
+            group,
+            help=f"{group}: {', '.join(n.split('-', 1)[1] for n in names)} "
+            f"(each action runs what it needs first, in one --out folder)",
+        )
         actions = grouped.add_subparsers(dest=f"{group}_action", required=True, metavar="ACTION")
         for name in names:
             _add_analysis_command(actions, name, name.split("-", 1)[1])

@@ -24,8 +24,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise WorkbenchError(f"{exc} Pass the base model it was trained on with --model.") from None
     out = delta.export(model, Path(args.out))
-    print(f"Wrote {out.resolve()} ({delta.n_parameters:,} parameters differ from {args.model}); "
-          "load it with HookedTransformer(cfg).load_state_dict(safetensors.torch.load_file(PATH)).")  # fmt: skip
+    print(
+        f"Wrote {out.resolve()} ({delta.n_parameters:,} parameters differ from {args.model}); "
+        "load it with HookedTransformer(cfg).load_state_dict(safetensors.torch.load_file(PATH))."
+    )
     return 0
 
 

@@ -68,8 +68,11 @@ def add_options(
             group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         choices = meta["each_of"] if many else meta["choices"]
-        metavar = ("{" + ",".join(map(str, choices)) + "}" + (",..." if many else "")) if choices else (
-            f"{item.__name__.upper()}{',...' if many else ''}")  # fmt: skip
+        metavar = (
+            ("{" + ",".join(map(str, choices)) + "}" + (",..." if many else ""))
+            if choices
+            else (f"{item.__name__.upper()}{',...' if many else ''}")
+        )
         group.add_argument(*flags, type=_parser_of(item, flags[-1], many, optional), metavar=metavar, **kwargs)
 
 
@@ -99,6 +102,8 @@ def analyses_from(args: argparse.Namespace, names: list[str], preset: str | None
         chosen = {name: chosen.get(name) or options_from(args, load_slice(name).Options, preset) for name in names}
     stray = sorted(_given_analyses(args) - set(names))
     if stray:
-        raise OptionError(f"Options of {', '.join(stray)} were given, but it is not among the analyses "
-                          f"({', '.join(names)}); add it to --analyses or drop those options.")  # fmt: skip
+        raise OptionError(
+            f"Options of {', '.join(stray)} were given, but it is not among the analyses "
+            f"({', '.join(names)}); add it to --analyses or drop those options."
+        )
     return {name: chosen[name] for name in names}

@@ -23,8 +23,10 @@ def cmd_langid(args: argparse.Namespace) -> int:
         f"{'lang':<5} {'tokens':>7} {'content':>8} {'precision':>10} {'recall':>7} {'rec|amb':>8} {'ambig':>6} {'unknown':>8}"
     )
     for r in rows:
-        print(f"{r['language']:<5} {r['tokens']:>7} {r['content_tokens']:>8} {r['precision']:>10.3f} {r['recall']:>7.3f} "
-              f"{r['recall_or_ambiguous']:>8.3f} {r['ambiguous']:>6.3f} {r['unknown']:>8.3f}")  # fmt: skip
+        print(
+            f"{r['language']:<5} {r['tokens']:>7} {r['content_tokens']:>8} {r['precision']:>10.3f} {r['recall']:>7.3f} "
+            f"{r['recall_or_ambiguous']:>8.3f} {r['ambiguous']:>6.3f} {r['unknown']:>8.3f}"
+        )
     return 0
 
 

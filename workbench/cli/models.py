@@ -54,8 +54,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     """``models`` and ``prepare``."""
     models = sub.add_parser("models", help="list the models the workbench knows")
-    models.add_argument("--tiny", nargs=2, metavar=("FAMILY", "FOLDER"),
-                        help="save a tiny random model of FAMILY (llama, gemma3, xglm, ...) into FOLDER")  # fmt: skip
+    models.add_argument(
+        "--tiny",
+        nargs=2,
+        metavar=("FAMILY", "FOLDER"),
+        help="save a tiny random model of FAMILY (llama, gemma3, xglm, ...) into FOLDER",
+    )
     models.set_defaults(func=cmd_models)
 
     prepare = sub.add_parser("prepare", help="build the cached default model (gemma-3-270m)")

@@ -36,8 +36,12 @@ def cmd_task(args: argparse.Namespace) -> int:
     examples = {lang: load_examples(task, lang, args.examples, args.file) for lang in langs}
     model = load_model(args.model, device=args.device)
     result = task_deactivation(model, task, examples, sets, options)
-    result.update(model=model_source(model), sets_from=str(args.sets_from), neuron_sets=options.sets[0],
-                  examples={lang: len(v) for lang, v in examples.items()})  # fmt: skip
+    result.update(
+        model=model_source(model),
+        sets_from=str(args.sets_from),
+        neuron_sets=options.sets[0],
+        examples={lang: len(v) for lang, v in examples.items()},
+    )
     return _save_task_result(result, Path(args.out) / f"task-{task.name}.json")
 
 

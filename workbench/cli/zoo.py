@@ -22,8 +22,10 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     base = options_from(args, ZooOptions, None)
     plans = {args.name: {}} if args.name else PRESETS[args.preset]
     given = {k.split(".", 1)[1] for k in vars(args) if k.startswith("run.")}
-    runs = {name: ZooOptions(**{**base.to_dict(), **{k: v for k, v in changes.items() if k not in given}})
-            for name, changes in plans.items()}  # fmt: skip
+    runs = {
+        name: ZooOptions(**{**base.to_dict(), **{k: v for k, v in changes.items() if k not in given}})
+        for name, changes in plans.items()
+    }
     from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
 
     zoo = zoo_root_of(args)
@@ -99,8 +101,10 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
     for name, info in models.items():
         o = info["options"]
         held = " ".join(f"{lang} {loss:.2f}" for lang, loss in info["heldout_loss"].items())
-        print(f"{name:<12} {o['layers']:>6} {o['d_model']:>7} {info['parameters'] / 1e6:>6.1f}M "
-              f"{info['tokens']['total'] / 1e6:>6.1f}M {info['seconds'] / 60:>5.1f}  {held}  {info['mixture']}")  # fmt: skip
+        print(
+            f"{name:<12} {o['layers']:>6} {o['d_model']:>7} {info['parameters'] / 1e6:>6.1f}M "
+            f"{info['tokens']['total'] / 1e6:>6.1f}M {info['seconds'] / 60:>5.1f}  {held}  {info['mixture']}"
+        )
     return 0
 
 
@@ -130,24 +134,31 @@ def add_commands(sub) -> None:
     from workbench.zoo.options import FINETUNE_DEFAULTS, ZooOptions
     from workbench.zoo.presets import PRESETS
 
-    zoo = sub.add_parser("zoo", help="small multilingual models trained here on language mixtures (train, finetune, "
-                         "list, compare)")  # fmt: skip
+    zoo = sub.add_parser(
+        "zoo", help="small multilingual models trained here on language mixtures (train, finetune, list, compare)"
+    )
     actions = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a zoo model from scratch (resumes an interrupted run)")
     train.add_argument("name", nargs="?", default=None, help="the model's name (--model zoo:NAME)")
-    train.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                       help="mixtures: English 90/70/50/20/0%% over en,fr,de,ar,zh; depths: 2, 4, 8 layers "
-                       "(options given still win)")  # fmt: skip
+    train.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="mixtures: English 90/70/50/20/0%% over en,fr,de,ar,zh; depths: 2, 4, 8 layers (options given still win)",
+    )
     add_options(train, ZooOptions, only=tuple(f.name for f in fields(ZooOptions) if f.name != "base"))
     train.add_argument("--force", action="store_true", help="train again over an existing model of that name")
     train.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_zoo_train)
     finetune = actions.add_parser(
-        "finetune", help="fine-tune a trained zoo model on a language (or mixture) into a new zoo model, to diff the "
-        "two (resumes an interrupted run)", epilog="Settings start from --base's; its shape and tokenizer must stay. "
+        "finetune",
+        help="fine-tune a trained zoo model on a language (or mixture) into a new zoo model, to diff the "
+        "two (resumes an interrupted run)",
+        epilog="Settings start from --base's; its shape and tokenizer must stay. "
         f"Fine-tuning defaults: --tokens {FINETUNE_DEFAULTS['tokens']} --lr {FINETUNE_DEFAULTS['lr']:g} --warmup "
-        f"{FINETUNE_DEFAULTS['warmup']} --seed BASE_SEED+1 (other sequences than the base's first). Options given win.")  # fmt: skip
+        f"{FINETUNE_DEFAULTS['warmup']} --seed BASE_SEED+1 (other sequences than the base's first). Options given win.",
+    )
     finetune.add_argument("name", help="the fine-tuned model's name (--model zoo:NAME)")
     finetune.add_argument("--language", default=None, help="fine-tune on this language alone (means --mixture LANG=1)")
     add_options(finetune, ZooOptions)
@@ -155,17 +166,26 @@ def add_commands(sub) -> None:
     finetune.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
     finetune.add_argument("--quiet", action="store_true", help="no progress bars")
     finetune.set_defaults(func=cmd_zoo_finetune)
-    compare = actions.add_parser("compare", help="run analyses on every model of a family and compare them in one "
-                                 "report (held-out loss vs share, lens, PLND, FFN layer similarity)")  # fmt: skip
+    compare = actions.add_parser(
+        "compare",
+        help="run analyses on every model of a family and compare them in one "
+        "report (held-out loss vs share, lens, PLND, FFN layer similarity)",
+    )
     compare.add_argument("names", nargs="*", help="zoo models to compare (or --preset)")
     compare.add_argument("--preset", choices=sorted(PRESETS), default=None, help="compare a preset's models")
-    compare.add_argument("--analyses", default=",".join(DEFAULT_COMPARE_ANALYSES),
-                         help=f"comma-separated, from: {', '.join(REGISTRY)} (default: %(default)s)")  # fmt: skip
+    compare.add_argument(
+        "--analyses",
+        default=",".join(DEFAULT_COMPARE_ANALYSES),
+        help=f"comma-separated, from: {', '.join(REGISTRY)} (default: %(default)s)",
+    )
     add_options(compare, RunOptions, only=tuple(f.name for f in fields(RunOptions) if f.name != "model"))
     for member in REGISTRY:
         add_options(compare, load_slice(member).Options)
-    compare.add_argument("--out", default=None, help="output folder, a subfolder per model (default: "
-                         "results/zoo-PRESET; re-running resumes)")  # fmt: skip
+    compare.add_argument(
+        "--out",
+        default=None,
+        help="output folder, a subfolder per model (default: results/zoo-PRESET; re-running resumes)",
+    )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(func=cmd_zoo_compare)
     listing = actions.add_parser("list", help="the trained zoo models, with held-out loss per language")

@@ -14,8 +14,9 @@ from workbench.lens.readout import wide
 
 
 @torch.no_grad()
-def mlp_io(model, tokens: torch.Tensor, keep: torch.Tensor | None = None,
-           layers: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def mlp_io(
+    model, tokens: torch.Tensor, keep: torch.Tensor | None = None, layers: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(inputs, outputs)``, each ``[tokens, L, d_model]`` (``L``: every layer, or ``layers``):
     ``blocks.{l}.ln2.hook_normalized`` and ``blocks.{l}.hook_mlp_out`` at the positions where
     ``keep [batch, pos]`` is true (all positions without it); float32 (or wider) whatever the

@@ -94,8 +94,10 @@ def token_target(model, text: str) -> Target:
     ids = model.to_tokens(text, prepend_bos=False)[0].tolist()
     if len(ids) != 1:
         pieces = [model.tokenizer.decode([i]) for i in ids]
-        raise WorkbenchError(f"Target {text!r} is {len(ids)} tokens in this model's vocabulary ({pieces}), not one; "
-                             "give a single token (often with its leading space, e.g. ' dog').")  # fmt: skip
+        raise WorkbenchError(
+            f"Target {text!r} is {len(ids)} tokens in this model's vocabulary ({pieces}), not one; "
+            "give a single token (often with its leading space, e.g. ' dog')."
+        )
     return logit_target(model, ids[0])
 
 
@@ -141,8 +143,9 @@ def read_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> Promp
         | {mlp_in_hook(l) for l in range(L)}
         | {mlp_out_hook(l) for l in range(L)}
     )
-    logits, cache = model.run_with_cache(tokens[None], names_filter=lambda n: n in wanted or frozen_hook(n),
-                                         device=model.cfg.device)  # fmt: skip
+    logits, cache = model.run_with_cache(
+        tokens[None], names_filter=lambda n: n in wanted or frozen_hook(n), device=model.cfg.device
+    )
     mlp_in = wide(torch.stack([cache[mlp_in_hook(l)][0] for l in range(L)]))
     writes = torch.stack([cache[mlp_out_hook(l)][0] for l in range(L)])  # the model's dtype: patched back in
     acts = torch.stack([clt.encode_layer(mlp_in[l], l) for l in range(L)])
@@ -150,13 +153,15 @@ def read_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> Promp
     recon = torch.stack([clt.decode_layer(list(acts[: l + 1]), l) for l in range(L)])
     final = wide(model.ln_final(cache[f"blocks.{L - 1}.hook_resid_post"])[0])
     frozen = {name: value for name, value in cache.items() if frozen_hook(name)}
-    return PromptState(tokens, frozen, cache[START][0], acts, wide(writes) - recon, writes, mlp_in, final,
-                       wide(logits[0, -1]))  # fmt: skip
+    return PromptState(
+        tokens, frozen, cache[START][0], acts, wide(writes) - recon, writes, mlp_in, final, wide(logits[0, -1])
+    )
 
 
 @contextmanager
-def frozen_model(model, state: PromptState, start: torch.Tensor, writes: list[torch.Tensor],
-                 mlp_in: list) -> Iterator[None]:  # fmt: skip
+def frozen_model(
+    model, state: PromptState, start: torch.Tensor, writes: list[torch.Tensor], mlp_in: list
+) -> Iterator[None]:
     """The local replacement model: patterns and scales from ``state``, the residual stream's
     start set to ``start [B, pos, d]``, layer ``l``'s MLP output set to ``writes[l]``. Each
     layer's MLP input is appended to ``mlp_in`` as it is computed. Hooks are removed on exit."""
@@ -259,9 +264,19 @@ class _Sources:
         return out
 
 
-def attribute(model, clt: CrossLayerTranscoder, tokens: torch.Tensor, targets: list[Target] | None = None, *,
-              probability: float = 0.95, max_logits: int = 5, max_features: int | None = None, batch: int = 32,
-              prompt: str = "", show_progress: bool = False) -> Graph:  # fmt: skip
+def attribute(
+    model,
+    clt: CrossLayerTranscoder,
+    tokens: torch.Tensor,
+    targets: list[Target] | None = None,
+    *,
+    probability: float = 0.95,
+    max_logits: int = 5,
+    max_features: int | None = None,
+    batch: int = 32,
+    prompt: str = "",
+    show_progress: bool = False,
+) -> Graph:
     """The attribution graph of ``tokens`` (BOS first) for ``targets`` (default: the top logits
     covering ``probability``, at most ``max_logits``)."""
     check_prompt(model, clt, tokens)
@@ -320,8 +335,9 @@ class _Gradients:
                 g[b, pos] = (clt.W_enc[layer, :, feature].detach() * clt.in_scale[layer]).to(g.device)
         tensors = [self.final if k == -1 else self.mlp_in[k] for k in outputs]
         with torch.enable_grad():
-            grads = torch.autograd.grad(tensors, [self.start, *self.writes], list(outputs.values()), retain_graph=True,
-                                        allow_unused=True)  # fmt: skip
+            grads = torch.autograd.grad(
+                tensors, [self.start, *self.writes], list(outputs.values()), retain_graph=True, allow_unused=True
+            )
         grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, [self.start, *self.writes])]
         with torch.no_grad():
             return sources.effects(grads[0], grads[1:])[: len(nodes)].float().cpu().numpy()
@@ -363,8 +379,9 @@ def completeness_error(model, clt: CrossLayerTranscoder, graph: Graph, targets: 
     return float(np.abs(bias + rows.sum(1) - actual).max() / np.abs(actual).max())
 
 
-def _node_values(model, clt, state: PromptState, graph: Graph, targets: list[Target], start: torch.Tensor,
-                 writes: list[torch.Tensor]) -> np.ndarray:  # fmt: skip
+def _node_values(
+    model, clt, state: PromptState, graph: Graph, targets: list[Target], start: torch.Tensor, writes: list[torch.Tensor]
+) -> np.ndarray:
     """Every feature's pre-activation and every target's value on the frozen model, from ``start`` and ``writes``."""
     mlp_in, final = frozen_forward(model, state, start, writes)
     pre = [clt.layer_pre_activations(x[0], layer) for layer, x in enumerate(mlp_in)]  # [pos, F] per layer
@@ -373,8 +390,17 @@ def _node_values(model, clt, state: PromptState, graph: Graph, targets: list[Tar
     return torch.stack(features + values).double().cpu().numpy()
 
 
-def _graph(model, clt, state: PromptState, sources: _Sources, targets: list[Target], rows: np.ndarray,
-           row_node: np.ndarray, visited: np.ndarray, prompt: str) -> Graph:  # fmt: skip
+def _graph(
+    model,
+    clt,
+    state: PromptState,
+    sources: _Sources,
+    targets: list[Target],
+    rows: np.ndarray,
+    row_node: np.ndarray,
+    visited: np.ndarray,
+    prompt: str,
+) -> Graph:
     """The square adjacency over the visited features, errors, tokens and targets."""
     selected = np.nonzero(visited)[0]  # column order is (layer, position, feature)
     n_sel, n_rest = len(selected), sources.n_columns - sources.n_active
@@ -390,15 +416,40 @@ def _graph(model, clt, state: PromptState, sources: _Sources, targets: list[Targ
     unexplained = float(np.abs(rows[:, dropped]).sum() / total) if total > 0 and len(dropped) else 0.0
     tokens = state.tokens.tolist()
     info = [TargetInfo(t.label, t.token, t.weight, target_value(state, t)) for t in targets]
-    meta = {"active_features": int(sources.n_active), "unexplained": unexplained,
-            "transcoder": getattr(clt.config, "model", "")}  # fmt: skip
-    return Graph(prompt, tokens, [model.tokenizer.decode([t]) if model.tokenizer is not None else str(t) for t in tokens],
-                 clt.config.n_layers, sources.index[selected].cpu().numpy(), sources.values[selected].cpu().numpy(),
-                 state.errors.norm(dim=-1).cpu().numpy(), info, adjacency, meta)  # fmt: skip
+    meta = {
+        "active_features": int(sources.n_active),
+        "unexplained": unexplained,
+        "transcoder": getattr(clt.config, "model", ""),
+    }
+    return Graph(
+        prompt,
+        tokens,
+        [model.tokenizer.decode([t]) if model.tokenizer is not None else str(t) for t in tokens],
+        clt.config.n_layers,
+        sources.index[selected].cpu().numpy(),
+        sources.values[selected].cpu().numpy(),
+        state.errors.norm(dim=-1).cpu().numpy(),
+        info,
+        adjacency,
+        meta,
+    )
 
 
 __all__ = [
-    "PromptState", "Target", "attribute", "check_hooked", "check_prompt", "completeness_error", "direction_target",
-    "frozen_forward", "frozen_hook", "frozen_model", "logit_target", "logit_targets", "mean_unembedding",
-    "read_prompt", "target_value", "token_target",
-]  # fmt: skip
+    "PromptState",
+    "Target",
+    "attribute",
+    "check_hooked",
+    "check_prompt",
+    "completeness_error",
+    "direction_target",
+    "frozen_forward",
+    "frozen_hook",
+    "frozen_model",
+    "logit_target",
+    "logit_targets",
+    "mean_unembedding",
+    "read_prompt",
+    "target_value",
+    "token_target",
+]

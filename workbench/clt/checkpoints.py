@@ -93,8 +93,9 @@ class CheckpointError(WorkbenchError, ValueError):
 # --------------------------------------------------------------------------- the entry point
 
 
-def load_transcoder(source: Path | str | Sequence[Path | str], model_name: str = "", model: Any = None,
-                    device: str = "cpu") -> CrossLayerTranscoder:  # fmt: skip
+def load_transcoder(
+    source: Path | str | Sequence[Path | str], model_name: str = "", model: Any = None, device: str = "cpu"
+) -> CrossLayerTranscoder:
     """The transcoder in ``source`` (a folder, or SAELens folders one per layer), whatever the format.
 
     ``model_name`` is recorded where the checkpoint names no model (a SAELens transcoder takes it
@@ -128,8 +129,10 @@ def detect(folders: list[Path]) -> str:
     if all((f / CFG_FILE).is_file() and (f / WEIGHTS_FILE).is_file() for f in folders):
         return "saelens"
     if len(folders) > 1:
-        raise CheckpointError(f"Several folders are read only as SAELens transcoders (one per layer), but "
-                              f"{_contents(folders)}; give one folder of {FORMATS}.")  # fmt: skip
+        raise CheckpointError(
+            f"Several folders are read only as SAELens transcoders (one per layer), but "
+            f"{_contents(folders)}; give one folder of {FORMATS}."
+        )
     folder = folders[0]
     if all((folder / name).is_file() for name in OURS):
         return "workbench"
@@ -157,8 +160,11 @@ def _model_facts(model: Any) -> tuple[Norms | None, bool | None]:
     if model is None:
         return None, None
     norms = [(getattr(b.ln2, "w", None), getattr(b.ln2, "b", None)) for b in model.blocks]
-    usable = None if any(w is None for w, _ in norms) else [(w.detach(), None if b is None else b.detach())
-                                                              for w, b in norms]  # fmt: skip
+    usable = (
+        None
+        if any(w is None for w, _ in norms)
+        else [(w.detach(), None if b is None else b.detach()) for w, b in norms]
+    )
     return usable, any(hasattr(block, "ln2_post") for block in model.blocks)
 
 
@@ -170,9 +176,11 @@ def _load_saelens(folders: list[Path], model_name: str, model: Any) -> CrossLaye
     if reads_norm_output(folders[0]):
         norms = _model_facts(model)[0]
         if norms is None:
-            raise CheckpointError(f"{folders[0]} reads the MLP norm's output, but this model's norm weights are "
-                                  "folded into its weights (or no model was given); load the model without "
-                                  "folding layer norms.")  # fmt: skip
+            raise CheckpointError(
+                f"{folders[0]} reads the MLP norm's output, but this model's norm weights are "
+                "folded into its weights (or no model was given); load the model without "
+                "folding layer norms."
+            )
         weights = [w for w, _ in norms]
     return load_saelens(folders, model_name=model_name, norm_weights=weights)
 
@@ -188,17 +196,30 @@ def load_featflow(folder: Path | str, model_name: str = "") -> CrossLayerTransco
     folder = Path(folder)
     cfg = json.loads((folder / FEATFLOW_CFG).read_text(encoding="utf-8"))
     tensors = {k: v.float() for k, v in load_file(folder / FEATFLOW_WEIGHTS).items()}
-    need = ["W_enc", "b_enc", "log_threshold", "W_dec", "b_dec", "estimated_norm_scaling_factor_in",
-            "estimated_norm_scaling_factor_out"]  # fmt: skip
+    need = [
+        "W_enc",
+        "b_enc",
+        "log_threshold",
+        "W_dec",
+        "b_dec",
+        "estimated_norm_scaling_factor_in",
+        "estimated_norm_scaling_factor_out",
+    ]
     absent = [k for k in need if k not in tensors]
     if absent:
         raise CheckpointError(f"{folder / FEATFLOW_WEIGHTS} lacks {', '.join(absent)}; it is not a featflow CLT.")
     L, d, F = tensors["W_enc"].shape
     cross = bool(cfg.get("cross_layer_decoders", tensors["W_dec"].shape[0] != L))
     _check_featflow_shapes(folder, cfg, tensors, cross)
-    config = CLTConfig(L, d, F, per_layer=not cross, threshold_init=float(cfg.get("jumprelu_init_threshold", 0.03)),
-                       bandwidth=float(cfg.get("jumprelu_bandwidth", 1.0)),
-                       model=cfg.get("model_name") or model_name)  # fmt: skip
+    config = CLTConfig(
+        L,
+        d,
+        F,
+        per_layer=not cross,
+        threshold_init=float(cfg.get("jumprelu_init_threshold", 0.03)),
+        bandwidth=float(cfg.get("jumprelu_bandwidth", 1.0)),
+        model=cfg.get("model_name") or model_name,
+    )
     clt = CrossLayerTranscoder(config)
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "log_threshold"):
@@ -225,16 +246,27 @@ def _check_featflow_shapes(folder: Path, cfg: dict, tensors: dict[str, torch.Ten
     """Refuse a featflow checkpoint whose tensors disagree with each other or with its config."""
     L, d, F = tensors["W_enc"].shape
     blocks = L * (L + 1) // 2 if cross else L
-    expected = {"b_enc": (L, F), "log_threshold": (L, F), "W_dec": (blocks, F, d), "b_dec": (blocks, d),
-                "estimated_norm_scaling_factor_in": (L,), "estimated_norm_scaling_factor_out": (L,)}  # fmt: skip
-    wrong = [f"{k} {tuple(tensors[k].shape)} (expected {shape})" for k, shape in expected.items()
-             if tuple(tensors[k].shape) != shape]  # fmt: skip
+    expected = {
+        "b_enc": (L, F),
+        "log_threshold": (L, F),
+        "W_dec": (blocks, F, d),
+        "b_dec": (blocks, d),
+        "estimated_norm_scaling_factor_in": (L,),
+        "estimated_norm_scaling_factor_out": (L,),
+    }
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} (expected {shape})"
+        for k, shape in expected.items()
+        if tuple(tensors[k].shape) != shape
+    ]
     stated = {"d_in": d, "d_latent": F, "n_layers": L}
     wrong += [f"config {k} {cfg[k]} (tensors: {v})" for k, v in stated.items() if k in cfg and cfg[k] != v]
     if wrong:
         kind = "cross-layer" if cross else "per-layer"
-        raise CheckpointError(f"{folder} is not a consistent featflow {kind} CLT with W_enc {tuple(tensors['W_enc'].shape)}: "
-                              f"{'; '.join(wrong)}.")  # fmt: skip
+        raise CheckpointError(
+            f"{folder} is not a consistent featflow {kind} CLT with W_enc {tuple(tensors['W_enc'].shape)}: "
+            f"{'; '.join(wrong)}."
+        )
 
 
 def save_featflow(clt: CrossLayerTranscoder, folder: Path | str, model_name: str = "") -> Path:
@@ -250,18 +282,36 @@ def save_featflow(clt: CrossLayerTranscoder, folder: Path | str, model_name: str
     with torch.no_grad():
         W_dec = torch.stack([_decoder(clt, s, t) for s, t in blocks])
         b_dec = torch.stack([clt.b_dec[t] if s == t else torch.zeros_like(clt.b_dec[t]) for s, t in blocks])
-        tensors = {"W_enc": clt.W_enc, "b_enc": _covered_only(clt, clt.b_enc), "log_threshold": clt.log_threshold,
-                   "W_dec": W_dec, "b_dec": b_dec, "estimated_norm_scaling_factor_in": clt.in_scale,
-                   "estimated_norm_scaling_factor_out": clt.out_scale}  # fmt: skip
+        tensors = {
+            "W_enc": clt.W_enc,
+            "b_enc": _covered_only(clt, clt.b_enc),
+            "log_threshold": clt.log_threshold,
+            "W_dec": W_dec,
+            "b_dec": b_dec,
+            "estimated_norm_scaling_factor_in": clt.in_scale,
+            "estimated_norm_scaling_factor_out": clt.out_scale,
+        }
         tensors = _cpu(tensors)
     tensors["feature_count"] = torch.zeros(L, c.n_features, dtype=torch.long)
     if cross:
         rows = torch.tensor([s for s, _ in blocks])
         tensors["layer_mask"] = (torch.arange(L)[:, None] == rows[None, :]).float()
-    cfg = {"device": "cpu", "dtype": "float32", "seed": 0, "model_name": model_name or c.model, "d_in": c.d_model,
-           "d_latent": c.n_features, "n_layers": L, "jumprelu_bandwidth": c.bandwidth,
-           "jumprelu_init_threshold": c.threshold_init, "normalize_decoder": False, "dead_feature_window": 0,
-           "cross_layer_decoders": cross, "context_size": 0, "l0_coefficient": 0.0}  # fmt: skip
+    cfg = {
+        "device": "cpu",
+        "dtype": "float32",
+        "seed": 0,
+        "model_name": model_name or c.model,
+        "d_in": c.d_model,
+        "d_latent": c.n_features,
+        "n_layers": L,
+        "jumprelu_bandwidth": c.bandwidth,
+        "jumprelu_init_threshold": c.threshold_init,
+        "normalize_decoder": False,
+        "dead_feature_window": 0,
+        "cross_layer_decoders": cross,
+        "context_size": 0,
+        "l0_coefficient": 0.0,
+    }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, folder / FEATFLOW_WEIGHTS)
@@ -287,8 +337,9 @@ def _covered_only(clt: CrossLayerTranscoder, b_enc: torch.Tensor) -> torch.Tenso
 # --------------------------------------------------------------------------- circuit-tracer
 
 
-def load_circuit_tracer(folder: Path | str, model_name: str = "", norms: Norms | None = None,
-                        post_mlp_norm: bool | None = None) -> CrossLayerTranscoder:  # fmt: skip
+def load_circuit_tracer(
+    folder: Path | str, model_name: str = "", norms: Norms | None = None, post_mlp_norm: bool | None = None
+) -> CrossLayerTranscoder:
     """circuit-tracer's per-layer transcoders or CLT (a folder with ``config.yaml``) as our
     transcoder with unit scales. ``norms``: the model's MLP input norms (weight, bias) per layer,
     folded into the encoders of a transcoder that reads ``mlp.hook_in``; ``post_mlp_norm``:
@@ -298,16 +349,20 @@ def load_circuit_tracer(folder: Path | str, model_name: str = "", norms: Norms |
     fold = _ct_input(folder, config, norms)
     _ct_output(folder, config, post_mlp_norm)
     if config.get("activation") == "topk" or "k" in config:
-        raise CheckpointError(f"{folder} holds TopK transcoders; a workbench transcoder's JumpReLU cannot keep "
-                              "the k largest features. Use JumpReLU or ReLU transcoders.")  # fmt: skip
+        raise CheckpointError(
+            f"{folder} holds TopK transcoders; a workbench transcoder's JumpReLU cannot keep "
+            "the k largest features. Use JumpReLU or ReLU transcoders."
+        )
     kind = config.get("model_kind")
     if kind == "transcoder_set":
         layers = [_ct_layer(path, i) for i, path in enumerate(_ct_layer_files(folder, config))]
     elif kind == "cross_layer_transcoder":
         layers = _ct_clt_layers(folder)
     else:
-        raise CheckpointError(f"{folder / CT_CONFIG} has model_kind {kind!r}; circuit-tracer's are "
-                              "'transcoder_set' and 'cross_layer_transcoder'.")  # fmt: skip
+        raise CheckpointError(
+            f"{folder / CT_CONFIG} has model_kind {kind!r}; circuit-tracer's are "
+            "'transcoder_set' and 'cross_layer_transcoder'."
+        )
     if config.get("activation") == "relu":  # circuit-tracer then ignores any threshold in the files
         layers = [{**layer, "threshold": None} for layer in layers]
     return _ct_build(folder, layers, kind == "transcoder_set", config.get("model_name") or model_name, fold)
@@ -338,18 +393,24 @@ def _ct_input(folder: Path, config: dict, norms: Norms | None) -> Norms | None:
         return None
     if hook == NORM_OUTPUT:
         if norms is None:
-            raise CheckpointError(f"{folder} reads {hook} (the MLP norm's output, after its weight and bias); it "
-                                  "maps onto a workbench transcoder only with that norm folded in. Load it with the "
-                                  "model (load_transcoder(..., model=model)), and that model without folding "
-                                  "layer norms.")  # fmt: skip
+            raise CheckpointError(
+                f"{folder} reads {hook} (the MLP norm's output, after its weight and bias); it "
+                "maps onto a workbench transcoder only with that norm folded in. Load it with the "
+                "model (load_transcoder(..., model=model)), and that model without folding "
+                "layer norms."
+            )
         return norms
     raise CheckpointError(
         f"{folder} reads blocks.{{l}}.{hook}, but a workbench transcoder reads blocks.{{l}}.{NORM_INPUT} "
         f"(or, with the norm folded in, {NORM_OUTPUT}). "
-        + ("hook_resid_mid is the residual before the MLP's norm, which a linear encoder of the normalised "
-           "input cannot reproduce; " if hook == "hook_resid_mid" else "")
+        + (
+            "hook_resid_mid is the residual before the MLP's norm, which a linear encoder of the normalised "
+            "input cannot reproduce; "
+            if hook == "hook_resid_mid"
+            else ""
+        )
         + "Use transcoders trained on the MLP's (normalised) input."
-    )  # fmt: skip
+    )
 
 
 def _ct_output(folder: Path, config: dict, post_mlp_norm: bool | None) -> None:
@@ -358,12 +419,16 @@ def _ct_output(folder: Path, config: dict, post_mlp_norm: bool | None) -> None:
     if hook == "hook_mlp_out" or (hook == "mlp.hook_out" and post_mlp_norm is False):
         return
     if hook == "mlp.hook_out":
-        raise CheckpointError(f"{folder} writes mlp.hook_out, the MLP's output before any norm after it; that is "
-                              "blocks.{l}.hook_mlp_out only on a model without a post-MLP norm. "
-                              + ("This model has one; " if post_mlp_norm else "Load it with the model to check; ")
-                              + "transcoders for it must write hook_mlp_out.")  # fmt: skip
-    raise CheckpointError(f"{folder} writes blocks.{{l}}.{hook}; a workbench transcoder reconstructs the MLP output "
-                          f"({', '.join(MLP_OUTPUTS)}).")  # fmt: skip
+        raise CheckpointError(
+            f"{folder} writes mlp.hook_out, the MLP's output before any norm after it; that is "
+            "blocks.{l}.hook_mlp_out only on a model without a post-MLP norm. "
+            + ("This model has one; " if post_mlp_norm else "Load it with the model to check; ")
+            + "transcoders for it must write hook_mlp_out."
+        )
+    raise CheckpointError(
+        f"{folder} writes blocks.{{l}}.{hook}; a workbench transcoder reconstructs the MLP output "
+        f"({', '.join(MLP_OUTPUTS)})."
+    )
 
 
 def _ct_layer_files(folder: Path, config: dict) -> list[Path]:
@@ -372,17 +437,21 @@ def _ct_layer_files(folder: Path, config: dict) -> list[Path]:
         paths = [str(p) for p in config["transcoders"]]
         remote = [p for p in paths if p.startswith("hf://")]
         if remote:
-            raise CheckpointError(f"{folder / CT_CONFIG} names files on the hub ({remote[0]}, ...); download them "
-                                  "first (circuit-tracer's save_transcoders_to_cache writes a local folder).")  # fmt: skip
+            raise CheckpointError(
+                f"{folder / CT_CONFIG} names files on the hub ({remote[0]}, ...); download them "
+                "first (circuit-tracer's save_transcoders_to_cache writes a local folder)."
+            )
         files = [Path(p) if Path(p).is_absolute() or Path(p).is_file() else folder / p for p in paths]
     else:
         count = len(list(folder.glob("layer_*.safetensors")))
         files = [folder / f"layer_{i}.safetensors" for i in range(count)]
     absent = [str(f) for f in files if not f.is_file() or f.suffix != ".safetensors"]
     if not files or absent:
-        raise CheckpointError(f"{folder}: per-layer transcoder files missing or not safetensors "
-                              f"({', '.join(absent) or 'no layer_0.safetensors'}); Gemma Scope's .npz files "
-                              "need circuit-tracer's save_transcoders_to_cache first.")  # fmt: skip
+        raise CheckpointError(
+            f"{folder}: per-layer transcoder files missing or not safetensors "
+            f"({', '.join(absent) or 'no layer_0.safetensors'}); Gemma Scope's .npz files "
+            "need circuit-tracer's save_transcoders_to_cache first."
+        )
     return files
 
 
@@ -393,14 +462,23 @@ def _ct_layer(path: Path, layer: int) -> dict[str, torch.Tensor | None]:
 
     t = load_file(path)
     if "W_skip" in t:
-        raise CheckpointError(f"{path} is a skip transcoder (W_skip adds x @ W_skip.T to the output); a workbench "
-                              "transcoder has no skip connection. Use transcoders without one.")  # fmt: skip
+        raise CheckpointError(
+            f"{path} is a skip transcoder (W_skip adds x @ W_skip.T to the output); a workbench "
+            "transcoder has no skip connection. Use transcoders without one."
+        )
     if "k" in t or "log_thresholds" in t:
-        raise CheckpointError(f"{path} holds {'k (a TopK transcoder)' if 'k' in t else 'log_thresholds'}, which "
-                              "circuit-tracer's JumpReLU/ReLU loader does not read either; it cannot be loaded.")  # fmt: skip
+        raise CheckpointError(
+            f"{path} holds {'k (a TopK transcoder)' if 'k' in t else 'log_thresholds'}, which "
+            "circuit-tracer's JumpReLU/ReLU loader does not read either; it cannot be loaded."
+        )
     _require(path, t, ["W_enc", "W_dec", "b_enc", "b_dec"])
-    return {"W_enc": t["W_enc"], "b_enc": t["b_enc"], "threshold": t.get("activation_function.threshold"),
-            "W_dec": t["W_dec"][:, None], "b_dec": t["b_dec"]}  # fmt: skip
+    return {
+        "W_enc": t["W_enc"],
+        "b_enc": t["b_enc"],
+        "threshold": t.get("activation_function.threshold"),
+        "W_dec": t["W_dec"][:, None],
+        "b_dec": t["b_dec"],
+    }
 
 
 def _ct_clt_layers(folder: Path) -> list[dict[str, torch.Tensor | None]]:
@@ -408,11 +486,17 @@ def _ct_clt_layers(folder: Path) -> list[dict[str, torch.Tensor | None]]:
     from safetensors.torch import load_file
 
     L = len(list(folder.glob("W_enc_*.safetensors")))
-    absent = [name for i in range(L) for name in (f"W_enc_{i}.safetensors", f"W_dec_{i}.safetensors")
-              if not (folder / name).is_file()]  # fmt: skip
+    absent = [
+        name
+        for i in range(L)
+        for name in (f"W_enc_{i}.safetensors", f"W_dec_{i}.safetensors")
+        if not (folder / name).is_file()
+    ]
     if L == 0 or absent:
-        raise CheckpointError(f"{folder}: a circuit-tracer CLT needs W_enc_i and W_dec_i.safetensors for every "
-                              f"layer i; missing {', '.join(absent) or 'W_enc_0.safetensors'}.")  # fmt: skip
+        raise CheckpointError(
+            f"{folder}: a circuit-tracer CLT needs W_enc_i and W_dec_i.safetensors for every "
+            f"layer i; missing {', '.join(absent) or 'W_enc_0.safetensors'}."
+        )
     layers = []
     has_threshold = None
     for i in range(L):
@@ -420,16 +504,25 @@ def _ct_clt_layers(folder: Path) -> list[dict[str, torch.Tensor | None]]:
         _require(folder / f"W_enc_{i}.safetensors", enc, [f"W_enc_{i}", f"b_enc_{i}", f"b_dec_{i}"])
         _require(folder / f"W_dec_{i}.safetensors", dec, [f"W_dec_{i}"])
         has_threshold = f"threshold_{i}" in enc if has_threshold is None else has_threshold  # layer 0 decides
-        layers.append({"W_enc": enc[f"W_enc_{i}"], "b_enc": enc[f"b_enc_{i}"], "b_dec": enc[f"b_dec_{i}"],
-                       "threshold": enc[f"threshold_{i}"].reshape(-1) if has_threshold else None, "W_dec": dec[f"W_dec_{i}"]})  # fmt: skip
+        layers.append(
+            {
+                "W_enc": enc[f"W_enc_{i}"],
+                "b_enc": enc[f"b_enc_{i}"],
+                "b_dec": enc[f"b_dec_{i}"],
+                "threshold": enc[f"threshold_{i}"].reshape(-1) if has_threshold else None,
+                "W_dec": dec[f"W_dec_{i}"],
+            }
+        )
     return layers
 
 
 def _require(path: Path, tensors: dict, keys: list[str]) -> None:
     absent = [k for k in keys if k not in tensors]
     if absent:
-        raise CheckpointError(f"{path} lacks {', '.join(absent)} (it holds {', '.join(sorted(tensors))}); it is not "
-                              "a circuit-tracer transcoder file.")  # fmt: skip
+        raise CheckpointError(
+            f"{path} lacks {', '.join(absent)} (it holds {', '.join(sorted(tensors))}); it is not "
+            "a circuit-tracer transcoder file."
+        )
 
 
 def _ct_build(
@@ -439,8 +532,10 @@ def _ct_build(
     L = len(layers)
     F, d = layers[0]["W_enc"].shape
     if fold is not None and len(fold) != L:
-        raise CheckpointError(f"The transcoder has {L} layers; the model has {len(fold)}. Use a transcoder made for "
-                              "this model (or --model the one it was made for).")  # fmt: skip
+        raise CheckpointError(
+            f"The transcoder has {L} layers; the model has {len(fold)}. Use a transcoder made for "
+            "this model (or --model the one it was made for)."
+        )
     config = CLTConfig(L, d, F, per_layer=per_layer, model=model)
     clt = CrossLayerTranscoder(config)
     with torch.no_grad():
@@ -468,8 +563,10 @@ def _check_layer(folder: Path, layer: int, t: dict, config: CLTConfig) -> None:
         expected["threshold"] = (F,)
     wrong = [f"{k} {tuple(t[k].shape)} (expected {s})" for k, s in expected.items() if tuple(t[k].shape) != s]
     if wrong:
-        raise CheckpointError(f"{folder}, layer {layer}: {'; '.join(wrong)}. A workbench transcoder needs the same "
-                              "width at every layer and decoders to every later layer (cross-layer) or its own.")  # fmt: skip
+        raise CheckpointError(
+            f"{folder}, layer {layer}: {'; '.join(wrong)}. A workbench transcoder needs the same "
+            "width at every layer and decoders to every later layer (cross-layer) or its own."
+        )
 
 
 def _log_threshold(folder: Path, layer: int, threshold: torch.Tensor | None, F: int) -> torch.Tensor:
@@ -503,8 +600,13 @@ def save_circuit_tracer(clt: CrossLayerTranscoder, folder: Path | str, model_nam
             decoders = [_decoder(clt, i, k) / clt.out_scale[k] for k in range(i, i + 1 if per_layer else L)]
             W_dec, b_dec = torch.stack(decoders, dim=1), clt.b_dec[i] / clt.out_scale[i]  # [F, T, d]
             if per_layer:
-                tensors = {"W_enc": W_enc, "W_dec": W_dec[:, 0], "b_enc": b_enc[i], "b_dec": b_dec,
-                           "activation_function.threshold": clt.threshold[i]}  # fmt: skip
+                tensors = {
+                    "W_enc": W_enc,
+                    "W_dec": W_dec[:, 0],
+                    "b_enc": b_enc[i],
+                    "b_dec": b_dec,
+                    "activation_function.threshold": clt.threshold[i],
+                }
                 save_file(_cpu(tensors), folder / f"layer_{i}.safetensors")
             else:
                 enc = {
@@ -515,8 +617,12 @@ def save_circuit_tracer(clt: CrossLayerTranscoder, folder: Path | str, model_nam
                 }
                 save_file(_cpu(enc), folder / f"W_enc_{i}.safetensors")
                 save_file(_cpu({f"W_dec_{i}": W_dec}), folder / f"W_dec_{i}.safetensors")
-    config = {"model_name": model_name or c.model, "model_kind": "transcoder_set" if per_layer else "cross_layer_transcoder",
-              "feature_input_hook": NORM_INPUT, "feature_output_hook": "hook_mlp_out"}  # fmt: skip
+    config = {
+        "model_name": model_name or c.model,
+        "model_kind": "transcoder_set" if per_layer else "cross_layer_transcoder",
+        "feature_input_hook": NORM_INPUT,
+        "feature_output_hook": "hook_mlp_out",
+    }
     (folder / CT_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")  # JSON is YAML
     return folder
 
@@ -525,5 +631,14 @@ def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}
 
 
-__all__ = ["CheckpointError", "RELU_LOG_THRESHOLD", "detect", "featflow_blocks", "load_circuit_tracer",
-           "load_featflow", "load_transcoder", "save_circuit_tracer", "save_featflow"]  # fmt: skip
+__all__ = [
+    "CheckpointError",
+    "RELU_LOG_THRESHOLD",
+    "detect",
+    "featflow_blocks",
+    "load_circuit_tracer",
+    "load_featflow",
+    "load_transcoder",
+    "save_circuit_tracer",
+    "save_featflow",
+]

@@ -39,8 +39,10 @@ class Side:
 
 def measure(model, clt: CrossLayerTranscoder, documents: dict[str, list], batch_tokens: int = 2048) -> Side:
     """Feature statistics and FVU per layer of ``model`` on each language's ``documents``."""
-    return Side({lang: feature_stats(model, clt, docs, batch_tokens) for lang, docs in documents.items()},
-                {lang: layer_quality(model, clt, docs, batch_tokens) for lang, docs in documents.items()})  # fmt: skip
+    return Side(
+        {lang: feature_stats(model, clt, docs, batch_tokens) for lang, docs in documents.items()},
+        {lang: layer_quality(model, clt, docs, batch_tokens) for lang, docs in documents.items()},
+    )
 
 
 @dataclass
@@ -75,13 +77,16 @@ class Diff:
 
     def delta(self, what: str) -> np.ndarray:
         """``[languages, L, F]`` fine-tuned minus base, of ``frequency``, ``active_mean`` or ``mean``."""
-        return np.stack([getattr(self.tuned.stats[lang], what) - getattr(self.base.stats[lang], what)
-                         for lang in self.languages])  # fmt: skip
+        return np.stack(
+            [getattr(self.tuned.stats[lang], what) - getattr(self.base.stats[lang], what) for lang in self.languages]
+        )
 
     def fvu(self) -> dict[str, list[tuple[float, float]]]:
         """Per language and layer, ``(base FVU, fine-tuned FVU)``."""
-        return {lang: [(b.fvu, t.fvu) for b, t in zip(self.base.quality[lang], self.tuned.quality[lang])]
-                for lang in self.languages}  # fmt: skip
+        return {
+            lang: [(b.fvu, t.fvu) for b, t in zip(self.base.quality[lang], self.tuned.quality[lang])]
+            for lang in self.languages
+        }
 
     def top_changed(self, k: int) -> list[FeatureChange]:
         """The ``k`` features whose mean activation per token changed most in some language."""
@@ -97,8 +102,13 @@ class Diff:
 
     def change_of(self, layer: int, feature: int, change: float = float("nan")) -> FeatureChange:
         def pair(what: str) -> dict[str, tuple[float, float]]:
-            return {lang: (float(getattr(self.base.stats[lang], what)[layer, feature]),
-                           float(getattr(self.tuned.stats[lang], what)[layer, feature])) for lang in self.languages}  # fmt: skip
+            return {
+                lang: (
+                    float(getattr(self.base.stats[lang], what)[layer, feature]),
+                    float(getattr(self.tuned.stats[lang], what)[layer, feature]),
+                )
+                for lang in self.languages
+            }
 
         return FeatureChange(layer, feature, pair("frequency"), pair("active_mean"), change)
 
@@ -107,11 +117,16 @@ class Diff:
         moved by more than ``changed`` in some language, and FVU before and after (mean over languages)."""
         d = np.abs(self.delta("frequency"))
         fvu = self.fvu()
-        return [{"layer": layer, "mean |d frequency|": float(d[:, layer].mean()),
-                 f"features |d frequency| > {changed}": int((d[:, layer].max(0) > changed).sum()),
-                 "fvu base": float(np.mean([fvu[lang][layer][0] for lang in self.languages])),
-                 "fvu fine-tuned": float(np.mean([fvu[lang][layer][1] for lang in self.languages]))}
-                for layer in range(d.shape[1])]  # fmt: skip
+        return [
+            {
+                "layer": layer,
+                "mean |d frequency|": float(d[:, layer].mean()),
+                f"features |d frequency| > {changed}": int((d[:, layer].max(0) > changed).sum()),
+                "fvu base": float(np.mean([fvu[lang][layer][0] for lang in self.languages])),
+                "fvu fine-tuned": float(np.mean([fvu[lang][layer][1] for lang in self.languages])),
+            }
+            for layer in range(d.shape[1])
+        ]
 
     def language_strength(self) -> list[dict]:
         """Per layer and language: the base's features specific to the language (counted once, on
@@ -125,11 +140,17 @@ class Diff:
                 kept = specific[i, layer]
                 if not kept.any():
                     continue
-                rows.append({"layer": layer, "language": lang, "features": int(kept.sum()),
-                             "frequency base": float(b.frequency[layer, kept].mean()),
-                             "frequency fine-tuned": float(t.frequency[layer, kept].mean()),
-                             "mean base": float(b.mean[layer, kept].mean()),
-                             "mean fine-tuned": float(t.mean[layer, kept].mean())})  # fmt: skip
+                rows.append(
+                    {
+                        "layer": layer,
+                        "language": lang,
+                        "features": int(kept.sum()),
+                        "frequency base": float(b.frequency[layer, kept].mean()),
+                        "frequency fine-tuned": float(t.frequency[layer, kept].mean()),
+                        "mean base": float(b.mean[layer, kept].mean()),
+                        "mean fine-tuned": float(t.mean[layer, kept].mean()),
+                    }
+                )
         return rows
 
     def identity(self, k: int = 8) -> list[dict]:
@@ -139,11 +160,16 @@ class Diff:
         rows = []
         for i, lang in enumerate(self.languages):
             for layer, feature in base.identity_features(lang, k):
-                rows.append({"language": lang, "feature": f"L{layer}/{feature}",
-                             "score base": float(base.identity_score()[i, layer, feature]),
-                             "score fine-tuned": float(tuned.identity_score()[i, layer, feature]),
-                             "frequency base": float(base.frequency[i, layer, feature]),
-                             "frequency fine-tuned": float(tuned.frequency[i, layer, feature])})  # fmt: skip
+                rows.append(
+                    {
+                        "language": lang,
+                        "feature": f"L{layer}/{feature}",
+                        "score base": float(base.identity_score()[i, layer, feature]),
+                        "score fine-tuned": float(tuned.identity_score()[i, layer, feature]),
+                        "frequency base": float(base.frequency[i, layer, feature]),
+                        "frequency fine-tuned": float(tuned.frequency[i, layer, feature]),
+                    }
+                )
         return rows
 
 

@@ -54,18 +54,46 @@ from workbench.errors import WorkbenchError
 
 SCHEMA_VERSION = 1
 VIEWER_INDEX = "graph-metadata.json"
-FEATURE_TYPES = {FEATURE: "cross layer transcoder", ERROR: "mlp reconstruction error", TOKEN: "embedding",
-                 TARGET: "logit"}  # fmt: skip
+FEATURE_TYPES = {
+    FEATURE: "cross layer transcoder",
+    ERROR: "mlp reconstruction error",
+    TOKEN: "embedding",
+    TARGET: "logit",
+}
 
 # The schema: each field and the Python types it may hold (after json.loads).
 _FLOAT, _OPT_FLOAT = (float, int), (float, int, type(None))
-METADATA_FIELDS = {"slug": (str,), "scan": (str,), "transcoder_list": (list,), "prompt_tokens": (list,),
-                   "prompt": (str,), "node_threshold": _FLOAT, "schema_version": (int,)}  # fmt: skip
-QPARAMS_FIELDS = {"pinnedIds": (list,), "supernodes": (list,), "linkType": (str,), "clickedId": (str,),
-                  "sg_pos": (str,)}  # fmt: skip
-NODE_FIELDS = {"node_id": (str,), "feature": (int,), "layer": (str,), "ctx_idx": (int,), "feature_type": (str,),
-               "token_prob": _FLOAT, "is_target_logit": (bool,), "run_idx": (int,), "reverse_ctx_idx": (int,),
-               "jsNodeId": (str,), "clerp": (str,), "influence": _OPT_FLOAT, "activation": _OPT_FLOAT}  # fmt: skip
+METADATA_FIELDS = {
+    "slug": (str,),
+    "scan": (str,),
+    "transcoder_list": (list,),
+    "prompt_tokens": (list,),
+    "prompt": (str,),
+    "node_threshold": _FLOAT,
+    "schema_version": (int,),
+}
+QPARAMS_FIELDS = {
+    "pinnedIds": (list,),
+    "supernodes": (list,),
+    "linkType": (str,),
+    "clickedId": (str,),
+    "sg_pos": (str,),
+}
+NODE_FIELDS = {
+    "node_id": (str,),
+    "feature": (int,),
+    "layer": (str,),
+    "ctx_idx": (int,),
+    "feature_type": (str,),
+    "token_prob": _FLOAT,
+    "is_target_logit": (bool,),
+    "run_idx": (int,),
+    "reverse_ctx_idx": (int,),
+    "jsNodeId": (str,),
+    "clerp": (str,),
+    "influence": _OPT_FLOAT,
+    "activation": _OPT_FLOAT,
+}
 LINK_FIELDS = {"source": (str,), "target": (str,), "weight": _FLOAT}
 TOP_FIELDS = {"metadata": (dict,), "qParams": (dict,), "nodes": (list,), "links": (list,)}
 
@@ -75,15 +103,35 @@ def cantor(layer: int, feature: int) -> int:
     return (layer + feature) * (layer + feature + 1) // 2 + feature
 
 
-def _node(node_id: str, feature: int, layer: str, ctx_idx: int, kind: str, js: str, clerp: str = "",
-          influence: float | None = None, activation: float | None = None, token_prob: float = 0.0,
-          is_target: bool = False) -> dict:  # fmt: skip
+def _node(
+    node_id: str,
+    feature: int,
+    layer: str,
+    ctx_idx: int,
+    kind: str,
+    js: str,
+    clerp: str = "",
+    influence: float | None = None,
+    activation: float | None = None,
+    token_prob: float = 0.0,
+    is_target: bool = False,
+) -> dict:
     """One node with every field of the format, in its order, as plain Python values."""
-    return {"node_id": node_id, "feature": int(feature), "layer": layer, "ctx_idx": int(ctx_idx),
-            "feature_type": FEATURE_TYPES[kind], "token_prob": float(token_prob), "is_target_logit": bool(is_target),
-            "run_idx": 0, "reverse_ctx_idx": 0, "jsNodeId": js, "clerp": clerp,
-            "influence": None if influence is None else float(influence),
-            "activation": None if activation is None else float(activation)}  # fmt: skip
+    return {
+        "node_id": node_id,
+        "feature": int(feature),
+        "layer": layer,
+        "ctx_idx": int(ctx_idx),
+        "feature_type": FEATURE_TYPES[kind],
+        "token_prob": float(token_prob),
+        "is_target_logit": bool(is_target),
+        "run_idx": 0,
+        "reverse_ctx_idx": 0,
+        "jsNodeId": js,
+        "clerp": clerp,
+        "influence": None if influence is None else float(influence),
+        "activation": None if activation is None else float(activation),
+    }
 
 
 def node_record(graph: Graph, pruned: Pruned, node: int, clerps: dict[int, str] | None = None) -> dict:
@@ -94,12 +142,22 @@ def node_record(graph: Graph, pruned: Pruned, node: int, clerps: dict[int, str] 
     influence = float(pruned.cumulative[node])
     if kind == FEATURE:
         layer, pos, f = (int(x) for x in graph.features[i])
-        return _node(f"{layer}_{f}_{pos}", cantor(layer, f), str(layer), pos, kind, f"{layer}_{f}-0",
-                     clerps.get(node, ""), influence, float(graph.activations[i]))  # fmt: skip
+        return _node(
+            f"{layer}_{f}_{pos}",
+            cantor(layer, f),
+            str(layer),
+            pos,
+            kind,
+            f"{layer}_{f}-0",
+            clerps.get(node, ""),
+            influence,
+            float(graph.activations[i]),
+        )
     if kind == ERROR:
         layer, pos = divmod(i, graph.n_pos)
-        return _node(f"{layer}_-1_{pos}", -1, str(layer), pos, kind, f"{layer}_-1-{pos}", clerps.get(node, ""),
-                     influence)  # fmt: skip
+        return _node(
+            f"{layer}_-1_{pos}", -1, str(layer), pos, kind, f"{layer}_-1-{pos}", clerps.get(node, ""), influence
+        )
     if kind == TOKEN:
         v = graph.tokens[i]
         return _node(f"E_{v}_{i}", i, "E", i, kind, f"E_{v}-{i}", clerps.get(node, ""), influence)
@@ -113,8 +171,17 @@ def _target_record(graph: Graph, i: int) -> dict:
         token, clerp = target.token, f'Output "{target.label}" (p={target.weight:.3f})'
     else:
         token, clerp = -(i + 1), f'Direction "{target.label}" (p={target.weight:.3f})'
-    return _node(f"{layer}_{token}_{pos}", token, layer, pos, TARGET, f"L_{token}-{pos}", clerp,
-                 token_prob=float(target.weight), is_target=i == 0)  # fmt: skip
+    return _node(
+        f"{layer}_{token}_{pos}",
+        token,
+        layer,
+        pos,
+        TARGET,
+        f"L_{token}-{pos}",
+        clerp,
+        token_prob=float(target.weight),
+        is_target=i == 0,
+    )
 
 
 def kept_links(graph: Graph, pruned: Pruned) -> list[tuple[int, int]]:
@@ -130,25 +197,42 @@ def exported_nodes(graph: Graph, pruned: Pruned) -> list[int]:
     return [n for n in np.nonzero(pruned.nodes)[0].tolist() if n >= fixed or n in touched]
 
 
-def to_circuit_tracer(graph: Graph, pruned: Pruned, slug: str, scan: str, node_threshold: float,
-                      clerps: dict[int, str] | None = None) -> dict:  # fmt: skip
+def to_circuit_tracer(
+    graph: Graph, pruned: Pruned, slug: str, scan: str, node_threshold: float, clerps: dict[int, str] | None = None
+) -> dict:
     """The pruned graph in circuit-tracer's graph format (module docstring). ``slug`` names the
     graph, ``scan`` the model/transcoder pair (Neuronpedia's id for it); ``clerps`` maps node
     indices to their labels."""
     nodes = exported_nodes(graph, pruned)
     records = {n: node_record(graph, pruned, n, clerps) for n in nodes}
     ids = {n: r["node_id"] for n, r in records.items()}
-    links = [{"source": ids[s], "target": ids[t], "weight": float(graph.adjacency[t, s])}
-             for t, s in kept_links(graph, pruned) if s in ids and t in ids]  # fmt: skip
-    metadata = {"slug": slug, "scan": scan, "transcoder_list": [], "prompt_tokens": list(graph.token_strings),
-                "prompt": graph.prompt, "node_threshold": float(node_threshold),
-                "schema_version": SCHEMA_VERSION}  # fmt: skip
+    links = [
+        {"source": ids[s], "target": ids[t], "weight": float(graph.adjacency[t, s])}
+        for t, s in kept_links(graph, pruned)
+        if s in ids and t in ids
+    ]
+    metadata = {
+        "slug": slug,
+        "scan": scan,
+        "transcoder_list": [],
+        "prompt_tokens": list(graph.token_strings),
+        "prompt": graph.prompt,
+        "node_threshold": float(node_threshold),
+        "schema_version": SCHEMA_VERSION,
+    }
     qparams = {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""}
     return {"metadata": metadata, "qParams": qparams, "nodes": list(records.values()), "links": links}
 
 
-def write_circuit_tracer(graph: Graph, pruned: Pruned, path: Path, slug: str, scan: str, node_threshold: float,
-                         clerps: dict[int, str] | None = None) -> Path:  # fmt: skip
+def write_circuit_tracer(
+    graph: Graph,
+    pruned: Pruned,
+    path: Path,
+    slug: str,
+    scan: str,
+    node_threshold: float,
+    clerps: dict[int, str] | None = None,
+) -> Path:
     """Write :func:`to_circuit_tracer`'s JSON (UTF-8, tokens as they are) to ``path`` and enter it in
     the folder's viewer index (``graph-metadata.json``); returns the path. The file is named after
     the slug, as the viewer looks it up."""
@@ -202,8 +286,9 @@ def parse_logit_label(clerp: str) -> tuple[str, float]:
     try:
         return clerp.split('"')[1], float(clerp.split("(p=")[1].split(")")[0])
     except (IndexError, ValueError):
-        raise WorkbenchError(f"The output label {clerp!r} does not parse as the viewer reads it "
-                             '(\'Output "token" (p=0.123)\').') from None  # fmt: skip
+        raise WorkbenchError(
+            f"The output label {clerp!r} does not parse as the viewer reads it ('Output \"token\" (p=0.123)')."
+        ) from None
 
 
 def _check_fields(record: object, fields: dict[str, tuple], where: str) -> None:
@@ -216,8 +301,10 @@ def _check_fields(record: object, fields: dict[str, tuple], where: str) -> None:
         value = record[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise WorkbenchError(f"{where}: field {name!r} is {type(value).__name__}, not {wanted}. "
-                                 "Re-export the graph with write_circuit_tracer.")  # fmt: skip
+            raise WorkbenchError(
+                f"{where}: field {name!r} is {type(value).__name__}, not {wanted}. "
+                "Re-export the graph with write_circuit_tracer."
+            )
 
 
 def validate_circuit_tracer(data: object) -> dict:
@@ -279,6 +366,21 @@ def _decode(model, token: int) -> str:
     return model.tokenizer.decode([token]) if model.tokenizer is not None else str(token)
 
 
-__all__ = ["FEATURE_TYPES", "SCHEMA_VERSION", "VIEWER_INDEX", "cantor", "decoder_vectors", "exported_nodes",
-           "index_graph", "kept_links", "node_record", "parse_logit_label", "read_circuit_tracer", "read_viewer_folder",
-           "to_circuit_tracer", "top_tokens", "validate_circuit_tracer", "write_circuit_tracer"]  # fmt: skip
+__all__ = [
+    "FEATURE_TYPES",
+    "SCHEMA_VERSION",
+    "VIEWER_INDEX",
+    "cantor",
+    "decoder_vectors",
+    "exported_nodes",
+    "index_graph",
+    "kept_links",
+    "node_record",
+    "parse_logit_label",
+    "read_circuit_tracer",
+    "read_viewer_folder",
+    "to_circuit_tracer",
+    "top_tokens",
+    "validate_circuit_tracer",
+    "write_circuit_tracer",
+]

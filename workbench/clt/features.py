@@ -97,8 +97,13 @@ class LanguageFeatures:
     @classmethod
     def of(cls, stats: dict[str, FeatureStats], min_frequency: float, specific_share: float) -> LanguageFeatures:
         langs = list(stats)
-        return cls(langs, np.stack([stats[lang].frequency for lang in langs]),
-                   np.stack([stats[lang].active_mean for lang in langs]), min_frequency, specific_share)  # fmt: skip
+        return cls(
+            langs,
+            np.stack([stats[lang].frequency for lang in langs]),
+            np.stack([stats[lang].active_mean for lang in langs]),
+            min_frequency,
+            specific_share,
+        )
 
     @property
     def share(self) -> np.ndarray:
@@ -166,8 +171,15 @@ class Context:
 
 
 @torch.no_grad()
-def top_contexts(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], features: list[tuple[int, int]],
-                 k: int = 5, window: int = 8, batch_tokens: int = 2048) -> list[list[Context]]:  # fmt: skip
+def top_contexts(
+    model,
+    clt: CrossLayerTranscoder,
+    documents: list[torch.Tensor],
+    features: list[tuple[int, int]],
+    k: int = 5,
+    window: int = 8,
+    batch_tokens: int = 2048,
+) -> list[list[Context]]:
     """Per feature ``(layer, index)``, its ``k`` highest activations over ``documents`` (one per
     document: its maximum) with up to ``window`` tokens before the active one; BOS excluded."""
     if not features:
@@ -182,11 +194,16 @@ def top_contexts(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor]
         keep[:, 0] = False
         values, positions = acts.masked_fill(~keep[..., None], 0.0).max(dim=1)  # [batch, features]
         for j in range(len(features)):
-            found[j] += [(float(values[b, j]), doc, int(positions[b, j]))
-                         for b, doc in enumerate(batch.index) if values[b, j] > 0]  # fmt: skip
+            found[j] += [
+                (float(values[b, j]), doc, int(positions[b, j]))
+                for b, doc in enumerate(batch.index)
+                if values[b, j] > 0
+            ]
             found[j] = sorted(found[j], reverse=True)[:k]
-    return [[Context(value, _context_text(model, documents[doc], pos, window)) for value, doc, pos in best]
-            for best in found]  # fmt: skip
+    return [
+        [Context(value, _context_text(model, documents[doc], pos, window)) for value, doc, pos in best]
+        for best in found
+    ]
 
 
 def _context_text(model, tokens: torch.Tensor, position: int, window: int) -> str:

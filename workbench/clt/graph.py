@@ -114,8 +114,14 @@ class Graph:
         if kind == TOKEN:
             return {"kind": kind, "layer": -1, "position": i, "index": self.tokens[i], "activation": 0.0}
         target = self.targets[i]
-        return {"kind": kind, "layer": self.n_layers, "position": self.n_pos - 1, "index": target.token,
-                "activation": target.value, "label": target.label}  # fmt: skip
+        return {
+            "kind": kind,
+            "layer": self.n_layers,
+            "position": self.n_pos - 1,
+            "index": target.token,
+            "activation": target.value,
+            "label": target.label,
+        }
 
     def target_weights(self) -> np.ndarray:
         weights = np.zeros(self.n_nodes)
@@ -162,25 +168,50 @@ class Graph:
             cut = np.sort(np.abs(weights[edges]))[-max_edges]
             edges &= np.abs(weights) >= cut
         n_kept = int(pruned.nodes[self.span(FEATURE)].sum())
-        small = Graph(self.prompt, self.tokens, self.token_strings, self.n_layers, self.features[keep[:n_kept]],
-                      self.activations[keep[:n_kept]], self.error_norms, self.targets,
-                      np.where(edges, weights, 0.0).astype(np.float32), self.meta)  # fmt: skip
+        small = Graph(
+            self.prompt,
+            self.tokens,
+            self.token_strings,
+            self.n_layers,
+            self.features[keep[:n_kept]],
+            self.activations[keep[:n_kept]],
+            self.error_norms,
+            self.targets,
+            np.where(edges, weights, 0.0).astype(np.float32),
+            self.meta,
+        )
         return small, Pruned(pruned.nodes[keep], edges, pruned.cumulative[keep], pruned.influence[keep])
 
     def to_dict(self) -> dict:
         """Plain data (the adjacency as ``[target, source, weight]`` triples of its non-zero entries)."""
         t, s = np.nonzero(self.adjacency)
-        return {"prompt": self.prompt, "tokens": self.tokens, "token_strings": self.token_strings,
-                "n_layers": self.n_layers, "features": self.features.tolist(), "activations": self.activations.tolist(),
-                "error_norms": self.error_norms.tolist(), "targets": [asdict(x) for x in self.targets],
-                "edges": [[int(a), int(b), float(self.adjacency[a, b])] for a, b in zip(t, s)], "meta": self.meta}  # fmt: skip
+        return {
+            "prompt": self.prompt,
+            "tokens": self.tokens,
+            "token_strings": self.token_strings,
+            "n_layers": self.n_layers,
+            "features": self.features.tolist(),
+            "activations": self.activations.tolist(),
+            "error_norms": self.error_norms.tolist(),
+            "targets": [asdict(x) for x in self.targets],
+            "edges": [[int(a), int(b), float(self.adjacency[a, b])] for a, b in zip(t, s)],
+            "meta": self.meta,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Graph:
-        graph = cls(data["prompt"], data["tokens"], data["token_strings"], data["n_layers"],
-                    np.array(data["features"], dtype=np.int64).reshape(-1, 3), np.array(data["activations"]),
-                    np.array(data["error_norms"]), [TargetInfo(**t) for t in data["targets"]], np.zeros((0, 0), np.float32),
-                    data["meta"])  # fmt: skip
+        graph = cls(
+            data["prompt"],
+            data["tokens"],
+            data["token_strings"],
+            data["n_layers"],
+            np.array(data["features"], dtype=np.int64).reshape(-1, 3),
+            np.array(data["activations"]),
+            np.array(data["error_norms"]),
+            [TargetInfo(**t) for t in data["targets"]],
+            np.zeros((0, 0), np.float32),
+            data["meta"],
+        )
         graph.adjacency = np.zeros((graph.n_nodes, graph.n_nodes), np.float32)
         for a, b, w in data["edges"]:
             graph.adjacency[a, b] = w
@@ -190,10 +221,23 @@ class Graph:
         """``graph.json`` (everything small) and ``graph.npz`` (the arrays) in ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_arrays(folder / "graph.npz", {"features": self.features, "activations": self.activations,
-                                           "error_norms": self.error_norms, "adjacency": self.adjacency})  # fmt: skip
-        small = {"prompt": self.prompt, "tokens": self.tokens, "token_strings": self.token_strings,
-                 "n_layers": self.n_layers, "targets": [asdict(t) for t in self.targets], "meta": self.meta}  # fmt: skip
+        save_arrays(
+            folder / "graph.npz",
+            {
+                "features": self.features,
+                "activations": self.activations,
+                "error_norms": self.error_norms,
+                "adjacency": self.adjacency,
+            },
+        )
+        small = {
+            "prompt": self.prompt,
+            "tokens": self.tokens,
+            "token_strings": self.token_strings,
+            "n_layers": self.n_layers,
+            "targets": [asdict(t) for t in self.targets],
+            "meta": self.meta,
+        }
         (folder / "graph.json").write_text(json.dumps(small, ensure_ascii=False, indent=1), encoding="utf-8")
         return folder
 
@@ -202,9 +246,18 @@ class Graph:
         folder = Path(folder)
         small = json.loads((folder / "graph.json").read_text(encoding="utf-8"))
         arrays = load_arrays(folder / "graph.npz")
-        return cls(small["prompt"], small["tokens"], small["token_strings"], small["n_layers"], arrays["features"],
-                   arrays["activations"], arrays["error_norms"], [TargetInfo(**t) for t in small["targets"]],
-                   arrays["adjacency"], small["meta"])  # fmt: skip
+        return cls(
+            small["prompt"],
+            small["tokens"],
+            small["token_strings"],
+            small["n_layers"],
+            arrays["features"],
+            arrays["activations"],
+            arrays["error_norms"],
+            [TargetInfo(**t) for t in small["targets"]],
+            arrays["adjacency"],
+            small["meta"],
+        )
 
 
 def normalized(matrix: np.ndarray) -> np.ndarray:
@@ -273,5 +326,17 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / union if union else float("nan")
 
 
-__all__ = ["ERROR", "FEATURE", "Graph", "Pruned", "TARGET", "TOKEN", "TargetInfo", "influence", "jaccard", "normalized",
-           "prune", "threshold_of"]  # fmt: skip
+__all__ = [
+    "ERROR",
+    "FEATURE",
+    "Graph",
+    "Pruned",
+    "TARGET",
+    "TOKEN",
+    "TargetInfo",
+    "influence",
+    "jaccard",
+    "normalized",
+    "prune",
+    "threshold_of",
+]

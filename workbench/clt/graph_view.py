@@ -42,9 +42,12 @@ def hover_text(graph: Graph, pruned: Pruned, node: int, labels: dict[int, str]) 
     """A node's hover: kind, where it sits, activation, influence, and its label if the caller gave one."""
     d = graph.describe(node)
     token = html.escape(repr(graph.token_strings[d["position"]]), quote=False)
-    lines = [f"<b>{d['kind']}</b>" + (f" {html.escape(d['label'], quote=False)}" if "label" in d else ""),
-             f"L{d['layer']}/{d['index']} @ {d['position']} {token}",
-             f"activation {d['activation']:.4g}", f"influence {float(pruned.influence[node]):.4g}"]  # fmt: skip
+    lines = [
+        f"<b>{d['kind']}</b>" + (f" {html.escape(d['label'], quote=False)}" if "label" in d else ""),
+        f"L{d['layer']}/{d['index']} @ {d['position']} {token}",
+        f"activation {d['activation']:.4g}",
+        f"influence {float(pruned.influence[node]):.4g}",
+    ]
     if node in labels:
         lines.append(html.escape(labels[node], quote=False))
     return "<br>".join(lines)
@@ -82,13 +85,24 @@ def _edge_traces(graph: Graph, pruned: Pruned, places: dict[int, tuple[float, fl
             share = (band + 1) / EDGE_LEVELS
             line = dict(width=0.5 + 3 * share, color=f"rgba({EDGE_COLORS[name]}, {0.15 + 0.75 * share:.2f})")
             first = not any(t.legendgroup == name for t in traces)  # one legend entry per sign
-            traces.append(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} edges", legendgroup=name, line=line,
-                                     showlegend=first, hoverinfo="skip"))  # fmt: skip
+            traces.append(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    name=f"{name} edges",
+                    legendgroup=name,
+                    line=line,
+                    showlegend=first,
+                    hoverinfo="skip",
+                )
+            )
     return traces
 
 
-def graph_figure(graph: Graph, pruned: Pruned, labels: dict[int, str] | None = None, title: str = "",
-                 max_edges: int = 400) -> go.Figure:  # fmt: skip
+def graph_figure(
+    graph: Graph, pruned: Pruned, labels: dict[int, str] | None = None, title: str = "", max_edges: int = 400
+) -> go.Figure:
     """The kept nodes and the ``max_edges`` strongest kept edges of a pruned graph: x the position
     (ticks: the prompt's tokens), y the layer; colour by node kind, size by influence; edges blue
     (positive) or red (negative), wider and darker the stronger. ``labels`` (node index -> text)
@@ -100,18 +114,37 @@ def graph_figure(graph: Graph, pruned: Pruned, labels: dict[int, str] | None = N
         nodes = [n for n in range(graph.span(kind).start, graph.span(kind).stop) if n in places]
         if not nodes:
             continue
-        fig.add_scatter(x=[places[n][0] for n in nodes], y=[places[n][1] for n in nodes], mode="markers", name=kind,
-                        marker=dict(color=KIND_COLORS[kind], size=_sizes(graph, pruned, nodes),
-                                    line=dict(width=0.5, color="white")),
-                        hovertext=[hover_text(graph, pruned, n, labels) for n in nodes], hoverinfo="text")  # fmt: skip
+        fig.add_scatter(
+            x=[places[n][0] for n in nodes],
+            y=[places[n][1] for n in nodes],
+            mode="markers",
+            name=kind,
+            marker=dict(
+                color=KIND_COLORS[kind], size=_sizes(graph, pruned, nodes), line=dict(width=0.5, color="white")
+            ),
+            hovertext=[hover_text(graph, pruned, n, labels) for n in nodes],
+            hoverinfo="text",
+        )
     rows = [-1, *range(graph.n_layers), graph.n_layers]
     ticks = [html.escape(s, quote=False) for s in graph.token_strings]
-    fig.update_xaxes(tickmode="array", tickvals=list(range(graph.n_pos)), ticktext=ticks, title_text="position",
-                     showgrid=False, zeroline=False)  # fmt: skip
-    fig.update_yaxes(tickmode="array", tickvals=rows, ticktext=["emb", *(f"L{l}" for l in range(graph.n_layers)),
-                     "logit"], title_text="layer", zeroline=False)  # fmt: skip
-    fig.update_layout(title=title, template="plotly_white", height=max(420, 90 * (graph.n_layers + 2)),
-                      hovermode="closest")  # fmt: skip
+    fig.update_xaxes(
+        tickmode="array",
+        tickvals=list(range(graph.n_pos)),
+        ticktext=ticks,
+        title_text="position",
+        showgrid=False,
+        zeroline=False,
+    )
+    fig.update_yaxes(
+        tickmode="array",
+        tickvals=rows,
+        ticktext=["emb", *(f"L{l}" for l in range(graph.n_layers)), "logit"],
+        title_text="layer",
+        zeroline=False,
+    )
+    fig.update_layout(
+        title=title, template="plotly_white", height=max(420, 90 * (graph.n_layers + 2)), hovermode="closest"
+    )
     return fig
 
 

@@ -35,8 +35,9 @@ class LayerQuality:
 
 
 @torch.no_grad()
-def layer_quality(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor],
-                  batch_tokens: int = 2048) -> list[LayerQuality]:  # fmt: skip
+def layer_quality(
+    model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+) -> list[LayerQuality]:
     """FVU, L0 and dead share per covered layer over ``documents`` (token lists, BOS first; BOS excluded)."""
     L = clt.config.n_layers
     error = torch.zeros(L, dtype=torch.float64)
@@ -55,8 +56,15 @@ def layer_quality(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor
         ever[covered] |= (acts > 0).any(0).cpu()
         rows += len(x)
     variance = total - sums.pow(2).sum(-1) / max(rows, 1)  # sum of squared deviations from the mean
-    return [LayerQuality(layer, float(error[layer] / variance[layer]), float(active[layer] / max(rows, 1)),
-                         float(1 - ever[layer].float().mean())) for layer in clt.config.covered]  # fmt: skip
+    return [
+        LayerQuality(
+            layer,
+            float(error[layer] / variance[layer]),
+            float(active[layer] / max(rows, 1)),
+            float(1 - ever[layer].float().mean()),
+        )
+        for layer in clt.config.covered
+    ]
 
 
 @contextmanager
@@ -83,8 +91,9 @@ def replacement(model, clt: CrossLayerTranscoder):
 
 
 @torch.no_grad()
-def replacement_loss(model, clt: CrossLayerTranscoder, documents: list[torch.Tensor],
-                     batch_tokens: int = 2048) -> tuple[float, float]:  # fmt: skip
+def replacement_loss(
+    model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+) -> tuple[float, float]:
     """Mean next-token loss (nats) over ``documents``: ``(original, replacement)``."""
     sums = [0.0, 0.0]
     count = 0

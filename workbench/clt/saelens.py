@@ -67,8 +67,9 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
     if not 0 <= layer < config.n_layers:
         raise SAELensError(f"Layer {layer} is out of range; this transcoder has layers 0..{config.n_layers - 1}.")
     if not config.covers(layer):
-        raise SAELensError(f"Layer {layer} has no features in this transcoder; it covers layers "
-                           f"{', '.join(map(str, config.covered))}.")  # fmt: skip
+        raise SAELensError(
+            f"Layer {layer} has no features in this transcoder; it covers layers {', '.join(map(str, config.covered))}."
+        )
     with torch.no_grad():
         weights = {
             "W_enc": clt.W_enc[layer] * clt.in_scale[layer],
@@ -104,8 +105,11 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
     return folder
 
 
-def load_saelens(sources: list[Any], model_name: str = "", norm_weights: list[torch.Tensor] | None = None,
-                 ) -> CrossLayerTranscoder:  # fmt: skip
+def load_saelens(
+    sources: list[Any],
+    model_name: str = "",
+    norm_weights: list[torch.Tensor] | None = None,
+) -> CrossLayerTranscoder:
     """A per-layer CLT (``in_scale = out_scale = 1``) whose activations and reconstructions equal
     SAELens's, from one SAELens transcoder per layer of the model, in layer order: a folder
     (read with SAELens's ``SAE.load_from_disk``) or an already loaded SAELens transcoder.

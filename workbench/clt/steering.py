@@ -90,10 +90,14 @@ def _check_feature(clt: CrossLayerTranscoder, feature: Feature, what: str) -> No
             f"{what} feature {tuple(feature)}: layer {layer} out of range; the CLT has {L} layers (0..{L - 1})."
         )
     if not clt.config.covers(layer):
-        raise ValueError(f"{what} feature {tuple(feature)}: layer {layer} has no features in this transcoder (it "
-                         f"covers layers {', '.join(map(str, clt.config.covered))}); that layer's MLP is left as it is.")  # fmt: skip
+        raise ValueError(
+            f"{what} feature {tuple(feature)}: layer {layer} has no features in this transcoder (it "
+            f"covers layers {', '.join(map(str, clt.config.covered))}); that layer's MLP is left as it is."
+        )
     if not 0 <= index < F:
-        raise ValueError(f"{what} feature {tuple(feature)}: index {index} out of range; the CLT has {F} features per layer (0..{F - 1}).")  # fmt: skip
+        raise ValueError(
+            f"{what} feature {tuple(feature)}: index {index} out of range; the CLT has {F} features per layer (0..{F - 1})."
+        )
 
 
 def check_intervention(clt: CrossLayerTranscoder, intervention: Intervention) -> None:
@@ -115,15 +119,19 @@ def check_intervention(clt: CrossLayerTranscoder, intervention: Intervention) ->
             _check_feature(clt, read, kind)
             _check_feature(clt, write, f"{kind}_write")
             if write[0] != read[0]:
-                raise ValueError(f"{kind}-feature {tuple(read)} is written along {tuple(write)}, in another layer; "
-                                 "a change must be written in the layer it is read in.")  # fmt: skip
+                raise ValueError(
+                    f"{kind}-feature {tuple(read)} is written along {tuple(write)}, in another layer; "
+                    "a change must be written in the layer it is read in."
+                )
 
 
 def _check_model(model, clt: CrossLayerTranscoder) -> None:
     cfg = model.cfg
     if (cfg.n_layers, cfg.d_model) != (clt.config.n_layers, clt.config.d_model):
-        raise ValueError(f"The CLT has {clt.config.n_layers} layers of width {clt.config.d_model}; the model "
-                         f"{cfg.n_layers} of width {cfg.d_model}.")  # fmt: skip
+        raise ValueError(
+            f"The CLT has {clt.config.n_layers} layers of width {clt.config.d_model}; the model "
+            f"{cfg.n_layers} of width {cfg.d_model}."
+        )
 
 
 # --------------------------------------------------------------------------- directions
@@ -172,10 +180,12 @@ def _off_layers(clt: CrossLayerTranscoder, iv: Intervention) -> dict[int, _OffLa
         rows = [i for i, f in enumerate(iv.off) if f[0] == layer]
         index = torch.tensor([iv.off[i][1] for i in rows], device=clt.W_enc.device)
         layers[layer] = _OffLayer(
-            layer, clt.W_enc[layer][:, index].detach(), clt.b_enc[layer, index].detach(),
+            layer,
+            clt.W_enc[layer][:, index].detach(),
+            clt.b_enc[layer, index].detach(),
             clt.threshold[layer, index].detach(),
             write_vectors(clt, [writes[i] for i in rows], [gains[i] for i in rows]),
-        )  # fmt: skip
+        )
     return layers
 
 
@@ -219,8 +229,9 @@ def _block(rows: int, blocks: int) -> int:
 
 
 @contextmanager
-def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequence[Intervention],
-             start: int = 0) -> Iterator:  # fmt: skip
+def steering(
+    model, clt: CrossLayerTranscoder, intervention: Intervention | Sequence[Intervention], start: int = 0
+) -> Iterator:
     """The original model with ``intervention``'s changes added along decoder directions (hooks,
     removed on exit, also on errors). ``start``: steer only positions ``>= start`` (also the
     generated ones). Strength 0 adds no hooks at all.
@@ -265,9 +276,12 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
     def write(target: int):
         def hook(out, hook):
             n = _block(out.shape[0], len(plans))
-            blocks = [out[k * n : (k + 1) * n] if plan is None or target not in plan.targets
-                      else out[k * n : (k + 1) * n] + delta(k, plan, target, out).to(out)
-                      for k, plan in enumerate(plans)]  # fmt: skip
+            blocks = [
+                out[k * n : (k + 1) * n]
+                if plan is None or target not in plan.targets
+                else out[k * n : (k + 1) * n] + delta(k, plan, target, out).to(out)
+                for k, plan in enumerate(plans)
+            ]
             return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
         return hook
@@ -287,8 +301,12 @@ def steering(model, clt: CrossLayerTranscoder, intervention: Intervention | Sequ
 
 
 @torch.no_grad()
-def matched_control(clt: CrossLayerTranscoder, intervention: Intervention, seed: int,
-                    exclude: set[Feature] | frozenset[Feature] = frozenset()) -> Intervention:  # fmt: skip
+def matched_control(
+    clt: CrossLayerTranscoder,
+    intervention: Intervention,
+    seed: int,
+    exclude: set[Feature] | frozenset[Feature] = frozenset(),
+) -> Intervention:
     """The count- and magnitude-matched random control of ``intervention``: the same read
     features and strength, each change written along a random feature of the read feature's layer
     (seeded; never one of ``exclude`` or of the intervention's own features; no feature twice), its
@@ -319,20 +337,29 @@ def matched_control(clt: CrossLayerTranscoder, intervention: Intervention, seed:
     gains = [g * float(norms[o] / norms[n]) for g, o, n in zip(old_gains, old_writes, new_writes)]
     n_off = len(iv.off)
     return Intervention(
-        off=tuple(iv.off), on=tuple(iv.on), on_values=tuple(iv.on_values), strength=iv.strength,
-        off_write=tuple(new_writes[:n_off]), on_write=tuple(new_writes[n_off:]),
-        off_gain=tuple(gains[:n_off]), on_gain=tuple(gains[n_off:]),
-    )  # fmt: skip
+        off=tuple(iv.off),
+        on=tuple(iv.on),
+        on_values=tuple(iv.on_values),
+        strength=iv.strength,
+        off_write=tuple(new_writes[:n_off]),
+        on_write=tuple(new_writes[n_off:]),
+        off_gain=tuple(gains[:n_off]),
+        on_gain=tuple(gains[n_off:]),
+    )
 
 
 # --------------------------------------------------------------------------- generation and measures
 
 
 @torch.no_grad()
-def greedy(model, tokens: torch.Tensor, new_tokens: int,
-           context: Callable[[], AbstractContextManager] | None = None,
-           reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-           cache: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+def greedy(
+    model,
+    tokens: torch.Tensor,
+    new_tokens: int,
+    context: Callable[[], AbstractContextManager] | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    cache: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Greedy continuation of ``tokens [n, p]`` (same length, no padding) inside ``context()``
     (e.g. ``lambda: steering(model, clt, iv)``): :func:`workbench.lens.readout.greedy`, each step
     one new position against a key-value cache (``cache=False``: the whole growing sequence).
@@ -367,20 +394,41 @@ def language_masks(vocab: VocabLanguages, d_vocab: int, lang_a: str, lang_b: str
 
 
 @torch.no_grad()
-def steer_measure(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, intervention: Intervention,
-                  vocab: VocabLanguages, lang_a: str, lang_b: str, new_tokens: int,
-                  baseline: torch.Tensor | None = None, batch_size: int = 16, start: int = 0) -> SteerMeasure:  # fmt: skip
+def steer_measure(
+    model,
+    clt: CrossLayerTranscoder,
+    prompts: torch.Tensor,
+    intervention: Intervention,
+    vocab: VocabLanguages,
+    lang_a: str,
+    lang_b: str,
+    new_tokens: int,
+    baseline: torch.Tensor | None = None,
+    batch_size: int = 16,
+    start: int = 0,
+) -> SteerMeasure:
     """Greedy continuations of ``prompts [n, p]`` under ``intervention`` and their language:
     token shares among language-labelled tokens, probability mass per step, and (given the
     unsteered continuation ``baseline [n, new_tokens]``) the share of tokens that changed."""
-    return steer_measures(model, clt, prompts, [intervention], vocab, lang_a, lang_b, new_tokens, baseline,
-                          batch_size, start)[0]  # fmt: skip
+    return steer_measures(
+        model, clt, prompts, [intervention], vocab, lang_a, lang_b, new_tokens, baseline, batch_size, start
+    )[0]
 
 
 @torch.no_grad()
-def steer_measures(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, interventions: Sequence[Intervention],
-                   vocab: VocabLanguages, lang_a: str, lang_b: str, new_tokens: int,
-                   baseline: torch.Tensor | None = None, batch_size: int = 16, start: int = 0) -> list[SteerMeasure]:  # fmt: skip
+def steer_measures(
+    model,
+    clt: CrossLayerTranscoder,
+    prompts: torch.Tensor,
+    interventions: Sequence[Intervention],
+    vocab: VocabLanguages,
+    lang_a: str,
+    lang_b: str,
+    new_tokens: int,
+    baseline: torch.Tensor | None = None,
+    batch_size: int = 16,
+    start: int = 0,
+) -> list[SteerMeasure]:
     """:func:`steer_measure` of each intervention, all in the same batches: ``batch_size`` prompts
     at a time, repeated once per intervention (one row block each, :func:`steering`). A step's
     cost on a large vocabulary is mostly reading the unembedding, whatever the rows, so a sweep
@@ -389,8 +437,14 @@ def steer_measures(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, inte
     K = len(interventions)
     generated, masses = [], []
     for chunk in prompts.split(batch_size):  # steering from a position counts whole sequences: no cache then
-        ids, mass = greedy(model, chunk.repeat(K, 1), new_tokens, lambda: steering(model, clt, interventions, start),
-                           lambda probs: probs.to(masks) @ masks, cache=start == 0)  # fmt: skip
+        ids, mass = greedy(
+            model,
+            chunk.repeat(K, 1),
+            new_tokens,
+            lambda: steering(model, clt, interventions, start),
+            lambda probs: probs.to(masks) @ masks,
+            cache=start == 0,
+        )
         generated.append(ids.cpu().unflatten(0, (K, len(chunk))))
         masses.append(
             mass.cpu().unflatten(0, (K, len(chunk))) if mass is not None else torch.zeros(K, len(chunk), 0, 2)
@@ -399,8 +453,14 @@ def steer_measures(model, clt: CrossLayerTranscoder, prompts: torch.Tensor, inte
     return [_measure(ids[k], mass[k], vocab, lang_a, lang_b, baseline) for k in range(K)]
 
 
-def _measure(ids: torch.Tensor, mass: torch.Tensor, vocab: VocabLanguages, lang_a: str, lang_b: str,
-             baseline: torch.Tensor | None) -> SteerMeasure:  # fmt: skip
+def _measure(
+    ids: torch.Tensor,
+    mass: torch.Tensor,
+    vocab: VocabLanguages,
+    lang_a: str,
+    lang_b: str,
+    baseline: torch.Tensor | None,
+) -> SteerMeasure:
     """The language of continuations ``ids [n, new]`` with their per-step masses ``[n, new, 2]``."""
     labels = torch.from_numpy(vocab.labels.astype("int64"))[ids]
     labelled = labels >= len(SPECIAL_LABELS)
@@ -418,5 +478,16 @@ def _measure(ids: torch.Tensor, mass: torch.Tensor, vocab: VocabLanguages, lang_
     return SteerMeasure(share(lang_b), share(lang_a), float(mean[1]), float(mean[0]), count, int(ids.numel()), changed)
 
 
-__all__ = ["Feature", "Intervention", "SteerMeasure", "check_intervention", "greedy", "language_masks",
-           "matched_control", "steer_measure", "steer_measures", "steering", "write_vectors"]  # fmt: skip
+__all__ = [
+    "Feature",
+    "Intervention",
+    "SteerMeasure",
+    "check_intervention",
+    "greedy",
+    "language_masks",
+    "matched_control",
+    "steer_measure",
+    "steer_measures",
+    "steering",
+    "write_vectors",
+]

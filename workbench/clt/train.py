@@ -151,9 +151,14 @@ def _gather_rows(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
     return [part[:count] for part, count in zip(parts, counts)]
 
 
-def stream(model, documents, settings: TrainSettings, state: TrainState,
-           first: tuple[torch.Tensor, torch.Tensor] | None = None,
-           layers: list[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+def stream(
+    model,
+    documents,
+    settings: TrainSettings,
+    state: TrainState,
+    first: tuple[torch.Tensor, torch.Tensor] | None = None,
+    layers: list[int] | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches (of ``layers`` only, if given) from ``state.block``/``state.row`` on, advancing the
     state as it yields; ``first``: block ``state.block`` when it is already read."""
     while True:
@@ -166,19 +171,29 @@ def stream(model, documents, settings: TrainSettings, state: TrainState,
         state.block, state.row = state.block + 1, 0
 
 
-def train_clt(model, documents: list[torch.Tensor], config: CLTConfig, settings: TrainSettings,
-              folder: Path | None = None, show_progress: bool = True,
-              on_step: Callable[[int, dict], None] | None = None) -> tuple[CrossLayerTranscoder, TrainState]:  # fmt: skip
+def train_clt(
+    model,
+    documents: list[torch.Tensor],
+    config: CLTConfig,
+    settings: TrainSettings,
+    folder: Path | None = None,
+    show_progress: bool = True,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> tuple[CrossLayerTranscoder, TrainState]:
     """Train (or resume from ``folder``'s checkpoint) a transcoder of ``config`` on ``model``'s
     activations over ``documents`` (token lists, BOS first). ``on_step(step, log)`` is called
     after each step and its checkpoint."""
     if config.n_layers != model.cfg.n_layers or config.d_model != model.cfg.d_model:
-        raise ValueError(f"The CLT has {config.n_layers} layers of width {config.d_model}; the model has "
-                         f"{model.cfg.n_layers} of {model.cfg.d_model}. Make the CLTConfig from this model.")  # fmt: skip
+        raise ValueError(
+            f"The CLT has {config.n_layers} layers of width {config.d_model}; the model has "
+            f"{model.cfg.n_layers} of {model.cfg.d_model}. Make the CLTConfig from this model."
+        )
     world = distributed.world()
     if settings.batch_tokens < world.size:
-        raise ValueError(f"A batch of {settings.batch_tokens} rows cannot be shared by {world.size} processes; "
-                         "use at least one row per process.")  # fmt: skip
+        raise ValueError(
+            f"A batch of {settings.batch_tokens} rows cannot be shared by {world.size} processes; "
+            "use at least one row per process."
+        )
     device = model.cfg.device
     clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
     optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
@@ -262,8 +277,11 @@ def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., L
         except Exception as error:  # noqa: BLE001 - any compiler failure: the eager loss is the same function
             if not compiled:
                 raise
-            warnings.warn(f"Compiling the transcoder's loss failed ({type(error).__name__}: {error}); training "
-                          "eagerly (slower, same numbers).", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"Compiling the transcoder's loss failed ({type(error).__name__}: {error}); training "
+                "eagerly (slower, same numbers).",
+                stacklevel=2,
+            )
             terms, compiled = loss_terms, False
             return clt_loss(clt, x, y, sparsity, dead=settings.dead_penalty, terms=terms)
 
@@ -273,8 +291,16 @@ def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., L
 def _save(folder: Path, clt, optimizer, config: CLTConfig, settings: TrainSettings, state: TrainState) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{CHECKPOINT}.tmp"
-    torch.save({"config": asdict(config), "settings": asdict(settings), "clt": clt.state_dict(),
-                "optimizer": optimizer.state_dict(), "state": asdict(state)}, partial)  # fmt: skip
+    torch.save(
+        {
+            "config": asdict(config),
+            "settings": asdict(settings),
+            "clt": clt.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "state": asdict(state),
+        },
+        partial,
+    )
     partial.replace(folder / CHECKPOINT)
 
 

@@ -106,8 +106,13 @@ class CLTConfig:
     def kind(self) -> str:
         """In words: per-layer, windowed or cross-layer, and over which layers."""
         span = 0 if self.per_layer else self.window
-        kind = ("per-layer transcoders" if span == 0 else "a cross-layer transcoder" if span is None
-                else f"a windowed cross-layer transcoder (each feature writes its own and the next {span} layers)")  # fmt: skip
+        kind = (
+            "per-layer transcoders"
+            if span == 0
+            else "a cross-layer transcoder"
+            if span is None
+            else f"a windowed cross-layer transcoder (each feature writes its own and the next {span} layers)"
+        )
         if self.layers and len(self.layers) < self.n_layers:
             kind += f" on layers {', '.join(map(str, self.layers))} of {self.n_layers}"
         return kind
@@ -155,8 +160,14 @@ def _decode_plan(config: CLTConfig) -> list[tuple[int, torch.Tensor, torch.Tenso
     for k in range(max(config.targets(layer) for layer in config.covered)):
         layers = [layer for layer in config.covered if config.writes(layer, layer + k)]
         if layers:
-            plan.append((k, torch.tensor([position[l] for l in layers]), torch.tensor([position[l + k] for l in layers]),
-                         layers))  # fmt: skip
+            plan.append(
+                (
+                    k,
+                    torch.tensor([position[l] for l in layers]),
+                    torch.tensor([position[l + k] for l in layers]),
+                    layers,
+                )
+            )
     return plan
 
 
@@ -331,12 +342,15 @@ def check_fits(clt: CrossLayerTranscoder, model, name: str = "") -> None:
 
     c = clt.config
     if c.n_layers != model.cfg.n_layers or c.d_model != model.cfg.d_model:
-        raise WorkbenchError(f"The transcoder has {c.n_layers} layers of width {c.d_model}; {name or 'the model'} has "
-                             f"{model.cfg.n_layers} of {model.cfg.d_model}. Use a transcoder made for this model "
-                             "(or --model the one it was made for).")  # fmt: skip
+        raise WorkbenchError(
+            f"The transcoder has {c.n_layers} layers of width {c.d_model}; {name or 'the model'} has "
+            f"{model.cfg.n_layers} of {model.cfg.d_model}. Use a transcoder made for this model "
+            "(or --model the one it was made for)."
+        )
     if c.model and name and c.model != name:
-        raise WorkbenchError(f"The transcoder was made for {c.model}, not {name}; pass --model {c.model}, "
-                             "or train one for this model.")  # fmt: skip
+        raise WorkbenchError(
+            f"The transcoder was made for {c.model}, not {name}; pass --model {c.model}, or train one for this model."
+        )
 
 
 @dataclass
@@ -350,8 +364,15 @@ class LossParts:
     l0: float  # mean active features per token, all layers together
 
 
-def clt_loss(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, sparsity: float,
-             c: float = SPARSITY_C, dead: float = DEAD_PENALTY, terms=None) -> LossParts:  # fmt: skip
+def clt_loss(
+    clt: CrossLayerTranscoder,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    sparsity: float,
+    c: float = SPARSITY_C,
+    dead: float = DEAD_PENALTY,
+    terms=None,
+) -> LossParts:
     """The training loss on ``x``, ``target`` (``[tokens, L, d]`` of every layer, or ``[tokens, n, d]``
     of the covered ones; model units). The squared error is taken in the scaled units, so every
     layer weighs the same. ``terms``: :func:`loss_terms` or a compiled copy of it."""
@@ -362,8 +383,14 @@ def clt_loss(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, s
     return LossParts(out[0], *(float(t) for t in out[1:]))
 
 
-def loss_terms(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor, sparsity: torch.Tensor,
-               c: float = SPARSITY_C, dead: float = DEAD_PENALTY) -> tuple[torch.Tensor, ...]:  # fmt: skip
+def loss_terms(
+    clt: CrossLayerTranscoder,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    sparsity: torch.Tensor,
+    c: float = SPARSITY_C,
+    dead: float = DEAD_PENALTY,
+) -> tuple[torch.Tensor, ...]:
     """:func:`clt_loss`'s terms as tensors ``(total, mse, sparsity, dead, l0)`` from the covered
     layers' ``x``, ``target`` ``[tokens, n, d]``: nothing leaves the graph, so it compiles whole."""
     idx = clt.index
@@ -381,5 +408,15 @@ def loss_terms(clt: CrossLayerTranscoder, x: torch.Tensor, target: torch.Tensor,
     return total, mse.detach(), sparse.detach(), dead_term.detach(), l0
 
 
-__all__ = ["CLTConfig", "CrossLayerTranscoder", "JumpReLU", "LossParts", "check_fits", "clt_loss", "loss_terms", "mlp_in_hook", "mlp_out_hook",
-           "threshold_surrogate"]  # fmt: skip
+__all__ = [
+    "CLTConfig",
+    "CrossLayerTranscoder",
+    "JumpReLU",
+    "LossParts",
+    "check_fits",
+    "clt_loss",
+    "loss_terms",
+    "mlp_in_hook",
+    "mlp_out_hook",
+    "threshold_surrogate",
+]

@@ -194,10 +194,29 @@ _BY_CODE = {t.code: t for t in BIBLE_TRANSLATIONS}
 # One translation per language by default: the most modern wording where there is a choice,
 # since the models studied were trained mostly on modern text.
 DEFAULT_BIBLE_TRANSLATIONS: dict[str, str] = {
-    "en": "4", "es": "9", "fr": "l", "it": "1", "pt": "a", "de": "s", "ar": "y", "zh": "c",
-    "ja": "j", "ru": "r", "pl": "z", "ro": "u", "hi": "i", "bn": "b", "tr": "t", "sw": "h",
-    "ko": "n", "fa": "p", "id": "6", "vi": "7", "uk": "8", "tl": "g",
-}  # fmt: skip
+    "en": "4",
+    "es": "9",
+    "fr": "l",
+    "it": "1",
+    "pt": "a",
+    "de": "s",
+    "ar": "y",
+    "zh": "c",
+    "ja": "j",
+    "ru": "r",
+    "pl": "z",
+    "ro": "u",
+    "hi": "i",
+    "bn": "b",
+    "tr": "t",
+    "sw": "h",
+    "ko": "n",
+    "fa": "p",
+    "id": "6",
+    "vi": "7",
+    "uk": "8",
+    "tl": "g",
+}
 
 _BRACKETS = re.compile(r"[\[\]]")
 _SPACES = re.compile(r"\s+")

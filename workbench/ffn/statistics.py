@@ -215,9 +215,14 @@ class FFNSummary:
         for name, s in self.sums.items():
             arrays.update({f"{name}.near_zero": s.near_zero, f"{name}.total": s.total, f"{name}.entropy": s.entropy})
         arrays.update({f"{name}.pooled": v.astype(np.float32) for name, v in self.pooled.items()})
-        meta = {"language": self.language, "ids": "\n".join(self.ids), "positions": self.positions,
-                "tolerance": repr(self.tolerance), "include_bos": str(self.include_bos),
-                "rows": ",".join(f"{k}={s.rows}" for k, s in self.sums.items())}  # fmt: skip
+        meta = {
+            "language": self.language,
+            "ids": "\n".join(self.ids),
+            "positions": self.positions,
+            "tolerance": repr(self.tolerance),
+            "include_bos": str(self.include_bos),
+            "rows": ",".join(f"{k}={s.rows}" for k, s in self.sums.items()),
+        }
         atomic_write_bytes(Path(path), save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=meta))
 
     @classmethod
@@ -227,12 +232,21 @@ class FFNSummary:
             arrays = {k: fh.get_tensor(k) for k in fh.keys()}
         rows = dict(item.split("=") for item in meta["rows"].split(","))
         sums = {
-            name: SublayerSums(int(rows[name]), arrays[f"{name}.near_zero"], arrays[f"{name}.total"], arrays[f"{name}.entropy"])
+            name: SublayerSums(
+                int(rows[name]), arrays[f"{name}.near_zero"], arrays[f"{name}.total"], arrays[f"{name}.entropy"]
+            )
             for name in SUBLAYERS
-        }  # fmt: skip
+        }
         pooled = {name: arrays[f"{name}.pooled"] for name in SUBLAYERS if f"{name}.pooled" in arrays}
-        return cls(meta["language"], meta["ids"].split("\n") if meta["ids"] else [], meta["positions"],
-                   float(meta["tolerance"]), meta["include_bos"] == "True", sums, pooled)  # fmt: skip
+        return cls(
+            meta["language"],
+            meta["ids"].split("\n") if meta["ids"] else [],
+            meta["positions"],
+            float(meta["tolerance"]),
+            meta["include_bos"] == "True",
+            sums,
+            pooled,
+        )
 
 
 def summarise(
@@ -343,8 +357,13 @@ class FFNResult(Result):
         correlations = {
             sub: {k: v.tolist() for k, v in rank_correlations(parallel, unrelated, sub).items()} for sub in SUBLAYERS
         }
-        settings = {"positions": first.positions, "tolerance": first.tolerance, "include_bos": first.include_bos,
-                    "documents": len(first.ids), **(settings or {})}  # fmt: skip
+        settings = {
+            "positions": first.positions,
+            "tolerance": first.tolerance,
+            "include_bos": first.include_bos,
+            "documents": len(first.ids),
+            **(settings or {}),
+        }
         return cls(langs, first.sums["detector"].total.shape[0], metrics, correlations, list(similarity), settings)
 
     def correlation(self, sublayer: str, kind: str = "parallel") -> np.ndarray:

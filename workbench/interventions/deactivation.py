@@ -132,15 +132,17 @@ class DeactivationResult(Result):
         rows = []
         for lang in self.languages:
             mean, std = self.random_delta("all", lang, measure)
-            rows.append({
-                "language": lang,
-                "neurons off": self.set_sizes["all"][lang],
-                f"baseline {measure}": _round(getattr(self.baseline[lang], measure)),
-                "language-specific: delta": _round(self.delta(self.own["all"][lang], lang, measure)),
-                "random: delta (mean)": _round(mean),
-                "random: delta (sd)": _round(std),
-                "other languages: mean delta": _round(self.mean_cross_delta(lang, measure)),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "language": lang,
+                    "neurons off": self.set_sizes["all"][lang],
+                    f"baseline {measure}": _round(getattr(self.baseline[lang], measure)),
+                    "language-specific: delta": _round(self.delta(self.own["all"][lang], lang, measure)),
+                    "random: delta (mean)": _round(mean),
+                    "random: delta (sd)": _round(std),
+                    "other languages: mean delta": _round(self.mean_cross_delta(lang, measure)),
+                }
+            )
         return rows
 
     def mean_cross_delta(self, switched_off_language: str, measure: str = "loss") -> float:
@@ -166,17 +168,29 @@ class DeactivationResult(Result):
                     else:
                         value = self.delta(self.own[group][lang], lang, measure)
                         deltas[lang] = math.nan if value is None else value
-                rows.append({"setting": f"{kind} · {group}", **{k: _round(v) for k, v in deltas.items()},
-                             **{k: _round(v) for k, v in paper_deltas(deltas).items()}})  # fmt: skip
+                rows.append(
+                    {
+                        "setting": f"{kind} · {group}",
+                        **{k: _round(v) for k, v in deltas.items()},
+                        **{k: _round(v) for k, v in paper_deltas(deltas).items()},
+                    }
+                )
         return rows
 
     def cross_matrix(self, measure: str = "loss") -> np.ndarray:
         """``[switched off, measured]`` deltas (rows: whose neurons are off)."""
-        return np.array([
-            [self.delta(self.cross[a][b], b, measure) if self.delta(self.cross[a][b], b, measure) is not None else math.nan
-             for b in self.languages]
-            for a in self.languages
-        ], dtype=float)  # fmt: skip
+        return np.array(
+            [
+                [
+                    self.delta(self.cross[a][b], b, measure)
+                    if self.delta(self.cross[a][b], b, measure) is not None
+                    else math.nan
+                    for b in self.languages
+                ]
+                for a in self.languages
+            ],
+            dtype=float,
+        )
 
 
 def paper_deltas(deltas: dict[str, float]) -> dict[str, float]:
@@ -228,20 +242,28 @@ def run_deactivation(
     random_sets = {
         g: {lang: [random_like(own_sets[g][lang], dims, seed) for seed in range(options.seeds)] for lang in langs}
         for g in options.groups
-    }  # fmt: skip
+    }
     plan = [(f"baseline/{lang}", lang, None) for lang in langs]
     plan += [(f"{prefix}cross/{a}/{b}", b, sets[a]) for a in langs for b in langs]
     plan += [
         (f"{prefix}own/{g}/{lang}", lang, own_sets[g][lang]) for g in options.groups if g != "all" for lang in langs
     ]
-    plan += [(f"{prefix}random/{g}/{seed}/{lang}", lang, s) for g in options.groups for lang in langs
-             for seed, s in enumerate(random_sets[g][lang])]  # fmt: skip
-    pending = [(key, lang, neurons) for key, lang, neurons in plan
-               if key not in memo.data and (neurons is None or len(neurons))]  # fmt: skip
+    plan += [
+        (f"{prefix}random/{g}/{seed}/{lang}", lang, s)
+        for g in options.groups
+        for lang in langs
+        for seed, s in enumerate(random_sets[g][lang])
+    ]
+    pending = [
+        (key, lang, neurons)
+        for key, lang, neurons in plan
+        if key not in memo.data and (neurons is None or len(neurons))
+    ]
     for start in range(0, len(pending), settings_per_pass):
         chunk = pending[start : start + settings_per_pass]
-        found = measure_many(model, [Setting(tokens[lang], *vocab[lang], neurons) for _, lang, neurons in chunk],
-                             batch_tokens)  # fmt: skip
+        found = measure_many(
+            model, [Setting(tokens[lang], *vocab[lang], neurons) for _, lang, neurons in chunk], batch_tokens
+        )
         memo.put_many({key: value for (key, _, _), value in zip(chunk, found)})
         for key, _, _ in chunk:
             tick(key)
@@ -253,12 +275,19 @@ def run_deactivation(
 
     baseline = {lang: get(f"baseline/{lang}", lang, None) for lang in langs}
     cross = {a: {b: get(f"cross/{a}/{b}", b, sets[a]) for b in langs} for a in langs}
-    own = {g: {lang: cross[lang][lang] if g == "all" else get(f"own/{g}/{lang}", lang, own_sets[g][lang])
-               for lang in langs} for g in options.groups}  # fmt: skip
-    random = {
-        g: {lang: [get(f"random/{g}/{seed}/{lang}", lang, s) for seed, s in enumerate(random_sets[g][lang])] for lang in langs}
+    own = {
+        g: {
+            lang: cross[lang][lang] if g == "all" else get(f"own/{g}/{lang}", lang, own_sets[g][lang]) for lang in langs
+        }
         for g in options.groups
-    }  # fmt: skip
+    }
+    random = {
+        g: {
+            lang: [get(f"random/{g}/{seed}/{lang}", lang, s) for seed, s in enumerate(random_sets[g][lang])]
+            for lang in langs
+        }
+        for g in options.groups
+    }
     if options.new_tokens > 0:
         prompts = {lang: verse_prompts(tokens[lang], options.prompt_tokens) for lang in langs}
         plan = [("continuation/baseline", dict.fromkeys(langs), [baseline])]
@@ -279,10 +308,16 @@ def run_deactivation(
                 for lang in langs:
                     target[lang].continuation_fidelity = memo.data[key][lang]
     return DeactivationResult(
-        languages=langs, layer_groups=asdict(groups), baseline=baseline, own=own, random=random, cross=cross,
+        languages=langs,
+        layer_groups=asdict(groups),
+        baseline=baseline,
+        own=own,
+        random=random,
+        cross=cross,
         set_sizes={g: {lang: len(s) for lang, s in own_sets[g].items()} for g in options.groups},
-        options=options.to_dict(), settings=dict(settings or {}),
-    )  # fmt: skip
+        options=options.to_dict(),
+        settings=dict(settings or {}),
+    )
 
 
 @dataclass
@@ -306,8 +341,15 @@ class AblationResult(Result):
         for kind, result in self.experiments.items():
             for row in result.table1(measure):
                 own, others = row["language-specific: delta"], row["other languages: mean delta"]
-                rows.append({"sets": kind, "language": row["language"], "neurons off": row["neurons off"],
-                             "own language: delta": own, "other languages: mean delta": others,
-                             "random: delta (mean)": row["random: delta (mean)"],
-                             "own minus others": None if own is None or others is None else round(own - others, 4)})  # fmt: skip
+                rows.append(
+                    {
+                        "sets": kind,
+                        "language": row["language"],
+                        "neurons off": row["neurons off"],
+                        "own language: delta": own,
+                        "other languages: mean delta": others,
+                        "random: delta (mean)": row["random: delta (mean)"],
+                        "own minus others": None if own is None or others is None else round(own - others, 4),
+                    }
+                )
         return rows

@@ -91,16 +91,24 @@ class EnhancementResult(Result):
         rows = []
         for run in self.runs:
             others = [self.gain(run, lang, which) for lang in self.languages if lang not in (run.target, "en")]
-            rows.append({
-                "target": run.target, "neurons": run.kind, "documents": run.size, "trained neurons": run.neurons,
-                "trained parameters": run.record["parameters"], "train tokens": run.record["tokens"],
-                "train seconds": run.record["seconds"],
-                f"target {which} before": _round(getattr(self.baseline[run.target], which)),
-                "target gain": _round(self.gain(run, run.target, which)),
-                "English gain": _round(self.gain(run, "en", which)) if "en" in self.languages and run.target != "en" else None,
-                "other languages: mean gain": _round(float(np.mean(others)) if others else math.nan),
-                "other languages: worst gain": _round(min(others) if others else math.nan),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "target": run.target,
+                    "neurons": run.kind,
+                    "documents": run.size,
+                    "trained neurons": run.neurons,
+                    "trained parameters": run.record["parameters"],
+                    "train tokens": run.record["tokens"],
+                    "train seconds": run.record["seconds"],
+                    f"target {which} before": _round(getattr(self.baseline[run.target], which)),
+                    "target gain": _round(self.gain(run, run.target, which)),
+                    "English gain": _round(self.gain(run, "en", which))
+                    if "en" in self.languages and run.target != "en"
+                    else None,
+                    "other languages: mean gain": _round(float(np.mean(others)) if others else math.nan),
+                    "other languages: worst gain": _round(min(others) if others else math.nan),
+                }
+            )
         return rows
 
     def gain_matrix(self, which: str = "loss") -> np.ndarray:
@@ -189,8 +197,16 @@ def run_enhancement(
             path = Path(folder) / deltas / name if folder is not None else None
             meta = {"target": target, "kind": kind, "documents": size}
             delta = _trained(model, neurons, documents[target][:size], train, path, meta, key, tick)
-            runs.append(EnhancementRun(
-                target, kind, size, len(neurons), dict(delta.meta["record"]), list(delta.meta.get("losses", [])),
-                evaluate(key, delta), f"{deltas}/{name}" if path is not None else "",
-            ))  # fmt: skip
+            runs.append(
+                EnhancementRun(
+                    target,
+                    kind,
+                    size,
+                    len(neurons),
+                    dict(delta.meta["record"]),
+                    list(delta.meta.get("losses", [])),
+                    evaluate(key, delta),
+                    f"{deltas}/{name}" if path is not None else "",
+                )
+            )
     return EnhancementResult(langs, list(documents), baseline, runs, options.to_dict(), dict(settings or {}))

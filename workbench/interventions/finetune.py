@@ -219,10 +219,13 @@ class TrainRecord:
         """Without the per-step losses; first and last are the means of the first and last tenth."""
         tenth = max(1, len(self.losses) // 10)
         return {
-            "steps": self.steps, "tokens": self.tokens, "seconds": round(self.seconds, 2), "parameters": self.parameters,
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 2),
+            "parameters": self.parameters,
             "first_loss": float(np.mean(self.losses[:tenth])) if self.losses else math.nan,
             "last_loss": float(np.mean(self.losses[-tenth:])) if self.losses else math.nan,
-        }  # fmt: skip
+        }
 
 
 def train_neurons(
@@ -265,8 +268,14 @@ def train_neurons(
         len(losses), n_tokens, time.perf_counter() - began, sum(int(i.numel()) for i in base.values()), losses
     )
     shapes = {path: list(state[path].shape) for path in base}
-    meta = {"model": model.cfg.model_name, "workbench": workbench_version(), "train_options": asdict(options),
-            "train_documents": len(tokens), "record": record.summary(), "shapes": shapes}  # fmt: skip
+    meta = {
+        "model": model.cfg.model_name,
+        "workbench": workbench_version(),
+        "train_options": asdict(options),
+        "train_documents": len(tokens),
+        "record": record.summary(),
+        "shapes": shapes,
+    }
     return NeuronDelta(trained, neurons, meta), record
 
 

@@ -114,10 +114,17 @@ def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT
         for row, i in enumerate(owners):
             own, labelled = vocab[i]
             keep, guess = real[row], predicted[row][real[row]]
-            sums[i] += [float(losses[row][keep].sum()), int((guess == batch.tokens[row, 1:][keep]).sum()),
-                        int(keep.sum()), int(own[guess].sum()), int(labelled[guess].sum())]  # fmt: skip
-    return [Measures(loss / max(n, 1), correct / max(n, 1), n_own / max(n_lab, 1), int(n))
-            for loss, correct, n, n_own, n_lab in sums]  # fmt: skip
+            sums[i] += [
+                float(losses[row][keep].sum()),
+                int((guess == batch.tokens[row, 1:][keep]).sum()),
+                int(keep.sum()),
+                int(own[guess].sum()),
+                int(labelled[guess].sum()),
+            ]
+    return [
+        Measures(loss / max(n, 1), correct / max(n, 1), n_own / max(n_lab, 1), int(n))
+        for loss, correct, n, n_own, n_lab in sums
+    ]
 
 
 @torch.no_grad()

@@ -30,15 +30,23 @@ class DeactivationOptions(Base):
 
     ANALYSIS: ClassVar[str] = "ablate"
     PRESETS: ClassVar[dict[str, dict]] = {
-        "paper": {"languages": LANGUAGES, "documents": 12, "sets": ("plnd",), "groups": GROUPS, "seeds": 3,
-                  "new_tokens": 16},
-    }  # fmt: skip
+        "paper": {
+            "languages": LANGUAGES,
+            "documents": 12,
+            "sets": ("plnd",),
+            "groups": GROUPS,
+            "seeds": 3,
+            "new_tokens": 16,
+        },
+    }
 
-    languages: tuple[str, ...] = option((), "languages switched off and measured (default: the run's among "
-                                        "en,de,zh,sw, else its first 4)")  # fmt: skip
+    languages: tuple[str, ...] = option(
+        (), "languages switched off and measured (default: the run's among en,de,zh,sw, else its first 4)"
+    )
     documents: int = option(6, "held-out verses per language", minimum=1)
-    sets: tuple[str, ...] = option(("plnd", "exclusive"), "neuron sets to switch off, one experiment each",
-                                   each_of=SET_KINDS)  # fmt: skip
+    sets: tuple[str, ...] = option(
+        ("plnd", "exclusive"), "neuron sets to switch off, one experiment each", each_of=SET_KINDS
+    )
     groups: tuple[str, ...] = option(("all",), "layer groups (MWork), 'all' always included", each_of=GROUPS)
     seeds: int = option(1, "count-matched random control sets per setting", minimum=1)
     understanding: int | None = option(None, "MWork understanding layers (auto: the first quarter)", minimum=0)
@@ -96,10 +104,14 @@ class EnhancementOptions(Base):
     # the Gemma transcoder study diffs one fine-tune (the run's first target) through its transcoders
     PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt": {"sizes": (400,), "random_size": 0}}
 
-    languages: tuple[str, ...] = option((), "languages whose neurons are trained (default: de and sw among "
-                                        "the run's languages, else its first non-English one)")  # fmt: skip
-    eval_languages: tuple[str, ...] = option((), "languages measured before and after (default: the "
-                                             "deactivation languages plus the targets)")  # fmt: skip
+    languages: tuple[str, ...] = option(
+        (),
+        "languages whose neurons are trained (default: de and sw among "
+        "the run's languages, else its first non-English one)",
+    )
+    eval_languages: tuple[str, ...] = option(
+        (), "languages measured before and after (default: the deactivation languages plus the targets)"
+    )
     sizes: tuple[int, ...] = option((100, 200, 400, 800), "training documents per run (nested samples)", minimum=1)
     random_size: int = option(400, "training documents of the random-neuron control (0: none)", minimum=0)
     sets: str = option("plnd", "which neuron sets to train", choices=SET_KINDS)

@@ -137,23 +137,68 @@ _XQUAD_LANGS = ("en", "de", "es", "ru", "zh", "ar", "hi", "vi", "tr", "th", "el"
 _MGSM_LANGS = ("en", "de", "fr", "es", "ru", "zh", "ja", "sw", "th", "te", "bn")
 _XCSQA_LANGS = ("en", "de", "fr", "es", "ru", "zh", "ja", "it", "pt", "ar", "hi", "sw", "vi", "pl", "nl", "ur")
 _XLSUM_NAMES = {
-    "en": "english", "fr": "french", "es": "spanish", "ru": "russian", "zh": "chinese_simplified",
-    "ja": "japanese", "ar": "arabic", "hi": "hindi", "sw": "swahili", "pt": "portuguese", "ko": "korean",
-    "vi": "vietnamese", "id": "indonesian", "tr": "turkish",
-}  # fmt: skip
+    "en": "english",
+    "fr": "french",
+    "es": "spanish",
+    "ru": "russian",
+    "zh": "chinese_simplified",
+    "ja": "japanese",
+    "ar": "arabic",
+    "hi": "hindi",
+    "sw": "swahili",
+    "pt": "portuguese",
+    "ko": "korean",
+    "vi": "vietnamese",
+    "id": "indonesian",
+    "tr": "turkish",
+}
 
 TASKS: dict[str, Task] = {
-    "xquad": Task("xquad", "understanding", "google/xquad", {lang: f"xquad.{lang}" for lang in _XQUAD_LANGS},
-                  "validation", "accuracy", 24, _xquad_prompt,
-                  lambda g, ex, lang: contains_answer(g, list(ex["answers"]["text"]))),
-    "mgsm": Task("mgsm", "reasoning", "juletxara/mgsm", {lang: lang for lang in _MGSM_LANGS}, "test", "accuracy",
-                 48, _mgsm_prompt, _mgsm_score),
-    "xcsqa": Task("xcsqa", "knowledge", "INK-USC/xcsr", {lang: f"X-CSQA-{lang}" for lang in _XCSQA_LANGS},
-                  "validation", "accuracy", 4, _xcsqa_prompt,
-                  lambda g, ex, lang: float(first_choice(g) == ex["answerKey"])),
-    "xlsum": Task("xlsum", "generation", "csebuetnlp/xlsum", _XLSUM_NAMES, "test", "rougeL", 64, _xlsum_prompt,
-                  lambda g, ex, lang: rouge_l(g, ex["summary"], lang)),
-}  # fmt: skip
+    "xquad": Task(
+        "xquad",
+        "understanding",
+        "google/xquad",
+        {lang: f"xquad.{lang}" for lang in _XQUAD_LANGS},
+        "validation",
+        "accuracy",
+        24,
+        _xquad_prompt,
+        lambda g, ex, lang: contains_answer(g, list(ex["answers"]["text"])),
+    ),
+    "mgsm": Task(
+        "mgsm",
+        "reasoning",
+        "juletxara/mgsm",
+        {lang: lang for lang in _MGSM_LANGS},
+        "test",
+        "accuracy",
+        48,
+        _mgsm_prompt,
+        _mgsm_score,
+    ),
+    "xcsqa": Task(
+        "xcsqa",
+        "knowledge",
+        "INK-USC/xcsr",
+        {lang: f"X-CSQA-{lang}" for lang in _XCSQA_LANGS},
+        "validation",
+        "accuracy",
+        4,
+        _xcsqa_prompt,
+        lambda g, ex, lang: float(first_choice(g) == ex["answerKey"]),
+    ),
+    "xlsum": Task(
+        "xlsum",
+        "generation",
+        "csebuetnlp/xlsum",
+        _XLSUM_NAMES,
+        "test",
+        "rougeL",
+        64,
+        _xlsum_prompt,
+        lambda g, ex, lang: rouge_l(g, ex["summary"], lang),
+    ),
+}
 
 
 def get_task(name: str) -> Task:
@@ -218,12 +263,18 @@ def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: 
                 deltas = {lang: drop(lang, own[lang]) for lang in examples}
             else:
                 deltas = {
-                    lang: sum(drop(lang, random_like(own[lang], dims, seed)) for seed in range(options.seeds)) / options.seeds
+                    lang: sum(drop(lang, random_like(own[lang], dims, seed)) for seed in range(options.seeds))
+                    / options.seeds
                     for lang in examples
-                }  # fmt: skip
+                }
             rows.append({"setting": f"{kind} · {group}", **deltas, **paper_deltas(deltas)})
-    return {"task": task.name, "metric": task.metric, "baseline": baseline, "rows": rows,
-            "layer_groups": {"understanding": groups.understanding, "generation": groups.generation}}  # fmt: skip
+    return {
+        "task": task.name,
+        "metric": task.metric,
+        "baseline": baseline,
+        "rows": rows,
+        "layer_groups": {"understanding": groups.understanding, "generation": groups.generation},
+    }
 
 
 def task_enhancement(model, task: Task, examples: dict[str, list[dict]], deltas: dict) -> dict:

@@ -44,9 +44,15 @@ FORMAT = 1
 
 # Scripts that name one language outright, by the first word of the Unicode character name.
 SCRIPT_LANGUAGE = {
-    "HANGUL": "ko", "HIRAGANA": "ja", "KATAKANA": "ja", "DEVANAGARI": "hi", "BENGALI": "bn",
-    "THAI": "th", "HEBREW": "he", "GREEK": "el",
-}  # fmt: skip
+    "HANGUL": "ko",
+    "HIRAGANA": "ja",
+    "KATAKANA": "ja",
+    "DEVANAGARI": "hi",
+    "BENGALI": "bn",
+    "THAI": "th",
+    "HEBREW": "he",
+    "GREEK": "el",
+}
 UKRAINIAN_LETTERS = set("іїєґІЇЄҐ")
 RUSSIAN_LETTERS = set("ыэъёЫЭЪЁ")
 PERSIAN_LETTERS = set("پچژگیک")
@@ -107,11 +113,15 @@ class TokenClassifier:
         import wordfreq
 
         sources = {
-            lang: ("bible analysis split" if lang in self.extra_frequencies else
-                   f"wordfreq {getattr(wordfreq, '__version__', '')}".strip()
-                   if lang in self._zipf else "script only")
+            lang: (
+                "bible analysis split"
+                if lang in self.extra_frequencies
+                else f"wordfreq {getattr(wordfreq, '__version__', '')}".strip()
+                if lang in self._zipf
+                else "script only"
+            )
             for lang in self.languages
-        }  # fmt: skip
+        }
         return {
             "format": FORMAT,
             "languages": list(self.languages),

@@ -110,9 +110,13 @@ def summarise(
     example = []
     if decode is not None and readout.topk_ids.shape[1]:
         example = [
-            {"layer": layer, "token": decode(int(readout.topk_ids[layer, 0, 0])), "prob": round(float(readout.topk_probs[layer, 0, 0]), 4)}
+            {
+                "layer": layer,
+                "token": decode(int(readout.topk_ids[layer, 0, 0])),
+                "prob": round(float(readout.topk_probs[layer, 0, 0]), 4),
+            }
             for layer in range(readout.n_layers)
-        ]  # fmt: skip
+        ]
     return LayerLanguages(
         language=language,
         counts=category_counts(readout.topk_ids, cats).tolist(),
@@ -190,9 +194,17 @@ def lens_language(
     total = sum(len(tokens[i]) for i in shard(len(tokens)))  # this process's share under torchrun
     with tqdm(total=total, unit="tok", desc=f"lens {language}", disable=not show_progress) as bar:
         readout = logit_lens(
-            model, tokens, k=k, positions=positions, per_doc=per_doc, final_norm=final_norm,
-            groups=lens_groups(vocab, language), batch_tokens=batch_tokens, seed=seed, progress=bar.update,
-        )  # fmt: skip
+            model,
+            tokens,
+            k=k,
+            positions=positions,
+            per_doc=per_doc,
+            final_norm=final_norm,
+            groups=lens_groups(vocab, language),
+            batch_tokens=batch_tokens,
+            seed=seed,
+            progress=bar.update,
+        )
     return summarise(readout, vocab, language, decode=lambda i: model.tokenizer.decode([i]))
 
 

@@ -71,10 +71,15 @@ class LensReadout:
         or split over processes."""
         order = np.lexsort((self.position, self.doc))
         return LensReadout(
-            doc=self.doc[order], position=self.position[order], topk_ids=self.topk_ids[:, order],
-            topk_probs=self.topk_probs[:, order], entropy=self.entropy[:, order],
-            final_top_prob=self.final_top_prob[:, order], group_mass=self.group_mass[:, order], groups=self.groups,
-        )  # fmt: skip
+            doc=self.doc[order],
+            position=self.position[order],
+            topk_ids=self.topk_ids[:, order],
+            topk_probs=self.topk_probs[:, order],
+            entropy=self.entropy[:, order],
+            final_top_prob=self.final_top_prob[:, order],
+            group_mass=self.group_mass[:, order],
+            groups=self.groups,
+        )
 
 
 def select_positions(

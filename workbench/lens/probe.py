@@ -43,8 +43,9 @@ class ProbeRows:
 
 
 @torch.no_grad()
-def residual_rows(model, documents: dict[str, Sequence[torch.Tensor]], max_tokens: int,
-                  batch_tokens: int = 2048) -> ProbeRows:  # fmt: skip
+def residual_rows(
+    model, documents: dict[str, Sequence[torch.Tensor]], max_tokens: int, batch_tokens: int = 2048
+) -> ProbeRows:
     """Every residual point's rows for at most ``max_tokens`` tokens per language (documents in
     order, BOS and padding left out), languages indexed in ``documents``' order. Reading stops
     for a language once it has its tokens."""
@@ -56,8 +57,9 @@ def residual_rows(model, documents: dict[str, Sequence[torch.Tensor]], max_token
         for batch in iter_batches(list(docs), pad_id_of(model), batch_tokens, model.cfg.device):
             keep = batch.mask.bool()
             keep[:, 0] = False
-            _, cache = model.run_with_cache(batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L,
-                                            device=model.cfg.device)  # fmt: skip
+            _, cache = model.run_with_cache(
+                batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L, device=model.cfg.device
+            )
             rows = torch.stack([cache[resid_hook(p, L)][keep] for p in range(L + 1)])[:, : max_tokens - taken]
             xs.append(rows.float().cpu())
             ids.append(batch.tokens[keep][: rows.shape[1]].cpu())
@@ -135,8 +137,9 @@ def _accuracy(hit: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(kept.mean()) if kept.size else float("nan")
 
 
-def probe_points(train: ProbeRows, test: ProbeRows, classes: int, l2: float = 1e-3, steps: int = 100,
-                 progress=None) -> tuple[list[PointScore], dict]:  # fmt: skip
+def probe_points(
+    train: ProbeRows, test: ProbeRows, classes: int, l2: float = 1e-3, steps: int = 100, progress=None
+) -> tuple[list[PointScore], dict]:
     """Fit a probe per residual point on ``train``, score it on ``test``; and the baselines
     (``majority``, ``token``: all held-out tokens; ``token_shared``: shared ones; ``shared_share``:
     the share of held-out tokens that are shared)."""
@@ -146,8 +149,12 @@ def probe_points(train: ProbeRows, test: ProbeRows, classes: int, l2: float = 1e
     lookup = token_baseline(train.token, train.language, classes)
     majority = int(np.bincount(train.language.numpy(), minlength=classes).argmax())
     by_token = np.array([lookup.get(t, majority) for t in test.token.tolist()])
-    baselines = {"majority": _accuracy(y == majority), "token": _accuracy(by_token == y),
-                 "token_shared": _accuracy(by_token == y, is_shared), "shared_share": float(is_shared.mean())}  # fmt: skip
+    baselines = {
+        "majority": _accuracy(y == majority),
+        "token": _accuracy(by_token == y),
+        "token_shared": _accuracy(by_token == y, is_shared),
+        "shared_share": float(is_shared.mean()),
+    }
     scores = []
     for point in range(train.X.shape[0]):
         probe = fit_probe(train.X[point], train.language, classes, l2, steps)
@@ -159,5 +166,14 @@ def probe_points(train: ProbeRows, test: ProbeRows, classes: int, l2: float = 1e
     return scores, baselines
 
 
-__all__ = ["LinearProbe", "PointScore", "ProbeRows", "fit_probe", "probe_points", "resid_hook", "residual_rows",
-           "shared_tokens", "token_baseline"]  # fmt: skip
+__all__ = [
+    "LinearProbe",
+    "PointScore",
+    "ProbeRows",
+    "fit_probe",
+    "probe_points",
+    "resid_hook",
+    "residual_rows",
+    "shared_tokens",
+    "token_baseline",
+]

@@ -117,8 +117,9 @@ def last_logits(model, tokens: torch.Tensor, past_kv_cache=None) -> torch.Tensor
 
 
 @torch.no_grad()
-def greedy(model, prompts: torch.Tensor, new_tokens: int, reduce=None,
-           cache: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+def greedy(
+    model, prompts: torch.Tensor, new_tokens: int, reduce=None, cache: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Greedy continuation of equal-length ``prompts [n, p]`` under the hooks active now.
 
     Returns the generated ids ``[n, new_tokens]`` and, if ``reduce`` is given, ``reduce(probs)`` of

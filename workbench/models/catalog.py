@@ -46,6 +46,8 @@ def zoo_folder(name: str, zoo: Path | None = None) -> Path:
     folder = zoo / name
     if not (folder / MANIFEST).exists():
         names = ", ".join(trained(zoo)) or "none yet"
-        raise UnknownModelError(f"No zoo model {name!r} in {zoo} (trained: {names}). Train it with "
-                                f"'workbench zoo train {name} --mixture ...' or '--preset mixtures'.")  # fmt: skip
+        raise UnknownModelError(
+            f"No zoo model {name!r} in {zoo} (trained: {names}). Train it with "
+            f"'workbench zoo train {name} --mixture ...' or '--preset mixtures'."
+        )
     return folder

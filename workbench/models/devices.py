@@ -34,8 +34,10 @@ def check_devices(device: str, n_devices: int) -> None:
         raise WorkbenchError(f"--n-devices must be at least 1; got {n_devices}.")
     kind = torch.device(device)
     if kind.type == "cuda" and (kind.index or 0) + n_devices > torch.cuda.device_count():
-        raise WorkbenchError(f"--n-devices {n_devices} from {device} needs {(kind.index or 0) + n_devices} GPUs; "
-                             f"this machine has {torch.cuda.device_count()}. Lower --n-devices.")  # fmt: skip
+        raise WorkbenchError(
+            f"--n-devices {n_devices} from {device} needs {(kind.index or 0) + n_devices} GPUs; "
+            f"this machine has {torch.cuda.device_count()}. Lower --n-devices."
+        )
 
 
 def split_layers(model, device: str, n_devices: int):

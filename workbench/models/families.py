@@ -19,9 +19,14 @@ VOCAB = 260  # the byte tokenizer's size
 WINDOW = 16  # sliding windows shorter than a verse, so the window changes the numbers
 TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 LLAMA_LIKE = {
-    "vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
-}  # fmt: skip
+    "vocab_size": VOCAB,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+}
 
 
 @dataclass(frozen=True)
@@ -50,45 +55,129 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family("llama", "LlamaConfig", "LlamaForCausalLM", LLAMA_LIKE, "grouped-query attention, rotary"),
-        Family("mistral", "MistralConfig", "MistralForCausalLM", {**LLAMA_LIKE, "sliding_window": WINDOW},
-               "grouped-query attention, sliding window"),
+        Family(
+            "mistral",
+            "MistralConfig",
+            "MistralForCausalLM",
+            {**LLAMA_LIKE, "sliding_window": WINDOW},
+            "grouped-query attention, sliding window",
+        ),
         Family("qwen2", "Qwen2Config", "Qwen2ForCausalLM", LLAMA_LIKE, "q/k/v biases, grouped-query attention"),
-        Family("qwen3", "Qwen3Config", "Qwen3ForCausalLM", {**LLAMA_LIKE, "head_dim": 8},
-               "per-head q/k norm, grouped-query attention"),
+        Family(
+            "qwen3",
+            "Qwen3Config",
+            "Qwen3ForCausalLM",
+            {**LLAMA_LIKE, "head_dim": 8},
+            "per-head q/k norm, grouped-query attention",
+        ),
         Family("phi3", "Phi3Config", "Phi3ForCausalLM", LLAMA_LIKE, "fused qkv and gate/up projections"),
-        Family("gpt-neox", "GPTNeoXConfig", "GPTNeoXForCausalLM",
-               {"vocab_size": VOCAB, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "max_position_embeddings": 512, "use_parallel_residual": True,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
-               "parallel attention and MLP, partial rotary"),
-        Family("bloom", "BloomConfig", "BloomForCausalLM",
-               {"vocab_size": VOCAB, "hidden_size": 32, "n_layer": 2, "n_head": 4}, "ALiBi, embedding LayerNorm"),
-        Family("opt", "OPTConfig", "OPTForCausalLM",
-               {"vocab_size": VOCAB, "hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "max_position_embeddings": 512, "word_embed_proj_dim": 32},
-               "learned positions (offset 2), ReLU"),
-        Family("gpt2", "GPT2Config", "GPT2LMHeadModel",
-               {"vocab_size": VOCAB, "n_positions": 512, "n_embd": 32, "n_layer": 2, "n_head": 4},
-               "learned positions, no n_ctx in the config"),
-        Family("gemma", "GemmaConfig", "GemmaForCausalLM", _gemma({"hidden_act": "gelu_pytorch_tanh"}),
-               "multi-query attention, scaled embedding, (1 + w) RMSNorm"),
-        Family("gemma2", "Gemma2Config", "Gemma2ForCausalLM",
-               _gemma({"num_key_value_heads": 2, "query_pre_attn_scalar": 16, "attn_logit_softcapping": 2.0,
-                       "final_logit_softcapping": 5.0, **GEMMA2_LAYERS}),
-               "attention and logit softcapping, alternating sliding window, query scaling, sandwich norms"),
-        Family("gemma3", "Gemma3TextConfig", "Gemma3ForCausalLM",
-               _gemma({**GEMMA2_LAYERS, "query_pre_attn_scalar": 8,
-                       "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
-                                           "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0}}}),
-               "q/k norm, local and global rotary bases, sliding window"),
-        Family("olmo", "OlmoConfig", "OlmoForCausalLM", {**LLAMA_LIKE, "num_key_value_heads": 4},
-               "LayerNorm without weights"),
-        Family("xglm", "XGLMConfig", "XGLMForCausalLM",
-               {"vocab_size": VOCAB, "d_model": 32, "ffn_dim": 64, "num_layers": 2, "attention_heads": 4,
-                "max_position_embeddings": 512, "decoder_start_token_id": 1},
-               "sinusoidal positions (offset 2), scaled embedding"),
+        Family(
+            "gpt-neox",
+            "GPTNeoXConfig",
+            "GPTNeoXForCausalLM",
+            {
+                "vocab_size": VOCAB,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "max_position_embeddings": 512,
+                "use_parallel_residual": True,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+            },
+            "parallel attention and MLP, partial rotary",
+        ),
+        Family(
+            "bloom",
+            "BloomConfig",
+            "BloomForCausalLM",
+            {"vocab_size": VOCAB, "hidden_size": 32, "n_layer": 2, "n_head": 4},
+            "ALiBi, embedding LayerNorm",
+        ),
+        Family(
+            "opt",
+            "OPTConfig",
+            "OPTForCausalLM",
+            {
+                "vocab_size": VOCAB,
+                "hidden_size": 32,
+                "ffn_dim": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "max_position_embeddings": 512,
+                "word_embed_proj_dim": 32,
+            },
+            "learned positions (offset 2), ReLU",
+        ),
+        Family(
+            "gpt2",
+            "GPT2Config",
+            "GPT2LMHeadModel",
+            {"vocab_size": VOCAB, "n_positions": 512, "n_embd": 32, "n_layer": 2, "n_head": 4},
+            "learned positions, no n_ctx in the config",
+        ),
+        Family(
+            "gemma",
+            "GemmaConfig",
+            "GemmaForCausalLM",
+            _gemma({"hidden_act": "gelu_pytorch_tanh"}),
+            "multi-query attention, scaled embedding, (1 + w) RMSNorm",
+        ),
+        Family(
+            "gemma2",
+            "Gemma2Config",
+            "Gemma2ForCausalLM",
+            _gemma(
+                {
+                    "num_key_value_heads": 2,
+                    "query_pre_attn_scalar": 16,
+                    "attn_logit_softcapping": 2.0,
+                    "final_logit_softcapping": 5.0,
+                    **GEMMA2_LAYERS,
+                }
+            ),
+            "attention and logit softcapping, alternating sliding window, query scaling, sandwich norms",
+        ),
+        Family(
+            "gemma3",
+            "Gemma3TextConfig",
+            "Gemma3ForCausalLM",
+            _gemma(
+                {
+                    **GEMMA2_LAYERS,
+                    "query_pre_attn_scalar": 8,
+                    "rope_parameters": {
+                        "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0},
+                        "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                    },
+                }
+            ),
+            "q/k norm, local and global rotary bases, sliding window",
+        ),
+        Family(
+            "olmo",
+            "OlmoConfig",
+            "OlmoForCausalLM",
+            {**LLAMA_LIKE, "num_key_value_heads": 4},
+            "LayerNorm without weights",
+        ),
+        Family(
+            "xglm",
+            "XGLMConfig",
+            "XGLMForCausalLM",
+            {
+                "vocab_size": VOCAB,
+                "d_model": 32,
+                "ffn_dim": 64,
+                "num_layers": 2,
+                "attention_heads": 4,
+                "max_position_embeddings": 512,
+                "decoder_start_token_id": 1,
+            },
+            "sinusoidal positions (offset 2), scaled embedding",
+        ),
     ]
-}  # fmt: skip
+}
 
 
 def family(name: str) -> Family:

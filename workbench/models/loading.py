@@ -309,9 +309,12 @@ def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
             "tokenizer.save_pretrained(folder)."
         ) from exc
     source = ModelSource(
-        spec=str(folder), name=folder.name, route="local-folder", weights=str(folder),
+        spec=str(folder),
+        name=folder.name,
+        route="local-folder",
+        weights=str(folder),
         details={"architecture": architecture},
-    )  # fmt: skip
+    )
     try:
         # TransformerLens guesses the architecture from words in the path ("llama", "gemma")
         # before reading config.json; a neutral link name makes it read the config.
@@ -334,10 +337,18 @@ def _load_zoo(spec: str, device, dtype) -> HookedTransformer:
     model = _load_local_folder(folder, device, dtype)
     info = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     model.workbench_source = ModelSource(
-        spec=spec, name=info["name"], route="zoo", weights=str(folder),
-        details={"mixture": info["mixture"], "tokens": info["tokens"]["total"], "seed": info["options"]["seed"],
-                 "layers": info["options"]["layers"], "heldout_loss": info["heldout_loss"]},
-    )  # fmt: skip
+        spec=spec,
+        name=info["name"],
+        route="zoo",
+        weights=str(folder),
+        details={
+            "mixture": info["mixture"],
+            "tokens": info["tokens"]["total"],
+            "seed": info["options"]["seed"],
+            "layers": info["options"]["layers"],
+            "heldout_loss": info["heldout_loss"],
+        },
+    )
     return model
 
 
@@ -436,15 +447,24 @@ def tiny_config(kind: str = "tiny", d_vocab: int = 260) -> HookedTransformerConf
     common = dict(n_layers=2, d_model=64, d_head=16, n_heads=4, d_mlp=128, n_ctx=256, d_vocab=d_vocab)
     if kind == "tiny":
         return HookedTransformerConfig(
-            **common, act_fn="gelu_new", normalization_type="LN", model_name="tiny",
+            **common,
+            act_fn="gelu_new",
+            normalization_type="LN",
+            model_name="tiny",
             positional_embedding_type="standard",
-        )  # fmt: skip
+        )
     if kind == "tiny-gated":
         return HookedTransformerConfig(
-            **common, act_fn="gelu_pytorch_tanh", normalization_type="RMS", gated_mlp=True,
-            positional_embedding_type="rotary", rotary_dim=16, n_key_value_heads=2,
-            final_rms=True, model_name="tiny-gated",
-        )  # fmt: skip
+            **common,
+            act_fn="gelu_pytorch_tanh",
+            normalization_type="RMS",
+            gated_mlp=True,
+            positional_embedding_type="rotary",
+            rotary_dim=16,
+            n_key_value_heads=2,
+            final_rms=True,
+            model_name="tiny-gated",
+        )
     raise UnknownModelError(f"Unknown tiny model {kind!r}; choose 'tiny' or 'tiny-gated'.")
 
 

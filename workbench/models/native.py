@@ -45,14 +45,24 @@ def _gemma_common(hf) -> dict[str, Any]:
     rope = hf.rope_parameters or {}
     global_rope = rope.get("full_attention", rope)
     cfg = {
-        "d_model": hf.hidden_size, "d_head": hf.head_dim, "n_heads": hf.num_attention_heads,
-        "n_key_value_heads": hf.num_key_value_heads, "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers, "n_ctx": min(hf.max_position_embeddings, MAX_ROTARY_CTX),
-        "eps": hf.rms_norm_eps, "d_vocab": hf.vocab_size, "initializer_range": hf.initializer_range,
-        "normalization_type": "RMS", "positional_embedding_type": "rotary", "rotary_dim": hf.head_dim,
-        "rotary_base": _rope_theta(global_rope), "use_attn_scale": True,
-        "gated_mlp": True, "final_rms": True,
-    }  # fmt: skip
+        "d_model": hf.hidden_size,
+        "d_head": hf.head_dim,
+        "n_heads": hf.num_attention_heads,
+        "n_key_value_heads": hf.num_key_value_heads,
+        "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers,
+        "n_ctx": min(hf.max_position_embeddings, MAX_ROTARY_CTX),
+        "eps": hf.rms_norm_eps,
+        "d_vocab": hf.vocab_size,
+        "initializer_range": hf.initializer_range,
+        "normalization_type": "RMS",
+        "positional_embedding_type": "rotary",
+        "rotary_dim": hf.head_dim,
+        "rotary_base": _rope_theta(global_rope),
+        "use_attn_scale": True,
+        "gated_mlp": True,
+        "final_rms": True,
+    }
     if "sliding_attention" in rope:
         cfg["rotary_base_local"] = _rope_theta(rope["sliding_attention"])
     scalar = getattr(hf, "query_pre_attn_scalar", None)
@@ -66,8 +76,12 @@ def _gemma(hf) -> dict[str, Any]:
 
 
 def _gemma2(hf) -> dict[str, Any]:
-    cfg = {**_gemma_common(hf), **_layer_types(hf), "act_fn": hf.hidden_activation,
-           "use_normalization_before_and_after": True}  # fmt: skip
+    cfg = {
+        **_gemma_common(hf),
+        **_layer_types(hf),
+        "act_fn": hf.hidden_activation,
+        "use_normalization_before_and_after": True,
+    }
     if hf.attn_logit_softcapping:
         cfg["attn_scores_soft_cap"] = float(hf.attn_logit_softcapping)
     if hf.final_logit_softcapping:
@@ -81,34 +95,62 @@ def _gemma3(hf) -> dict[str, Any]:
 
 def _gpt2(hf) -> dict[str, Any]:
     return {
-        "d_model": hf.n_embd, "d_head": hf.n_embd // hf.n_head, "n_heads": hf.n_head,
-        "d_mlp": hf.n_inner or 4 * hf.n_embd, "n_layers": hf.n_layer, "n_ctx": hf.n_positions,
-        "eps": hf.layer_norm_epsilon, "d_vocab": hf.vocab_size, "act_fn": hf.activation_function,
-        "use_attn_scale": hf.scale_attn_weights, "use_local_attn": False,
-        "scale_attn_by_inverse_layer_idx": hf.scale_attn_by_inverse_layer_idx, "normalization_type": "LN",
-    }  # fmt: skip
+        "d_model": hf.n_embd,
+        "d_head": hf.n_embd // hf.n_head,
+        "n_heads": hf.n_head,
+        "d_mlp": hf.n_inner or 4 * hf.n_embd,
+        "n_layers": hf.n_layer,
+        "n_ctx": hf.n_positions,
+        "eps": hf.layer_norm_epsilon,
+        "d_vocab": hf.vocab_size,
+        "act_fn": hf.activation_function,
+        "use_attn_scale": hf.scale_attn_weights,
+        "use_local_attn": False,
+        "scale_attn_by_inverse_layer_idx": hf.scale_attn_by_inverse_layer_idx,
+        "normalization_type": "LN",
+    }
 
 
 def _olmo(hf) -> dict[str, Any]:
     d_head = hf.hidden_size // hf.num_attention_heads
     kv = hf.num_key_value_heads
     return {
-        "d_model": hf.hidden_size, "d_head": d_head, "n_heads": hf.num_attention_heads,
-        "n_key_value_heads": kv if kv != hf.num_attention_heads else None, "d_mlp": hf.intermediate_size,
-        "n_layers": hf.num_hidden_layers, "n_ctx": hf.max_position_embeddings, "eps": 1e-5,
-        "d_vocab": hf.vocab_size, "act_fn": hf.hidden_act, "initializer_range": hf.initializer_range,
-        "normalization_type": "LN", "rotary_base": _rope_theta(hf.rope_parameters),
-        "rotary_dim": d_head, "positional_embedding_type": "rotary", "gated_mlp": True, "clip_qkv": hf.clip_qkv,
-    }  # fmt: skip
+        "d_model": hf.hidden_size,
+        "d_head": d_head,
+        "n_heads": hf.num_attention_heads,
+        "n_key_value_heads": kv if kv != hf.num_attention_heads else None,
+        "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers,
+        "n_ctx": hf.max_position_embeddings,
+        "eps": 1e-5,
+        "d_vocab": hf.vocab_size,
+        "act_fn": hf.hidden_act,
+        "initializer_range": hf.initializer_range,
+        "normalization_type": "LN",
+        "rotary_base": _rope_theta(hf.rope_parameters),
+        "rotary_dim": d_head,
+        "positional_embedding_type": "rotary",
+        "gated_mlp": True,
+        "clip_qkv": hf.clip_qkv,
+    }
 
 
 def _xglm(hf) -> dict[str, Any]:
     return {
-        "d_model": hf.d_model, "d_head": hf.d_model // hf.attention_heads, "n_heads": hf.attention_heads,
-        "d_mlp": hf.ffn_dim, "n_layers": hf.num_layers, "n_ctx": hf.max_position_embeddings, "eps": 1e-5,
-        "d_vocab": hf.vocab_size, "act_fn": hf.activation_function, "use_attn_scale": True,
-        "use_local_attn": False, "normalization_type": "LN", "positional_embedding_type": "standard",
-    }  # fmt: skip
+        "d_model": hf.d_model,
+        "d_head": hf.d_model // hf.attention_heads,
+        "n_heads": hf.attention_heads,
+        "d_mlp": hf.ffn_dim,
+        "n_layers": hf.num_layers,
+        "n_ctx": hf.max_position_embeddings,
+        "eps": 1e-5,
+        "d_vocab": hf.vocab_size,
+        "act_fn": hf.activation_function,
+        "use_attn_scale": True,
+        "use_local_attn": False,
+        "normalization_type": "LN",
+        "positional_embedding_type": "standard",
+    }
 
 
 CONFIGS = {
@@ -129,8 +171,15 @@ def native_config(hf_model, name: str, device, dtype: torch.dtype) -> HookedTran
     build = CONFIGS.get(architecture)
     if build is None:
         return None
-    cfg = {**build(hf), "original_architecture": architecture, "model_name": name,
-           "tokenizer_name": name, "init_weights": False, "device": device, "dtype": dtype}  # fmt: skip
+    cfg = {
+        **build(hf),
+        "original_architecture": architecture,
+        "model_name": name,
+        "tokenizer_name": name,
+        "init_weights": False,
+        "device": device,
+        "dtype": dtype,
+    }
     return HookedTransformerConfig.from_dict(cfg)
 
 
@@ -143,8 +192,10 @@ def conversion_gap(hf_config, cfg: HookedTransformerConfig) -> str | None:
     if window and getattr(hf_config, "use_sliding_window", True) is not False:
         types = getattr(hf_config, "layer_types", None) or ["sliding_attention"] * cfg.n_layers
         theirs = [t == "sliding_attention" for t in types]
-        ours = [bool(cfg.use_local_attn) and (cfg.attn_types or ["local"] * cfg.n_layers)[i] == "local"
-                for i in range(cfg.n_layers)]  # fmt: skip
+        ours = [
+            bool(cfg.use_local_attn) and (cfg.attn_types or ["local"] * cfg.n_layers)[i] == "local"
+            for i in range(cfg.n_layers)
+        ]
         if theirs != ours or (any(theirs) and cfg.window_size != window):
             return f"its sliding window ({window} tokens on layers {[i for i, t in enumerate(theirs) if t]})"
     scaled = cfg.use_NTK_by_parts_rope or cfg.use_yarn_rope or cfg.rotary_scaling_factor != 1

@@ -89,8 +89,9 @@ def ffn_importance(post: torch.Tensor, W_out: torch.Tensor, weights: torch.Tenso
 class _Collector:
     """Hook functions that fill one batch's importances, layer by layer, as the forward runs."""
 
-    def __init__(self, model, weights: torch.Tensor, structures: list[str], lape: bool, chunk_elements: int,
-                 backend: str):  # fmt: skip
+    def __init__(
+        self, model, weights: torch.Tensor, structures: list[str], lape: bool, chunk_elements: int, backend: str
+    ):
         dims = self.dims = NeuronDims.of(model)
         b, n = weights.shape[0], dims.n_layers
         self.model, self.weights, self.chunk_elements, self.backend = model, weights, chunk_elements, backend

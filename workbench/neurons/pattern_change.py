@@ -140,9 +140,16 @@ def _by_kernel(pattern, log_p, scores, capped, row, key, counted, causal: bool, 
     keys = [_padded(key[n], padded) for n in ("E", "U", "V")]
     out = torch.empty(b, n_heads, n_q, padded, dtype=torch.float32)
     pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for t in (*args, *rows, *keys)]
-    run(*pointers, *(ctypes.c_void_p(t.data_ptr()) for t in indices),
-        ctypes.c_float(soft_cap), ctypes.c_int64(b * n_heads * n_q), ctypes.c_int64(padded),
-        ctypes.c_int64(n_k), ctypes.c_int(torch.get_num_threads()), ctypes.c_void_p(out.data_ptr()))  # fmt: skip
+    run(
+        *pointers,
+        *(ctypes.c_void_p(t.data_ptr()) for t in indices),
+        ctypes.c_float(soft_cap),
+        ctypes.c_int64(b * n_heads * n_q),
+        ctypes.c_int64(padded),
+        ctypes.c_int64(n_k),
+        ctypes.c_int(torch.get_num_threads()),
+        ctypes.c_void_p(out.data_ptr()),
+    )
     return out[..., :n_neurons]
 
 

@@ -83,9 +83,11 @@ class ImportanceSummary:
         if self.positive is not None:
             arrays["positive"] = _compact(self.positive)
         meta = {
-            "language": self.language, "ids": "\n".join(self.ids), "n_tokens": str(self.n_tokens),
+            "language": self.language,
+            "ids": "\n".join(self.ids),
+            "n_tokens": str(self.n_tokens),
             "settings": json.dumps(self.settings),
-        }  # fmt: skip
+        }
         atomic_write_bytes(Path(path), save(arrays, metadata=meta))
 
     @classmethod
@@ -99,10 +101,13 @@ class ImportanceSummary:
             groups.setdefault(name, {})[s] = arrays[key]
         groups = {name: {s: g[s] for s in check_structures(g)} for name, g in groups.items()}
         return cls(
-            language=meta["language"], ids=meta["ids"].split("\n") if meta["ids"] else [],
-            n_tokens=int(meta["n_tokens"]), positive=arrays.get("positive"),
-            settings=json.loads(meta.get("settings", "{}")), **groups,
-        )  # fmt: skip
+            language=meta["language"],
+            ids=meta["ids"].split("\n") if meta["ids"] else [],
+            n_tokens=int(meta["n_tokens"]),
+            positive=arrays.get("positive"),
+            settings=json.loads(meta.get("settings", "{}")),
+            **groups,
+        )
 
 
 def _compact(a: np.ndarray) -> np.ndarray:
@@ -154,13 +159,16 @@ class _Accumulator:
 
     def summary(self, language: str, ids: list[str], settings: dict) -> ImportanceSummary:
         return ImportanceSummary(
-            language=language, ids=list(ids), n_tokens=self.n_tokens,
+            language=language,
+            ids=list(ids),
+            n_tokens=self.n_tokens,
             total={s: t.numpy() for s, t in self.total.items()},
             minimum={s: m.numpy().astype(np.float32) for s, m in self.minimum.items()},
             worst_rank={s: w.numpy().astype(np.int32) for s, w in self.worst.items()},
             count_halves={s: h.numpy() for s, h in self.halves.items()},
-            positive=None if self.positive is None else self.positive.numpy(), settings=settings,
-        )  # fmt: skip
+            positive=None if self.positive is None else self.positive.numpy(),
+            settings=settings,
+        )
 
 
 def language_importance(
@@ -218,9 +226,7 @@ def specific_masks(
         )
     if selection.rule == "threshold":
         return {s: m >= selection.value for s, m in summary.minimum.items()}
-    return {
-        s: (w < selection.k(w.shape[-1])) & (summary.minimum[s] > 0) for s, w in summary.worst_rank.items()
-    }  # fmt: skip
+    return {s: (w < selection.k(w.shape[-1])) & (summary.minimum[s] > 0) for s, w in summary.worst_rank.items()}
 
 
 def half_masks(summary: ImportanceSummary, selection: Selection) -> list[dict[str, np.ndarray]]:
@@ -259,15 +265,19 @@ class PLNDResult(Result):
     JSON = "plnd.json"
 
     @classmethod
-    def build(cls, model, summaries: dict[str, ImportanceSummary], selection: Selection,
-              settings: dict | None = None, lape_options: dict | None = None) -> PLNDResult:  # fmt: skip
+    def build(
+        cls,
+        model,
+        summaries: dict[str, ImportanceSummary],
+        selection: Selection,
+        settings: dict | None = None,
+        lape_options: dict | None = None,
+    ) -> PLNDResult:
         """Select the sets from the summaries; stability from the halves; LAPE when counted."""
         dims = NeuronDims.of(model)
         structures = list(next(iter(summaries.values())).total)
         halves = {lang: half_masks(s, selection) for lang, s in summaries.items()}
-        stability = {
-            lang: NeuronSet.from_mask(a).jaccard(NeuronSet.from_mask(b)) for lang, (a, b) in halves.items()
-        }  # fmt: skip
+        stability = {lang: NeuronSet.from_mask(a).jaccard(NeuronSet.from_mask(b)) for lang, (a, b) in halves.items()}
         lape, lape_settings = {}, {}
         if len(summaries) > 1 and all(s.positive is not None for s in summaries.values()):
             options = LapeOptions(**(lape_options or {}))
@@ -279,8 +289,11 @@ class PLNDResult(Result):
             n_layers=dims.n_layers,
             sizes={s: structure_size(dims, s) for s in structures},
             documents={lang: {"n_documents": s.n_documents, "n_tokens": s.n_tokens} for lang, s in summaries.items()},
-            stability=stability, lape=lape, lape_settings=lape_settings, settings=dict(settings or {}),
-        )  # fmt: skip
+            stability=stability,
+            lape=lape,
+            lape_settings=lape_settings,
+            settings=dict(settings or {}),
+        )
 
     @property
     def languages(self) -> list[str]:

@@ -46,8 +46,9 @@ def _squared_change(new: torch.Tensor, old: torch.Tensor, weights: torch.Tensor)
     return float(((new - old).square().sum(-1) * weights).sum())
 
 
-def ffn_reference(model, tokens: torch.Tensor, layer: int, neurons: Iterable[int], include_bos: bool = False,
-                  zero: str = "in") -> dict[int, float]:  # fmt: skip
+def ffn_reference(
+    model, tokens: torch.Tensor, layer: int, neurons: Iterable[int], include_bos: bool = False, zero: str = "in"
+) -> dict[int, float]:
     """Imp of FFN neurons: zero column k of W_in (W_gate) and b_in[k], or row k of W_out."""
     tokens = _on_model(model, tokens)
     _, x = sublayer_inputs(model, tokens, layer)

@@ -42,9 +42,11 @@ def check_supported(cfg) -> None:
         (getattr(cfg, "use_attention_sinks", False), "attention sinks"),
         (getattr(cfg, "use_logn_attn", False), "log-n query scaling"),
         (getattr(cfg, "clip_qkv", None) is not None, "clipped q/k/v"),
-        (getattr(cfg, "use_qk_norm", False) and cfg.original_architecture in PER_HEAD_NORM_ARCHITECTURES,
-         "a q/k norm over all heads together"),
-    ]  # fmt: skip
+        (
+            getattr(cfg, "use_qk_norm", False) and cfg.original_architecture in PER_HEAD_NORM_ARCHITECTURES,
+            "a q/k norm over all heads together",
+        ),
+    ]
     for present, what in unsupported:
         if present:
             raise WorkbenchError(
@@ -134,9 +136,17 @@ def query_and_key_importance(
         raw = torch.where(finite, raw, torch.zeros_like(raw))
     else:
         raw = capped
-    common = {"pattern": pattern, "scores": raw, "counted": weights > 0, "causal": cfg.attention_dir == "causal",
-              "capped": capped, "soft_cap": soft_cap, "backend": backend, "chunk_elements": chunk_elements,
-              "log_p": torch.log_softmax(scores, dim=-1).clamp_min(MASKED_LOG)}  # fmt: skip
+    common = {
+        "pattern": pattern,
+        "scores": raw,
+        "counted": weights > 0,
+        "causal": cfg.attention_dir == "causal",
+        "capped": capped,
+        "soft_cap": soft_cap,
+        "backend": backend,
+        "chunk_elements": chunk_elements,
+        "log_p": torch.log_softmax(scores, dim=-1).clamp_min(MASKED_LOG),
+    }
     out = {}
     if "attn_q" in which:
         row, key = query_factors(s_q, q_normed, rk, partner, cos_q / scale, sin_q / scale)

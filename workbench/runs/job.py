@@ -116,8 +116,9 @@ def load_model(spec: str, device: str, dtype: str = "float32", n_devices: int = 
     return model
 
 
-def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
-        show_progress: bool = True) -> Path | None:  # fmt: skip
+def run(
+    run_options: RunOptions, analyses: dict[str, Options], out: Path | None, show_progress: bool = True
+) -> Path | None:
     """Run the analyses (and what they require) on the run's model and corpus; write results, the
     manifest and the HTML report into ``out``; return the report's path (None without ``out``)."""
     analyses, prints, corpus = check(run_options, analyses)
@@ -127,12 +128,15 @@ def run(run_options: RunOptions, analyses: dict[str, Options], out: Path | None,
 
     distributed.init_from_environment(run_options.device)
     if distributed.world().size > 1 and run_options.n_devices > 1:
-        raise OptionError("--n-devices splits one model over GPUs; under torchrun each process holds a whole "
-                          "model. Use one or the other.")  # fmt: skip
+        raise OptionError(
+            "--n-devices splits one model over GPUs; under torchrun each process holds a whole "
+            "model. Use one or the other."
+        )
     manifest = distributed.from_main(lambda: _previous_manifest(Path(out), run_options)) if out is not None else None
 
-    model = load_model(run_options.model, distributed.local_device(run_options.device), run_options.dtype,
-                       run_options.n_devices)  # fmt: skip
+    model = load_model(
+        run_options.model, distributed.local_device(run_options.device), run_options.dtype, run_options.n_devices
+    )
     show_progress = show_progress and distributed.world().is_main
     store = Store(Path(out) if out is not None else None, run_options, prints, show_progress=show_progress)
     recorded = _still_valid(manifest.get("analyses", {}), prints) if manifest else {}

@@ -25,8 +25,9 @@ class OptionError(WorkbenchError, ValueError):
     """An analysis setting out of range or of the wrong kind."""
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None,
-           each_of: tuple | None = None) -> Any:  # fmt: skip
+def option(
+    default: Any, help: str, *, choices: tuple | None = None, minimum: float | None = None, each_of: tuple | None = None
+) -> Any:
     """A settings field: its default, its help text (shown by ``--help``), and what it accepts.
 
     ``choices``: the values a scalar may take; ``each_of``: the values every item of a tuple may
@@ -144,14 +145,28 @@ def among_run(chosen, run_languages: list[str], flag: str) -> list[str]:
     documents the aligned samples and PLND cover)."""
     outside = [lang for lang in chosen if lang not in run_languages]
     if outside:
-        raise OptionError(f"{flag} {', '.join(outside)} are not among the run's --languages "
-                          f"({', '.join(run_languages)}); add them there (PLND needs them).")  # fmt: skip
+        raise OptionError(
+            f"{flag} {', '.join(outside)} are not among the run's --languages "
+            f"({', '.join(run_languages)}); add them there (PLND needs them)."
+        )
     return list(chosen)
 
 
 DEFAULT_LANGUAGES: tuple[str, ...] = (
-    "en", "de", "fr", "es", "it", "pt", "ru", "zh", "ja", "ko", "ar", "hi", "sw",
-)  # fmt: skip
+    "en",
+    "de",
+    "fr",
+    "es",
+    "it",
+    "pt",
+    "ru",
+    "zh",
+    "ja",
+    "ko",
+    "ar",
+    "hi",
+    "sw",
+)
 DEMO_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "ru", "zh", "sw")
 # The transcoder study on Gemma: the parallel prompt set's eight languages (Latin, Cyrillic, Han,
 # Arabic and Devanagari scripts), and a workshop's four.
@@ -176,14 +191,22 @@ class RunOptions(Options):
     languages: tuple[str, ...] = option(DEMO_LANGUAGES, "comma-separated ISO 639-1 codes")
     translations: tuple[str, ...] = option((), "Bible translation per language, LANG=CODE (see 'workbench corpora')")
     batch_tokens: int = option(512, "padded tokens per forward batch", minimum=1)
-    on_too_long: str = option("truncate", "texts longer than the model context: cut with a warning, or stop",
-                              choices=LENGTH_POLICIES)  # fmt: skip
+    on_too_long: str = option(
+        "truncate", "texts longer than the model context: cut with a warning, or stop", choices=LENGTH_POLICIES
+    )
     seed: int = option(0, "seed of the document samples and random controls")
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
-    n_devices: int = option(1, "split the model's layers over this many GPUs from --device on (models larger "
-                            "than one GPU; on a CPU every layer stays on the CPU)", minimum=1)  # fmt: skip
-    dtype: str = option("float32", "the model's weights and activations; every sum, statistic and loss is still "
-                        "taken in float32", choices=DTYPES)  # fmt: skip
+    n_devices: int = option(
+        1,
+        "split the model's layers over this many GPUs from --device on (models larger "
+        "than one GPU; on a CPU every layer stays on the CPU)",
+        minimum=1,
+    )
+    dtype: str = option(
+        "float32",
+        "the model's weights and activations; every sum, statistic and loss is still taken in float32",
+        choices=DTYPES,
+    )
 
     def validate(self) -> None:
         object.__setattr__(self, "languages", tuple(dict.fromkeys(lang.lower() for lang in self.languages)))

@@ -61,8 +61,9 @@ class Store:
         plus ``seed_offset``), as token lists, BOS first."""
         ids = corpus.sample_ids(self.languages, n, split, self.run.seed + seed_offset)
         texts = corpus.parallel(self.languages, ids)
-        return {lang: tokenize(model, texts[lang]["text"], ids, on_too_long=self.run.on_too_long)
-                for lang in self.languages}  # fmt: skip
+        return {
+            lang: tokenize(model, texts[lang]["text"], ids, on_too_long=self.run.on_too_long) for lang in self.languages
+        }
 
     def part(self, analysis: str, key: str) -> Path | None:
         """The file of one part (``key`` includes its suffix), or None without a folder."""
@@ -70,8 +71,14 @@ class Store:
             return None
         return Path(self.folder) / PARTS / f"{analysis}-{self.fingerprints.get(analysis, 'adhoc')}" / key
 
-    def reuse(self, analysis: str, key: str, compute: Callable[[], T], load: Callable[[Path], T],
-              save: Callable[[T, Path], None]) -> T:  # fmt: skip
+    def reuse(
+        self,
+        analysis: str,
+        key: str,
+        compute: Callable[[], T],
+        load: Callable[[Path], T],
+        save: Callable[[T, Path], None],
+    ) -> T:
         """The part ``key`` of ``analysis``: loaded when a run with the same settings finished it,
         else computed and saved at once; kept in ``parts`` for this session (so a store without a
         folder still offers them, e.g. PLND's per-language summaries)."""
@@ -85,8 +92,13 @@ class Store:
                     distributed.on_main(lambda: save(value, path))
         return self.parts[analysis, key]
 
-    def reuse_each(self, analysis: str, work: dict[str, Callable[[], T]], load: Callable[[Path], T],
-                   save: Callable[[T, Path], None]) -> list[T]:  # fmt: skip
+    def reuse_each(
+        self,
+        analysis: str,
+        work: dict[str, Callable[[], T]],
+        load: Callable[[Path], T],
+        save: Callable[[T, Path], None],
+    ) -> list[T]:
         """:meth:`reuse` of every ``key: compute`` of ``work``, in order; under ``torchrun`` the
         missing parts are shared out: in rounds of one part per process (process ``r`` computing
         the round's ``r``-th), each round's parts gathered on every process and saved at once, so an
@@ -111,13 +123,22 @@ class Store:
 
     def reuse_json_each(self, analysis: str, work: dict[str, Callable[[], T]], cls: type[T]) -> list[T]:
         """:meth:`reuse_each` for parts that are dataclasses saved as JSON (``key``: a ``.json`` name)."""
-        return self.reuse_each(analysis, work, lambda path: decode(cls, load_json(path)),
-                               lambda value, path: save_json(path, encode(value)))  # fmt: skip
+        return self.reuse_each(
+            analysis,
+            work,
+            lambda path: decode(cls, load_json(path)),
+            lambda value, path: save_json(path, encode(value)),
+        )
 
     def reuse_json(self, analysis: str, key: str, compute: Callable[[], T], cls: type[T]) -> T:
         """:meth:`reuse` for a part that is a dataclass, saved as ``key`` (a ``.json`` name)."""
-        return self.reuse(analysis, key, compute, lambda path: decode(cls, load_json(path)),
-                          lambda value, path: save_json(path, encode(value)))  # fmt: skip
+        return self.reuse(
+            analysis,
+            key,
+            compute,
+            lambda path: decode(cls, load_json(path)),
+            lambda value, path: save_json(path, encode(value)),
+        )
 
     def keep(self, analysis: str, result: Any) -> Any:
         """Remember a finished result (and save it in the folder)."""

@@ -122,8 +122,9 @@ def family_names(names: list[str], preset: str | None, zoo: Path | None = None) 
     missing = [name for name in wanted if name not in have]
     if missing:
         how = f"workbench zoo train --preset {preset}" if preset else f"workbench zoo train {missing[0]} --mixture ..."
-        raise MissingResultError(f"Not trained yet: {', '.join(missing)} (trained: {', '.join(have) or 'none'}). "
-                                 f"Train them first: '{how}'.")  # fmt: skip
+        raise MissingResultError(
+            f"Not trained yet: {', '.join(missing)} (trained: {', '.join(have) or 'none'}). Train them first: '{how}'."
+        )
     return wanted
 
 
@@ -133,8 +134,9 @@ def family_languages(names: list[str], zoo: Path | None = None) -> tuple[str, ..
     return tuple(dict.fromkeys(lang for name in names for lang in have[name]["tokenizer"]["languages"]))
 
 
-def run_family(names: list[str], run_options: RunOptions, analyses: dict[str, Options], out: Path,
-               show_progress: bool = True) -> list[Path]:  # fmt: skip
+def run_family(
+    names: list[str], run_options: RunOptions, analyses: dict[str, Options], out: Path, show_progress: bool = True
+) -> list[Path]:
     """The job on each model (``OUT/NAME/``, resumable); the reports' paths."""
     from workbench.runs.job import run
 
@@ -204,8 +206,14 @@ def across_models(names: list[str], models: list[ModelFindings], out: Path) -> l
             continue
         a, b = pooled[names[reference]], pooled[name]
         for sublayer in a:
-            rows.append({"a": names[reference], "b": name, "sublayer": sublayer,
-                         "matrix": layer_similarity(a[sublayer], b[sublayer], "cka").tolist()})  # fmt: skip
+            rows.append(
+                {
+                    "a": names[reference],
+                    "b": name,
+                    "sublayer": sublayer,
+                    "matrix": layer_similarity(a[sublayer], b[sublayer], "cka").tolist(),
+                }
+            )
     return rows
 
 
@@ -222,5 +230,12 @@ def _pooled_vectors(folder: Path) -> dict[str, np.ndarray]:
     )
 
 
-__all__ = ["DEFAULT_COMPARE_ANALYSES", "ModelFindings", "ZooComparison", "family_languages", "family_names", "gather",
-           "run_family"]  # fmt: skip
+__all__ = [
+    "DEFAULT_COMPARE_ANALYSES",
+    "ModelFindings",
+    "ZooComparison",
+    "family_languages",
+    "family_names",
+    "gather",
+    "run_family",
+]

@@ -85,8 +85,15 @@ class SequencePlan:
     rank: np.ndarray
 
     @classmethod
-    def build(cls, mixture: Mixture, lengths: dict[str, int], context: int, n_sequences: int, seed: int,
-              max_epochs: float = 1.0) -> SequencePlan:  # fmt: skip
+    def build(
+        cls,
+        mixture: Mixture,
+        lengths: dict[str, int],
+        context: int,
+        n_sequences: int,
+        seed: int,
+        max_epochs: float = 1.0,
+    ) -> SequencePlan:
         languages = tuple(mixture.trained)
         shares = np.array([mixture.share(lang) for lang in languages])
         language_of = np.empty(n_sequences, dtype=np.int64)
@@ -114,8 +121,10 @@ class SequencePlan:
         over = [(lang, e, w) for (lang, e), w in zip(self.epochs().items(), self.windows) if e > max_epochs]
         if over:
             detail = ", ".join(f"{lang} {e:.2f} passes over {w * self.context:,} tokens" for lang, e, w in over)
-            raise BudgetError(f"The budget reads more text than there is: {detail} (allowed: {max_epochs:g}). "
-                              f"Lower --tokens or these shares, or allow repeats with --max-epochs {max(e for _, e, _ in over):.2f}.")  # fmt: skip
+            raise BudgetError(
+                f"The budget reads more text than there is: {detail} (allowed: {max_epochs:g}). "
+                f"Lower --tokens or these shares, or allow repeats with --max-epochs {max(e for _, e, _ in over):.2f}."
+            )
 
     def window(self, language: int, k: int) -> int:
         """The window of the ``k``-th sequence of ``language``: a fresh permutation every pass."""

@@ -10,8 +10,9 @@ from workbench.data.corpus import BibleCorpus
 
 
 @torch.no_grad()
-def heldout_losses(model, tokenizer, languages: list[str], verses: int, context: int, device: str = "cpu",
-                   batch: int = 32) -> dict[str, float]:  # fmt: skip
+def heldout_losses(
+    model, tokenizer, languages: list[str], verses: int, context: int, device: str = "cpu", batch: int = 32
+) -> dict[str, float]:
     """language -> mean loss per predicted token on ``verses`` held-out verses (``<bos>`` + the
     verse, cut at ``context`` tokens), from a Hugging Face causal LM."""
     corpus = BibleCorpus()
@@ -20,8 +21,9 @@ def heldout_losses(model, tokenizer, languages: list[str], verses: int, context:
         texts = list(corpus.documents(language, "heldout", n=verses, seed=0)["text"])
         total, count = 0.0, 0
         for start in range(0, len(texts), batch):
-            enc = tokenizer(texts[start : start + batch], padding=True, truncation=True, max_length=context,
-                            return_tensors="pt")  # fmt: skip
+            enc = tokenizer(
+                texts[start : start + batch], padding=True, truncation=True, max_length=context, return_tensors="pt"
+            )
             ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
             losses = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")

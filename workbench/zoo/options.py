@@ -39,15 +39,18 @@ class ZooOptions(Options):
     batch_tokens: int = option(8192, "predicted tokens per optimiser step", minimum=1)
     lr: float = option(2e-3, "peak learning rate (AdamW; linear warm-up, cosine decay to a tenth)", minimum=0.0)
     warmup: int = option(30, "warm-up steps", minimum=0)
-    max_epochs: float = option(1.0, "most passes over any language's training text (repeats must be asked for)",
-                               minimum=0.0)  # fmt: skip
+    max_epochs: float = option(
+        1.0, "most passes over any language's training text (repeats must be asked for)", minimum=0.0
+    )
     heldout_verses: int = option(200, "held-out verses per language for the held-out loss", minimum=1)
     seed: int = option(0, "seed of the initial weights and the data order")
-    base: str = option("", "zoo model whose trained weights this run starts from (fine-tuning); its shape and "
-                       "tokenizer are used")  # fmt: skip
+    base: str = option(
+        "", "zoo model whose trained weights this run starts from (fine-tuning); its shape and tokenizer are used"
+    )
     device: str = option("cpu", "torch device, e.g. cpu or cuda")
-    checkpoint_every: int = option(25, "optimiser steps between checkpoints (an interruption loses at most these)",
-                                   minimum=1)  # fmt: skip
+    checkpoint_every: int = option(
+        25, "optimiser steps between checkpoints (an interruption loses at most these)", minimum=1
+    )
 
     def validate(self) -> None:
         if self.d_model % self.heads:
@@ -55,8 +58,10 @@ class ZooOptions(Options):
         if (self.d_model // self.heads) % 2:
             raise OptionError(f"Rotary needs an even head size; --d-model / --heads is {self.d_model // self.heads}.")
         if self.batch_tokens < self.context:
-            raise OptionError(f"--batch-tokens {self.batch_tokens} is below --context {self.context}; "
-                              "a step holds at least one sequence.")  # fmt: skip
+            raise OptionError(
+                f"--batch-tokens {self.batch_tokens} is below --context {self.context}; "
+                "a step holds at least one sequence."
+            )
         object.__setattr__(
             self, "tokenizer_languages", tuple(dict.fromkeys(x.lower() for x in self.tokenizer_languages))
         )
@@ -80,6 +85,11 @@ def finetune_options(base: str, manifest: dict, given: dict) -> ZooOptions:
     line set, ``mixture`` among it), which wins."""
     if "mixture" not in given:
         raise OptionError(f"Say what to fine-tune zoo:{base} on: --language LANG, or --mixture LANG=SHARE,...")
-    start = {**manifest["options"], "tokenizer_languages": tuple(manifest["tokenizer"]["languages"]),
-             "seed": manifest["options"]["seed"] + 1, **FINETUNE_DEFAULTS, "base": base}  # fmt: skip
+    start = {
+        **manifest["options"],
+        "tokenizer_languages": tuple(manifest["tokenizer"]["languages"]),
+        "seed": manifest["options"]["seed"] + 1,
+        **FINETUNE_DEFAULTS,
+        "base": base,
+    }
     return ZooOptions.from_dict({**start, **given})

@@ -38,12 +38,18 @@ def loss_figure(comparison: ZooComparison) -> go.Figure:
     """Held-out loss of each language against its share of the training tokens, a line per language."""
     fig = go.Figure()
     for i, lang in enumerate(comparison.languages):
-        points = sorted((m.shares.get(lang, 0.0), m.heldout_loss[lang], m.name) for m in comparison.models
-                        if lang in m.heldout_loss)  # fmt: skip
-        fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points], text=[p[2] for p in points],
-                        mode="lines+markers", name=f"{lang} · {language_name(lang)}",
-                        line=dict(color=PALETTE[i % len(PALETTE)], dash="dash" if lang == "en" else "solid"),
-                        hovertemplate=f"{lang} in %{{text}}: share %{{x:.0%}}, loss %{{y:.3f}}<extra></extra>")  # fmt: skip
+        points = sorted(
+            (m.shares.get(lang, 0.0), m.heldout_loss[lang], m.name) for m in comparison.models if lang in m.heldout_loss
+        )
+        fig.add_scatter(
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            text=[p[2] for p in points],
+            mode="lines+markers",
+            name=f"{lang} · {language_name(lang)}",
+            line=dict(color=PALETTE[i % len(PALETTE)], dash="dash" if lang == "en" else "solid"),
+            hovertemplate=f"{lang} in %{{text}}: share %{{x:.0%}}, loss %{{y:.3f}}<extra></extra>",
+        )
     fig.update_xaxes(title_text="the language's share of the training tokens", tickformat=".0%")
     fig.update_yaxes(title_text="held-out loss (nats / token)")
     fig.update_layout(title="Held-out loss vs share of the mixture", template="plotly_white", height=460)
@@ -58,32 +64,64 @@ def lens_figure(comparison: ZooComparison) -> go.Figure:
         style = dict(color=PALETTE[i % len(PALETTE)])
         for col, values in ((1, m.lens_english), (2, m.lens_input)):
             mean = np.mean(list(values.values()), axis=0)
-            fig.add_scatter(x=_depth(len(mean), comparison), y=mean, mode="lines+markers",
-                            name=m.name, legendgroup=m.name, showlegend=col == 1, line=style, row=1, col=col,
-                            hovertemplate=f"{m.name}, %{{x}}: %{{y:.1%}}<extra></extra>")  # fmt: skip
+            fig.add_scatter(
+                x=_depth(len(mean), comparison),
+                y=mean,
+                mode="lines+markers",
+                name=m.name,
+                legendgroup=m.name,
+                showlegend=col == 1,
+                line=style,
+                row=1,
+                col=col,
+                hovertemplate=f"{m.name}, %{{x}}: %{{y:.1%}}<extra></extra>",
+            )
     fig.update_xaxes(title_text=_depth_title(comparison, "blocks read (0: the embeddings)"))
     fig.update_yaxes(tickformat=".0%")
-    fig.update_layout(title="Logit lens: what the non-English inputs decode to, per layer (mean over input languages)",
-                      template="plotly_white", height=440)  # fmt: skip
+    fig.update_layout(
+        title="Logit lens: what the non-English inputs decode to, per layer (mean over input languages)",
+        template="plotly_white",
+        height=440,
+    )
     return fig
 
 
 def plnd_figure(comparison: ZooComparison) -> go.Figure:
     """Left: neurons specific to each language (share of all neurons) against its share of the
     mixture. Right: per model, specific neurons per layer, summed over languages."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["specific neurons vs share of the mixture",
-                                                        "specific neurons per layer (all languages)"])  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=["specific neurons vs share of the mixture", "specific neurons per layer (all languages)"],
+    )
     models = [m for m in comparison.models if m.plnd_sizes]
     for i, lang in enumerate(comparison.languages):
-        points = sorted((m.shares.get(lang, 0.0), m.plnd_sizes[lang] / m.plnd_total, m.name) for m in models
-                        if lang in m.plnd_sizes)  # fmt: skip
-        fig.add_scatter(x=[p[0] for p in points], y=[p[1] for p in points], text=[p[2] for p in points],
-                        mode="lines+markers", name=lang, legendgroup=lang, line=dict(color=PALETTE[i % len(PALETTE)]),
-                        row=1, col=1, hovertemplate=f"{lang} in %{{text}}: %{{y:.2%}} of neurons<extra></extra>")  # fmt: skip
+        points = sorted(
+            (m.shares.get(lang, 0.0), m.plnd_sizes[lang] / m.plnd_total, m.name) for m in models if lang in m.plnd_sizes
+        )
+        fig.add_scatter(
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            text=[p[2] for p in points],
+            mode="lines+markers",
+            name=lang,
+            legendgroup=lang,
+            line=dict(color=PALETTE[i % len(PALETTE)]),
+            row=1,
+            col=1,
+            hovertemplate=f"{lang} in %{{text}}: %{{y:.2%}} of neurons<extra></extra>",
+        )
     for i, m in enumerate(models):
-        fig.add_scatter(x=_depth(m.layers, comparison), y=np.sum(list(m.plnd_layers.values()), axis=0), mode="lines+markers",
-                        name=m.name, line=dict(color=PALETTE[(i + 5) % len(PALETTE)], dash="dot"), row=1, col=2,
-                        hovertemplate=f"{m.name}, %{{x}}: %{{y}} neurons<extra></extra>")  # fmt: skip
+        fig.add_scatter(
+            x=_depth(m.layers, comparison),
+            y=np.sum(list(m.plnd_layers.values()), axis=0),
+            mode="lines+markers",
+            name=m.name,
+            line=dict(color=PALETTE[(i + 5) % len(PALETTE)], dash="dot"),
+            row=1,
+            col=2,
+            hovertemplate=f"{m.name}, %{{x}}: %{{y}} neurons<extra></extra>",
+        )
     fig.update_xaxes(title_text="share of the training tokens", tickformat=".0%", row=1, col=1)
     fig.update_xaxes(title_text=_depth_title(comparison), row=1, col=2)
     fig.update_yaxes(tickformat=".1%", row=1, col=1)
@@ -102,13 +140,25 @@ def similarity_figure(comparison: ZooComparison, sublayer: str = "detector") -> 
     panels = [(1, k, m.name, m.name, m.ffn_similarity[sublayer]) for k, m in enumerate(own)]
     panels += [(2, k, s["a"], s["b"], s["matrix"]) for k, s in enumerate(across)]
     for row, k, a, b, matrix in panels:
-        fig.add_trace(go.Heatmap(z=matrix, zmin=0, zmax=1, colorscale="Viridis", showscale=(row, k) == (1, 0),
-                                 hovertemplate=f"{a} layer %{{y}} vs {b} layer %{{x}}: CKA %{{z:.3f}}<extra></extra>"),
-                      row=row, col=k + 1)  # fmt: skip
+        fig.add_trace(
+            go.Heatmap(
+                z=matrix,
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=(row, k) == (1, 0),
+                hovertemplate=f"{a} layer %{{y}} vs {b} layer %{{x}}: CKA %{{z:.3f}}<extra></extra>",
+            ),
+            row=row,
+            col=k + 1,
+        )
         fig.update_yaxes(autorange="reversed", dtick=1, row=row, col=k + 1)
         fig.update_xaxes(dtick=1, row=row, col=k + 1)
-    fig.update_layout(title=f"Layer similarity of the FFN {sublayer}s (linear CKA, same verses)",
-                      template="plotly_white", height=360 * (1 + bool(across)))  # fmt: skip
+    fig.update_layout(
+        title=f"Layer similarity of the FFN {sublayer}s (linear CKA, same verses)",
+        template="plotly_white",
+        height=360 * (1 + bool(across)),
+    )
     return fig
 
 
@@ -117,13 +167,19 @@ def cross_language_figure(comparison: ZooComparison, sublayer: str = "detector")
     parallel verses, per layer: how much the languages share each layer's units."""
     fig = go.Figure()
     for i, m in enumerate(m for m in comparison.models if m.ffn_cross_language):
-        fig.add_scatter(x=_depth(m.layers, comparison), y=m.ffn_cross_language[sublayer], mode="lines+markers", name=m.name,
-                        line=dict(color=PALETTE[i % len(PALETTE)]),
-                        hovertemplate=f"{m.name}, %{{x}}: %{{y:.3f}}<extra></extra>")  # fmt: skip
+        fig.add_scatter(
+            x=_depth(m.layers, comparison),
+            y=m.ffn_cross_language[sublayer],
+            mode="lines+markers",
+            name=m.name,
+            line=dict(color=PALETTE[i % len(PALETTE)]),
+            hovertemplate=f"{m.name}, %{{x}}: %{{y:.3f}}<extra></extra>",
+        )
     fig.update_xaxes(title_text=_depth_title(comparison))
     fig.update_yaxes(title_text="mean cross-language Spearman (parallel verses)")
-    fig.update_layout(title=f"FFN {sublayer}s: how much languages share units, per layer", template="plotly_white",
-                      height=420)  # fmt: skip
+    fig.update_layout(
+        title=f"FFN {sublayer}s: how much languages share units, per layer", template="plotly_white", height=420
+    )
     return fig
 
 
@@ -157,12 +213,17 @@ def loss_verdict(comparison: ZooComparison) -> str:
             )
     if not parts:
         losses = {m.name: np.mean(list(m.heldout_loss.values())) for m in comparison.models}
-        return "Every model saw the same mixture; mean held-out loss: " + ", ".join(
-            f"{name} {loss:.3f}" for name, loss in losses.items()) + "."  # fmt: skip
+        return (
+            "Every model saw the same mixture; mean held-out loss: "
+            + ", ".join(f"{name} {loss:.3f}" for name, loss in losses.items())
+            + "."
+        )
     rho = spearman(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
-    return (f"Held-out loss (nats/token) at a language's smallest vs largest share: {'; '.join(parts)}. "
-            f"Over every model and language, share and loss rank-correlate at {rho:+.2f} (negative: more data, "
-            "lower loss).")  # fmt: skip
+    return (
+        f"Held-out loss (nats/token) at a language's smallest vs largest share: {'; '.join(parts)}. "
+        f"Over every model and language, share and loss rank-correlate at {rho:+.2f} (negative: more data, "
+        "lower loss)."
+    )
 
 
 def lens_verdict(comparison: ZooComparison) -> str:
@@ -172,13 +233,18 @@ def lens_verdict(comparison: ZooComparison) -> str:
         peak = m.english_peak()
         if peak is not None:
             last = np.mean([v[-1] for v in m.lens_english.values()])
-            parts.append(f"{m.name} (English {m.shares.get('en', 0):.0%} of training): {peak[0]:.1%} after "
-                         f"{peak[1]} of {m.layers} blocks, {last:.1%} after the last")  # fmt: skip
+            parts.append(
+                f"{m.name} (English {m.shares.get('en', 0):.0%} of training): {peak[0]:.1%} after "
+                f"{peak[1]} of {m.layers} blocks, {last:.1%} after the last"
+            )
     if not parts:
         return ""
-    return ("Peak share of English tokens in the decoded top-k of non-English inputs, before the last layer: "
-            + "; ".join(parts) + ". A peak well above the last layer's is routing through English; a model that "
-            "saw no English can only show it if English tokens reach its middle layers by other means.")  # fmt: skip
+    return (
+        "Peak share of English tokens in the decoded top-k of non-English inputs, before the last layer: "
+        + "; ".join(parts)
+        + ". A peak well above the last layer's is routing through English; a model that "
+        "saw no English can only show it if English tokens reach its middle layers by other means."
+    )
 
 
 def plnd_verdict(comparison: ZooComparison) -> str:
@@ -204,9 +270,13 @@ def ffn_verdict(comparison: ZooComparison) -> str:
     models = [m for m in comparison.models if m.ffn_similarity]
     if not models:
         return ""
-    parts = [f"{m.name} ({m.layers} layers): adjacent-layer CKA {m.adjacent_similarity('detector'):.2f} "
-             f"(detectors), {m.adjacent_similarity('combinator'):.2f} (combinators), mean held-out loss "
-             f"{np.mean(list(m.heldout_loss.values())):.3f}" for m in models if m.layers > 1]  # fmt: skip
+    parts = [
+        f"{m.name} ({m.layers} layers): adjacent-layer CKA {m.adjacent_similarity('detector'):.2f} "
+        f"(detectors), {m.adjacent_similarity('combinator'):.2f} (combinators), mean held-out loss "
+        f"{np.mean(list(m.heldout_loss.values())):.3f}"
+        for m in models
+        if m.layers > 1
+    ]
     return (
         "; ".join(parts) + ". Over-layerization (2404.13855) would show as a deeper model whose consecutive "
         "layers are near copies (CKA near 1) and whose loss is no better than a shallower sibling's."
@@ -217,24 +287,48 @@ def sections(comparison: ZooComparison) -> list[Section]:
     """The report's sections: loss, then whichever of lens, PLND and FFN the family was run with."""
     figs = figures(comparison)
     names = ", ".join(m.name for m in comparison.models)
-    out = [Section(
-        f"The zoo ({comparison.family}): held-out loss vs mixture",
-        f"Zoo models {names}, trained here from scratch (see <code>workbench zoo list</code>). Held-out loss is "
-        "the mean next-token loss on held-out verses of each language's default translation, verses no model "
-        "trained on in any translation.", loss_verdict(comparison), [figs["zoo_loss"]], [comparison.table()])]  # fmt: skip
+    out = [
+        Section(
+            f"The zoo ({comparison.family}): held-out loss vs mixture",
+            f"Zoo models {names}, trained here from scratch (see <code>workbench zoo list</code>). Held-out loss is "
+            "the mean next-token loss on held-out verses of each language's default translation, verses no model "
+            "trained on in any translation.",
+            loss_verdict(comparison),
+            [figs["zoo_loss"]],
+            [comparison.table()],
+        )
+    ]
     if "zoo_lens" in figs:
-        out.append(Section("The zoo: logit lens across the family", "The lens slice on each model (each model's own "
-                           "report has the details); curves are means over the non-English input languages.",
-                           lens_verdict(comparison), [figs["zoo_lens"]]))  # fmt: skip
+        out.append(
+            Section(
+                "The zoo: logit lens across the family",
+                "The lens slice on each model (each model's own "
+                "report has the details); curves are means over the non-English input languages.",
+                lens_verdict(comparison),
+                [figs["zoo_lens"]],
+            )
+        )
     if "zoo_plnd" in figs:
-        out.append(Section("The zoo: language-specific neurons across the family", "The PLND slice on each model, "
-                           "with the same selection rule (a fraction of each layer, so sizes compare across widths).",
-                           plnd_verdict(comparison), [figs["zoo_plnd"]]))  # fmt: skip
+        out.append(
+            Section(
+                "The zoo: language-specific neurons across the family",
+                "The PLND slice on each model, "
+                "with the same selection rule (a fraction of each layer, so sizes compare across widths).",
+                plnd_verdict(comparison),
+                [figs["zoo_plnd"]],
+            )
+        )
     if "zoo_similarity" in figs:
-        out.append(Section("The zoo: FFN layers across the family (2404.13855)", "Linear CKA of one vector per verse "
-                           "(a layer's mean over positions) between the layers of each model, and between the deepest "
-                           "model's layers and each other model's, on the same parallel verses.",
-                           ffn_verdict(comparison), [figs["zoo_similarity"], figs["zoo_ffn_cross_language"]]))  # fmt: skip
+        out.append(
+            Section(
+                "The zoo: FFN layers across the family (2404.13855)",
+                "Linear CKA of one vector per verse "
+                "(a layer's mean over positions) between the layers of each model, and between the deepest "
+                "model's layers and each other model's, on the same parallel verses.",
+                ffn_verdict(comparison),
+                [figs["zoo_similarity"], figs["zoo_ffn_cross_language"]],
+            )
+        )
     return out
 
 
@@ -242,8 +336,15 @@ def write_zoo_report(out: Path, comparison: ZooComparison) -> Path:
     """``OUT/report.html``: the comparison's sections, headed by the family's models and settings."""
     first = read_manifest(Path(out) / comparison.models[0].name)
     names = ", ".join(f"zoo:{m.name}" for m in comparison.models)
-    manifest = {**first, "model": {"name": f"zoo {comparison.family}", "spec": names, "route": "zoo",
-                                   "weights": "trained here (workbench zoo train)"}}  # fmt: skip
+    manifest = {
+        **first,
+        "model": {
+            "name": f"zoo {comparison.family}",
+            "spec": names,
+            "route": "zoo",
+            "weights": "trained here (workbench zoo train)",
+        },
+    }
     path = Path(out) / REPORT
     atomic_write_bytes(path, render(manifest, sections(comparison)).encode("utf-8"))
     return path

@@ -14,9 +14,13 @@ def _rest(english: float) -> str:
 
 PRESETS: dict[str, dict[str, dict]] = {
     # English share 90/70/50/20/0 %, the rest split evenly over fr, de, ar, zh: same size, budget, seed.
-    "mixtures": {f"mix-en{round(e * 100)}": {"mixture": _rest(e), "tokenizer_languages": TOKENIZER_LANGUAGES}
-                 for e in (0.9, 0.7, 0.5, 0.2, 0.0)},
+    "mixtures": {
+        f"mix-en{round(e * 100)}": {"mixture": _rest(e), "tokenizer_languages": TOKENIZER_LANGUAGES}
+        for e in (0.9, 0.7, 0.5, 0.2, 0.0)
+    },
     # One mixture at three depths: over-layerization (2404.13855) across a family.
-    "depths": {f"depth-{n}": {"mixture": _rest(0.5), "tokenizer_languages": TOKENIZER_LANGUAGES, "layers": n}
-               for n in (2, 4, 8)},
-}  # fmt: skip
+    "depths": {
+        f"depth-{n}": {"mixture": _rest(0.5), "tokenizer_languages": TOKENIZER_LANGUAGES, "layers": n}
+        for n in (2, 4, 8)
+    },
+}

@@ -56,17 +56,20 @@ def plan_run(options: ZooOptions, zoo: Path):
         check_base(options, languages, zoo)
     missing = [lang for lang in mixture.languages if lang not in languages]
     if missing and options.base:
-        raise MixtureError(f"The tokenizer of zoo:{options.base} has no {', '.join(missing)} (it has "
-                           f"{', '.join(languages)}); fine-tune on those, or train a base that has them with "
-                           f"'workbench zoo train NAME --tokenizer-languages ...'.")  # fmt: skip
+        raise MixtureError(
+            f"The tokenizer of zoo:{options.base} has no {', '.join(missing)} (it has "
+            f"{', '.join(languages)}); fine-tune on those, or train a base that has them with "
+            f"'workbench zoo train NAME --tokenizer-languages ...'."
+        )
     if missing:
         raise MixtureError(f"--tokenizer-languages lacks {', '.join(missing)} of the mixture; add them.")
     BibleCorpus().check_languages(languages)
     tokenizer, folder = family_tokenizer(languages, options.vocab_size, zoo)
     streams = {lang: language_stream(tokenizer, lang, folder / "streams") for lang in mixture.trained}
     n_sequences = math.ceil(options.tokens / options.context)
-    plan = SequencePlan.build(mixture, {k: len(v) for k, v in streams.items()}, options.context, n_sequences,
-                              options.seed, options.max_epochs)  # fmt: skip
+    plan = SequencePlan.build(
+        mixture, {k: len(v) for k, v in streams.items()}, options.context, n_sequences, options.seed, options.max_epochs
+    )
     return mixture, tokenizer, folder, streams, plan
 
 
@@ -75,11 +78,20 @@ def build_model(options: ZooOptions, tokenizer):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=options.d_model, intermediate_size=options.d_mlp,
-        num_hidden_layers=options.layers, num_attention_heads=options.heads, num_key_value_heads=options.heads,
-        max_position_embeddings=options.context, rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu",
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=options.d_model,
+        intermediate_size=options.d_mlp,
+        num_hidden_layers=options.layers,
+        num_attention_heads=options.heads,
+        num_key_value_heads=options.heads,
+        max_position_embeddings=options.context,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(options.seed)
     return LlamaForCausalLM(config)
 
@@ -112,13 +124,17 @@ def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
     if sorted(languages) != sorted(base_languages):
         differ.append(f"--tokenizer-languages {','.join(languages)} (base: {','.join(base_languages)})")
     if differ:
-        raise WorkbenchError(f"A fine-tune keeps the shape and tokenizer of its base zoo:{options.base}, but "
-                             f"{'; '.join(differ)}. Drop these options ('workbench zoo finetune' takes them from "
-                             f"the base), or train a new model with 'workbench zoo train'.")  # fmt: skip
+        raise WorkbenchError(
+            f"A fine-tune keeps the shape and tokenizer of its base zoo:{options.base}, but "
+            f"{'; '.join(differ)}. Drop these options ('workbench zoo finetune' takes them from "
+            f"the base), or train a new model with 'workbench zoo train'."
+        )
     if tokenizer_key(languages, options.vocab_size) != info["tokenizer"]["key"]:
-        raise WorkbenchError(f"The family tokenizer changed since zoo:{options.base} was trained "
-                             f"({info['tokenizer']['key']}); train the base again with 'workbench zoo train "
-                             f"{options.base} --force' and its settings.")  # fmt: skip
+        raise WorkbenchError(
+            f"The family tokenizer changed since zoo:{options.base} was trained "
+            f"({info['tokenizer']['key']}); train the base again with 'workbench zoo train "
+            f"{options.base} --force' and its settings."
+        )
     return info
 
 
@@ -127,8 +143,13 @@ def base_record(name: str, zoo: Path) -> dict:
     the SHA-256 of its weights file (which exact weights it started from)."""
     info = base_manifest(name, zoo)
     digest = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()).hexdigest()
-    return {"name": name, "mixture": info["mixture"], "options": info["options"],
-            "heldout_loss": info["heldout_loss"], "weights_sha256": digest}  # fmt: skip
+    return {
+        "name": name,
+        "mixture": info["mixture"],
+        "options": info["options"],
+        "heldout_loss": info["heldout_loss"],
+        "weights_sha256": digest,
+    }
 
 
 def start_model(options: ZooOptions, tokenizer, zoo: Path):
@@ -154,8 +175,14 @@ def learning_rate(options: ZooOptions, step: int, steps: int) -> float:
     return options.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool = False, show_progress: bool = True,
-          on_step: Callable[[int, float], None] | None = None) -> Path:  # fmt: skip
+def train(
+    name: str,
+    options: ZooOptions,
+    zoo: Path | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
     """Train (or resume) the zoo model ``name``; returns its folder. ``on_step(step, loss)`` is
     called after each optimiser step (and after its checkpoint, when one is due)."""
     zoo = zoo or zoo_root()
@@ -173,8 +200,13 @@ def train(name: str, options: ZooOptions, zoo: Path | None = None, force: bool =
         while state["step"] < steps:
             started = time.perf_counter()
             step = state["step"]
-            batch = torch.from_numpy(plan.batch(range(step * per_step, min((step + 1) * per_step, len(plan.language_of))),
-                                                streams, tokenizer.bos_token_id)).to(options.device)  # fmt: skip
+            batch = torch.from_numpy(
+                plan.batch(
+                    range(step * per_step, min((step + 1) * per_step, len(plan.language_of))),
+                    streams,
+                    tokenizer.bos_token_id,
+                )
+            ).to(options.device)
             loss = training_step(model, optimizer, batch, learning_rate(options, step, steps))
             state["step"] += 1
             state["losses"].append(loss)
@@ -211,8 +243,14 @@ def trained_twin(options: ZooOptions, zoo: Path) -> str | None:
     the same base weights."""
     wanted = json.loads(json.dumps(options.identity()))
     start = base_record(options.base, zoo)["weights_sha256"] if options.base else None
-    return next((name for name, info in trained(zoo).items()
-                 if info["options"] == wanted and (info.get("base") or {}).get("weights_sha256") == start), None)  # fmt: skip
+    return next(
+        (
+            name
+            for name, info in trained(zoo).items()
+            if info["options"] == wanted and (info.get("base") or {}).get("weights_sha256") == start
+        ),
+        None,
+    )
 
 
 def copy_twin(name: str, twin: str, zoo: Path) -> Path:
@@ -226,26 +264,46 @@ def copy_twin(name: str, twin: str, zoo: Path) -> Path:
     return folder
 
 
-def manifest(name: str, options: ZooOptions, mixture: Mixture, plan: SequencePlan, model, tokenizer_folder: Path,
-             state: dict, heldout: dict[str, float], base: dict | None = None) -> dict:  # fmt: skip
+def manifest(
+    name: str,
+    options: ZooOptions,
+    mixture: Mixture,
+    plan: SequencePlan,
+    model,
+    tokenizer_folder: Path,
+    state: dict,
+    heldout: dict[str, float],
+    base: dict | None = None,
+) -> dict:
     """``zoo.json``: what made the model (settings, mixture, tokens and passes per language, the
     tokenizer, and for a fine-tune its ``base``), how training went (steps, time, every step's
     loss) and its held-out loss."""
     counts = plan.sequences_per_language()
     tokens = sum(counts.values()) * options.context
     return {
-        "format": ZOO_FORMAT, "name": name, "options": options.identity(), "mixture": str(mixture),
-        "architecture": "LlamaForCausalLM", "parameters": sum(p.numel() for p in model.parameters()),
-        "tokenizer": {"key": tokenizer_folder.name, "languages": list(options.tokenizer_languages) or mixture.languages,
-                      "vocab_size": model.config.vocab_size},
+        "format": ZOO_FORMAT,
+        "name": name,
+        "options": options.identity(),
+        "mixture": str(mixture),
+        "architecture": "LlamaForCausalLM",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tokenizer": {
+            "key": tokenizer_folder.name,
+            "languages": list(options.tokenizer_languages) or mixture.languages,
+            "vocab_size": model.config.vocab_size,
+        },
         "tokens": {"total": tokens, "per_language": {lang: n * options.context for lang, n in counts.items()}},
         "epochs": {lang: round(e, 4) for lang, e in plan.epochs().items()},
-        "steps": len(state["losses"]), "seconds": round(state["seconds"], 1),
-        "tokens_per_second": round(tokens / max(state["seconds"], 1e-9), 1), "device": options.device,
-        "losses": [round(x, 5) for x in state["losses"]], "heldout_loss": heldout,
-        **({"base": base} if base else {}), "versions": environment(),
+        "steps": len(state["losses"]),
+        "seconds": round(state["seconds"], 1),
+        "tokens_per_second": round(tokens / max(state["seconds"], 1e-9), 1),
+        "device": options.device,
+        "losses": [round(x, 5) for x in state["losses"]],
+        "heldout_loss": heldout,
+        **({"base": base} if base else {}),
+        "versions": environment(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
 
 
 def training_step(model, optimizer, batch: torch.Tensor, lr: float) -> float:
@@ -281,8 +339,9 @@ def save_checkpoint(work: Path, fingerprint: str, model, optimizer, state: dict)
     """Weights, optimiser state, step and losses, written atomically (tensors and numbers only),
     under the run's :func:`run_fingerprint`."""
     partial = work / f"{CHECKPOINT}.tmp"
-    torch.save({"fingerprint": fingerprint, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), **state}, partial)  # fmt: skip
+    torch.save(
+        {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, partial
+    )
     partial.replace(work / CHECKPOINT)
 
 
@@ -293,8 +352,10 @@ def resume(work: Path, options: ZooOptions, fingerprint: str, model, optimizer) 
         return {"step": 0, "losses": [], "seconds": 0.0}
     saved = torch.load(path, map_location=options.device, weights_only=True)
     if saved["fingerprint"] != fingerprint:
-        raise ZooExistsError(f"{work} holds an unfinished run with other settings (or another base's weights); "
-                             "re-run with those settings to resume it, or pass --force to start over.")  # fmt: skip
+        raise ZooExistsError(
+            f"{work} holds an unfinished run with other settings (or another base's weights); "
+            "re-run with those settings to resume it, or pass --force to start over."
+        )
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     return {"step": saved["step"], "losses": list(saved["losses"]), "seconds": saved["seconds"]}

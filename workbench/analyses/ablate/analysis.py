@@ -44,10 +44,17 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         for kind in options.sets:
             sets = plnd.named_sets(kind)
             experiments[kind] = run_deactivation(
-                model, tokens, {lang: sets[lang] for lang in langs}, categories, options, memo=memo,
-                prefix=f"{kind}/", settings={"split": "heldout", "documents": len(ids), "neuron_sets": kind},
-                progress=lambda label: (bar.set_postfix_str(label), bar.update()), batch_tokens=store.run.batch_tokens,
-            )  # fmt: skip
+                model,
+                tokens,
+                {lang: sets[lang] for lang in langs},
+                categories,
+                options,
+                memo=memo,
+                prefix=f"{kind}/",
+                settings={"split": "heldout", "documents": len(ids), "neuron_sets": kind},
+                progress=lambda label: (bar.set_postfix_str(label), bar.update()),
+                batch_tokens=store.run.batch_tokens,
+            )
     return store.keep(NAME, Result(experiments, {"split": "heldout", **options.to_dict()}))
 
 
@@ -67,8 +74,11 @@ def experiment_verdict(result: DeactivationResult) -> str:
     rows = result.table1("loss")
     own = [r["language-specific: delta"] or 0.0 for r in rows]
     others = [r["other languages: mean delta"] or 0.0 for r in rows]
-    beats_random = [r["language"] for r, d in zip(rows, own)
-                    if d > 2 * max(r["random: delta (mean)"] or 0, 0) + 2 * (r["random: delta (sd)"] or 0)]  # fmt: skip
+    beats_random = [
+        r["language"]
+        for r, d in zip(rows, own)
+        if d > 2 * max(r["random: delta (mean)"] or 0, 0) + 2 * (r["random: delta (sd)"] or 0)
+    ]
     beats_others = [r["language"] for r, d, o in zip(rows, own, others) if d > o]
     n, mean_own, mean_others = len(rows), sum(own) / max(len(own), 1), sum(others) / max(len(others), 1)
     share = f"{mean_others / mean_own:.0%}" if mean_own > 0 else "n/a"
@@ -90,12 +100,14 @@ def continuation_table(result: DeactivationResult) -> list[dict]:
     rows = []
     for lang in result.languages:
         randoms = [m.continuation_fidelity for m in result.random["all"][lang] if m.continuation_fidelity is not None]
-        rows.append({
-            "language": lang,
-            "continuation fidelity: baseline": result.baseline[lang].continuation_fidelity,
-            "own neurons off": result.own["all"][lang].continuation_fidelity,
-            "random neurons off (mean)": sum(randoms) / len(randoms) if randoms else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "language": lang,
+                "continuation fidelity: baseline": result.baseline[lang].continuation_fidelity,
+                "own neurons off": result.own["all"][lang].continuation_fidelity,
+                "random neurons off (mean)": sum(randoms) / len(randoms) if randoms else None,
+            }
+        )
     return rows
 
 
@@ -121,5 +133,10 @@ def section(result: Result) -> Section:
         tables += [[{"sets": kind, **row} for row in experiment.table1(m)] for m in ("loss", "accuracy", "fidelity")]
         if opts.get("new_tokens"):
             tables.append([{"sets": kind, **row} for row in continuation_table(experiment)])
-    return Section("Deactivation: switching language-specific neurons off", intro, verdict(result),
-                   list(figures(result).values()), tables)  # fmt: skip
+    return Section(
+        "Deactivation: switching language-specific neurons off",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        tables,
+    )

@@ -82,10 +82,17 @@ class Result(Base):
         return self.layers
 
     def changed_table(self) -> list[dict]:
-        return [{"feature": c.change.name(), "largest change of mean activation": c.change.change,
-                 **{f"freq {lang}": f"{b:.3f} -> {t:.3f}" for lang, (b, t) in c.change.frequency.items()},
-                 "top contexts (base)": " | ".join(x.text.replace("\n", " ") for ctx in list(c.contexts.values())[:1] for x in ctx)}
-                for c in self.changed]  # fmt: skip
+        return [
+            {
+                "feature": c.change.name(),
+                "largest change of mean activation": c.change.change,
+                **{f"freq {lang}": f"{b:.3f} -> {t:.3f}" for lang, (b, t) in c.change.frequency.items()},
+                "top contexts (base)": " | ".join(
+                    x.text.replace("\n", " ") for ctx in list(c.contexts.values())[:1] for x in ctx
+                ),
+            }
+            for c in self.changed
+        ]
 
 
 @contextmanager
@@ -121,9 +128,11 @@ def run_delta(options: Options, store: Store) -> Path:
     language = options.finetune_language or (runs[0].target if runs else "")
     mine = [r for r in runs if r.target == language]
     if not mine:
-        raise WorkbenchError(f"This run's finetune saved no delta of {language or 'any language'}'s neurons "
-                             f"(trained: {', '.join(sorted({r.target for r in runs})) or 'none'}); add it with "
-                             f"--finetune-languages {language or 'LANG'}, and give the run an --out folder.")  # fmt: skip
+        raise WorkbenchError(
+            f"This run's finetune saved no delta of {language or 'any language'}'s neurons "
+            f"(trained: {', '.join(sorted({r.target for r in runs})) or 'none'}); add it with "
+            f"--finetune-languages {language or 'LANG'}, and give the run an --out folder."
+        )
     return Path(store.folder) / max(mine, key=lambda r: r.size).delta_file
 
 
@@ -141,8 +150,10 @@ def _check_same_shape(model, other, spec: str) -> None:
     )
     differ = [k for k in keys if getattr(model.cfg, k) != getattr(other.cfg, k)]
     if differ:
-        raise WorkbenchError(f"{spec} differs from the run's model in {', '.join(differ)}; the base transcoder reads "
-                             "only a fine-tune of the run's model (same shape and tokenizer).")  # fmt: skip
+        raise WorkbenchError(
+            f"{spec} differs from the run's model in {', '.join(differ)}; the base transcoder reads "
+            "only a fine-tune of the run's model (same shape and tokenizer)."
+        )
     sample = "In the beginning God created the heaven and the earth."
     if (
         other.tokenizer is not None
@@ -176,8 +187,14 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     diff = Diff(sides["base"], sides["tuned"])
     changed = [ChangeCard(c) for c in diff.top_changed(options.top)]
     for lang in diff.languages:  # one pass over a language's verses for every card
-        found = top_contexts(model, clt, held[lang], [(c.change.layer, c.change.feature) for c in changed], options.contexts,
-                             batch_tokens=store.run.batch_tokens)  # fmt: skip
+        found = top_contexts(
+            model,
+            clt,
+            held[lang],
+            [(c.change.layer, c.change.feature) for c in changed],
+            options.contexts,
+            batch_tokens=store.run.batch_tokens,
+        )
         for card, contexts in zip(changed, found):
             if contexts:
                 card.contexts[lang] = contexts
@@ -185,9 +202,21 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     overlap = [jaccard(set(a), set(b)) for a, b in zip(rows[0].kept, rows[1].kept)]
     fvu = {lang: [list(pair) for pair in pairs] for lang, pairs in diff.fvu().items()}
     shown = f"{options.tuned}: {Path(spec).relative_to(store.folder)}" if options.run_finetune else spec
-    result = Result(shown, diff.languages, clt.config.n_layers, diff.layer_summary(), fvu,
-                    diff.identity(options.identity), changed, rows, overlap, [views[side] for side in SIDES],
-                    options.to_dict(), target, diff.language_strength())  # fmt: skip
+    result = Result(
+        shown,
+        diff.languages,
+        clt.config.n_layers,
+        diff.layer_summary(),
+        fvu,
+        diff.identity(options.identity),
+        changed,
+        rows,
+        overlap,
+        [views[side] for side in SIDES],
+        options.to_dict(),
+        target,
+        diff.language_strength(),
+    )
     return store.keep(NAME, result)
 
 
@@ -203,13 +232,32 @@ def _prompt(options: Options, store: Store):
 
 def _side(model, clt, held: dict, tokens, prompt, side: str, store: Store) -> tuple[Side, Graph]:
     """One model's statistics per language and the prompt's graph (parts, reused on resume)."""
-    stats = {lang: store.reuse(NAME, f"{side}-{lang}-stats.npz", lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
-                               FeatureStats.load, lambda s, path: s.save(path)) for lang in store.languages}  # fmt: skip
-    quality = {lang: store.reuse_json(NAME, f"{side}-{lang}-quality.json",
-                                      lambda: _Quality(layer_quality(model, clt, held[lang], store.run.batch_tokens)),
-                                      _Quality).rows for lang in store.languages}  # fmt: skip
-    graph = store.reuse(NAME, f"{side}-graph", lambda: attribute(model, clt, tokens, prompt=prompt.prompt), Graph.load,
-                        lambda g, path: g.save(path))  # fmt: skip
+    stats = {
+        lang: store.reuse(
+            NAME,
+            f"{side}-{lang}-stats.npz",
+            lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
+            FeatureStats.load,
+            lambda s, path: s.save(path),
+        )
+        for lang in store.languages
+    }
+    quality = {
+        lang: store.reuse_json(
+            NAME,
+            f"{side}-{lang}-quality.json",
+            lambda: _Quality(layer_quality(model, clt, held[lang], store.run.batch_tokens)),
+            _Quality,
+        ).rows
+        for lang in store.languages
+    }
+    graph = store.reuse(
+        NAME,
+        f"{side}-graph",
+        lambda: attribute(model, clt, tokens, prompt=prompt.prompt),
+        Graph.load,
+        lambda g, path: g.save(path),
+    )
     return Side(stats, quality), graph
 
 
@@ -219,8 +267,12 @@ class _Quality:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
-    out = {"clt_diff_layers": layers_figure(result), "clt_diff_fvu": fvu_figure(result),
-           "clt_diff_identity": identity_figure(result), "clt_diff_strength": strength_figure(result)}  # fmt: skip
+    out = {
+        "clt_diff_layers": layers_figure(result),
+        "clt_diff_fvu": fvu_figure(result),
+        "clt_diff_identity": identity_figure(result),
+        "clt_diff_strength": strength_figure(result),
+    }
     for view in result.views:
         graph, pruned, labels = view_of(view)
         out[f"clt_diff_graph_{view['side']}"] = view_figure(
@@ -238,16 +290,25 @@ def verdict(result: Result) -> str:
             "Nothing changed: the fine-tuned model uses the base transcoder's features exactly as the base model does."
         )
     peak = int(np.argmax(mean_d))
-    fvu = [(np.mean([result.fvu[lang][layer][0] for lang in result.languages]),
-            np.mean([result.fvu[lang][layer][1] for lang in result.languages])) for layer in range(result.n_layers)]  # fmt: skip
-    text = (f"Features whose frequency moved by more than 0.05 in some language, per layer: {', '.join(map(str, moved))}; "
-            f"the mean change is largest in layer {peak}. Reconstruction error (FVU, mean over languages) per layer, base -> "
-            f"fine-tuned: {', '.join(f'{b:.3f} -> {t:.3f}' for b, t in fvu)}.")  # fmt: skip
+    fvu = [
+        (
+            np.mean([result.fvu[lang][layer][0] for lang in result.languages]),
+            np.mean([result.fvu[lang][layer][1] for lang in result.languages]),
+        )
+        for layer in range(result.n_layers)
+    ]
+    text = (
+        f"Features whose frequency moved by more than 0.05 in some language, per layer: {', '.join(map(str, moved))}; "
+        f"the mean change is largest in layer {peak}. Reconstruction error (FVU, mean over languages) per layer, base -> "
+        f"fine-tuned: {', '.join(f'{b:.3f} -> {t:.3f}' for b, t in fvu)}."
+    )
     for lang in result.languages:
         rows = [r for r in result.identity if r["language"] == lang]
         if rows:
-            text += (f" {lang} identity features: score {np.mean([r['score base'] for r in rows]):.2f} -> "
-                     f"{np.mean([r['score fine-tuned'] for r in rows]):.2f}.")  # fmt: skip
+            text += (
+                f" {lang} identity features: score {np.mean([r['score base'] for r in rows]):.2f} -> "
+                f"{np.mean([r['score fine-tuned'] for r in rows]):.2f}."
+            )
     text += _strength_verdict(result)
     if result.changed:
         top = result.changed[0].change
@@ -255,8 +316,10 @@ def verdict(result: Result) -> str:
         b, t = top.frequency[lang]
         text += f" Most changed feature: {top.name()} ({lang} frequency {b:.2f} -> {t:.2f})."
     if result.graph_overlap:
-        text += (" The prompt's graph before and after shares, per layer, "
-                 f"{', '.join(f'{v:.2f}' for v in result.graph_overlap)} of its kept features (Jaccard).")  # fmt: skip
+        text += (
+            " The prompt's graph before and after shares, per layer, "
+            f"{', '.join(f'{v:.2f}' for v in result.graph_overlap)} of its kept features (Jaccard)."
+        )
     return text
 
 
@@ -269,9 +332,11 @@ def _strength_verdict(result: Result) -> str:
     if not own:
         return f" {result.target} has no specific features in the base transcoder to follow."
     top = max(own, key=own.get)
-    return (f" The fine-tuned language {result.target}'s specific features change in frequency on its own tokens by "
-            f"{np.mean(list(own.values())):+.4f} on average over layers (most in layer {top}, {own[top]:+.4f}), against "
-            f"{np.mean(others) if others else float('nan'):+.4f} for the other languages' own features.")  # fmt: skip
+    return (
+        f" The fine-tuned language {result.target}'s specific features change in frequency on its own tokens by "
+        f"{np.mean(list(own.values())):+.4f} on average over layers (most in layer {top}, {own[top]:+.4f}), against "
+        f"{np.mean(others) if others else float('nan'):+.4f} for the other languages' own features."
+    )
 
 
 def section(result: Result) -> Section:
@@ -284,6 +349,16 @@ def section(result: Result) -> Section:
         "language's best identity features. Cards show the base model's top contexts of the features that changed most. "
         f"The prompt of task <em>{s.get('task')}</em> is attributed on both models with the same transcoder."
     )
-    return Section("Model diffing through the base transcoder", intro, verdict(result), list(figures(result).values()),
-                   [result.layers, result.strength, result.identity, result.changed_table(),
-                    [{k: v for k, v in r.__dict__.items() if k not in ("kept", "part")} for r in result.graphs]])  # fmt: skip
+    return Section(
+        "Model diffing through the base transcoder",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [
+            result.layers,
+            result.strength,
+            result.identity,
+            result.changed_table(),
+            [{k: v for k, v in r.__dict__.items() if k not in ("kept", "part")} for r in result.graphs],
+        ],
+    )

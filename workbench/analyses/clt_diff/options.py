@@ -20,10 +20,13 @@ class Options(Base):
     TITLE: ClassVar[str] = "clt diff"
     PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt": {"tuned": RUN_FINETUNE, "documents": 50}}
 
-    tuned: str = option("", "the fine-tuned model: 'finetune' or 'finetune:LANG' (this run's finetune of LANG's "
-                        "neurons, the largest training size; runs finetune first), a finetune delta (.safetensors of "
-                        "a finetune run) applied to the run's model, or a model of the same shape and tokenizer "
-                        "(zoo:NAME, e.g. from 'workbench zoo finetune', or a folder)")  # fmt: skip
+    tuned: str = option(
+        "",
+        "the fine-tuned model: 'finetune' or 'finetune:LANG' (this run's finetune of LANG's "
+        "neurons, the largest training size; runs finetune first), a finetune delta (.safetensors of "
+        "a finetune run) applied to the run's model, or a model of the same shape and tokenizer "
+        "(zoo:NAME, e.g. from 'workbench zoo finetune', or a folder)",
+    )
     documents: int = option(200, "parallel held-out verses per language both models are read on", minimum=1)
     top: int = option(12, "features that changed most, with cards", minimum=1)
     identity: int = option(8, "identity features per language whose strength is compared", minimum=1)
@@ -46,14 +49,20 @@ class Options(Base):
 
     def check_run(self, run: RunOptions) -> None:
         if not self.tuned:
-            raise OptionError("--clt-diff-tuned is needed: 'finetune' (this run's), a finetune delta (.safetensors) "
-                              "or a model (zoo:NAME, folder).")  # fmt: skip
+            raise OptionError(
+                "--clt-diff-tuned is needed: 'finetune' (this run's), a finetune delta (.safetensors) "
+                "or a model (zoo:NAME, folder)."
+            )
         if self.finetune_language and self.finetune_language not in run.languages:
-            raise OptionError(f"--clt-diff-tuned {self.tuned}: {self.finetune_language} is not among the run's "
-                              f"--languages ({', '.join(run.languages)}).")  # fmt: skip
+            raise OptionError(
+                f"--clt-diff-tuned {self.tuned}: {self.finetune_language} is not among the run's "
+                f"--languages ({', '.join(run.languages)})."
+            )
         if self.language and self.language not in run.languages:
-            raise OptionError(f"--clt-diff-language {self.language} is not among the run's --languages "
-                              f"({', '.join(run.languages)}); add it there.")  # fmt: skip
+            raise OptionError(
+                f"--clt-diff-language {self.language} is not among the run's --languages "
+                f"({', '.join(run.languages)}); add it there."
+            )
 
     def check_model(self, model) -> None:
         from workbench.clt.attribution import check_hooked

@@ -63,31 +63,64 @@ class Result(Base):
         return self.layer_counts
 
     def identity_table(self) -> list[dict]:
-        return [{"language": lang, "feature": c.name(), "score": c.score,
-                 **{f"freq {k}": v for k, v in c.frequency.items()}, "mean where active": c.active_mean[lang]}
-                for lang, cards in self.identity.items() for c in cards]  # fmt: skip
+        return [
+            {
+                "language": lang,
+                "feature": c.name(),
+                "score": c.score,
+                **{f"freq {k}": v for k, v in c.frequency.items()},
+                "mean where active": c.active_mean[lang],
+            }
+            for lang, cards in self.identity.items()
+            for c in cards
+        ]
 
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Statistics per language (saved as they finish), then what they make of every feature."""
     clt = transcoder(store)
     held = store.documents(model, corpus, options.documents, "heldout", seed_offset=1)
-    stats = {lang: store.reuse(NAME, f"{lang}-stats.npz", lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
-                               FeatureStats.load, lambda s, path: s.save(path)) for lang in store.languages}  # fmt: skip
+    stats = {
+        lang: store.reuse(
+            NAME,
+            f"{lang}-stats.npz",
+            lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
+            FeatureStats.load,
+            lambda s, path: s.save(path),
+        )
+        for lang in store.languages
+    }
     feats = LanguageFeatures.of(stats, options.min_frequency, options.specific_share)
-    identity = {lang: [_card(feats, layer, f, lang) for layer, f in feats.identity_features(lang, options.identity)]
-                for lang in feats.languages}  # fmt: skip
+    identity = {
+        lang: [_card(feats, layer, f, lang) for layer, f in feats.identity_features(lang, options.identity)]
+        for lang in feats.languages
+    }
     multilingual = _multilingual(feats, options.cards)
     cards = [c for cards in identity.values() for c in cards[: options.cards]] + multilingual
     for lang in feats.languages:  # one pass over a language's verses for every card
-        found = top_contexts(model, clt, held[lang], [(c.layer, c.feature) for c in cards], options.contexts,
-                             batch_tokens=store.run.batch_tokens)  # fmt: skip
+        found = top_contexts(
+            model,
+            clt,
+            held[lang],
+            [(c.layer, c.feature) for c in cards],
+            options.contexts,
+            batch_tokens=store.run.batch_tokens,
+        )
         for card, contexts in zip(cards, found):
             if contexts:
                 card.contexts[lang] = contexts
-    result = Result(feats.languages, clt.config.n_layers, clt.config.n_features, {k: s.tokens for k, s in stats.items()},
-                    feats.layer_counts(), identity, multilingual, _share_bins(feats), _plnd_agreement(store, feats),
-                    options.to_dict())  # fmt: skip
+    result = Result(
+        feats.languages,
+        clt.config.n_layers,
+        clt.config.n_features,
+        {k: s.tokens for k, s in stats.items()},
+        feats.layer_counts(),
+        identity,
+        multilingual,
+        _share_bins(feats),
+        _plnd_agreement(store, feats),
+        options.to_dict(),
+    )
     return store.keep(NAME, result)
 
 
@@ -98,8 +131,14 @@ def _card(feats: LanguageFeatures, layer: int, feature: int, kind: str) -> Featu
         if kind in langs
         else feats.frequency[:, layer, feature].min()
     )
-    return FeatureCard(layer, feature, kind, {lang: float(feats.frequency[i, layer, feature]) for i, lang in enumerate(langs)},
-                       {lang: float(feats.active_mean[i, layer, feature]) for i, lang in enumerate(langs)}, float(score))  # fmt: skip
+    return FeatureCard(
+        layer,
+        feature,
+        kind,
+        {lang: float(feats.frequency[i, layer, feature]) for i, lang in enumerate(langs)},
+        {lang: float(feats.active_mean[i, layer, feature]) for i, lang in enumerate(langs)},
+        float(score),
+    )
 
 
 def _multilingual(feats: LanguageFeatures, n: int) -> list[FeatureCard]:
@@ -127,9 +166,17 @@ def _plnd_agreement(store: Store, feats: LanguageFeatures) -> dict:
     except MissingResultError:
         return {}
     specific = feats.specific()
-    cells = [{"language": lang, "layer": layer, "plnd": int(plnd.per_layer(lang).get("ffn", [0] * plnd.n_layers)[layer]),
-              "clt": int(specific[i, layer].sum())}
-             for i, lang in enumerate(feats.languages) if lang in plnd.sets for layer in range(plnd.n_layers)]  # fmt: skip
+    cells = [
+        {
+            "language": lang,
+            "layer": layer,
+            "plnd": int(plnd.per_layer(lang).get("ffn", [0] * plnd.n_layers)[layer]),
+            "clt": int(specific[i, layer].sum()),
+        }
+        for i, lang in enumerate(feats.languages)
+        if lang in plnd.sets
+        for layer in range(plnd.n_layers)
+    ]
     if not cells or plnd.n_layers != specific.shape[1]:
         return {}
     rho = spearman(np.array([c["plnd"] for c in cells], float), np.array([c["clt"] for c in cells], float))
@@ -137,8 +184,11 @@ def _plnd_agreement(store: Store, feats: LanguageFeatures) -> dict:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
-    return {"clt_feature_kinds": counts_figure(result), "clt_feature_share": share_figure(result),
-            "clt_identity_features": cards_figure(result)}  # fmt: skip
+    return {
+        "clt_feature_kinds": counts_figure(result),
+        "clt_feature_share": share_figure(result),
+        "clt_identity_features": cards_figure(result),
+    }
 
 
 def verdict(result: Result) -> str:
@@ -150,13 +200,18 @@ def verdict(result: Result) -> str:
     peak_multi = int(np.argmax(multi))
     middle = 0 < peak_multi < len(counts) - 1
     edge_specific = max(spec[0], spec[-1]) >= max(spec[1:-1], default=0)
-    claim = ("matches the paper's shape (multilingual in the middle, language-specific at the edges)" if middle and edge_specific
-             else "does not match the paper's shape (multilingual in the middle, language-specific early and late)")  # fmt: skip
+    claim = (
+        "matches the paper's shape (multilingual in the middle, language-specific at the edges)"
+        if middle and edge_specific
+        else "does not match the paper's shape (multilingual in the middle, language-specific early and late)"
+    )
     where = (
         "" if len(counts) == len(result.layer_counts) else f" over layers {', '.join(str(r['layer']) for r in counts)}"
     )
-    text = (f"Multilingual features per layer{where}: {', '.join(map(str, multi))} (most in layer "
-            f"{counts[peak_multi]['layer']}); language-specific: {', '.join(map(str, spec))}. This {claim}.")  # fmt: skip
+    text = (
+        f"Multilingual features per layer{where}: {', '.join(map(str, multi))} (most in layer "
+        f"{counts[peak_multi]['layer']}); language-specific: {', '.join(map(str, spec))}. This {claim}."
+    )
     strongest = [(lang, cards[0]) for lang, cards in result.identity.items() if cards]
     if strongest:
         text += (
@@ -177,9 +232,17 @@ def verdict(result: Result) -> str:
 
 def _card_rows(result: Result) -> list[dict]:
     cards = [c for cards in result.identity.values() for c in cards if c.contexts] + result.multilingual
-    return [{"feature": c.name(), "kind": c.kind, "language": lang,
-             "frequency": c.frequency[lang], "top contexts ([token] active)": " | ".join(x.text.replace("\n", " ") for x in ctx)}
-            for c in cards for lang, ctx in c.contexts.items()]  # fmt: skip
+    return [
+        {
+            "feature": c.name(),
+            "kind": c.kind,
+            "language": lang,
+            "frequency": c.frequency[lang],
+            "top contexts ([token] active)": " | ".join(x.text.replace("\n", " ") for x in ctx),
+        }
+        for c in cards
+        for lang, ctx in c.contexts.items()
+    ]
 
 
 def section(result: Result) -> Section:
@@ -197,5 +260,10 @@ def section(result: Result) -> Section:
     tables = [result.layer_counts, result.identity_table(), _card_rows(result)]
     if result.plnd:
         tables.append(result.plnd["cells"])
-    return Section("Transcoder features: language-specific and multilingual", intro, verdict(result),
-                   list(figures(result).values()), tables)  # fmt: skip
+    return Section(
+        "Transcoder features: language-specific and multilingual",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        tables,
+    )

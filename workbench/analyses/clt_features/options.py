@@ -21,14 +21,18 @@ class Options(Base):
     PRESETS: ClassVar[dict[str, dict]] = {"gemma-clt-workshop": {"documents": 100}}
 
     documents: int = option(200, "parallel held-out verses per language", minimum=1)
-    min_frequency: float = option(0.01, "share of a language's tokens a feature must be active on to count as used by it",
-                                  minimum=0)  # fmt: skip
-    specific_share: float = option(0.8, "share of a feature's (summed) frequency in one language to call it specific to it",
-                                   minimum=0)  # fmt: skip
-    identity: int = option(8, "identity features kept per language (highest identity score, for cards and steering)",
-                           minimum=1)  # fmt: skip
-    cards: int = option(4, "feature cards per language (its best identity features), and of multilingual features",
-                        minimum=0)  # fmt: skip
+    min_frequency: float = option(
+        0.01, "share of a language's tokens a feature must be active on to count as used by it", minimum=0
+    )
+    specific_share: float = option(
+        0.8, "share of a feature's (summed) frequency in one language to call it specific to it", minimum=0
+    )
+    identity: int = option(
+        8, "identity features kept per language (highest identity score, for cards and steering)", minimum=1
+    )
+    cards: int = option(
+        4, "feature cards per language (its best identity features), and of multilingual features", minimum=0
+    )
     contexts: int = option(5, "top activating contexts per card and language", minimum=1)
 
     def validate(self) -> None:

@@ -105,15 +105,35 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         graph = graphs[key]
         pruned = graph.prune(options.node_threshold, options.edge_threshold)
         part = store.part(NAME, key)
-        rows.append(summarise(p, graph, pruned, answer_rank(model, tokens, p.continuation),
-                         str(part.relative_to(store.folder)) if part is not None else ""))  # fmt: skip
+        rows.append(
+            summarise(
+                p,
+                graph,
+                pruned,
+                answer_rank(model, tokens, p.continuation),
+                str(part.relative_to(store.folder)) if part is not None else "",
+            )
+        )
         if options.export and store.folder is not None:
-            _export(model, clt, graph, pruned, Path(store.folder) / "graphs" / f"{p.task}-{p.item}-{p.language}.json",
-                    options, store)  # fmt: skip
+            _export(
+                model,
+                clt,
+                graph,
+                pruned,
+                Path(store.folder) / "graphs" / f"{p.task}-{p.item}-{p.language}.json",
+                options,
+                store,
+            )
         if first_item.get(p.task) == p.item:
             views.append(stored_view(model, clt, graph, pruned, p))
-    result = Result(sorted({r.language for r in rows}, key=store.languages.index), clt.config.n_layers, rows,
-                    overlaps(rows, clt.config.n_layers), views, options.to_dict())  # fmt: skip
+    result = Result(
+        sorted({r.language for r in rows}, key=store.languages.index),
+        clt.config.n_layers,
+        rows,
+        overlaps(rows, clt.config.n_layers),
+        views,
+        options.to_dict(),
+    )
     return store.keep(NAME, result)
 
 
@@ -133,8 +153,10 @@ def _prompts(options: Options, languages: list[str]) -> list[ParallelPrompt]:
     has = set().union(*(prompts.languages_of(task) for task in tasks))
     chosen = [lang for lang in languages if lang in has]
     if not chosen:
-        raise WorkbenchError(f"The prompts of {', '.join(tasks)} are in {', '.join(sorted(has))}, none of the run's "
-                             f"--languages ({', '.join(languages)}); add one of theirs to --languages.")  # fmt: skip
+        raise WorkbenchError(
+            f"The prompts of {', '.join(tasks)} are in {', '.join(sorted(has))}, none of the run's "
+            f"--languages ({', '.join(languages)}); add one of theirs to --languages."
+        )
     return prompts.prompts(tasks, chosen)
 
 
@@ -175,8 +197,17 @@ def answer_rank(model, tokens: torch.Tensor, answer: str) -> int:
 def _attribute(
     model, clt, tokens, targets: list[Target] | None, options: Options, p: ParallelPrompt, store: Store
 ) -> Graph:
-    graph = attribute(model, clt, tokens, targets, probability=options.probability, max_logits=options.max_logits,
-                      max_features=options.max_features, batch=options.batch, prompt=p.prompt)  # fmt: skip
+    graph = attribute(
+        model,
+        clt,
+        tokens,
+        targets,
+        probability=options.probability,
+        max_logits=options.max_logits,
+        max_features=options.max_features,
+        batch=options.batch,
+        prompt=p.prompt,
+    )
     graph.meta.update({"model": store.run.model, "task": p.task, "item": p.item, "language": p.language})
     return graph
 
@@ -184,11 +215,26 @@ def _attribute(
 def summarise(p: ParallelPrompt, graph: Graph, pruned: Pruned, rank: int, part: str) -> GraphRow:
     replacement, completeness = graph.scores()
     features = pruned.nodes[graph.span("feature")]
-    return GraphRow(p.task, p.item, p.language, p.prompt, p.answer, graph.n_pos, [t.label for t in graph.targets],
-                    float(sum(t.weight for t in graph.targets)), rank, int(graph.meta["active_features"]),
-                    int(features.sum()), int(pruned.nodes[graph.span("error")].sum()), int(pruned.edges.sum()),
-                    replacement, completeness, float(graph.meta["unexplained"]),
-                    [sorted(s) for s in graph.feature_sets(pruned.nodes)], part)  # fmt: skip
+    return GraphRow(
+        p.task,
+        p.item,
+        p.language,
+        p.prompt,
+        p.answer,
+        graph.n_pos,
+        [t.label for t in graph.targets],
+        float(sum(t.weight for t in graph.targets)),
+        rank,
+        int(graph.meta["active_features"]),
+        int(features.sum()),
+        int(pruned.nodes[graph.span("error")].sum()),
+        int(pruned.edges.sum()),
+        replacement,
+        completeness,
+        float(graph.meta["unexplained"]),
+        [sorted(s) for s in graph.feature_sets(pruned.nodes)],
+        part,
+    )
 
 
 def overlaps(rows: list[GraphRow], n_layers: int) -> dict[str, list[float]]:
@@ -219,8 +265,15 @@ def _export(model, clt, graph: Graph, pruned: Pruned, path: Path, options: Optio
     features = graph.span("feature")
     kept = np.nonzero(pruned.nodes[features])[0]
     labels = dict(zip(kept.tolist(), top_tokens(model, clt, graph.features[kept])))
-    write_circuit_tracer(graph, pruned, path, slug=path.stem, scan=str(store.run.model), node_threshold=options.node_threshold,
-                         clerps=labels)  # fmt: skip
+    write_circuit_tracer(
+        graph,
+        pruned,
+        path,
+        slug=path.stem,
+        scan=str(store.run.model),
+        node_threshold=options.node_threshold,
+        clerps=labels,
+    )
 
 
 def stored_view(model, clt, graph: Graph, pruned: Pruned, p: ParallelPrompt) -> dict:
@@ -229,16 +282,24 @@ def stored_view(model, clt, graph: Graph, pruned: Pruned, p: ParallelPrompt) -> 
 
     small, kept = graph.subgraph(pruned)
     labels = top_tokens(model, clt, small.features) if small.n_features else []
-    return {"task": p.task, "item": p.item, "language": p.language, "graph": small.to_dict(),
-            "nodes": kept.nodes.tolist(), "cumulative": kept.cumulative.tolist(), "influence": kept.influence.tolist(),
-            "labels": {str(i): text for i, text in enumerate(labels)}}  # fmt: skip
+    return {
+        "task": p.task,
+        "item": p.item,
+        "language": p.language,
+        "graph": small.to_dict(),
+        "nodes": kept.nodes.tolist(),
+        "cumulative": kept.cumulative.tolist(),
+        "influence": kept.influence.tolist(),
+        "labels": {str(i): text for i, text in enumerate(labels)},
+    }
 
 
 def view_of(view: dict) -> tuple[Graph, Pruned, dict[int, str]]:
     """A stored view back as the graph, pruning and labels the figure draws."""
     graph = Graph.from_dict(view["graph"])
-    pruned = Pruned(np.array(view["nodes"], bool), graph.adjacency != 0, np.array(view["cumulative"]),
-                    np.array(view["influence"]))  # fmt: skip
+    pruned = Pruned(
+        np.array(view["nodes"], bool), graph.adjacency != 0, np.array(view["cumulative"]), np.array(view["influence"])
+    )
     return graph, pruned, {int(k): v for k, v in view["labels"].items()}
 
 
@@ -252,25 +313,32 @@ def figures(result: Result) -> dict[str, go.Figure]:
 def verdict(result: Result) -> str:
     """The overlap's shape across layers against the paper's, and how much of each graph is features."""
     rows = result.rows
-    scores = (f"Over {len(rows)} graphs, the replacement score is {np.mean([r.replacement for r in rows]):.2f} and the "
-              f"completeness score {np.mean([r.completeness for r in rows]):.2f} on average; pruning keeps "
-              f"{np.mean([r.nodes for r in rows]):.0f} feature nodes of {np.mean([r.active for r in rows]):.0f} active.")  # fmt: skip
+    scores = (
+        f"Over {len(rows)} graphs, the replacement score is {np.mean([r.replacement for r in rows]):.2f} and the "
+        f"completeness score {np.mean([r.completeness for r in rows]):.2f} on average; pruning keeps "
+        f"{np.mean([r.nodes for r in rows]):.0f} feature nodes of {np.mean([r.active for r in rows]):.0f} active."
+    )
     overlap = result.jaccard.get("all")
     if not overlap or all(np.isnan(overlap)):
         return scores + " With one language there is no overlap across languages to measure."
     values = np.nan_to_num(np.array(overlap), nan=0.0)
     peak = int(np.argmax(values))
     shape = 0 < peak < len(values) - 1 and values[0] < values[peak] and values[-1] < values[peak]
-    claim = ("matches the paper's shape (low at the first layer, a peak in the middle, lower late)" if shape
-             else "does not match the paper's shape (low at the first layer, a peak in the middle, lower late)")  # fmt: skip
+    claim = (
+        "matches the paper's shape (low at the first layer, a peak in the middle, lower late)"
+        if shape
+        else "does not match the paper's shape (low at the first layer, a peak in the middle, lower late)"
+    )
     ranks = [r.answer_rank for r in rows if r.answer_rank >= 0]
     answers = (
         f" The expected answer is the top next token in {sum(r == 0 for r in ranks)} of {len(ranks)} prompts."
         if ranks
         else ""
     )
-    return (f"Overlap of kept features across languages (Jaccard, mean over items and language pairs) per layer: "
-            f"{', '.join(f'{v:.3f}' for v in overlap)}, highest in layer {peak}. This {claim}. {scores}{answers}")  # fmt: skip
+    return (
+        f"Overlap of kept features across languages (Jaccard, mean over items and language pairs) per layer: "
+        f"{', '.join(f'{v:.3f}' for v in overlap)}, highest in layer {peak}. This {claim}. {scores}{answers}"
+    )
 
 
 def section(result: Result) -> Section:
@@ -286,5 +354,10 @@ def section(result: Result) -> Section:
         f"and tokens. Target: {s.get('target')}. The same prompt in every language gives per layer the Jaccard overlap "
         "of the kept features. Hover a feature in a graph for the tokens its decoders promote."
     )
-    return Section("Attribution graphs across languages", intro, verdict(result), list(figures(result).values()),
-                   [result.jaccard_table(), result.table()])  # fmt: skip
+    return Section(
+        "Attribution graphs across languages",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.jaccard_table(), result.table()],
+    )

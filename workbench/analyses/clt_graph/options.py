@@ -23,27 +23,38 @@ class Options(Base):
         "gemma-clt-workshop": {"tasks": ("antonym",), "max_features": 1024},
     }
 
-    tasks: tuple[str, ...] = option((), "tasks of the parallel prompt set (default: all; antonym, weekday, month, "
-                                    "number, bible)")  # fmt: skip
-    prompts: str = option("", "a prompt file instead of the shipped set: JSON of its shape, or text with one prompt "
-                          "per line (attributed in the run's first language's name)")  # fmt: skip
+    tasks: tuple[str, ...] = option(
+        (), "tasks of the parallel prompt set (default: all; antonym, weekday, month, number, bible)"
+    )
+    prompts: str = option(
+        "",
+        "a prompt file instead of the shipped set: JSON of its shape, or text with one prompt "
+        "per line (attributed in the run's first language's name)",
+    )
     prompt: str = option("", "one prompt to attribute instead of a set")
-    target: str = option("logits", "what the graph explains: logits (the top ones covering --probability), answer "
-                         "(each prompt's expected answer), token:TEXT (one token), or language:LANG (LANG's mean "
-                         "unembedding minus the vocabulary's)")  # fmt: skip
+    target: str = option(
+        "logits",
+        "what the graph explains: logits (the top ones covering --probability), answer "
+        "(each prompt's expected answer), token:TEXT (one token), or language:LANG (LANG's mean "
+        "unembedding minus the vocabulary's)",
+    )
     probability: float = option(0.95, "logit targets: the top logits covering this probability", minimum=0)
     max_logits: int = option(5, "logit targets: at most this many", minimum=1)
     node_threshold: float = option(0.8, "pruning: keep the nodes holding this share of influence", minimum=0)
     edge_threshold: float = option(0.98, "pruning: keep the edges holding this share of influence", minimum=0)
     max_features: int = option(4096, "feature nodes per graph at most (visited by influence)", minimum=1)
     batch: int = option(32, "targets per backward pass", minimum=1)
-    views: int = option(1, "tasks whose first item is drawn as an interactive graph per language in the report",
-                        minimum=0)  # fmt: skip
+    views: int = option(
+        1, "tasks whose first item is drawn as an interactive graph per language in the report", minimum=0
+    )
     export: bool = option(False, "also write every graph as circuit-tracer JSON (graphs/ in the --out folder)")
 
     def validate(self) -> None:
-        for flag, value in (("--clt-graph-probability", self.probability), ("--clt-graph-node-threshold", self.node_threshold),
-                            ("--clt-graph-edge-threshold", self.edge_threshold)):  # fmt: skip
+        for flag, value in (
+            ("--clt-graph-probability", self.probability),
+            ("--clt-graph-node-threshold", self.node_threshold),
+            ("--clt-graph-edge-threshold", self.edge_threshold),
+        ):
             if not 0 <= value <= 1:
                 raise OptionError(f"{flag} is a share in [0, 1]; got {value}.")
         if not (self.target in ("logits", "answer") or self.target.startswith(("token:", "language:"))):

@@ -85,13 +85,22 @@ class Result(Base):
             ident, control = cells[strength, "identity"], cells.get((strength, "control"))
             by_mass = max((s for s, k in cells if k == "identity"), key=lambda s: cells[s, "identity"].mass_target)
             mass_control = cells.get((by_mass, "control"))
-            out.append({"source": source, "target": target, "strength": strength, "identity": ident.share_target,
-                        "control": control.share_target if control else float("nan"),
-                        "baseline": cells[min(s for s, _ in cells), "identity"].share_target,
-                        "works": ident.share_target >= WORKS_SHARE and  # no labelled token: no share of the target
-                        ident.share_target - max(_ordered(control.share_target if control else 0.0), 0.0) >= WORKS_MARGIN,
-                        "top mass": cells[by_mass, "identity"].mass_target, "at strength": by_mass,
-                        "control mass": mass_control.mass_target if mass_control else float("nan")})  # fmt: skip
+            out.append(
+                {
+                    "source": source,
+                    "target": target,
+                    "strength": strength,
+                    "identity": ident.share_target,
+                    "control": control.share_target if control else float("nan"),
+                    "baseline": cells[min(s for s, _ in cells), "identity"].share_target,
+                    "works": ident.share_target >= WORKS_SHARE  # no labelled token: no share of the target
+                    and ident.share_target - max(_ordered(control.share_target if control else 0.0), 0.0)
+                    >= WORKS_MARGIN,
+                    "top mass": cells[by_mass, "identity"].mass_target,
+                    "at strength": by_mass,
+                    "control mass": mass_control.mass_target if mass_control else float("nan"),
+                }
+            )
         return out
 
 
@@ -125,8 +134,10 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     targets = list(options.targets) or store.languages
     short = [lang for lang in sources if lang not in prompts]
     if short:
-        raise WorkbenchError(f"No held-out verse of {', '.join(short)} has {options.prompt_tokens + 1} tokens; "
-                             "lower --clt-steer-prompt-tokens.")  # fmt: skip
+        raise WorkbenchError(
+            f"No held-out verse of {', '.join(short)} has {options.prompt_tokens + 1} tokens; "
+            "lower --clt-steer-prompt-tokens."
+        )
 
     def pair(source: str, target: str) -> _Pair:
         return _Pair(_sweep(model, clt, features, vocab, prompts[source], source, target, options, store.run.seed))
@@ -136,8 +147,9 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     return store.keep(NAME, Result(rows, {lang: len(p) for lang, p in prompts.items()}, options.to_dict()))
 
 
-def _sweep(model, clt, features, vocab, prompts: torch.Tensor, source: str, target: str, options: Options,
-           seed: int) -> list[SteerRow]:  # fmt: skip
+def _sweep(
+    model, clt, features, vocab, prompts: torch.Tensor, source: str, target: str, options: Options, seed: int
+) -> list[SteerRow]:
     """Identity and control interventions at every strength for one pair, in one batched sweep
     (strength 0 adds no hook: measured once, for both kinds)."""
     off_cards = features.identity.get(source, [])[: options.features]
@@ -145,10 +157,15 @@ def _sweep(model, clt, features, vocab, prompts: torch.Tensor, source: str, targ
     exclude = {(c.layer, c.feature) for cards in features.identity.values() for c in cards}
     identity = _intervention(off_cards, on_cards, target)
     control = matched_control(clt, identity, seed, exclude)  # the same random features at every strength
-    cells = [(strength, kind, iv.with_strength(strength)) for strength in options.strengths
-             for kind, iv in (("identity", identity), ("control", control)) if strength != 0 or kind == "identity"]  # fmt: skip
-    measured = steer_measures(model, clt, prompts, [iv for _, _, iv in cells], vocab, source, target,
-                              options.new_tokens)  # fmt: skip
+    cells = [
+        (strength, kind, iv.with_strength(strength))
+        for strength in options.strengths
+        for kind, iv in (("identity", identity), ("control", control))
+        if strength != 0 or kind == "identity"
+    ]
+    measured = steer_measures(
+        model, clt, prompts, [iv for _, _, iv in cells], vocab, source, target, options.new_tokens
+    )
     found = {(strength, kind): m for (strength, kind, _), m in zip(cells, measured)}
     rows = []
     for strength in options.strengths:
@@ -160,8 +177,12 @@ def _sweep(model, clt, features, vocab, prompts: torch.Tensor, source: str, targ
 
 def _intervention(off: list[FeatureCard], on: list[FeatureCard], target: str) -> Intervention:
     """Switch ``off``'s features off and ``on``'s on at their mean where active on ``target`` (strength 1)."""
-    return Intervention(off=tuple((c.layer, c.feature) for c in off), on=tuple((c.layer, c.feature) for c in on),
-                        on_values=tuple(c.active_mean[target] for c in on), strength=1.0)  # fmt: skip
+    return Intervention(
+        off=tuple((c.layer, c.feature) for c in off),
+        on=tuple((c.layer, c.feature) for c in on),
+        on_values=tuple(c.active_mean[target] for c in on),
+        strength=1.0,
+    )
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
@@ -174,14 +195,17 @@ def verdict(result: Result) -> str:
     works = [b for b in best if b["works"]]
     top = max(r.strength for r in result.rows)
     low = min(r.strength for r in result.rows)
-    ident, control, base = (result.mean("share_target", kind, s) for s, kind in
-                            ((top, "identity"), (top, "control"), (low, "identity")))  # fmt: skip
+    ident, control, base = (
+        result.mean("share_target", kind, s) for s, kind in ((top, "identity"), (top, "control"), (low, "identity"))
+    )
     if all(math.isnan(v) for v in (ident, control, base)):
         return "No continuation token carried a language label (the token labels know none of this vocabulary)."
-    text = (f"Switching identity features steers the continuation into the target language in {len(works)} of {len(best)} "
-            f"pairs (target share >= {WORKS_SHARE} and >= {WORKS_MARGIN} above the matched control). At strength {top:g} the "
-            f"target language's share of labelled continuation tokens is {_percent(ident)} on average, against "
-            f"{_percent(control)} for the control and {_percent(base)} at the lowest strength.")  # fmt: skip
+    text = (
+        f"Switching identity features steers the continuation into the target language in {len(works)} of {len(best)} "
+        f"pairs (target share >= {WORKS_SHARE} and >= {WORKS_MARGIN} above the matched control). At strength {top:g} the "
+        f"target language's share of labelled continuation tokens is {_percent(ident)} on average, against "
+        f"{_percent(control)} for the control and {_percent(base)} at the lowest strength."
+    )
     fails = [b for b in best if not b["works"]]
     if fails and works:
         text += (
@@ -210,5 +234,10 @@ def section(result: Result) -> Section:
         "continuation tokens that carry a language label; the mass is the probability on tokens labelled with the "
         "language, averaged over steps."
     )
-    return Section("Steering the output language with transcoder features", intro, verdict(result),
-                   list(figures(result).values()), [result.best()])  # fmt: skip
+    return Section(
+        "Steering the output language with transcoder features",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.best()],
+    )

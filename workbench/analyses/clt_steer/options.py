@@ -28,8 +28,11 @@ class Options(Base):
     prompt_tokens: int = option(12, "tokens of each prompt (verses cut to this; shorter ones skipped)", minimum=1)
     new_tokens: int = option(8, "greedy continuation length", minimum=1)
     features: int = option(8, "identity features per language switched (at most clt-features' --identity)", minimum=1)
-    strengths: tuple[float, ...] = option((0.0, 1.0, 2.0, 4.0, 8.0), "strengths s: source features a -> (1 - s) a, "
-                                          "target features a -> a + s * (their mean where active)", minimum=0)  # fmt: skip
+    strengths: tuple[float, ...] = option(
+        (0.0, 1.0, 2.0, 4.0, 8.0),
+        "strengths s: source features a -> (1 - s) a, target features a -> a + s * (their mean where active)",
+        minimum=0,
+    )
     sources: tuple[str, ...] = option((), "prompt languages (default: the run's)")
     targets: tuple[str, ...] = option((), "languages steered towards (default: the run's)")
 
@@ -41,5 +44,7 @@ class Options(Base):
         for flag, chosen in (("--clt-steer-sources", self.sources), ("--clt-steer-targets", self.targets)):
             outside = [lang for lang in chosen if lang not in run.languages]
             if outside:
-                raise OptionError(f"{flag} {', '.join(outside)} are not among the run's --languages "
-                                  f"({', '.join(run.languages)}); add them there (their identity features come from them).")  # fmt: skip
+                raise OptionError(
+                    f"{flag} {', '.join(outside)} are not among the run's --languages "
+                    f"({', '.join(run.languages)}); add them there (their identity features come from them)."
+                )

@@ -80,8 +80,17 @@ class Result(Base):
     settings: dict = field(default_factory=dict)
 
     def table(self) -> list[dict]:
-        return [{"layer": layer, "fvu": self.fvu[i], "l0": self.l0[i], "multilingual": self.multilingual[i],
-                 "specific": self.specific[i], "jaccard": self.jaccard[i]} for i, layer in enumerate(self.layers)]  # fmt: skip
+        return [
+            {
+                "layer": layer,
+                "fvu": self.fvu[i],
+                "l0": self.l0[i],
+                "multilingual": self.multilingual[i],
+                "specific": self.specific[i],
+                "jaccard": self.jaccard[i],
+            }
+            for i, layer in enumerate(self.layers)
+        ]
 
 
 def summarize(model: str, train, features, steer, graph, probe=None, diff=None) -> Result:
@@ -93,20 +102,41 @@ def summarize(model: str, train, features, steer, graph, probe=None, diff=None) 
     worst = {q.layer: q for q in train.worst()}
     counts = {row["layer"]: row for row in features.layer_counts}
     overlap = graph.jaccard.get("all") or [math.nan] * graph.n_layers
-    identity = [{"language": lang, "feature": card.name(), "layer": card.layer, "frequency": card.frequency[lang],
-                 "other": max((v for k, v in card.frequency.items() if k != lang), default=0.0)}
-                for lang, cards in features.identity.items() for card in cards]  # fmt: skip
+    identity = [
+        {
+            "language": lang,
+            "feature": card.name(),
+            "layer": card.layer,
+            "frequency": card.frequency[lang],
+            "other": max((v for k, v in card.frequency.items() if k != lang), default=0.0),
+        }
+        for lang, cards in features.identity.items()
+        for card in cards
+    ]
     rows = graph.rows
     ranks = [r.answer_rank for r in rows if r.answer_rank >= 0]
-    graphs = {"graphs": len(rows), "replacement": _mean([r.replacement for r in rows]),
-              "completeness": _mean([r.completeness for r in rows]), "answers": len(ranks),
-              "answers_top": sum(r == 0 for r in ranks)}  # fmt: skip
+    graphs = {
+        "graphs": len(rows),
+        "replacement": _mean([r.replacement for r in rows]),
+        "completeness": _mean([r.completeness for r in rows]),
+        "answers": len(ranks),
+        "answers_top": sum(r == 0 for r in ranks),
+    }
     result = Result(
-        model, list(features.languages), train.config["n_layers"], layers, [worst[l].fvu for l in layers],
-        [worst[l].l0 for l in layers], {k: [v.original, v.replacement] for k, v in train.loss.items()},
-        [int(counts[l]["multilingual"]) for l in layers], [int(counts[l]["specific"]) for l in layers], identity,
-        [float(overlap[l]) for l in layers], graphs, [_plain(row) for row in steer.best()],
-    )  # fmt: skip
+        model,
+        list(features.languages),
+        train.config["n_layers"],
+        layers,
+        [worst[l].fvu for l in layers],
+        [worst[l].l0 for l in layers],
+        {k: [v.original, v.replacement] for k, v in train.loss.items()},
+        [int(counts[l]["multilingual"]) for l in layers],
+        [int(counts[l]["specific"]) for l in layers],
+        identity,
+        [float(overlap[l]) for l in layers],
+        graphs,
+        [_plain(row) for row in steer.best()],
+    )
     result.probe = _probe_numbers(probe) if probe is not None else {}
     result.diff = _diff_numbers(diff) if diff is not None and diff.target else {}
     result.findings = findings(result)
@@ -115,9 +145,14 @@ def summarize(model: str, train, features, steer, graph, probe=None, diff=None) 
 
 def _probe_numbers(probe) -> dict:
     threshold = float(probe.settings.get("readable", 0.9))
-    return {"points": [s.point for s in probe.scores], "accuracy": [s.accuracy for s in probe.scores],
-            "shared": [s.shared for s in probe.scores], "baselines": dict(probe.baselines),
-            "threshold": threshold, "readable_from": probe.readable_from(threshold)}  # fmt: skip
+    return {
+        "points": [s.point for s in probe.scores],
+        "accuracy": [s.accuracy for s in probe.scores],
+        "shared": [s.shared for s in probe.scores],
+        "baselines": dict(probe.baselines),
+        "threshold": threshold,
+        "readable_from": probe.readable_from(threshold),
+    }
 
 
 def _diff_numbers(diff) -> dict:
@@ -125,8 +160,12 @@ def _diff_numbers(diff) -> dict:
     own = diff.strength_change(diff.target)
     others = {lang: diff.strength_change(lang) for lang in diff.languages if lang != diff.target}
     layers = sorted(set(own) | {layer for change in others.values() for layer in change})
-    return {"target": diff.target, "layers": layers, "own": [own.get(layer, math.nan) for layer in layers],
-            "others": [_mean([c[layer] for c in others.values() if layer in c]) for layer in layers]}  # fmt: skip
+    return {
+        "target": diff.target,
+        "layers": layers,
+        "own": [own.get(layer, math.nan) for layer in layers],
+        "others": [_mean([c[layer] for c in others.values() if layer in c]) for layer in layers],
+    }
 
 
 def findings(result: Result) -> list[Finding]:
@@ -136,25 +175,41 @@ def findings(result: Result) -> list[Finding]:
     out = []
     multi = np.array(result.multilingual)
     peak = int(np.argmax(multi))
-    out.append(Finding("Shared multilingual features peak in the middle layers.",
-                       None if n < 3 or not multi.any() else 0 < peak < n - 1,
-                       f"Multilingual features per layer ({_layers(layers)}): {_list(result.multilingual)}; most in "
-                       f"layer {layers[peak]}."))  # fmt: skip
+    out.append(
+        Finding(
+            "Shared multilingual features peak in the middle layers.",
+            None if n < 3 or not multi.any() else 0 < peak < n - 1,
+            f"Multilingual features per layer ({_layers(layers)}): {_list(result.multilingual)}; most in "
+            f"layer {layers[peak]}.",
+        )
+    )
     spec = np.array(result.specific)
     top = int(np.argmax(spec))
-    out.append(Finding("Language-specific features concentrate in the late layers.",
-                       None if not late or not spec.any() else top in late,
-                       f"Language-specific features per layer: {_list(result.specific)}; most in layer {layers[top]} "
-                       f"(late: layer {math.ceil(2 * result.n_layers / 3)} on)."))  # fmt: skip
+    out.append(
+        Finding(
+            "Language-specific features concentrate in the late layers.",
+            None if not late or not spec.any() else top in late,
+            f"Language-specific features per layer: {_list(result.specific)}; most in layer {layers[top]} "
+            f"(late: layer {math.ceil(2 * result.n_layers / 3)} on).",
+        )
+    )
     strongest = {}
     for row in result.identity:
         strongest.setdefault(row["language"], row)
     where = [row["layer"] for row in strongest.values()]
-    out.append(Finding("Language-identity features sit in the late layers.",
-                       None if not where else float(np.median(where)) >= 2 * result.n_layers / 3,
-                       "Strongest identity feature per language: " + "; ".join(
-                           f"{lang} {row['feature']} ({row['frequency']:.0%} of its tokens, at most "
-                           f"{row['other']:.0%} of another's)" for lang, row in strongest.items()) + "."))  # fmt: skip
+    out.append(
+        Finding(
+            "Language-identity features sit in the late layers.",
+            None if not where else float(np.median(where)) >= 2 * result.n_layers / 3,
+            "Strongest identity feature per language: "
+            + "; ".join(
+                f"{lang} {row['feature']} ({row['frequency']:.0%} of its tokens, at most "
+                f"{row['other']:.0%} of another's)"
+                for lang, row in strongest.items()
+            )
+            + ".",
+        )
+    )
     jac = np.array(result.jaccard, dtype=float)
     measured = ~np.isnan(jac)
     shape = None
@@ -162,19 +217,28 @@ def findings(result: Result) -> list[Finding]:
         values = np.nan_to_num(jac)
         best = int(np.argmax(values))
         shape = 0 < best < n - 1 and values[0] < values[best] and values[-1] < values[best]
-    out.append(Finding("Graph overlap across languages is low at the first layer, peaks in the middle, is lower late "
-                       "(the paper: near 0 at the first layer).",
-                       shape, f"Jaccard of kept features per layer: {_list(result.jaccard, 3)} over "
-                       f"{result.graphs['graphs']} graphs (replacement score {result.graphs['replacement']:.2f}, "
-                       f"completeness {result.graphs['completeness']:.2f}; the answer is the top token in "
-                       f"{result.graphs['answers_top']} of {result.graphs['answers']} prompts)."))  # fmt: skip
+    out.append(
+        Finding(
+            "Graph overlap across languages is low at the first layer, peaks in the middle, is lower late "
+            "(the paper: near 0 at the first layer).",
+            shape,
+            f"Jaccard of kept features per layer: {_list(result.jaccard, 3)} over "
+            f"{result.graphs['graphs']} graphs (replacement score {result.graphs['replacement']:.2f}, "
+            f"completeness {result.graphs['completeness']:.2f}; the answer is the top token in "
+            f"{result.graphs['answers_top']} of {result.graphs['answers']} prompts).",
+        )
+    )
     works = [row for row in result.steering if row["works"]]
-    out.append(Finding("Switching identity features steers the output language; matched random features do not.",
-                       None if not result.steering else len(works) * 2 > len(result.steering),
-                       f"Steering works in {len(works)} of {len(result.steering)} language pairs; target share "
-                       f"{_mean([r['identity'] for r in result.steering]):.0%} with identity features against "
-                       f"{_mean([r['control'] for r in result.steering]):.0%} with the control at the same "
-                       "strength."))  # fmt: skip
+    out.append(
+        Finding(
+            "Switching identity features steers the output language; matched random features do not.",
+            None if not result.steering else len(works) * 2 > len(result.steering),
+            f"Steering works in {len(works)} of {len(result.steering)} language pairs; target share "
+            f"{_mean([r['identity'] for r in result.steering]):.0%} with identity features against "
+            f"{_mean([r['control'] for r in result.steering]):.0%} with the control at the same "
+            "strength.",
+        )
+    )
     out += [f for f in (_probe_finding(result), _diff_finding(result)) if f is not None]
     return out
 
@@ -186,13 +250,15 @@ def _probe_finding(result: Result) -> Finding | None:
     where, early = p["readable_from"], result.n_layers / 3
     b, shared = p["baselines"], _floats(p["shared"])
     best = int(np.argmax(np.nan_to_num(shared, nan=-1.0)))
-    return Finding("A token's language is linearly readable from the residual stream in the early layers.",
-                   None if all(math.isnan(v) for v in shared) else where is not None and where <= early,
-                   f"A linear probe's held-out accuracy on tokens shared between languages, per residual point "
-                   f"(0: embeddings): {_list(p['shared'], 2)}; it reaches {p['threshold']:.0%} "
-                   f"{'at point ' + str(where) if where is not None else 'nowhere'} (early: up to point "
-                   f"{math.floor(early)}), best {shared[best]:.0%} at point {best}; the token id alone gives "
-                   f"{b['token_shared']:.0%} on them ({b['token']:.0%} on all tokens).")  # fmt: skip
+    return Finding(
+        "A token's language is linearly readable from the residual stream in the early layers.",
+        None if all(math.isnan(v) for v in shared) else where is not None and where <= early,
+        f"A linear probe's held-out accuracy on tokens shared between languages, per residual point "
+        f"(0: embeddings): {_list(p['shared'], 2)}; it reaches {p['threshold']:.0%} "
+        f"{'at point ' + str(where) if where is not None else 'nowhere'} (early: up to point "
+        f"{math.floor(early)}), best {shared[best]:.0%} at point {best}; the token id alone gives "
+        f"{b['token_shared']:.0%} on them ({b['token']:.0%} on all tokens).",
+    )
 
 
 def _diff_finding(result: Result) -> Finding | None:
@@ -203,12 +269,14 @@ def _diff_finding(result: Result) -> Finding | None:
     measured = not np.isnan(own).all()
     mean_own, mean_others = float(np.nanmean(own)) if measured else math.nan, _mean(list(others))
     top = d["layers"][int(np.nanargmax(own))] if measured else None
-    return Finding(f"Fine-tuning {d['target']}'s neurons strengthens {d['target']}'s own features more than other "
-                   "languages' own features.",
-                   None if not measured else mean_own > 0 and (math.isnan(mean_others) or mean_own > mean_others),
-                   f"Frequency change of {d['target']}-specific features on {d['target']} tokens per layer "
-                   f"({_layers(d['layers'])}): {_list(d['own'], 4)} (mean {mean_own:+.4f}, most in layer {top}); other "
-                   f"languages' own features: {_list(d['others'], 4)} (mean {mean_others:+.4f}).")  # fmt: skip
+    return Finding(
+        f"Fine-tuning {d['target']}'s neurons strengthens {d['target']}'s own features more than other "
+        "languages' own features.",
+        None if not measured else mean_own > 0 and (math.isnan(mean_others) or mean_own > mean_others),
+        f"Frequency change of {d['target']}-specific features on {d['target']} tokens per layer "
+        f"({_layers(d['layers'])}): {_list(d['own'], 4)} (mean {mean_own:+.4f}, most in layer {top}); other "
+        f"languages' own features: {_list(d['others'], 4)} (mean {mean_others:+.4f}).",
+    )
 
 
 def run(model, corpus, options: Options, store: Store) -> Result:
@@ -216,8 +284,15 @@ def run(model, corpus, options: Options, store: Store) -> Result:
     from workbench.models.loading import model_source
 
     name = model_source(model).get("name", store.run.model)
-    result = summarize(name, store.result("clt-train"), store.result("clt-features"), store.result("clt-steer"),
-                       store.result("clt-graph"), store.result_if_run("probe"), store.result_if_run("clt-diff"))  # fmt: skip
+    result = summarize(
+        name,
+        store.result("clt-train"),
+        store.result("clt-features"),
+        store.result("clt-steer"),
+        store.result("clt-graph"),
+        store.result_if_run("probe"),
+        store.result_if_run("clt-diff"),
+    )
     result.settings = options.to_dict()
     return store.keep(NAME, result)
 
@@ -241,8 +316,13 @@ def section(result: Result) -> Section:
         "and graph sections above (and of the language probe and the model diff, where the run has them). Layers "
         "in the last third count as late, in the first third as early."
     )
-    return Section("The paper's findings on this model", intro, verdict(result), list(figures(result).values()),
-                   [result.table(), [asdict(f) for f in result.findings]])  # fmt: skip
+    return Section(
+        "The paper's findings on this model",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.table(), [asdict(f) for f in result.findings]],
+    )
 
 
 def _mean(values) -> float:
@@ -256,8 +336,10 @@ def _floats(values) -> list[float]:
 
 
 def _list(values, digits: int = 0) -> str:
-    return ", ".join("-" if v is None or isinstance(v, float) and math.isnan(v) else f"{v:.{digits}f}" if digits
-                     else str(v) for v in values)  # fmt: skip
+    return ", ".join(
+        "-" if v is None or isinstance(v, float) and math.isnan(v) else f"{v:.{digits}f}" if digits else str(v)
+        for v in values
+    )
 
 
 def _layers(layers: list[int]) -> str:

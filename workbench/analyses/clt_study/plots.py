@@ -10,9 +10,20 @@ def study_figure(result) -> go.Figure:
     """Panels over the covered layers: feature kinds, reconstruction, graph overlap; steering per
     language pair against the control; and, where the run has them, the language probe per
     residual point and the fine-tuned language's own features per layer."""
-    fig = make_subplots(rows=2, cols=3, horizontal_spacing=0.07, vertical_spacing=0.2, subplot_titles=(
-        "features per layer", "reconstruction (worst language)", "language probe (held-out)",
-        "graph overlap (Jaccard)", "steering: target share", "fine-tuned: own features"))  # fmt: skip
+    fig = make_subplots(
+        rows=2,
+        cols=3,
+        horizontal_spacing=0.07,
+        vertical_spacing=0.2,
+        subplot_titles=(
+            "features per layer",
+            "reconstruction (worst language)",
+            "language probe (held-out)",
+            "graph overlap (Jaccard)",
+            "steering: target share",
+            "fine-tuned: own features",
+        ),
+    )
     layers = result.layers
     fig.add_trace(go.Scatter(x=layers, y=result.multilingual, name="multilingual", mode="lines+markers"), 1, 1)
     fig.add_trace(go.Scatter(x=layers, y=result.specific, name="language-specific", mode="lines+markers"), 1, 1)
@@ -30,16 +41,41 @@ def study_figure(result) -> go.Figure:
         fig.add_trace(
             go.Scatter(x=probe["points"], y=probe["accuracy"], name="probe, all tokens", mode="lines+markers"), 1, 3
         )
-        fig.add_trace(go.Scatter(x=probe["points"], y=[probe["baselines"]["token_shared"]] * len(probe["points"]),
-                                 name="token id alone, shared", mode="lines", line={"dash": "dot", "color": "grey"}), 1, 3)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=probe["points"],
+                y=[probe["baselines"]["token_shared"]] * len(probe["points"]),
+                name="token id alone, shared",
+                mode="lines",
+                line={"dash": "dot", "color": "grey"},
+            ),
+            1,
+            3,
+        )
     if diff:
-        fig.add_trace(go.Scatter(x=diff["layers"], y=diff["own"], name=f"{diff['target']} features on {diff['target']}",
-                                 mode="lines+markers"), 2, 3)  # fmt: skip
-        fig.add_trace(go.Scatter(x=diff["layers"], y=diff["others"], name="other languages' own features",
-                                 mode="lines+markers"), 2, 3)  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=diff["layers"],
+                y=diff["own"],
+                name=f"{diff['target']} features on {diff['target']}",
+                mode="lines+markers",
+            ),
+            2,
+            3,
+        )
+        fig.add_trace(
+            go.Scatter(x=diff["layers"], y=diff["others"], name="other languages' own features", mode="lines+markers"),
+            2,
+            3,
+        )
     for row, col in ((1, 1), (1, 2), (2, 1), (2, 3)):
         fig.update_xaxes(title_text="layer", row=row, col=col)
     fig.update_xaxes(title_text="residual point", row=1, col=3)
-    fig.update_layout(title=f"The paper's findings on {result.model}", template="plotly_white", height=720, width=1500,
-                      barmode="group")  # fmt: skip
+    fig.update_layout(
+        title=f"The paper's findings on {result.model}",
+        template="plotly_white",
+        height=720,
+        width=1500,
+        barmode="group",
+    )
     return fig

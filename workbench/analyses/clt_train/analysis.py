@@ -71,21 +71,33 @@ class Result(Base):
     settings: dict = field(default_factory=dict)
 
     def table(self) -> list[dict]:
-        return [{"language": lang, "layer": q.layer, "fvu": q.fvu, "l0": q.l0, "dead": q.dead}
-                for lang, rows in self.quality.items() for q in rows]  # fmt: skip
+        return [
+            {"language": lang, "layer": q.layer, "fvu": q.fvu, "l0": q.l0, "dead": q.dead}
+            for lang, rows in self.quality.items()
+            for q in rows
+        ]
 
     def worst(self) -> list[LayerQuality]:
         """Per covered layer, the worst FVU and L0 over languages (the goal must hold in every one)."""
         columns = list(zip(*self.quality.values()))  # per layer: that layer's row in every language
-        return [LayerQuality(rows[0].layer, max(q.fvu for q in rows), max(q.l0 for q in rows),
-                             min(q.dead for q in rows)) for rows in columns]  # fmt: skip
+        return [
+            LayerQuality(rows[0].layer, max(q.fvu for q in rows), max(q.l0 for q in rows), min(q.dead for q in rows))
+            for rows in columns
+        ]
 
 
 def train_settings(options: Options, store: Store) -> TrainSettings:
-    return TrainSettings(tokens=options.tokens, batch_tokens=options.batch, lr=options.lr, sparsity=options.sparsity,
-                         sparsity_warmup=options.warmup, dead_penalty=options.dead_penalty,
-                         block_documents=options.block_documents, forward_tokens=store.run.batch_tokens,
-                         seed=store.run.seed)  # fmt: skip
+    return TrainSettings(
+        tokens=options.tokens,
+        batch_tokens=options.batch,
+        lr=options.lr,
+        sparsity=options.sparsity,
+        sparsity_warmup=options.warmup,
+        dead_penalty=options.dead_penalty,
+        block_documents=options.block_documents,
+        forward_tokens=store.run.batch_tokens,
+        seed=store.run.seed,
+    )
 
 
 def transcoder(store: Store) -> CrossLayerTranscoder:
@@ -94,8 +106,13 @@ def transcoder(store: Store) -> CrossLayerTranscoder:
     def missing() -> CrossLayerTranscoder:
         raise MissingResultError("No transcoder in this run yet; run clt-train first.")
 
-    return store.reuse(NAME, TRANSCODER, missing, lambda path: CrossLayerTranscoder.load(path, store.run.device),
-                       lambda clt, path: clt.save(path))  # fmt: skip
+    return store.reuse(
+        NAME,
+        TRANSCODER,
+        missing,
+        lambda path: CrossLayerTranscoder.load(path, store.run.device),
+        lambda clt, path: clt.save(path),
+    )
 
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
@@ -110,11 +127,24 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         )
         clt, source = transcoder(store), "trained"
     held = store.documents(model, corpus, options.heldout, "heldout")
-    quality = {lang: store.reuse_json(NAME, f"quality-{lang}.json", lambda: _Quality(
-        layer_quality(model, clt, held[lang], store.run.batch_tokens)), _Quality).rows for lang in store.languages}  # fmt: skip
-    loss = {lang: store.reuse_json(NAME, f"loss-{lang}.json",
-                                   lambda: Replacement(*replacement_loss(model, clt, held[lang], store.run.batch_tokens)),
-                                   Replacement) for lang in store.languages}  # fmt: skip
+    quality = {
+        lang: store.reuse_json(
+            NAME,
+            f"quality-{lang}.json",
+            lambda: _Quality(layer_quality(model, clt, held[lang], store.run.batch_tokens)),
+            _Quality,
+        ).rows
+        for lang in store.languages
+    }
+    loss = {
+        lang: store.reuse_json(
+            NAME,
+            f"loss-{lang}.json",
+            lambda: Replacement(*replacement_loss(model, clt, held[lang], store.run.batch_tokens)),
+            Replacement,
+        )
+        for lang in store.languages
+    }
     part = store.part(NAME, TRANSCODER)
     folder = str(part.relative_to(store.folder)) if part is not None else ""
     result = Result(
@@ -169,8 +199,10 @@ def _loaded(spec: str, model, name: str) -> CrossLayerTranscoder:
     folders = [Path(part.strip()) for part in spec.split(",") if part.strip()]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
-        raise WorkbenchError(f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder "
-                             "(ours, featflow's or circuit-tracer's) or SAELens transcoder folders, one per layer.")  # fmt: skip
+        raise WorkbenchError(
+            f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder "
+            "(ours, featflow's or circuit-tracer's) or SAELens transcoder folders, one per layer."
+        )
     clt = load_transcoder(folders, model_name=name, model=model, device=model.cfg.device)
     check_fits(clt, model, name)
     return clt
@@ -193,8 +225,10 @@ def verdict(result: Result) -> str:
     if not failing:
         head = f"Every layer meets the goal (FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f}) in every language: worst FVU {fvu:.3f}, worst L0 {l0:.1f}."
     else:
-        head = (f"Layers {', '.join(map(str, failing))} miss the goal (FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f}) in "
-                f"some language; worst FVU {fvu:.3f}, worst L0 {l0:.1f}.")  # fmt: skip
+        head = (
+            f"Layers {', '.join(map(str, failing))} miss the goal (FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f}) in "
+            f"some language; worst FVU {fvu:.3f}, worst L0 {l0:.1f}."
+        )
     speed = ""
     if result.training is not None:
         speed = f" Trained on {result.training.rows:,} rows at {result.training.rows_per_second:,.0f} rows/s."
@@ -204,8 +238,13 @@ def verdict(result: Result) -> str:
 def section(result: Result) -> Section:
     c = result.config
     config = CLTConfig(**c)
-    reach = ("write that layer" if config.targets(0) == 1 else "write that and every later layer" if config.window is None
-             else f"write that and the next {config.window} layers")  # fmt: skip
+    reach = (
+        "write that layer"
+        if config.targets(0) == 1
+        else "write that and every later layer"
+        if config.window is None
+        else f"write that and the next {config.window} layers"
+    )
     n_docs = result.settings.get("heldout", "?")
     intro = (
         f"{config.kind[0].upper() + config.kind[1:]} with {c['n_features']:,} JumpReLU features per layer "
@@ -216,5 +255,10 @@ def section(result: Result) -> Section:
         "text. The replacement model swaps every MLP output for the transcoder's reconstruction, computed on its own "
         "residual stream; its next-token loss against the original says what the errors cost downstream."
     )
-    return Section("Cross-layer transcoder: reconstruction quality", intro, verdict(result),
-                   list(figures(result).values()), [result.table()])  # fmt: skip
+    return Section(
+        "Cross-layer transcoder: reconstruction quality",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.table()],
+    )

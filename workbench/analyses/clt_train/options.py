@@ -21,35 +21,65 @@ class Options(Base):
     # Gemma 3 270M: per-layer transcoders, more steps at a higher rate and sparsity (a sweep on
     # layers 3, 9 and 15: see docs/clt.md); the workshop trains every third layer and the last.
     PRESETS: ClassVar[dict[str, dict]] = {
-        "gemma-clt": {"per_layer": True, "documents": 1000, "tokens": 300_000, "batch": 256, "lr": 3e-3,
-                      "sparsity": 1.5},
-        "gemma-clt-workshop": {"per_layer": True, "layers": (0, 3, 6, 9, 12, 15, 17), "documents": 400,
-                               "tokens": 60_000, "batch": 256, "lr": 3e-3, "sparsity": 1.5},
-    }  # fmt: skip
+        "gemma-clt": {
+            "per_layer": True,
+            "documents": 1000,
+            "tokens": 300_000,
+            "batch": 256,
+            "lr": 3e-3,
+            "sparsity": 1.5,
+        },
+        "gemma-clt-workshop": {
+            "per_layer": True,
+            "layers": (0, 3, 6, 9, 12, 15, 17),
+            "documents": 400,
+            "tokens": 60_000,
+            "batch": 256,
+            "lr": 3e-3,
+            "sparsity": 1.5,
+        },
+    }
 
     features: int = option(2048, "features per layer", minimum=1)
     per_layer: bool = option(False, "plain per-layer transcoders (each feature writes its own layer only)")
-    window: int | None = option(None, "a windowed CLT: each feature writes its own and the next WINDOW layers "
-                                "(default: every later layer; 0 is --clt-train-per-layer)", minimum=0)  # fmt: skip
-    layers: tuple[int, ...] = option((), "train and use only these layers (comma-separated; default all); the "
-                                     "others keep their MLPs and are error nodes in graphs", minimum=0)  # fmt: skip
+    window: int | None = option(
+        None,
+        "a windowed CLT: each feature writes its own and the next WINDOW layers "
+        "(default: every later layer; 0 is --clt-train-per-layer)",
+        minimum=0,
+    )
+    layers: tuple[int, ...] = option(
+        (),
+        "train and use only these layers (comma-separated; default all); the "
+        "others keep their MLPs and are error nodes in graphs",
+        minimum=0,
+    )
     documents: int = option(400, "training verses per language (analysis split)", minimum=1)
     tokens: int = option(300_000, "training rows (token positions; each holds every layer)", minimum=1)
     batch: int = option(1024, "rows per optimiser step", minimum=1)
     lr: float = option(1e-3, "Adam learning rate", minimum=0)
     sparsity: float = option(1.0, "lambda of the tanh sparsity penalty (ramped up from 0)", minimum=0)
     warmup: float = option(0.5, "share of the steps over which lambda ramps up", minimum=0)
-    dead_penalty: float = option(1e-2, "weight of the pull on dead features' pre-activations (the paper's 1e-4 "
-                                 "left 77-90%% of a zoo model's features dead)", minimum=0)  # fmt: skip
+    dead_penalty: float = option(
+        1e-2,
+        "weight of the pull on dead features' pre-activations (the paper's 1e-4 "
+        "left 77-90%% of a zoo model's features dead)",
+        minimum=0,
+    )
     block_documents: int = option(500, "documents whose activations are shuffled together (memory)", minimum=1)
     heldout: int = option(50, "held-out verses per language for FVU, L0, dead share and replacement loss", minimum=1)
-    load: str | None = option(None, "use this transcoder instead of training one: a folder of ours (config.json), "
-                              "of the CLT paper's featflow (clt_cfg.json) or of circuit-tracer (config.yaml), or "
-                              "SAELens transcoder folders, one per layer, comma-separated (see docs/clt.md)")  # fmt: skip
+    load: str | None = option(
+        None,
+        "use this transcoder instead of training one: a folder of ours (config.json), "
+        "of the CLT paper's featflow (clt_cfg.json) or of circuit-tracer (config.yaml), or "
+        "SAELens transcoder folders, one per layer, comma-separated (see docs/clt.md)",
+    )
 
     def validate(self) -> None:
         if self.per_layer and self.window not in (None, 0):
-            raise OptionError(f"--clt-train-per-layer writes each feature's own layer only; drop it or "
-                              f"--clt-train-window {self.window}.")  # fmt: skip
+            raise OptionError(
+                f"--clt-train-per-layer writes each feature's own layer only; drop it or "
+                f"--clt-train-window {self.window}."
+            )
         if self.warmup > 1:
             raise OptionError(f"--clt-train-warmup is a share of the steps, at most 1; got {self.warmup}.")

@@ -10,14 +10,20 @@ from workbench.data.languages import language_name
 
 def quality_figure(result) -> go.Figure:
     """FVU, L0 and dead share per layer, one line per language."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("FVU (lower is better)", "L0 (active features per token)",
-                                                        "dead features (share)"))  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=("FVU (lower is better)", "L0 (active features per token)", "dead features (share)"),
+    )
     for lang, rows in result.quality.items():
         layers = [q.layer for q in rows]
         name = f"{lang} · {language_name(lang)}"
         for col, values in enumerate(([q.fvu for q in rows], [q.l0 for q in rows], [q.dead for q in rows]), start=1):
-            fig.add_trace(go.Scatter(x=layers, y=values, mode="lines+markers", name=name, legendgroup=lang,
-                                     showlegend=col == 1), row=1, col=col)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(x=layers, y=values, mode="lines+markers", name=name, legendgroup=lang, showlegend=col == 1),
+                row=1,
+                col=col,
+            )
     fig.add_hline(y=0.2, line_dash="dot", line_color="grey", row=1, col=1)
     fig.add_hline(y=64, line_dash="dot", line_color="grey", row=1, col=2)
     fig.update_xaxes(title_text="layer", dtick=1)
@@ -29,12 +35,22 @@ def loss_figure(result) -> go.Figure:
     """Next-token loss of the original and the replacement model per language."""
     langs = list(result.loss)
     labels = [f"{lang} · {language_name(lang)}" for lang in langs]
-    fig = go.Figure([
-        go.Bar(x=labels, y=[result.loss[lang].original for lang in langs], name="original model"),
-        go.Bar(x=labels, y=[result.loss[lang].replacement for lang in langs], name="every MLP replaced by the transcoder"),
-    ])  # fmt: skip
-    fig.update_layout(title="Next-token loss on held-out verses (nats per token)", barmode="group", height=360,
-                      yaxis_title="nats per token")  # fmt: skip
+    fig = go.Figure(
+        [
+            go.Bar(x=labels, y=[result.loss[lang].original for lang in langs], name="original model"),
+            go.Bar(
+                x=labels,
+                y=[result.loss[lang].replacement for lang in langs],
+                name="every MLP replaced by the transcoder",
+            ),
+        ]
+    )
+    fig.update_layout(
+        title="Next-token loss on held-out verses (nats per token)",
+        barmode="group",
+        height=360,
+        yaxis_title="nats per token",
+    )
     return fig
 
 
@@ -42,12 +58,16 @@ def training_figure(result) -> go.Figure:
     """The training curve: reconstruction error and L0 (all layers) over the steps."""
     log = result.training.log
     steps = [entry["step"] for entry in log]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("squared error (scaled units, summed over layers)",
-                                                        "L0 (all layers)"))  # fmt: skip
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("squared error (scaled units, summed over layers)", "L0 (all layers)")
+    )
     fig.add_trace(go.Scatter(x=steps, y=[entry["mse"] for entry in log], mode="lines", name="error"), row=1, col=1)
     fig.add_trace(go.Scatter(x=steps, y=[entry["l0"] for entry in log], mode="lines", name="L0"), row=1, col=2)
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step")
-    fig.update_layout(title=f"Training ({result.training.rows:,} rows, {result.training.seconds / 60:.1f} min)",
-                      height=340, showlegend=False)  # fmt: skip
+    fig.update_layout(
+        title=f"Training ({result.training.rows:,} rows, {result.training.seconds / 60:.1f} min)",
+        height=340,
+        showlegend=False,
+    )
     return fig

@@ -22,14 +22,24 @@ from workbench.runs.store import Store
 NAME = Options.ANALYSIS
 
 
-def _summary(model, corpus: Corpus, options: Options, store: Store, lang: str, ids: list[str], pooled: bool,
-             key: str) -> FFNSummary:  # fmt: skip
+def _summary(
+    model, corpus: Corpus, options: Options, store: Store, lang: str, ids: list[str], pooled: bool, key: str
+) -> FFNSummary:
     """One language's FFN summary on ``ids``, saved at once and reused on resume."""
 
     def compute() -> FFNSummary:
         tokens = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=store.run.on_too_long)
-        return summarise(model, lang, tokens, ids, options.tolerance, options.positions, options.include_bos,
-                         pooled, store.run.batch_tokens)  # fmt: skip
+        return summarise(
+            model,
+            lang,
+            tokens,
+            ids,
+            options.tolerance,
+            options.positions,
+            options.include_bos,
+            pooled,
+            store.run.batch_tokens,
+        )
 
     return store.reuse(NAME, key, compute, FFNSummary.load, lambda summary, path: summary.save(path))
 
@@ -59,17 +69,32 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     comparisons = [(name, reps)]
     for index, other in enumerate(options.compare_models):
         other_model = load_model(other, device=store.run.device)
-        summaries = {lang: _summary(other_model, corpus, options, store, lang, parallel_ids, True,
-                                    f"compare-{index}-{lang}.safetensors") for lang in langs}  # fmt: skip
+        summaries = {
+            lang: _summary(
+                other_model, corpus, options, store, lang, parallel_ids, True, f"compare-{index}-{lang}.safetensors"
+            )
+            for lang in langs
+        }
         comparisons.append((model_source(other_model).get("name", other), pooled_layers(summaries)))
         del other_model
     similarity = [
-        {"a": name, "b": other_name, "sublayer": sub, "measure": measure,
-         "matrix": layer_similarity(reps[sub], other_reps[sub], measure).tolist()}
-        for other_name, other_reps in comparisons for sub in SUBLAYERS for measure in MEASURES
-    ]  # fmt: skip
-    settings = {"split": "analysis", **options.to_dict(), "parallel_ids": len(parallel_ids),
-                "unrelated_ids": len(unrelated_ids)}  # fmt: skip
+        {
+            "a": name,
+            "b": other_name,
+            "sublayer": sub,
+            "measure": measure,
+            "matrix": layer_similarity(reps[sub], other_reps[sub], measure).tolist(),
+        }
+        for other_name, other_reps in comparisons
+        for sub in SUBLAYERS
+        for measure in MEASURES
+    ]
+    settings = {
+        "split": "analysis",
+        **options.to_dict(),
+        "parallel_ids": len(parallel_ids),
+        "unrelated_ids": len(unrelated_ids),
+    }
     return store.keep(NAME, Result.build(parallel, unrelated, similarity, settings))
 
 
@@ -116,5 +141,10 @@ def section(result: Result) -> Section:
         "is what the shared content adds. Layer similarity compares one vector per verse (a layer's mean over positions) "
         "across layers and models."
     )
-    return Section("FFN detectors and combinators (arXiv 2404.13855)", intro, verdict(result),
-                   list(figures(result).values()), [result.table("detector"), result.table("combinator")])  # fmt: skip
+    return Section(
+        "FFN detectors and combinators (arXiv 2404.13855)",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.table("detector"), result.table("combinator")],
+    )

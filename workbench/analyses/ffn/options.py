@@ -21,7 +21,8 @@ class Options(Base):
 
     documents: int = option(64, "analysis verses per language (and as many unrelated ones)", minimum=2)
     positions: str = option("all", "FFN rows: every position or each verse's last", choices=POSITIONS)
-    tolerance: float | None = option(None, "|activation| counted as zero (auto: 0 for ReLU, 0.01 for GELU/SiLU)",
-                                     minimum=0)  # fmt: skip
+    tolerance: float | None = option(
+        None, "|activation| counted as zero (auto: 0 for ReLU, 0.01 for GELU/SiLU)", minimum=0
+    )
     include_bos: bool = option(False, "count the BOS position in FFN metrics")
     compare_models: tuple[str, ...] = option((), "other models (names or folders) for layer-by-layer similarity")

@@ -63,13 +63,24 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     deltas = store.part(NAME, "deltas")
     with tqdm(desc="finetune", unit=" steps", disable=not store.show_progress) as bar:
         result = run_enhancement(
-            model, documents, {lang: sets[lang] for lang in targets}, evaluation, categories, options,
-            folder=store.folder, deltas=str(deltas.relative_to(store.folder)) if deltas else "finetune",
-            memo=MeasureMemo(store.part(NAME, "measurements.json")), seed=seed, batch_tokens=store.run.batch_tokens,
-            settings={"split": "analysis (training) / heldout (evaluation)", "documents": len(heldout),
-                      **options.to_dict()},
+            model,
+            documents,
+            {lang: sets[lang] for lang in targets},
+            evaluation,
+            categories,
+            options,
+            folder=store.folder,
+            deltas=str(deltas.relative_to(store.folder)) if deltas else "finetune",
+            memo=MeasureMemo(store.part(NAME, "measurements.json")),
+            seed=seed,
+            batch_tokens=store.run.batch_tokens,
+            settings={
+                "split": "analysis (training) / heldout (evaluation)",
+                "documents": len(heldout),
+                **options.to_dict(),
+            },
             progress=lambda label: (bar.set_postfix_str(label, refresh=False), bar.update()),
-        )  # fmt: skip
+        )
     return store.keep(NAME, result)
 
 
@@ -98,8 +109,10 @@ def verdict(result: Result) -> str:
         if not own:
             continue
         run = own[0]
-        text = (f"{target}, {run.neurons} neurons on {size} documents: {target} loss "
-                f"{-result.gain(run, target):+.3f} nats/token, other languages {-result.others_gain(run):+.3f} (mean)")  # fmt: skip
+        text = (
+            f"{target}, {run.neurons} neurons on {size} documents: {target} loss "
+            f"{-result.gain(run, target):+.3f} nats/token, other languages {-result.others_gain(run):+.3f} (mean)"
+        )
         if "en" in result.languages and target != "en":
             text += f", en {-result.gain(run, 'en'):+.3f}"
         if randoms:
@@ -121,5 +134,10 @@ def section(result: Result) -> Section:
         "(tested); each run's trained entries are saved as a delta (see <code>delta_file</code>) and "
         "<code>workbench export</code> writes a full model."
     )
-    return Section("Enhancing a language by training only its neurons (MWork Fig. 4, Table 6)", intro,
-                   verdict(result), list(figures(result).values()), [result.table("loss"), result.table("accuracy")])  # fmt: skip
+    return Section(
+        "Enhancing a language by training only its neurons (MWork Fig. 4, Table 6)",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.table("loss"), result.table("accuracy")],
+    )

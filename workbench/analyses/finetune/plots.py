@@ -15,11 +15,18 @@ def enhancement_figure(result: EnhancementResult, measure: str = "loss") -> go.F
     """MWork Figure 4 form: per target, the gain against training documents for the target,
     English and the other languages (mean), with the random-neuron control as separate markers."""
     targets = result.targets
-    fig = make_subplots(rows=1, cols=len(targets), shared_yaxes=True,
-                        subplot_titles=[f"trained: {t} · {language_name(t)}" for t in targets])  # fmt: skip
+    fig = make_subplots(
+        rows=1,
+        cols=len(targets),
+        shared_yaxes=True,
+        subplot_titles=[f"trained: {t} · {language_name(t)}" for t in targets],
+    )
     table = result.table(measure)
-    lines = (("target gain", "target", "#E45756"), ("English gain", "English", "#4C78A8"),
-             ("other languages: mean gain", "other languages (mean)", "#72B7B2"))  # fmt: skip
+    lines = (
+        ("target gain", "target", "#E45756"),
+        ("English gain", "English", "#4C78A8"),
+        ("other languages: mean gain", "other languages (mean)", "#72B7B2"),
+    )
     for col, target in enumerate(targets, start=1):
         for kind, dash, symbol in (("language", "solid", "circle"), ("random", "dot", "x")):
             rows = [r for r in table if r["target"] == target and r["neurons"] == kind]
@@ -28,16 +35,26 @@ def enhancement_figure(result: EnhancementResult, measure: str = "loss") -> go.F
                     continue
                 label = f"{name}, {'its neurons' if kind == 'language' else 'random neurons'}"
                 fig.add_scatter(
-                    x=[r["documents"] for r in rows], y=[r[key] for r in rows], name=label, legendgroup=label,
-                    showlegend=col == 1, mode="lines+markers", line=dict(color=color, dash=dash),
-                    marker=dict(symbol=symbol, size=9), row=1, col=col,
+                    x=[r["documents"] for r in rows],
+                    y=[r[key] for r in rows],
+                    name=label,
+                    legendgroup=label,
+                    showlegend=col == 1,
+                    mode="lines+markers",
+                    line=dict(color=color, dash=dash),
+                    marker=dict(symbol=symbol, size=9),
+                    row=1,
+                    col=col,
                     hovertemplate=f"{target}, {label}: %{{x}} documents, gain %{{y:.3f}}<extra></extra>",
-                )  # fmt: skip
+                )
         fig.add_hline(y=0, line=dict(color="#999", width=1), row=1, col=col)
     fig.update_xaxes(title_text="training documents", type="log")
     fig.update_yaxes(title_text=_GAIN_UNITS.get(measure, measure), col=1)
-    fig.update_layout(title=f"Training only a language's neurons: {_GAIN_UNITS.get(measure, measure)} (positive = better)",
-                      template="plotly_white", height=460)  # fmt: skip
+    fig.update_layout(
+        title=f"Training only a language's neurons: {_GAIN_UNITS.get(measure, measure)} (positive = better)",
+        template="plotly_white",
+        height=460,
+    )
     return fig
 
 
@@ -45,15 +62,25 @@ def enhancement_matrix_figure(result: EnhancementResult, measure: str = "loss") 
     """Rows: training runs (target · neurons · documents); columns: languages measured; cells: gain."""
     matrix = result.gain_matrix(measure)
     labels = [f"{r.target} · {'its neurons' if r.kind == 'language' else 'random'} · {r.size}" for r in result.runs]
-    fig = go.Figure(go.Heatmap(
-        z=matrix, x=result.languages, y=labels, colorscale="RdBu", zmid=0,
-        text=[[f"{v:.2f}" for v in row] for row in matrix], texttemplate="%{text}",
-        hovertemplate="%{y}, %{x} measured: gain %{z:.3f}<extra></extra>",
-    ))  # fmt: skip
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=result.languages,
+            y=labels,
+            colorscale="RdBu",
+            zmid=0,
+            text=[[f"{v:.2f}" for v in row] for row in matrix],
+            texttemplate="%{text}",
+            hovertemplate="%{y}, %{x} measured: gain %{z:.3f}<extra></extra>",
+        )
+    )
     fig.update_yaxes(autorange="reversed", title_text="training run")
     fig.update_xaxes(title_text="language measured")
-    fig.update_layout(title=f"Every language after each run ({_GAIN_UNITS.get(measure, measure)}; blue = better)",
-                      template="plotly_white", height=140 + 32 * len(labels))  # fmt: skip
+    fig.update_layout(
+        title=f"Every language after each run ({_GAIN_UNITS.get(measure, measure)}; blue = better)",
+        template="plotly_white",
+        height=140 + 32 * len(labels),
+    )
     return fig
 
 
@@ -66,13 +93,26 @@ def training_curve_figure(result: EnhancementResult, window: int = 5) -> go.Figu
             sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
             for i in range(len(losses))
         ]
-        fig.add_scatter(x=list(range(1, len(losses) + 1)), y=smooth, mode="lines",
-                        name=f"{run.target} · {'its neurons' if run.kind == 'language' else 'random'} · {run.size}",
-                        line=dict(dash="solid" if run.kind == "language" else "dot"))  # fmt: skip
-    fig.update_layout(title=f"Training loss (nats/token, moving average of {window} steps)", template="plotly_white",
-                      height=420, xaxis_title="step", yaxis_title="loss")  # fmt: skip
+        fig.add_scatter(
+            x=list(range(1, len(losses) + 1)),
+            y=smooth,
+            mode="lines",
+            name=f"{run.target} · {'its neurons' if run.kind == 'language' else 'random'} · {run.size}",
+            line=dict(dash="solid" if run.kind == "language" else "dot"),
+        )
+    fig.update_layout(
+        title=f"Training loss (nats/token, moving average of {window} steps)",
+        template="plotly_white",
+        height=420,
+        xaxis_title="step",
+        yaxis_title="loss",
+    )
     return fig
 
 
-_FFN_MEASURES = {"sparsity": "sparsity (share of near-zero values)", "frequency": "mean activation frequency",
-                 "rare": "share of units active < 1%", "flatness": "flatness (entropy / log units)"}  # fmt: skip
+_FFN_MEASURES = {
+    "sparsity": "sparsity (share of near-zero values)",
+    "frequency": "mean activation frequency",
+    "rare": "share of units active < 1%",
+    "flatness": "flatness (entropy / log units)",
+}

@@ -27,10 +27,20 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
     def lens(lang: str) -> LayerLanguages:
         return lens_language(
-            model, vocab, lang, docs[lang]["text"], ids, k=options.k, positions=options.positions,
-            per_doc=options.per_document, final_norm=options.final_norm, batch_tokens=store.run.batch_tokens,
-            seed=store.run.seed, on_too_long=store.run.on_too_long, show_progress=store.show_progress,
-        )  # fmt: skip
+            model,
+            vocab,
+            lang,
+            docs[lang]["text"],
+            ids,
+            k=options.k,
+            positions=options.positions,
+            per_doc=options.per_document,
+            final_norm=options.final_norm,
+            batch_tokens=store.run.batch_tokens,
+            seed=store.run.seed,
+            on_too_long=store.run.on_too_long,
+            show_progress=store.show_progress,
+        )
 
     results = {
         lang: store.reuse_json(NAME, f"{lang}.json", lambda: lens(lang), LayerLanguages) for lang in store.languages
@@ -83,5 +93,10 @@ def section(result: Result) -> Section:
         "tokens (Wendler et al. 2024), with 95% bootstrap bands over verses. The last table gives "
         "the token classifier's precision and recall on held-out verses of known language."
     )
-    return Section("Logit lens: the language of every layer", intro, verdict(result),
-                   list(figures(result).values()), [result.table(), result.accuracy])  # fmt: skip
+    return Section(
+        "Logit lens: the language of every layer",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.table(), result.accuracy],
+    )

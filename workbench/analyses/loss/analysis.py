@@ -22,8 +22,16 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
     def measure(lang: str) -> LanguageLoss:
         texts = corpus.parallel([lang], ids)[lang]["text"]
-        return language_loss(model, lang, ids, texts, store.run.batch_tokens, corpus.source_of(lang),
-                             store.run.on_too_long, store.show_progress)  # fmt: skip
+        return language_loss(
+            model,
+            lang,
+            ids,
+            texts,
+            store.run.batch_tokens,
+            corpus.source_of(lang),
+            store.run.on_too_long,
+            store.show_progress,
+        )
 
     losses = {
         lang: store.reuse_json(NAME, f"{lang}.json", lambda: measure(lang), LanguageLoss) for lang in store.languages
@@ -61,5 +69,10 @@ def section(result: Result) -> Section:
         "right panel is the fairer comparison between languages. This is the baseline for the "
         "deactivation and fine-tuning experiments."
     )
-    return Section("Per-language loss on held-out parallel verses", intro, verdict(result),
-                   list(figures(result).values()), [result.table()])  # fmt: skip
+    return Section(
+        "Per-language loss on held-out parallel verses",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [result.table()],
+    )

@@ -26,10 +26,18 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
     def summarise(lang: str) -> ImportanceSummary:
         return language_importance(
-            model, lang, docs[lang]["text"], ids, selection, list(options.structures), lape=True,
-            include_bos=options.include_bos, batch_tokens=store.run.batch_tokens,
-            on_too_long=store.run.on_too_long, show_progress=store.show_progress,
-        )  # fmt: skip
+            model,
+            lang,
+            docs[lang]["text"],
+            ids,
+            selection,
+            list(options.structures),
+            lape=True,
+            include_bos=options.include_bos,
+            batch_tokens=store.run.batch_tokens,
+            on_too_long=store.run.on_too_long,
+            show_progress=store.show_progress,
+        )
 
     summaries = {
         lang: store.reuse(
@@ -38,7 +46,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             lambda: summarise(lang),
             ImportanceSummary.load,
             lambda summary, path: summary.save(path),
-        )  # fmt: skip
+        )
         for lang in store.languages
     }
     result = Result.build(model, summaries, selection, {"split": "analysis", **options.to_dict()})
@@ -62,9 +70,11 @@ def verdict(result: Result) -> str:
         f"({100 * mean / result.total_neurons():.2f}% of all on average); "
     )
     if len(sizes) > 1:
-        text += (f"{shared} of them are specific to every language ({shared / mean:.0%} of a mean set): switching "
-                 "a set off removes these shared neurons too, which is why the deactivation compares it with the "
-                 "set without them. ")  # fmt: skip
+        text += (
+            f"{shared} of them are specific to every language ({shared / mean:.0%} of a mean set): switching "
+            "a set off removes these shared neurons too, which is why the deactivation compares it with the "
+            "set without them. "
+        )
     if stability:
         text += (
             f"The sets found on two halves of the verses agree with Jaccard {min(stability):.2f}-{max(stability):.2f}."
@@ -92,5 +102,6 @@ def section(result: Result) -> Section:
         "of the verses. LAPE (Tang et al. 2024) is a second detector from the same forward "
         "passes, over FFN neurons only; the last columns compare it with PLND's FFN set."
     )
-    return Section("PLND: language-specific neurons", intro, verdict(result),
-                   list(figures(result).values()), [result.table()])  # fmt: skip
+    return Section(
+        "PLND: language-specific neurons", intro, verdict(result), list(figures(result).values()), [result.table()]
+    )

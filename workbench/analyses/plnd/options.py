@@ -23,8 +23,11 @@ class Options(Base):
 
     documents: int = option(32, "analysis documents per language", minimum=1)
     structures: tuple[str, ...] = option(STRUCTURES, "neuron structures scored", each_of=STRUCTURES)
-    rule: str = option(_DEFAULT.rule, "when a neuron is activated for a document: top fraction / top-k of its "
-                       "layer, or importance >= value", choices=RULES)  # fmt: skip
+    rule: str = option(
+        _DEFAULT.rule,
+        "when a neuron is activated for a document: top fraction / top-k of its layer, or importance >= value",
+        choices=RULES,
+    )
     value: float = option(_DEFAULT.value, "the fraction, k, or epsilon of the rule")
     specificity: float = option(_DEFAULT.specificity, "share of a language's documents a neuron must be activated for")
     exclusive: bool = option(_DEFAULT.exclusive, "drop the neurons specific to every language")

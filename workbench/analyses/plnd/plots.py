@@ -28,18 +28,25 @@ def plnd_layer_figure(result: PLNDResult) -> go.Figure:
             for col, values, kind in ((1, attention, "attention"), (2, ffn, "FFN")):
                 fig.add_trace(
                     go.Scatter(
-                        x=x, y=values, mode="lines+markers", line=style, marker=dict(size=4),
-                        name=f"{lang} · {language_name(lang)}", legendgroup=lang,
+                        x=x,
+                        y=values,
+                        mode="lines+markers",
+                        line=style,
+                        marker=dict(size=4),
+                        name=f"{lang} · {language_name(lang)}",
+                        legendgroup=lang,
                         showlegend=(row, col) == (1, 1),
                         hovertemplate=f"{lang}, layer %{{x}}: %{{y}} {kind} neurons<extra></extra>",
                     ),
-                    row=row, col=col,
-                )  # fmt: skip
+                    row=row,
+                    col=col,
+                )
     fig.update_xaxes(title_text="layer", tickvals=x)
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(title_text="neurons", col=1)
-    fig.update_layout(title="PLND: language-specific neurons per layer", template="plotly_white",
-                      height=460 + 360 * exclusive)  # fmt: skip
+    fig.update_layout(
+        title="PLND: language-specific neurons per layer", template="plotly_white", height=460 + 360 * exclusive
+    )
     return fig
 
 
@@ -57,13 +64,25 @@ def overlap_figure(result: PLNDResult) -> go.Figure:
         matrix = result.overlap(which)
         fig.add_trace(
             go.Heatmap(
-                z=matrix, x=langs, y=langs, zmin=0, zmax=1, colorscale="Viridis", showscale=col == 1,
-                text=[[f"{v:.2f}" for v in row] for row in matrix], texttemplate="%{text}",
+                z=matrix,
+                x=langs,
+                y=langs,
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=col == 1,
+                text=[[f"{v:.2f}" for v in row] for row in matrix],
+                texttemplate="%{text}",
                 hovertemplate=f"{name}: %{{y}} vs %{{x}}: Jaccard %{{z:.3f}}<extra></extra>",
             ),
-            row=1, col=col,
-        )  # fmt: skip
+            row=1,
+            col=col,
+        )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
-    fig.update_layout(title="Overlap between languages' specific neurons (Jaccard index)",
-                      template="plotly_white", height=440, width=None)  # fmt: skip
+    fig.update_layout(
+        title="Overlap between languages' specific neurons (Jaccard index)",
+        template="plotly_white",
+        height=440,
+        width=None,
+    )
     return fig

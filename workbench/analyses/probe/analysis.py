@@ -36,8 +36,15 @@ class Result(Base):
     settings: dict = field(default_factory=dict)
 
     def table(self) -> list[dict]:
-        return [{"point": s.point, "accuracy": s.accuracy, "shared tokens": s.shared,
-                 **{lang: s.per_language[i] for i, lang in enumerate(self.languages)}} for s in self.scores]  # fmt: skip
+        return [
+            {
+                "point": s.point,
+                "accuracy": s.accuracy,
+                "shared tokens": s.shared,
+                **{lang: s.per_language[i] for i, lang in enumerate(self.languages)},
+            }
+            for s in self.scores
+        ]
 
     def readable_from(self, threshold: float) -> int | None:
         """The first residual point whose probe reaches ``threshold`` on shared tokens (None: none does)."""
@@ -48,11 +55,13 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Read the residual rows of both splits, fit and score a probe per point."""
     batch = store.run.batch_tokens
     train = residual_rows(model, store.documents(model, corpus, options.documents, "analysis"), options.tokens, batch)
-    test = residual_rows(model, store.documents(model, corpus, options.heldout, "heldout"),
-                         max(1, options.tokens // 2), batch)  # fmt: skip
+    test = residual_rows(
+        model, store.documents(model, corpus, options.heldout, "heldout"), max(1, options.tokens // 2), batch
+    )
     bar = tqdm(total=train.X.shape[0], desc="probe: fit per residual point", disable=not store.show_progress)
-    scores, baselines = probe_points(train, test, len(store.languages), options.l2, options.steps,
-                                     progress=lambda point: bar.update())  # fmt: skip
+    scores, baselines = probe_points(
+        train, test, len(store.languages), options.l2, options.steps, progress=lambda point: bar.update()
+    )
     bar.close()
     tokens = {"train": int(train.X.shape[1]), "heldout": int(test.X.shape[1])}
     result = Result(list(store.languages), model.cfg.n_layers, scores, baselines, tokens, options.to_dict())
@@ -70,22 +79,28 @@ def verdict(result: Result) -> str:
     best = max(result.scores, key=lambda s: -1.0 if math.isnan(s.shared) else s.shared)
     b = result.baselines
     where = result.readable_from(threshold)
-    text = (f"A linear probe reads the language of {first.accuracy:.0%} of held-out tokens from the embeddings "
-            f"and {best.accuracy:.0%} at residual point {best.point} ({last.accuracy:.0%} at the last); the token id "
-            f"alone gives {b['token']:.0%}, the majority language {b['majority']:.0%}. ")  # fmt: skip
+    text = (
+        f"A linear probe reads the language of {first.accuracy:.0%} of held-out tokens from the embeddings "
+        f"and {best.accuracy:.0%} at residual point {best.point} ({last.accuracy:.0%} at the last); the token id "
+        f"alone gives {b['token']:.0%}, the majority language {b['majority']:.0%}. "
+    )
     if math.isnan(best.shared):
         return (
             text
             + "No held-out token occurs in the training text of two languages, so the context's part is unmeasured."
         )
-    text += (f"On tokens shared between languages ({b['shared_share']:.0%} of held-out tokens), where the token does "
-             f"not tell the language, the probe reaches {first.shared:.0%} at the embeddings and {best.shared:.0%} at "
-             f"point {best.point}, against {b['token_shared']:.0%} for the token id alone: ")  # fmt: skip
+    text += (
+        f"On tokens shared between languages ({b['shared_share']:.0%} of held-out tokens), where the token does "
+        f"not tell the language, the probe reaches {first.shared:.0%} at the embeddings and {best.shared:.0%} at "
+        f"point {best.point}, against {b['token_shared']:.0%} for the token id alone: "
+    )
     if where is None:
         return text + f"it never reaches {threshold:.0%}."
     early = where <= result.n_layers / 3
-    return text + (f"it reaches {threshold:.0%} at point {where} of {result.n_layers}, "
-                   f"{'in the first third: the language is linearly readable early' if early else 'only after the first third'}.")  # fmt: skip
+    return text + (
+        f"it reaches {threshold:.0%} at point {where} of {result.n_layers}, "
+        f"{'in the first third: the language is linearly readable early' if early else 'only after the first third'}."
+    )
 
 
 def section(result: Result) -> Section:
@@ -97,5 +112,10 @@ def section(result: Result) -> Section:
         "language, and the majority language. Shared tokens occur in the training text of two or more languages; "
         "only context can tell their language."
     )
-    return Section("Language probe on the residual stream", intro, verdict(result), list(figures(result).values()),
-                   [[{"baseline": k, "accuracy": v} for k, v in result.baselines.items()], result.table()])  # fmt: skip
+    return Section(
+        "Language probe on the residual stream",
+        intro,
+        verdict(result),
+        list(figures(result).values()),
+        [[{"baseline": k, "accuracy": v} for k, v in result.baselines.items()], result.table()],
+    )

@@ -21,12 +21,14 @@ class Options(Base):
 
     documents: int = option(96, "parallel analysis verses per language the probes are trained on", minimum=1)
     heldout: int = option(48, "parallel held-out verses per language they are scored on", minimum=1)
-    tokens: int = option(2000, "training tokens per language at most (as many for every language; held out: half)",
-                         minimum=1)  # fmt: skip
+    tokens: int = option(
+        2000, "training tokens per language at most (as many for every language; held out: half)", minimum=1
+    )
     l2: float = option(1e-3, "L2 penalty on the probe weights (standardised rows)", minimum=0)
     steps: int = option(100, "L-BFGS iterations per probe", minimum=1)
-    readable: float = option(0.9, "accuracy on shared tokens from which the language counts as linearly readable",
-                             minimum=0)  # fmt: skip
+    readable: float = option(
+        0.9, "accuracy on shared tokens from which the language counts as linearly readable", minimum=0
+    )
 
     def validate(self) -> None:
         if self.readable > 1:
