@@ -59,10 +59,12 @@ assets-deps: install
 test: lint model assets-deps
 	$(BIN)/python -m pytest -q --nbmake tests notebooks
 
-## Style and architecture: ruff (lint and format) and the layer contract (pyproject.toml, docs/architecture.md).
+## Style, types and architecture: ruff (lint, docstrings, format), the type checker and the layer contract
+## (all configured in pyproject.toml; see CONTRIBUTING.md and docs/architecture.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/basedpyright
 	$(BIN)/lint-imports
 
 ## The README's model table, each cell from the coverage matrix (tests/models/test_families.py).

@@ -31,15 +31,15 @@ MATHJAX_CONFIG = """window.MathJax = {
 document$.subscribe(() => { if (window.MathJax && MathJax.typesetPromise) { MathJax.typesetPromise(); } });
 """
 _SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.I | re.S)
-_ROLE = re.compile(r":(?:mod|func|class|meth|data|attr|obj):(?=<code>|<span)")  # Sphinx roles in docstrings
 _REMOTE = re.compile(r"""\bsrc=["'](?:https?:)?//|\bsrc=["']["']|import\s*\(?\s*["']https?://""", re.I)
 
 
 def packages() -> list[str]:
-    """The packages of ``workbench/`` in layer order, top first: the layer contract's own list."""
+    """The packages (and top-level modules) of ``workbench/`` in layer order, top first: the layer contract's list."""
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     layers = next(c for c in contracts if c["type"] == "layers")["layers"]
-    return [name.strip() for layer in layers for name in layer.split("|") if (PACKAGE / name.strip()).is_dir()]
+    names = [name.strip() for layer in layers for name in layer.split("|")]
+    return [name for name in names if (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()]
 
 
 def notebooks() -> list[Path]:
@@ -65,6 +65,8 @@ def api_page(package: str) -> str:
     """The API page of one package: its docstring, then every module's."""
     folder = PACKAGE / package
     modules = sorted(p for p in folder.rglob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    if not folder.is_dir():  # a top-level module (errors.py): one block, its members shown
+        return f"# `workbench.{package}`\n\n::: workbench.{package}\n    options:\n      show_root_heading: false\n"
     lines = [
         f"# `workbench.{package}`",
         "",
@@ -122,9 +124,5 @@ def on_files(files: Files, config) -> Files:
 
 
 def on_post_page(output: str, page, config) -> str:
-    """No script from a CDN (nor an empty ``src``): MathJax 3 and plotly.js come from the site itself.
-    On API pages, the docstrings' Sphinx roles (``:mod:``) go: the code after them says enough."""
-    output = _SCRIPT.sub(
-        lambda m: "" if _REMOTE.search(m.group(1)) or _REMOTE.search(m.group(2)) else m.group(0), output
-    )
-    return _ROLE.sub("", output) if page.file.src_uri.startswith("api/") else output
+    """No script from a CDN (nor an empty ``src``): MathJax 3 and plotly.js come from the site itself."""
+    return _SCRIPT.sub(lambda m: "" if _REMOTE.search(m.group(1)) or _REMOTE.search(m.group(2)) else m.group(0), output)

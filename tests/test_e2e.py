@@ -9,6 +9,7 @@ import torch
 from workbench.analyses import ablate, loss, plnd
 from workbench.analyses import lens as lens_slice
 from workbench.models.loading import gemma_cache_dir, read_cache_manifest
+from workbench.models.model import source_of
 from workbench.runs import job as job_module
 from workbench.runs.job import run
 from workbench.runs.options import RunOptions
@@ -40,7 +41,7 @@ def test_a_gemma_folder_loads_natively_as_the_default_model(gemma, bible):
     from workbench.models.loading import load_model
 
     folder = load_model(str(gemma_cache_dir()))
-    assert folder.workbench_source.route == "local-folder" and folder.cfg.attn_types == gemma.cfg.attn_types
+    assert source_of(folder).route == "local-folder" and folder.cfg.attn_types == gemma.cfg.attn_types
     tokens = gemma.to_tokens(bible.parallel(["de"], ["1.1.1"])["de"]["text"][0])
     with torch.no_grad():
         assert (folder(tokens) - gemma(tokens)).abs().max().item() < 1e-4
@@ -50,7 +51,7 @@ def test_a_gemma_folder_loads_natively_as_the_default_model(gemma, bible):
 def test_gemma_cache_records_the_build(gemma):
     info = read_cache_manifest(gemma_cache_dir())
     assert "Q4_K_M" in info["build"]
-    assert gemma.workbench_source.route == "embedded-gguf"
+    assert source_of(gemma).route == "embedded-gguf"
     assert gemma.cfg.n_layers == 18 and gemma.cfg.d_mlp == 2048 and gemma.cfg.d_vocab == 262144
 
 

@@ -14,7 +14,7 @@ The names a notebook needs are here; each loads on first use, so ``import workbe
     sets = plnd.run(model, corpus, plnd.Options(documents=16), store).sets
 
 The analyses (``loss``, ``lens``, ``plnd``, ``ablate``, ``finetune``, ``ffn``) live in
-:mod:`workbench.analyses`, each with its ``Options``, ``run``, ``Result``, ``figures`` and ``section``.
+[`workbench.analyses`][workbench.analyses], each with its ``Options``, ``run``, ``Result``, ``figures`` and ``section``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import importlib
 
 _EXPORTS: dict[str, str] = {
     "load_model": "workbench.models.loading",
-    "model_source": "workbench.models.loading",
+    "model_source": "workbench.models.model",
     "BibleCorpus": "workbench.data.corpus",
     "TextCorpus": "workbench.data.corpus",
     "open_corpus": "workbench.data.corpus",

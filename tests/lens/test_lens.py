@@ -13,6 +13,7 @@ from workbench.lens.layer_language import (
     token_categories,
 )
 from workbench.lens.logit_lens import LensReadout, logit_lens, select_positions
+from workbench.models.model import source_of
 
 TEXTS = ["In the beginning God created", "Im Anfang schuf Gott", "神爱世人", "Mungu aliupenda ulimwengu"]
 
@@ -158,7 +159,7 @@ def test_lens_works_through_the_bridge(tmp_path):
 
     save_tiny_hf(BRIDGED, tmp_path)
     model = load_model(str(tmp_path))
-    assert model.workbench_source.route.endswith("+bridge")
+    assert source_of(model).route.endswith("+bridge")
     tokens = tokenize(model, TEXTS[:1])
     readout = logit_lens(model, tokens, k=2, positions="all")
     with torch.no_grad():

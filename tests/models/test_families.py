@@ -43,6 +43,7 @@ from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import Batch
 from workbench.models.families import FAMILIES, save_family
 from workbench.models.loading import load_model
+from workbench.models.model import source_of
 from workbench.neurons.importance import batch_importance
 from workbench.neurons.plnd_reference import attention_reference, ffn_reference
 from workbench.neurons.sets import STRUCTURES
@@ -107,7 +108,7 @@ def test_every_analysis_runs_exactly_on_the_family(name, tmp_path, coverage):
     folder = tmp_path / "model"
     hf = save_family(name, folder)
     model = load_model(str(folder))
-    assert model.workbench_source.route == "local-folder" and type(model).__name__ == "HookedTransformer"
+    assert source_of(model).route == "local-folder" and type(model).__name__ == "HookedTransformer"
     tokens = model.to_tokens(TEXT)
     with torch.no_grad():
         logit_error = (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max().item()

@@ -10,6 +10,7 @@ from workbench.errors import OfflineError, UnknownModelError, UnsupportedArchite
 from workbench.models import hub
 from workbench.models import loading as models
 from workbench.models.loading import load_model, tiny_model, verify_cache_folder
+from workbench.models.model import source_of
 
 
 def test_a_family_only_the_bridge_loads_matches_hf_logits(tmp_path):
@@ -17,7 +18,7 @@ def test_a_family_only_the_bridge_loads_matches_hf_logits(tmp_path):
     with the same hook names and the HF model's numbers (the 14 native families: test_families)."""
     hf = save_tiny_hf(BRIDGED, tmp_path / "model")
     model = load_model(str(tmp_path / "model"))
-    assert model.workbench_source.route == "local-folder+bridge"
+    assert source_of(model).route == "local-folder+bridge"
     tokens = model.to_tokens("Hello world, bonjour le monde")
     with torch.no_grad():
         ours = model(tokens).log_softmax(-1)
@@ -195,8 +196,8 @@ def test_hub_names_of_native_families_convert_like_folders(tmp_path, monkeypatch
     monkeypatch.setattr(models, "_hub_folder", lambda repo: tmp_path / "snapshot")
     monkeypatch.setattr(models.HookedTransformer, "from_pretrained_no_processing", unconfigurable)
     model = load_model(spec)
-    assert type(model).__name__ == "HookedTransformer" and model.workbench_source.route == "hub"
-    assert model.workbench_source.name == spec
+    assert type(model).__name__ == "HookedTransformer" and source_of(model).route == "hub"
+    assert source_of(model).name == spec
 
 
 LINEAR_ROPE = {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}
@@ -222,8 +223,8 @@ def test_variants_a_conversion_would_miss_take_the_bridge(tmp_path, family, over
 
     hf = save_family(family, tmp_path / "model", **overrides)
     model = load_model(str(tmp_path / "model"))
-    assert model.workbench_source.route == "local-folder+bridge"
-    assert because in model.workbench_source.details["bridged_because"]
+    assert source_of(model).route == "local-folder+bridge"
+    assert because in source_of(model).details["bridged_because"]
     tokens = model.to_tokens("In the beginning God created the heaven and the earth. Au commencement, Dieu")
     with torch.no_grad():
         assert (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max() < 1e-4
@@ -243,7 +244,7 @@ def test_llama3_rotary_scaling_converts(tmp_path):
     }
     hf = save_family("llama", tmp_path / "model", rope_parameters=rope)
     model = load_model(str(tmp_path / "model"))
-    assert model.workbench_source.route == "local-folder" and model.cfg.use_NTK_by_parts_rope
+    assert source_of(model).route == "local-folder" and model.cfg.use_NTK_by_parts_rope
     tokens = model.to_tokens("In the beginning God created the heaven and the earth. " * 3)
     with torch.no_grad():
         assert (model(tokens).log_softmax(-1) - hf(tokens).logits.log_softmax(-1)).abs().max() < 1e-4
@@ -256,8 +257,8 @@ def test_a_conversion_that_disagrees_with_hf_on_the_probe_takes_the_bridge(tmp_p
     assert models.probe_error(load_model(str(tmp_path / "model")), *_hf_and_tokenizer(tmp_path / "model")) < 1e-4
     monkeypatch.setattr(models, "PROBE_TOLERANCE", -1.0)
     model = load_model(str(tmp_path / "model"))
-    assert model.workbench_source.route == "local-folder+bridge"
-    assert "differ from the HF model's" in model.workbench_source.details["bridged_because"]
+    assert source_of(model).route == "local-folder+bridge"
+    assert "differ from the HF model's" in source_of(model).details["bridged_because"]
 
 
 def _hf_and_tokenizer(folder):

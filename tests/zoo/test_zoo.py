@@ -14,6 +14,7 @@ from workbench.cli import main
 from workbench.data.corpus import BibleCorpus, split_of
 from workbench.errors import UnknownLanguageError, UnknownModelError
 from workbench.models.catalog import trained
+from workbench.models.model import source_of
 from workbench.zoo.data import BudgetError, SequencePlan, training_verses
 from workbench.zoo.mixture import Mixture, MixtureError
 from workbench.zoo.options import ZooOptions
@@ -160,7 +161,7 @@ def test_zoo_model_loads_as_hooked_transformer_with_hf_logits(zoo, monkeypatch):
 
     monkeypatch.setenv("WORKBENCH_CACHE", str(zoo.parent))
     model = load_model("zoo:tiny-mix")
-    assert model.workbench_source.route == "zoo" and model.cfg.positional_embedding_type == "rotary"
+    assert source_of(model).route == "zoo" and model.cfg.positional_embedding_type == "rotary"
     tokens = model.to_tokens("في البدء خلق الله السماوات والأرض")
     assert tokens[0, 0] == model.tokenizer.bos_token_id and tokens[0, 1] != model.tokenizer.bos_token_id
     hf = AutoModelForCausalLM.from_pretrained(str(zoo / "tiny-mix")).eval()

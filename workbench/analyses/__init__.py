@@ -2,17 +2,17 @@
 
 A slice is a small package ``workbench.analyses.<name>`` that exports:
 
-* ``Options``: a frozen dataclass of its settings (:mod:`workbench.runs.options`), defaults and help
+* ``Options``: a frozen dataclass of its settings ([`workbench.runs.options`][workbench.runs.options]), defaults and help
   text defined once; the command line is generated from it;
 * ``requires``: the analyses whose results it needs (run first, their results in the store);
 * ``run(model, corpus, options, store) -> Result``: sampling, tokenisation, compute, saving;
-* ``Result``: its result (save/load through :class:`workbench.runs.results.Result`, ``table()``);
+* ``Result``: its result (save/load through [`workbench.runs.results.Result`][workbench.runs.results.Result], ``table()``);
 * ``figures(result)`` and ``section(result)``: its plotly figures and its report section, with a
   verdict computed from the numbers.
 
 The package itself imports only its options (no torch), so the command line starts at once;
 ``run``, ``Result``, ``figures`` and ``section`` load on first use. Adding an analysis is its
-package plus one line in :data:`REGISTRY`, which is registered with :mod:`workbench.runs.slices`
+package plus one line in ``REGISTRY`` (below), which is registered with [`workbench.runs.slices`][workbench.runs.slices]
 (where the job, the store and the report find slices without importing this layer). A name ``group-action`` (``clt-train``) is also the
 command ``workbench group action`` (``workbench clt train``).
 """
@@ -23,7 +23,7 @@ import importlib
 
 from workbench.runs.slices import load_slice, register, with_requirements
 
-REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it requires
+REGISTRY: dict[str, str] = {
     "loss": "workbench.analyses.loss",
     "lens": "workbench.analyses.lens",
     "probe": "workbench.analyses.probe",
@@ -38,6 +38,7 @@ REGISTRY: dict[str, str] = {  # in run order: an analysis comes after those it r
     "clt-diff": "workbench.analyses.clt_diff",
     "clt-study": "workbench.analyses.clt_study",
 }
+"""Every analysis by name, in run order (an analysis comes after those it requires), with its slice package."""
 ALIASES: dict[str, str] = {"graph": "clt-graph", "diff": "clt-diff"}  # commands that are also a group's action
 DEFAULT_ANALYSES: tuple[str, ...] = ("loss", "lens", "plnd", "ablate")
 
@@ -48,7 +49,8 @@ __all__ = ["ALIASES", "DEFAULT_ANALYSES", "REGISTRY", "lazy_exports", "load_slic
 
 def lazy_exports(package: str, module: str, names: tuple[str, ...]):
     """A module ``__getattr__`` that imports ``names`` from ``package.module`` on first use, so a
-    slice's package stays light until its heavy part is needed."""
+    slice's package stays light until its heavy part is needed.
+    """
 
     def __getattr__(attribute: str):
         if attribute in names:

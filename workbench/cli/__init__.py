@@ -1,6 +1,6 @@
 """The ``workbench`` command line: the table of its commands, and ``main``.
 
-The analysis commands are generated from the slices' ``Options`` (:mod:`workbench.cli.analyses`):
+The analysis commands are generated from the slices' ``Options`` ([`workbench.cli.analyses`][workbench.cli.analyses]):
 ``workbench <analysis> --<field>`` sets that analysis's options (those it requires take their
 prefix, ``--plnd-documents``), and ``workbench run --analyses a,b`` takes every slice's options
 with its prefix. A default lives in one place, the ``Options`` field. The other commands each live

@@ -1,6 +1,7 @@
 """The analysis commands, generated from the slices: ``workbench run`` (any analyses, every option
 prefixed), ``workbench <analysis>`` (its own options bare), ``workbench <group> <action>`` and
-the aliases (``workbench graph``)."""
+the aliases (``workbench graph``).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def cmd_analyses(args: argparse.Namespace) -> int:
 
 def _add_analysis_command(sub, name: str | None, command: str | None = None) -> None:
     """``run`` (name None: every slice, prefixed) or one analysis (its own options unprefixed),
-    as the command ``command`` (default: its name)."""
+    as the command ``command`` (default: its name).
+    """
     if name is None:
         parser = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
         parser.add_argument(

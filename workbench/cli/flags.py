@@ -1,5 +1,6 @@
 """Flags from options: one flag per ``Options`` field (its default, help and checks defined once
-there), and options back from the parsed flags."""
+there), and options back from the parsed flags.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def add_options(
     """One flag per field of ``cls`` in an argument group named for the analysis. Flags carry the
     analysis's prefix (``--plnd-documents``, as error messages name them); with ``short``, a field
     also answers to its bare name (``--documents``) unless a run flag has that name. Nothing given
-    keeps the field's default, so defaults stay in the ``Options`` class."""
+    keeps the field's default, so defaults stay in the ``Options`` class.
+    """
     hints = cls.hints()
     run_flags = {RunOptions.flag(f.name) for f in fields(RunOptions)}
     group = parser.add_argument_group(f"{getattr(cls, 'TITLE', '') or cls.ANALYSIS or 'run'} options")
@@ -90,7 +92,8 @@ def _given_analyses(args: argparse.Namespace) -> set[str]:
 
 def analyses_from(args: argparse.Namespace, names: list[str], preset: str | None) -> dict[str, Options]:
     """The options of ``names`` and the analyses they require, from the flags given; options of
-    an analysis that is not among them are refused rather than ignored."""
+    an analysis that is not among them are refused rather than ignored.
+    """
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise WorkbenchError(f"Unknown analysis {', '.join(unknown)}; choose from {', '.join(REGISTRY)}.")

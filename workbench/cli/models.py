@@ -1,5 +1,6 @@
 """``workbench models`` and ``workbench prepare``: the models the workbench knows, and the default
-model's cache."""
+model's cache.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import argparse
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``workbench models``: the known models, the Gemma cache's state, the trained zoo models, the
-    families a folder may hold; with ``--tiny FAMILY FOLDER``, save a tiny model of a family."""
+    families a folder may hold; with ``--tiny FAMILY FOLDER``, save a tiny model of a family.
+    """
     if args.tiny:
         return _save_tiny(*args.tiny)
     from workbench.models.families import FAMILIES

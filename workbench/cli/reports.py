@@ -1,5 +1,6 @@
 """``workbench report`` and ``workbench figures``: a results folder's HTML report, and static
-images of its figures."""
+images of its figures.
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from workbench.runs.options import RunOptions
 
 def cmd_task(args: argparse.Namespace) -> int:
     """``workbench task``: a task's score with PLND's sets switched off (``--sets-from``), or with
-    fine-tuned deltas applied (``--deltas-from``)."""
+    fine-tuned deltas applied (``--deltas-from``).
+    """
     from workbench.data.languages import parse_languages
     from workbench.interventions.tasks import get_task, load_examples, task_deactivation
     from workbench.models.loading import load_model, model_source

@@ -47,7 +47,8 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
 def finetune_options_from(args: argparse.Namespace, zoo: Path) -> Options:
     """The fine-tune's settings from ``zoo finetune``'s flags: the base's settings and tokenizer,
-    the fine-tuning defaults, then the flags given (``--language X`` meaning ``--mixture X=1``)."""
+    the fine-tuning defaults, then the flags given (``--language X`` meaning ``--mixture X=1``).
+    """
     from workbench.zoo.options import finetune_options
     from workbench.zoo.train import base_manifest
 
@@ -63,7 +64,8 @@ def finetune_options_from(args: argparse.Namespace, zoo: Path) -> Options:
 
 def cmd_zoo_finetune(args: argparse.Namespace) -> int:
     """``workbench zoo finetune NAME --base BASE --language X``: fine-tune (or resume fine-tuning)
-    a trained zoo model into a new one, to compare the two (model diffing)."""
+    a trained zoo model into a new one, to compare the two (model diffing).
+    """
     from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
 
     zoo = zoo_root_of(args)

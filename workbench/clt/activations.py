@@ -1,6 +1,7 @@
 """What a transcoder is trained on: every layer's (or some layers') MLP input and output at the
 same tokens, read with hooks in one forward pass that stops after the last block read (the
-unembedding never runs)."""
+unembedding never runs).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def mlp_io(
     """``(inputs, outputs)``, each ``[tokens, L, d_model]`` (``L``: every layer, or ``layers``):
     ``blocks.{l}.ln2.hook_normalized`` and ``blocks.{l}.hook_mlp_out`` at the positions where
     ``keep [batch, pos]`` is true (all positions without it); float32 (or wider) whatever the
-    model's dtype (a transcoder trains and reads in float32)."""
+    model's dtype (a transcoder trains and reads in float32).
+    """
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     names = {mlp_in_hook(layer) for layer in layers} | {mlp_out_hook(layer) for layer in layers}
     _, cache = model.run_with_cache(
@@ -38,7 +40,8 @@ def document_rows(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(inputs, outputs)`` rows of padded batches of ``documents`` (token lists, BOS first),
     without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding;
-    every layer's, or those of ``layers``."""
+    every layer's, or those of ``layers``.
+    """
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
         keep = batch.mask.bool()
         keep[:, 0] = False

@@ -25,7 +25,7 @@ node its embedding. Gradients come from one forward pass with the prompt repeate
 and one backward pass per ``batch`` target nodes, each injecting one target per row.
 
 As the frozen model is affine in its sources, every node's value is a constant (its *bias*: what
-it reads with every source at zero) plus the sum of its direct effects: :func:`completeness_error`
+it reads with every source at zero) plus the sum of its direct effects: [`completeness_error`][workbench.clt.attribution.completeness_error]
 measures this on any graph, and ``tests/clt/test_graph.py`` holds each edge to a finite
 difference on the frozen model).
 
@@ -54,7 +54,8 @@ START = "blocks.0.hook_resid_pre"
 
 def frozen_hook(name: str) -> bool:
     """Whether the local replacement model freezes the hook ``name``: patterns and the residual
-    norms' scales. A q/k norm's scale (Gemma 3, Qwen 3) only feeds the pattern, frozen already."""
+    norms' scales. A q/k norm's scale (Gemma 3, Qwen 3) only feeds the pattern, frozen already.
+    """
     if name.endswith("hook_pattern"):
         return True
     return name.endswith("hook_scale") and ".attn." not in name
@@ -64,7 +65,8 @@ def frozen_hook(name: str) -> bool:
 class Target:
     """What a graph explains: ``vector . x + offset`` at the last position, ``x`` the input of the
     unembedding (after the final norm). A demeaned logit has ``vector = W_U[:, token] - mean_k
-    W_U[:, k]`` (and the demeaned bias as offset)."""
+    W_U[:, k]`` (and the demeaned bias as offset).
+    """
 
     label: str
     vector: torch.Tensor  # [d_model]
@@ -74,7 +76,8 @@ class Target:
 
 def logit_targets(model, logits: torch.Tensor, probability: float = 0.95, max_logits: int = 5) -> list[Target]:
     """The most likely next tokens that together cover ``probability`` (at most ``max_logits``),
-    from the last position's ``logits [d_vocab]``."""
+    from the last position's ``logits [d_vocab]``.
+    """
     probs = torch.softmax(logits.double(), -1)
     top = torch.topk(probs, min(max_logits, len(probs)))
     n = int(torch.searchsorted(top.values.cumsum(0), torch.tensor(probability, dtype=torch.float64))) + 1
@@ -108,7 +111,8 @@ def direction_target(vector: torch.Tensor, label: str) -> Target:
 
 def mean_unembedding(model, tokens: list[int], label: str) -> Target:
     """A language (or any token set) direction: the mean unembedding of ``tokens`` minus the mean
-    over the whole vocabulary."""
+    over the whole vocabulary.
+    """
     if not tokens:
         raise WorkbenchError(f"No tokens for the direction {label!r}: the vocabulary has none of that kind.")
     W_U = model.W_U.detach()
@@ -164,7 +168,8 @@ def frozen_model(
 ) -> Iterator[None]:
     """The local replacement model: patterns and scales from ``state``, the residual stream's
     start set to ``start [B, pos, d]``, layer ``l``'s MLP output set to ``writes[l]``. Each
-    layer's MLP input is appended to ``mlp_in`` as it is computed. Hooks are removed on exit."""
+    layer's MLP input is appended to ``mlp_in`` as it is computed. Hooks are removed on exit.
+    """
     B = start.shape[0]
 
     def fixed(value: torch.Tensor):
@@ -200,7 +205,8 @@ def target_value(state: PromptState, target: Target) -> float:
 
 def check_hooked(model) -> None:
     """Refuse a model loaded through TransformerBridge: the frozen replacement model reads
-    HookedTransformer's norm scales and blocks."""
+    HookedTransformer's norm scales and blocks.
+    """
     from transformer_lens import HookedTransformer
 
     if not isinstance(model, HookedTransformer):
@@ -225,7 +231,8 @@ def check_prompt(model, clt: CrossLayerTranscoder, tokens: torch.Tensor) -> None
 
 class _Sources:
     """The source columns of a prompt: every active feature, the error nodes, the token nodes;
-    turns the gradients at the write sites into direct effects on each column."""
+    turns the gradients at the write sites into direct effects on each column.
+    """
 
     def __init__(self, clt: CrossLayerTranscoder, state: PromptState):
         self.state = state
@@ -248,7 +255,8 @@ class _Sources:
 
     def effects(self, g_start: torch.Tensor, g_writes: list[torch.Tensor]) -> torch.Tensor:
         """``[B, n_columns]`` direct effects from gradients at the start ``[B, pos, d]`` and writes
-        (summed in float32 whatever the model's dtype)."""
+        (summed in float32 whatever the model's dtype).
+        """
         g_start, g_writes = wide(g_start), [wide(g) for g in g_writes]
         B = g_start.shape[0]
         out = g_start.new_zeros(B, self.n_columns)
@@ -278,7 +286,8 @@ def attribute(
     show_progress: bool = False,
 ) -> Graph:
     """The attribution graph of ``tokens`` (BOS first) for ``targets`` (default: the top logits
-    covering ``probability``, at most ``max_logits``)."""
+    covering ``probability``, at most ``max_logits``).
+    """
     check_prompt(model, clt, tokens)
     with torch.no_grad():
         state = read_prompt(model, clt, tokens.to(model.cfg.device))
@@ -364,7 +373,8 @@ def completeness_error(model, clt: CrossLayerTranscoder, graph: Graph, targets: 
     over its feature and target nodes, relative to the largest value. Values and biases are read
     on the frozen model (a bias: the node's value with every source at zero, the transcoder
     writing its decoder bias alone). ``targets``: those the graph was built for (default: its
-    logits). Only a graph that visited every active feature is complete."""
+    logits). Only a graph that visited every active feature is complete.
+    """
     if graph.meta.get("unexplained", 0.0) > 0:
         raise WorkbenchError("The graph left features out (--clt-graph-max-features): it cannot be complete.")
     tokens = torch.tensor(graph.tokens, device=model.cfg.device)

@@ -1,9 +1,9 @@
-"""Transcoders saved by other tools, read into (and written from) a :class:`CrossLayerTranscoder`.
+"""Transcoders saved by other tools, read into (and written from) a [`CrossLayerTranscoder`][workbench.clt.transcoder.CrossLayerTranscoder].
 
-:func:`load_transcoder` tells the format from the files in the folder(s) it is given and reads
-ours (``config.json`` + ``clt.safetensors``), SAELens's (:mod:`workbench.clt.saelens`), the CLT
-paper's (featflow) and circuit-tracer's. The writers (:func:`save_featflow`,
-:func:`save_circuit_tracer`) make each layout from one of ours: the tests read them back, and they
+[`load_transcoder`][workbench.clt.checkpoints.load_transcoder] tells the format from the files in the folder(s) it is given and reads
+ours (``config.json`` + ``clt.safetensors``), SAELens's ([`workbench.clt.saelens`][workbench.clt.saelens]), the CLT
+paper's (featflow) and circuit-tracer's. The writers ([`save_featflow`][workbench.clt.checkpoints.save_featflow],
+[`save_circuit_tracer`][workbench.clt.checkpoints.save_circuit_tracer]) make each layout from one of ours: the tests read them back, and they
 let a workbench transcoder go to those tools.
 
 **featflow** (arXiv 2511.10840's code, ``abirharrasse/MultilingualCLTs``, read at its only commit
@@ -101,7 +101,7 @@ def load_transcoder(
     ``model_name`` is recorded where the checkpoint names no model (a SAELens transcoder takes it
     as given); ``model`` (the hooked model it will run on) supplies the MLP input norms that a
     transcoder reading the norm's output needs folded in, and says whether the MLP has a norm
-    after it. Check the result against the model with :func:`~workbench.clt.transcoder.check_fits`.
+    after it. Check the result against the model with [`check_fits`][workbench.clt.transcoder.check_fits].
     """
     folders = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
     kind = detect(folders)
@@ -118,7 +118,8 @@ def load_transcoder(
 
 def detect(folders: list[Path]) -> str:
     """``workbench``, ``featflow``, ``circuit-tracer`` or ``saelens``, from the files present;
-    refused with what was found when it is none of them."""
+    refused with what was found when it is none of them.
+    """
     from workbench.clt.saelens import CFG_FILE, WEIGHTS_FILE
 
     if not folders:
@@ -156,7 +157,8 @@ def _contents(folders: list[Path]) -> str:
 
 def _model_facts(model: Any) -> tuple[Norms | None, bool | None]:
     """The model's MLP input norms (None where they are folded away or no model is given) and
-    whether its MLPs have a norm after them (None: unknown)."""
+    whether its MLPs have a norm after them (None: unknown).
+    """
     if model is None:
         return None, None
     norms = [(getattr(b.ln2, "w", None), getattr(b.ln2, "b", None)) for b in model.blocks]
@@ -190,7 +192,8 @@ def _load_saelens(folders: list[Path], model_name: str, model: Any) -> CrossLaye
 
 def load_featflow(folder: Path | str, model_name: str = "") -> CrossLayerTranscoder:
     """A featflow checkpoint (cross-layer or per-layer) as our transcoder, scales and all; its
-    ``model_name`` is recorded (``model_name`` only where it names none)."""
+    ``model_name`` is recorded (``model_name`` only where it names none).
+    """
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -234,8 +237,9 @@ def load_featflow(folder: Path | str, model_name: str = "") -> CrossLayerTransco
 
 
 def featflow_blocks(n_layers: int, cross: bool = True) -> list[tuple[int, int]]:
-    """featflow's decoder blocks as ``(source, target)``: ``torch.triu_indices(L, L)`` order
-    cross-layer, one block per layer per-layer."""
+    """Featflow's decoder blocks as ``(source, target)``: ``torch.triu_indices(L, L)`` order
+    cross-layer, one block per layer per-layer.
+    """
     if not cross:
         return [(layer, layer) for layer in range(n_layers)]
     rows, cols = torch.triu_indices(n_layers, n_layers)
@@ -273,7 +277,8 @@ def save_featflow(clt: CrossLayerTranscoder, folder: Path | str, model_name: str
     """Write ``clt`` as a featflow folder that featflow's ``CLT.load_from_pretrained`` accepts
     (with ``feature_count`` and ``layer_mask``, which its strict loading asks for). A per-layer
     one stays per-layer; any other is written cross-layer, with zero blocks where ours has no
-    decoder (a window, layers without features): the same function."""
+    decoder (a window, layers without features): the same function.
+    """
     from safetensors.torch import save_file
 
     c, L = clt.config, clt.config.n_layers
@@ -329,7 +334,8 @@ def _decoder(clt: CrossLayerTranscoder, source: int, target: int) -> torch.Tenso
 
 def _covered_only(clt: CrossLayerTranscoder, b_enc: torch.Tensor) -> torch.Tensor:
     """Encoder biases with the layers without features zeroed, so no feature fires there (their
-    encoders are zero and the threshold positive) where a format has no notion of such a layer."""
+    encoders are zero and the threshold positive) where a format has no notion of such a layer.
+    """
     mask = torch.tensor([clt.config.covers(layer) for layer in range(clt.config.n_layers)], device=b_enc.device)
     return b_enc * mask[:, None]
 
@@ -343,7 +349,8 @@ def load_circuit_tracer(
     """circuit-tracer's per-layer transcoders or CLT (a folder with ``config.yaml``) as our
     transcoder with unit scales. ``norms``: the model's MLP input norms (weight, bias) per layer,
     folded into the encoders of a transcoder that reads ``mlp.hook_in``; ``post_mlp_norm``:
-    whether the model's MLPs have a norm after them (``mlp.hook_out`` is then not ``hook_mlp_out``)."""
+    whether the model's MLPs have a norm after them (``mlp.hook_out`` is then not ``hook_mlp_out``).
+    """
     folder = Path(folder)
     config = _ct_config(folder)
     fold = _ct_input(folder, config, norms)
@@ -457,7 +464,8 @@ def _ct_layer_files(folder: Path, config: dict) -> list[Path]:
 
 def _ct_layer(path: Path, layer: int) -> dict[str, torch.Tensor | None]:
     """One per-layer transcoder file as ``W_enc [F, d]``, ``b_enc``, ``threshold`` (or None),
-    ``W_dec [F, 1, d]``, ``b_dec``."""
+    ``W_dec [F, 1, d]``, ``b_dec``.
+    """
     from safetensors.torch import load_file
 
     t = load_file(path)
@@ -586,7 +594,8 @@ def _log_threshold(folder: Path, layer: int, threshold: torch.Tensor | None, F: 
 def save_circuit_tracer(clt: CrossLayerTranscoder, folder: Path | str, model_name: str = "") -> Path:
     """Write ``clt`` in circuit-tracer's layout (scales folded in; it reads ``ln2.hook_normalized``
     and writes ``hook_mlp_out``): per-layer transcoders as ``layer_{i}.safetensors``, any other as
-    a CLT (``W_enc_{i}``/``W_dec_{i}.safetensors``, zero decoders where ours has none)."""
+    a CLT (``W_enc_{i}``/``W_dec_{i}.safetensors``, zero decoders where ours has none).
+    """
     from safetensors.torch import save_file
 
     c, L = clt.config, clt.config.n_layers

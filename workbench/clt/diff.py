@@ -10,7 +10,7 @@ held-out verses:
 * per layer: the change in reconstruction error (FVU) — features that no longer fit the
   fine-tuned model's MLPs show up as error;
 * per language: the change in its identity features' strength (their identity score, frequency in
-  the language minus the highest frequency in any other; :mod:`workbench.clt.features`), and per
+  the language minus the highest frequency in any other; [`workbench.clt.features`][workbench.clt.features]), and per
   layer the change of its specific features on its own tokens (what a fine-tune of one language's
   neurons should raise).
 
@@ -114,7 +114,8 @@ class Diff:
 
     def layer_summary(self, changed: float = 0.05) -> list[dict]:
         """Per layer: mean |frequency change| over features and languages, features whose frequency
-        moved by more than ``changed`` in some language, and FVU before and after (mean over languages)."""
+        moved by more than ``changed`` in some language, and FVU before and after (mean over languages).
+        """
         d = np.abs(self.delta("frequency"))
         fvu = self.fvu()
         return [
@@ -131,7 +132,8 @@ class Diff:
     def language_strength(self) -> list[dict]:
         """Per layer and language: the base's features specific to the language (counted once, on
         the base side) and, on the language's own tokens, their mean frequency and mean activation
-        per token before and after. A fine-tune that strengthens a language raises its row."""
+        per token before and after. A fine-tune that strengthens a language raises its row.
+        """
         specific = self.features(self.base).specific()  # [languages, L, F]
         rows = []
         for i, lang in enumerate(self.languages):
@@ -155,7 +157,8 @@ class Diff:
 
     def identity(self, k: int = 8) -> list[dict]:
         """Per language, its ``k`` best identity features in the base model and their identity
-        score before and after (the base's features: has the language's identity weakened?)."""
+        score before and after (the base's features: has the language's identity weakened?).
+        """
         base, tuned = self.features(self.base), self.features(self.tuned)
         rows = []
         for i, lang in enumerate(self.languages):

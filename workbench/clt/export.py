@@ -31,10 +31,10 @@ no influence or activation (null).
 
 **The viewer's folder.** circuit-tracer's local server serves one folder: ``graph-metadata.json``
 (``{"graphs": [metadata, ...]}``, one entry per graph, the graph file's ``metadata``) indexes the
-graphs, and graph ``slug`` is the file ``{slug}.json`` beside it. :func:`write_circuit_tracer`
+graphs, and graph ``slug`` is the file ``{slug}.json`` beside it. [`write_circuit_tracer`][workbench.clt.export.write_circuit_tracer]
 keeps that index up to date (an entry per slug, replaced when the graph is written again), so
 ``circuit_tracer.frontend.local_server.serve(folder)`` shows every exported graph;
-:func:`read_viewer_folder` reads a folder the way the viewer does.
+[`read_viewer_folder`][workbench.clt.export.read_viewer_folder] reads a folder the way the viewer does.
 
 Only the pruned graph is written: the kept nodes, the kept edges between them, and then neither
 features nor error nodes that no written link touches (tokens and targets always stay).
@@ -202,7 +202,8 @@ def to_circuit_tracer(
 ) -> dict:
     """The pruned graph in circuit-tracer's graph format (module docstring). ``slug`` names the
     graph, ``scan`` the model/transcoder pair (Neuronpedia's id for it); ``clerps`` maps node
-    indices to their labels."""
+    indices to their labels.
+    """
     nodes = exported_nodes(graph, pruned)
     records = {n: node_record(graph, pruned, n, clerps) for n in nodes}
     ids = {n: r["node_id"] for n, r in records.items()}
@@ -233,9 +234,10 @@ def write_circuit_tracer(
     node_threshold: float,
     clerps: dict[int, str] | None = None,
 ) -> Path:
-    """Write :func:`to_circuit_tracer`'s JSON (UTF-8, tokens as they are) to ``path`` and enter it in
+    """Write [`to_circuit_tracer`][workbench.clt.export.to_circuit_tracer]'s JSON (UTF-8, tokens as they are) to ``path`` and enter it in
     the folder's viewer index (``graph-metadata.json``); returns the path. The file is named after
-    the slug, as the viewer looks it up."""
+    the slug, as the viewer looks it up.
+    """
     path = Path(path)
     if path.stem != slug:
         raise WorkbenchError(
@@ -260,7 +262,8 @@ def index_graph(folder: Path, metadata: dict) -> Path:
 def read_viewer_folder(folder: Path) -> dict[str, dict]:
     """Read an export folder as circuit-tracer's viewer does: the index, then ``{slug}.json`` for
     each entry (validated), then every logit node's label parsed for its token and its ``(p=...)``
-    probability. Returns the graphs by slug; refuses, naming the fix, what the viewer would choke on."""
+    probability. Returns the graphs by slug; refuses, naming the fix, what the viewer would choke on.
+    """
     folder = Path(folder)
     index = folder / VIEWER_INDEX
     if not index.exists():
@@ -282,7 +285,8 @@ def read_viewer_folder(folder: Path) -> dict[str, dict]:
 
 def parse_logit_label(clerp: str) -> tuple[str, float]:
     """``(token, probability)`` from an output node's label, parsed as the viewer parses it
-    (the text between the first quotes; the number between ``(p=`` and ``)``)."""
+    (the text between the first quotes; the number between ``(p=`` and ``)``).
+    """
     try:
         return clerp.split('"')[1], float(clerp.split("(p=")[1].split(")")[0])
     except (IndexError, ValueError):
@@ -309,7 +313,8 @@ def _check_fields(record: object, fields: dict[str, tuple], where: str) -> None:
 
 def validate_circuit_tracer(data: object) -> dict:
     """Check ``data`` against the format's schema: every field present with its type, node ids
-    unique, every link between known nodes. Extra fields are allowed (later versions add some)."""
+    unique, every link between known nodes. Extra fields are allowed (later versions add some).
+    """
     _check_fields(data, TOP_FIELDS, "The graph file")
     _check_fields(data["metadata"], METADATA_FIELDS, "metadata")
     _check_fields(data["qParams"], QPARAMS_FIELDS, "qParams")
@@ -328,7 +333,7 @@ def validate_circuit_tracer(data: object) -> dict:
 
 
 def read_circuit_tracer(path: Path) -> dict:
-    """Load a graph file in circuit-tracer's format and validate it (:func:`validate_circuit_tracer`)."""
+    """Load a graph file in circuit-tracer's format and validate it ([`validate_circuit_tracer`][workbench.clt.export.validate_circuit_tracer])."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -339,7 +344,8 @@ def read_circuit_tracer(path: Path) -> dict:
 
 def decoder_vectors(clt: CrossLayerTranscoder, features: np.ndarray) -> torch.Tensor:
     """``[n, d_model]``: each ``(layer, position, feature)``'s decoders summed over the layers it
-    writes to, in the model's units (``W_dec[layer][k][f] / out_scale[layer + k]``)."""
+    writes to, in the model's units (``W_dec[layer][k][f] / out_scale[layer + k]``).
+    """
     rows = []
     for layer, _, f in np.asarray(features, dtype=np.int64).reshape(-1, 3):
         layer, f = int(layer), int(f)
@@ -351,7 +357,8 @@ def decoder_vectors(clt: CrossLayerTranscoder, features: np.ndarray) -> torch.Te
 def top_tokens(model, clt: CrossLayerTranscoder, features: np.ndarray, k: int = 5, chunk: int = 256) -> list[str]:
     """For each ``(layer, position, feature)`` row of ``features``, the ``k`` vocabulary tokens its
     summed decoder pushes up most through the unembedding (``decoder @ W_U``), decoded and joined
-    with spaces: a cheap label of what the feature writes (its "output" side)."""
+    with spaces: a cheap label of what the feature writes (its "output" side).
+    """
     W_U = model.W_U.detach()
     vectors = decoder_vectors(clt, features).detach()
     out: list[str] = []

@@ -15,10 +15,10 @@ From these, per feature:
 * the **identity score** of ``(feature, l)``: ``freq_l - max_{k != l} freq_k``, high for a feature
   that fires on most of ``l``'s tokens and on few of any other's. arXiv 2511.10840 finds a few such
   high-frequency features in late layers that carry language identity; the top ones per language
-  are what :mod:`workbench.clt.steering` switches.
+  are what [`workbench.clt.steering`][workbench.clt.steering] switches.
 
 The paper's claim to check: multilingual features dominate the middle layers, language-specific
-ones the early and late layers. Feature cards (:func:`top_contexts`) show a feature's top
+ones the early and late layers. Feature cards ([`top_contexts`][workbench.clt.features.top_contexts]) show a feature's top
 activating tokens in context, per language.
 """
 
@@ -141,7 +141,8 @@ class LanguageFeatures:
 
     def identity_features(self, language: str, k: int) -> list[tuple[int, int]]:
         """The ``k`` features with the highest identity score for ``language`` among its specific
-        ones, ``(layer, feature)``, best first."""
+        ones, ``(layer, feature)``, best first.
+        """
         i = self.languages.index(language)
         score = np.where(self.specific()[i], self.identity_score()[i], -np.inf)
         order = np.argsort(-score, axis=None, kind="stable")[:k]
@@ -181,7 +182,8 @@ def top_contexts(
     batch_tokens: int = 2048,
 ) -> list[list[Context]]:
     """Per feature ``(layer, index)``, its ``k`` highest activations over ``documents`` (one per
-    document: its maximum) with up to ``window`` tokens before the active one; BOS excluded."""
+    document: its maximum) with up to ``window`` tokens before the active one; BOS excluded.
+    """
     if not features:
         return []
     layers = torch.tensor([layer for layer, _ in features])
@@ -208,7 +210,8 @@ def top_contexts(
 
 def _context_text(model, tokens: torch.Tensor, position: int, window: int) -> str:
     """The window before ``position`` and its token in brackets (decoded together, so a
-    character split over tokens is not broken in two)."""
+    character split over tokens is not broken in two).
+    """
     start = max(1, position - window)
     before = model.tokenizer.decode(tokens[start:position].tolist())
     full = model.tokenizer.decode(tokens[start : position + 1].tolist())

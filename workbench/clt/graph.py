@@ -9,7 +9,7 @@ Nodes, in this order (circuit-tracer's, so its scores and pruning read the same)
 * targets: the logits (or directions) being explained, at the last position.
 
 ``adjacency[t, s]`` is the direct effect of source ``s`` on target ``t`` (see
-:mod:`workbench.clt.attribution`). Influence (circuit-tracer's definition) is computed on the
+[`workbench.clt.attribution`][workbench.clt.attribution]). Influence (circuit-tracer's definition) is computed on the
 row-normalised absolute matrix ``A``: the targets' weights (their probabilities) pushed back
 through ``A + A^2 + ...``. Pruning keeps the nodes holding ``node_threshold`` of the influence,
 then the edges holding ``edge_threshold`` of the edge influence, then drops features left without
@@ -45,7 +45,8 @@ class TargetInfo:
 @dataclass
 class Pruned:
     """What pruning keeps: node and edge masks, and each node's cumulative influence share
-    (the share of total influence held by it and every node more influential than it)."""
+    (the share of total influence held by it and every node more influential than it).
+    """
 
     nodes: np.ndarray  # [n] bool
     edges: np.ndarray  # [n, n] bool, like adjacency (target, source)
@@ -158,7 +159,8 @@ class Graph:
 
     def subgraph(self, pruned: Pruned, max_edges: int = 400) -> tuple[Graph, Pruned]:
         """The kept features only (every error, token and target node stays, for the layout), with
-        the ``max_edges`` strongest kept edges: small enough to keep in a result for its figure."""
+        the ``max_edges`` strongest kept edges: small enough to keep in a result for its figure.
+        """
         keep = np.concatenate(
             [np.nonzero(pruned.nodes[self.span(FEATURE)])[0], np.arange(self.n_features, self.n_nodes)]
         )
@@ -291,7 +293,8 @@ def threshold_of(scores: np.ndarray, share: float) -> float:
 def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> Pruned:
     """Keep the nodes, then the edges, that hold the stated shares of influence; tokens and targets
     are always kept; features and errors without an outgoing kept edge, and features without an
-    incoming one, are dropped (repeatedly, until nothing changes)."""
+    incoming one, are dropped (repeatedly, until nothing changes).
+    """
     for name, value in (("node", node_threshold), ("edge", edge_threshold)):
         if not 0 <= value <= 1:
             raise ValueError(f"The {name} threshold is a share in [0, 1]; got {value}.")

@@ -1,8 +1,8 @@
 """A pruned attribution graph drawn with plotly: position across, layer up.
 
-Plotting only: the nodes, edges and influence come from :class:`~workbench.clt.graph.Graph` and
-:class:`~workbench.clt.graph.Pruned`; labels (a feature's top tokens, see
-:func:`workbench.clt.export.top_tokens`) come from the caller. Nothing is computed here but the
+Plotting only: the nodes, edges and influence come from [`Graph`][workbench.clt.graph.Graph] and
+[`Pruned`][workbench.clt.graph.Pruned]; labels (a feature's top tokens, see
+[`workbench.clt.export.top_tokens`][workbench.clt.export.top_tokens]) come from the caller. Nothing is computed here but the
 layout. Token nodes sit in the bottom row ("emb"), targets in the top one ("logit"); the nodes of
 one (layer, position) cell are spread sideways so that each stays visible.
 """
@@ -25,7 +25,8 @@ SPREAD = 0.12  # the sideways gap between nodes of one cell, in positions (shrun
 
 def layout(graph: Graph, pruned: Pruned) -> dict[int, tuple[float, float]]:
     """Each kept node's ``(x, y)``: position (plus a sideways offset within its cell) and layer
-    (-1 for tokens, ``n_layers`` for targets)."""
+    (-1 for tokens, ``n_layers`` for targets).
+    """
     cells: dict[tuple[int, int], list[int]] = defaultdict(list)
     for node in np.nonzero(pruned.nodes)[0].tolist():
         d = graph.describe(node)
@@ -106,7 +107,8 @@ def graph_figure(
     """The kept nodes and the ``max_edges`` strongest kept edges of a pruned graph: x the position
     (ticks: the prompt's tokens), y the layer; colour by node kind, size by influence; edges blue
     (positive) or red (negative), wider and darker the stronger. ``labels`` (node index -> text)
-    go into the hover."""
+    go into the hover.
+    """
     labels = labels or {}
     places = layout(graph, pruned)
     fig = go.Figure(_edge_traces(graph, pruned, places, max_edges))

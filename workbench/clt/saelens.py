@@ -10,14 +10,14 @@ SAELens (6.x, ``sae_lens/saes/transcoder.py``) saves a ``JumpReLUTranscoder`` as
 subtracts ``b_dec`` from its input (``apply_b_dec_to_input`` must be false: ``b_dec`` lives in the
 output space).
 
-Layer ``l`` of a per-layer :class:`~workbench.clt.transcoder.CrossLayerTranscoder` is that map
+Layer ``l`` of a per-layer [`CrossLayerTranscoder`][workbench.clt.transcoder.CrossLayerTranscoder] is that map
 once its scalars are folded in: ``(x * in_scale) @ W_enc == x @ (in_scale * W_enc)``, so
 ``W_enc' = in_scale[l] * W_enc[l]`` with ``b_enc`` and the threshold unchanged, and
 ``W_dec' = W_dec[l][0] / out_scale[l]``, ``b_dec' = b_dec[l] / out_scale[l]``. Our threshold is
 positive, so SAELens's extra ReLU changes nothing. A cross-layer CLT has no such export: its
 features write to several layers and SAELens's transcoder has one output.
 
-Going back, :func:`load_saelens` reads one folder per layer with SAELens's own loader into a
+Going back, [`load_saelens`][workbench.clt.saelens.load_saelens] reads one folder per layer with SAELens's own loader into a
 per-layer CLT with unit scales. A SAELens threshold ``<= 0`` becomes threshold 0
 (``log_threshold = -inf``), which is exact since SAELens applies a ReLU before its threshold; a
 plain ReLU ``transcoder`` is the same with threshold 0. Skip transcoders (an extra ``x @ W_skip``)
@@ -54,7 +54,8 @@ class SAELensError(WorkbenchError, ValueError):
 def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, hook_model_name: str = "") -> Path:
     """Write layer ``layer`` of a per-layer CLT as a SAELens ``jumprelu_transcoder`` folder that
     works in model units (scales folded into the weights); returns the folder. ``hook_model_name``
-    is recorded as the model's name (default: the CLT's own ``config.model``)."""
+    is recorded as the model's name (default: the CLT's own ``config.model``).
+    """
     from safetensors.torch import save_file
 
     config = clt.config
@@ -155,7 +156,8 @@ def load_saelens(
 
 def reads_norm_output(folder: Path | str) -> bool:
     """Whether a SAELens transcoder folder reads the MLP norm's output (``hook_mlp_in``, as Gemma
-    Scope 2's do): then :func:`load_saelens` needs the norm weights to fold in."""
+    Scope 2's do): then [`load_saelens`][workbench.clt.saelens.load_saelens] needs the norm weights to fold in.
+    """
     cfg = Path(folder) / CFG_FILE
     if not cfg.is_file():
         return False
@@ -164,7 +166,8 @@ def reads_norm_output(folder: Path | str) -> bool:
 
 def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
     """Layer ``layer``'s SAELens transcoder from ``source`` (a folder or a loaded one), checked to
-    map exactly onto a workbench per-layer transcoder at that layer."""
+    map exactly onto a workbench per-layer transcoder at that layer.
+    """
     from sae_lens import SAE, Transcoder
 
     if isinstance(source, (str, Path)):

@@ -2,7 +2,7 @@
 
 arXiv 2511.10840 steers the language a model writes in by scaling language-identity features of
 a cross-layer transcoder: single features scaled by factors from +5 to -40, clusters of a
-language's features from -20 to +30. Here an :class:`Intervention` switches language A's
+language's features from -20 to +30. Here an [`Intervention`][workbench.clt.steering.Intervention] switches language A's
 features off and language B's on at one ``strength``:
 
 * an **off** feature read at layer ``l`` changes by ``-strength * a``, where ``a`` is its
@@ -19,7 +19,7 @@ contributes, and everything the features do not explain (the reconstruction erro
 Since an off feature is read on the steered residual, a change at layer ``l`` feeds into the
 activations read at later layers, as it would in the model.
 
-**Control** (:func:`matched_control`): changing the residual stream at all, by any direction,
+**Control** ([`matched_control`][workbench.clt.steering.matched_control]): changing the residual stream at all, by any direction,
 moves the output; a language shift is only evidence for the features if the same amount of change
 along other directions does less. The control reads the same features (so it changes the same
 amounts, at the same tokens) but writes each change along a random feature's decoder of the same
@@ -27,10 +27,10 @@ layer, rescaled to the read feature's decoder norm: the same count of features, 
 and the same norm written per token (exactly for a per-layer transcoder; for a cross-layer one in
 total over the target layers).
 
-:func:`greedy` continues prompts greedily under hooks (one new position per step, against a
+[`greedy`][workbench.clt.steering.greedy] continues prompts greedily under hooks (one new position per step, against a
 key-value cache: every change above acts on each position by itself) and
-:func:`steer_measure` says which language the continuation is in (token labels of
-:class:`workbench.language.langid.VocabLanguages`) and how much probability goes to each language.
+[`steer_measure`][workbench.clt.steering.steer_measure] says which language the continuation is in (token labels of
+[`workbench.language.langid.VocabLanguages`][workbench.language.langid.VocabLanguages]) and how much probability goes to each language.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def _check_feature(clt: CrossLayerTranscoder, feature: Feature, what: str) -> No
 
 def check_intervention(clt: CrossLayerTranscoder, intervention: Intervention) -> None:
     """Raise ``ValueError`` unless every feature exists in ``clt``, lengths agree, no read feature is
-    repeated and every change is written in the layer it is read in."""
+    repeated and every change is written in the layer it is read in.
+    """
     iv = intervention
     if len(iv.on_values) != len(iv.on):
         raise ValueError(f"{len(iv.on)} on-features but {len(iv.on_values)} on_values.")
@@ -143,7 +144,8 @@ def write_vectors(
 ) -> torch.Tensor:
     """``[n, L, d]``: what a unit change written along each feature of ``writes`` adds at every
     layer's MLP output, ``gain * W_dec[l][t - l][f] / out_scale[t]`` (zero before ``l`` and past
-    the feature's decoders)."""
+    the feature's decoders).
+    """
     L, d = clt.config.n_layers, clt.config.d_model
     out = torch.zeros(len(writes), L, d, dtype=clt.b_dec.dtype, device=clt.b_dec.device)
     gain = torch.tensor(list(gains) if gains is not None else [1.0] * len(writes), dtype=out.dtype, device=out.device)
@@ -203,7 +205,8 @@ def _on_vectors(clt: CrossLayerTranscoder, iv: Intervention) -> torch.Tensor:
 @dataclass
 class _Plan:
     """One intervention made ready for the hooks: its off-features per layer and the constant its
-    on-features add at every layer (None: no on-features)."""
+    on-features add at every layer (None: no on-features).
+    """
 
     strength: float
     off: dict[int, _OffLayer]
@@ -237,7 +240,8 @@ def steering(
     generated ones). Strength 0 adds no hooks at all.
 
     With a sequence of interventions, a batch's rows are split into as many equal blocks and block
-    ``k`` is steered by the ``k``-th: a sweep runs as one batch (tested equal to one run each)."""
+    ``k`` is steered by the ``k``-th: a sweep runs as one batch (tested equal to one run each).
+    """
     interventions = [intervention] if isinstance(intervention, Intervention) else list(intervention)
     for iv in interventions:
         check_intervention(clt, iv)
@@ -313,7 +317,8 @@ def matched_control(
     gain set so that the written change has the norm the intervention writes:
     ``gain * ||W_dec(read's write)|| / ||W_dec(new write)||`` (norms over all target decoders).
     The norms match in the transcoder's scaled units (before the division by ``out_scale``): per
-    target for a per-layer CLT, over all targets together for a cross-layer one."""
+    target for a per-layer CLT, over all targets together for a cross-layer one.
+    """
     check_intervention(clt, intervention)
     iv = intervention
     reads = list(iv.off) + list(iv.on)
@@ -361,11 +366,12 @@ def greedy(
     cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Greedy continuation of ``tokens [n, p]`` (same length, no padding) inside ``context()``
-    (e.g. ``lambda: steering(model, clt, iv)``): :func:`workbench.lens.readout.greedy`, each step
+    (e.g. ``lambda: steering(model, clt, iv)``): [`workbench.lens.readout.greedy`][workbench.lens.readout.greedy], each step
     one new position against a key-value cache (``cache=False``: the whole growing sequence).
 
     Returns the generated ids ``[n, new_tokens]`` and, if ``reduce`` is given, ``reduce(probs)``
-    of each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``."""
+    of each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``.
+    """
     with (context or nullcontext)():
         return generate(model, tokens.to(model.cfg.device), new_tokens, reduce, cache)
 
@@ -409,7 +415,8 @@ def steer_measure(
 ) -> SteerMeasure:
     """Greedy continuations of ``prompts [n, p]`` under ``intervention`` and their language:
     token shares among language-labelled tokens, probability mass per step, and (given the
-    unsteered continuation ``baseline [n, new_tokens]``) the share of tokens that changed."""
+    unsteered continuation ``baseline [n, new_tokens]``) the share of tokens that changed.
+    """
     return steer_measures(
         model, clt, prompts, [intervention], vocab, lang_a, lang_b, new_tokens, baseline, batch_size, start
     )[0]
@@ -429,10 +436,11 @@ def steer_measures(
     batch_size: int = 16,
     start: int = 0,
 ) -> list[SteerMeasure]:
-    """:func:`steer_measure` of each intervention, all in the same batches: ``batch_size`` prompts
-    at a time, repeated once per intervention (one row block each, :func:`steering`). A step's
+    """[`steer_measure`][workbench.clt.steering.steer_measure] of each intervention, all in the same batches: ``batch_size`` prompts
+    at a time, repeated once per intervention (one row block each, [`steering`][workbench.clt.steering.steering]). A step's
     cost on a large vocabulary is mostly reading the unembedding, whatever the rows, so a sweep
-    in one batch costs little more than one of its interventions."""
+    in one batch costs little more than one of its interventions.
+    """
     masks = language_masks(vocab, model.cfg.d_vocab, lang_a, lang_b).to(model.cfg.device)
     K = len(interventions)
     generated, masses = [], []

@@ -2,7 +2,7 @@
 
 Documents are read in *blocks*: block ``k`` is the next ``block_documents`` of a seeded
 permutation of the documents (a new permutation each pass). A block's MLP inputs and outputs
-(:func:`~workbench.clt.activations.mlp_io`, BOS and padding dropped) are shuffled with a seed of
+([`mlp_io`][workbench.clt.activations.mlp_io], BOS and padding dropped) are shuffled with a seed of
 their own and consumed in batches of ``batch_tokens`` rows; then the next block is read. Memory is
 one block's activations, never the corpus's, and the state of the stream is two numbers (block,
 row), so a checkpoint (transcoder, optimiser, step, block, row, log) resumes exactly where an
@@ -18,7 +18,7 @@ parameters the loss is compiled
 some thirty over ``[rows, layers, features]``; 1.4x on Gemma 3 270M's per-layer set on 2 cores,
 after ~20 s of compiling). Where compiling fails (no C compiler) it runs eagerly, with a warning.
 
-Data-parallel under ``torchrun`` (:mod:`workbench.runs.distributed`): every rank trains the same
+Data-parallel under ``torchrun`` ([`workbench.runs.distributed`][workbench.runs.distributed]): every rank trains the same
 transcoder on the same stream, and the ranks split the work of each block and each step.
 
 * Reading a block (the model's forward, the costly part): its documents in the order one
@@ -63,7 +63,7 @@ COMPILE_FROM = 20_000_000  # parameters: smaller transcoders train eagerly (comp
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How a transcoder is trained (the shape is its :class:`CLTConfig`)."""
+    """How a transcoder is trained (the shape is its [`CLTConfig`][workbench.clt.transcoder.CLTConfig])."""
 
     tokens: int = 200_000  # training rows (token positions, all layers each)
     batch_tokens: int = 512
@@ -105,7 +105,8 @@ def read_block(
     model, documents: list[torch.Tensor], settings: TrainSettings, block: int, layers: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]`` (or of ``layers`` only), shuffled
-    (BOS and padding dropped)."""
+    (BOS and padding dropped).
+    """
     chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
     docs = [documents[i] for i in chosen]
     if distributed.world().size == 1:
@@ -122,7 +123,8 @@ def _read_shared(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``docs``' rows in one process's order (its batches read the documents longest first, ties
     in block order), each rank reading every ``W``-th document of that order and the rows gathered
-    back on every rank."""
+    back on every rank.
+    """
     order = sorted(range(len(docs)), key=lambda i: -len(docs[i]))  # plan_batches' order (a stable sort)
     w = distributed.world()
     shares = [order[rank :: w.size] for rank in range(w.size)]
@@ -143,7 +145,8 @@ def _read_shared(
 
 def _gather_rows(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
     """Every rank's ``rows`` (rank ``r`` holding ``counts[r]`` of them), in rank order, on every
-    rank: one tensor collective (padded to the longest), not a pickled object per rank."""
+    rank: one tensor collective (padded to the longest), not a pickled object per rank.
+    """
     longest = max(counts)
     padded = torch.cat([rows, rows.new_zeros(longest - len(rows), *rows.shape[1:])])
     parts = [torch.empty_like(padded) for _ in counts]
@@ -160,7 +163,8 @@ def stream(
     layers: list[int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches (of ``layers`` only, if given) from ``state.block``/``state.row`` on, advancing the
-    state as it yields; ``first``: block ``state.block`` when it is already read."""
+    state as it yields; ``first``: block ``state.block`` when it is already read.
+    """
     while True:
         x, y = first if first is not None else read_block(model, documents, settings, state.block, layers)
         first = None
@@ -182,7 +186,8 @@ def train_clt(
 ) -> tuple[CrossLayerTranscoder, TrainState]:
     """Train (or resume from ``folder``'s checkpoint) a transcoder of ``config`` on ``model``'s
     activations over ``documents`` (token lists, BOS first). ``on_step(step, log)`` is called
-    after each step and its checkpoint."""
+    after each step and its checkpoint.
+    """
     if config.n_layers != model.cfg.n_layers or config.d_model != model.cfg.d_model:
         raise ValueError(
             f"The CLT has {config.n_layers} layers of width {config.d_model}; the model has "
@@ -232,7 +237,8 @@ def train_clt(
 
 def _share(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """This rank's contiguous share of a batch's rows and its weight (its rows over the batch's):
-    the whole batch, weight 1, in a world of one."""
+    the whole batch, weight 1, in a world of one.
+    """
     w = distributed.world()
     if w.size == 1:
         return x, y, 1.0
@@ -243,7 +249,8 @@ def _share(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 def _combine_gradients(clt: CrossLayerTranscoder, weight: float) -> None:
     """Replace each rank's gradients by the batch's: the shares' gradients of their mean losses,
     weighted by their share of the rows and summed over ranks (one all-reduce of them all,
-    flattened). The same parameters have gradients on every rank (those the loss reaches)."""
+    flattened). The same parameters have gradients on every rank (those the loss reaches).
+    """
     if distributed.world().size == 1:
         return
     grads = [p.grad for p in clt.parameters() if p.grad is not None]
@@ -262,8 +269,9 @@ def _combine_log(parts: LossParts, weight: float) -> dict[str, float]:
 
 
 def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., LossParts]:
-    """``loss(x, y, sparsity)`` on the covered layers' rows ``[rows, n, d]``: :func:`loss_terms`,
-    compiled where that pays (see the module's docstring)."""
+    """``loss(x, y, sparsity)`` on the covered layers' rows ``[rows, n, d]``: [`loss_terms`][workbench.clt.transcoder.loss_terms],
+    compiled where that pays (see the module's docstring).
+    """
     size = sum(p.numel() for p in clt.parameters()) * len(clt.config.covered) // clt.config.n_layers
     terms = loss_terms
     if settings.compile or (settings.compile is None and size >= COMPILE_FROM):

@@ -13,8 +13,8 @@ and stay zero): the replacement model leaves their MLPs as they are, an attribut
 their whole MLP output as an error node, and no decoder writes into them.
 
 Inputs and targets are scaled per layer by a scalar (``sqrt(d_model)`` over their mean norm,
-estimated from data with :meth:`CrossLayerTranscoder.set_scales`), so one sparsity coefficient
-suits every layer; :meth:`forward` takes and returns the model's own units.
+estimated from data with [`CrossLayerTranscoder.set_scales`][workbench.clt.transcoder.CrossLayerTranscoder.set_scales]), so one sparsity coefficient
+suits every layer; ``forward`` takes and returns the model's own units.
 
 A transcoder keeps its own precision (float32) whatever the model's: it casts the MLP inputs it
 reads to its own dtype and device, and whoever writes its reconstruction into a model casts it to the model's.
@@ -22,9 +22,9 @@ reads to its own dtype and device, and whoever writes its reconstruction into a 
 JumpReLU (Rajamanoharan et al. 2024): ``z * (z > theta)`` with a learned threshold per feature.
 Its gradient passes straight through to ``z`` where ``z > theta``; the threshold gets the
 rectangle-kernel pseudo-derivative ``-(theta / eps) * K((z - theta) / eps)``, which is the exact
-derivative of :func:`threshold_surrogate` (the tests hold it to finite differences of that).
+derivative of [`threshold_surrogate`][workbench.clt.transcoder.threshold_surrogate] (the tests hold it to finite differences of that).
 
-The loss (:func:`clt_loss`): squared error summed over ``d_model`` and layers, mean over tokens;
+The loss ([`clt_loss`][workbench.clt.transcoder.clt_loss]): squared error summed over ``d_model`` and layers, mean over tokens;
 plus ``lambda * sum_f tanh(c * a_f * ||W_dec,f||)`` with the norm over all of ``f``'s decoders
 (concatenated over target layers); plus a small penalty ``sum relu(theta - z) * ||W_dec,f||``
 that pulls dead features' pre-activations up to their threshold.
@@ -147,14 +147,16 @@ def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 def threshold_surrogate(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
     """The smooth stand-in for ``JumpReLU`` as a function of ``theta`` whose derivative is the
     pseudo-derivative: ``z`` below the window, 0 above it, ``((z + eps/2)^2 - theta^2) / (2 eps)``
-    inside (continuous at both ends)."""
+    inside (continuous at both ends).
+    """
     inside = ((z + eps / 2) ** 2 - theta**2) / (2 * eps)
     return torch.where(theta <= z - eps / 2, z, torch.where(theta >= z + eps / 2, torch.zeros_like(z), inside))
 
 
 def _decode_plan(config: CLTConfig) -> list[tuple[int, torch.Tensor, torch.Tensor, list[int]]]:
     """Per decoder offset ``k``: the covered layers' positions (in ``config.covered``) of the
-    sources that write ``k`` layers on, of their targets, and the source layers themselves."""
+    sources that write ``k`` layers on, of their targets, and the source layers themselves.
+    """
     position = {layer: i for i, layer in enumerate(config.covered)}
     plan = []
     for k in range(max(config.targets(layer) for layer in config.covered)):
@@ -197,7 +199,8 @@ class CrossLayerTranscoder(nn.Module):
     @torch.no_grad()
     def clear_uncovered(self) -> None:
         """Zero what a layer without features would have: its encoder, its decoder bias, and every
-        decoder into it (on construction and loading; after setting parameters by hand)."""
+        decoder into it (on construction and loading; after setting parameters by hand).
+        """
         for layer in range(self.config.n_layers):
             if not self.config.covers(layer):
                 self.W_enc[layer].zero_()
@@ -219,7 +222,8 @@ class CrossLayerTranscoder(nn.Module):
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """``x [..., L, d]`` (model units) -> ``[..., L, F]`` encoder outputs before JumpReLU
-        (zero at layers without features)."""
+        (zero at layers without features).
+        """
         return self._full(self.compact_pre_activations(x[..., list(self.config.covered), :]))
 
     def compact_pre_activations(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,12 +242,14 @@ class CrossLayerTranscoder(nn.Module):
 
     def decode(self, acts: torch.Tensor) -> torch.Tensor:
         """Reconstructed MLP outputs ``[..., L, d]`` (model units) from ``acts [..., L, F]``; zero
-        at layers without features."""
+        at layers without features.
+        """
         return self._full(self.compact_decode(acts[..., list(self.config.covered), :]))
 
     def compact_decode(self, acts: torch.Tensor) -> torch.Tensor:
         """The covered layers' reconstructions ``[..., n, d]`` (model units) from their activations
-        ``[..., n, F]``: one batched product per decoder offset, not one per layer pair."""
+        ``[..., n, F]``: one batched product per decoder offset, not one per layer pair.
+        """
         idx = self.index
         n = len(self.config.covered)
         out = self.b_dec[idx]
@@ -271,7 +277,8 @@ class CrossLayerTranscoder(nn.Module):
 
     def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``
-        (zeros at a layer without features)."""
+        (zeros at a layer without features).
+        """
         if not self.config.covers(layer):
             return x.new_zeros(*x.shape[:-1], self.config.n_features)
         return JumpReLU.apply(self.layer_pre_activations(x, layer), self.threshold[layer], self.config.bandwidth)
@@ -279,7 +286,8 @@ class CrossLayerTranscoder(nn.Module):
     def decode_layer(self, acts: list[torch.Tensor], layer: int) -> torch.Tensor:
         """Layer ``layer``'s reconstructed MLP output from the activations of layers ``0..layer``
         (``acts[source] [..., F]``): what the replacement model writes there (zero at a layer
-        without features)."""
+        without features).
+        """
         if not self.config.covers(layer):
             return acts[layer].new_zeros(*acts[layer].shape[:-1], self.config.d_model)
         out = self.b_dec[layer]
@@ -296,7 +304,8 @@ class CrossLayerTranscoder(nn.Module):
     def decoder_norms(self, layers: Sequence[int] | None = None) -> torch.Tensor:
         """``[L, F]`` (or ``[len(layers), F]``): each feature's decoder norm over all its target
         layers, concatenated. The loss asks for the covered layers only: the gradient of a norm of
-        zeros is not a number."""
+        zeros is not a number.
+        """
         chosen = range(self.config.n_layers) if layers is None else layers
         return torch.stack([self.W_dec[layer].pow(2).sum(dim=(0, 2)).sqrt() for layer in chosen])
 
@@ -304,7 +313,8 @@ class CrossLayerTranscoder(nn.Module):
     def set_scales(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Per-layer scalars that give inputs and targets a mean norm of ``sqrt(d_model)``
         (``inputs``, ``targets``: ``[tokens, L, d]`` samples of every layer, or ``[tokens, n, d]``
-        of the covered ones)."""
+        of the covered ones).
+        """
         root = math.sqrt(self.config.d_model)
         layers = list(self.config.covered) if inputs.shape[-2] != self.config.n_layers else slice(None)
         self.in_scale[layers] = root / inputs.norm(dim=-1).mean(0).clamp_min(1e-8)
@@ -375,7 +385,8 @@ def clt_loss(
 ) -> LossParts:
     """The training loss on ``x``, ``target`` (``[tokens, L, d]`` of every layer, or ``[tokens, n, d]``
     of the covered ones; model units). The squared error is taken in the scaled units, so every
-    layer weighs the same. ``terms``: :func:`loss_terms` or a compiled copy of it."""
+    layer weighs the same. ``terms``: [`loss_terms`][workbench.clt.transcoder.loss_terms] or a compiled copy of it.
+    """
     if x.shape[-2] != len(clt.config.covered):
         covered = list(clt.config.covered)
         x, target = x[:, covered], target[:, covered]
@@ -391,8 +402,9 @@ def loss_terms(
     c: float = SPARSITY_C,
     dead: float = DEAD_PENALTY,
 ) -> tuple[torch.Tensor, ...]:
-    """:func:`clt_loss`'s terms as tensors ``(total, mse, sparsity, dead, l0)`` from the covered
-    layers' ``x``, ``target`` ``[tokens, n, d]``: nothing leaves the graph, so it compiles whole."""
+    """[`clt_loss`][workbench.clt.transcoder.clt_loss]'s terms as tensors ``(total, mse, sparsity, dead, l0)`` from the covered
+    layers' ``x``, ``target`` ``[tokens, n, d]``: nothing leaves the graph, so it compiles whole.
+    """
     idx = clt.index
     pre = clt.compact_pre_activations(x)
     threshold = clt.threshold[idx]

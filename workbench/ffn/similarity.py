@@ -29,7 +29,8 @@ def _centred_gram(x: np.ndarray) -> np.ndarray:
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear CKA between ``x [n, p]`` and ``y [n, q]`` (the Gram-matrix form, equal to the
-    feature-space one)."""
+    feature-space one).
+    """
     return _cka_from_grams(_centred_gram(x), _centred_gram(y))
 
 
@@ -59,7 +60,8 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 def layer_similarity(a: np.ndarray, b: np.ndarray, measure: str = "cka") -> np.ndarray:
     """``[layers_a, layers_b]`` similarity between every layer of ``a [n, layers_a, p]`` and
-    every layer of ``b [n, layers_b, q]`` (the same n inputs, in the same order)."""
+    every layer of ``b [n, layers_b, q]`` (the same n inputs, in the same order).
+    """
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"Both representations need the same inputs; got {a.shape[0]} and {b.shape[0]}.")
     if measure == "cka":

@@ -6,10 +6,10 @@ gate; ``d_mlp`` values per token) and the *combinators* the second sublayer's ou
 (``hook_post @ W_out + b_out``: ``d_model`` values, before any post-FFN norm).
 
 Collection streams: per language, per layer and sublayer, a forward pass adds running sums to a
-:class:`SublayerSums` (rows seen, near-zero counts and summed values per unit, summed row
+[`SublayerSums`][workbench.ffn.statistics.SublayerSums] (rows seen, near-zero counts and summed values per unit, summed row
 entropy) and, optionally, each document's mean vector for representational similarity; no
-token's activations are kept. The metrics (:func:`sparsity`, :func:`frequency`,
-:func:`row_flatness`, :func:`spearman`) are plain functions of an activation matrix, and the
+token's activations are kept. The metrics ([`sparsity`][workbench.ffn.statistics.sparsity], [`frequency`][workbench.ffn.statistics.frequency],
+[`row_flatness`][workbench.ffn.statistics.row_flatness], [`spearman`][workbench.ffn.statistics.spearman]) are plain functions of an activation matrix, and the
 sums give exactly the values those functions give on all rows at once (tested).
 """
 
@@ -31,11 +31,12 @@ from workbench.runs.results import Result, atomic_write_bytes
 
 SUBLAYERS: tuple[str, ...] = ("detector", "combinator")
 POSITIONS: tuple[str, ...] = ("all", "last")
-GELU_TOLERANCE = 1e-2  # |activation| at or below this counts as zero for GELU/SiLU-like activations
+GELU_TOLERANCE = 1e-2
+"""|activation| at or below this counts as zero for GELU/SiLU-like activations."""
 
 
 def default_tolerance(model) -> float:
-    """0 for ReLU (exact zeros exist), :data:`GELU_TOLERANCE` for smooth activations."""
+    """0 for ReLU (exact zeros exist), [`GELU_TOLERANCE`][workbench.ffn.statistics.GELU_TOLERANCE] for smooth activations."""
     return 0.0 if str(getattr(model.cfg, "act_fn", "")).lower() == "relu" else GELU_TOLERANCE
 
 
@@ -55,7 +56,8 @@ def frequency(acts: np.ndarray, tol: float = 0.0) -> np.ndarray:
 
 def row_entropy(acts: torch.Tensor) -> torch.Tensor:
     """Per row: the entropy (nats) of the row min-max normalised to [0, 1] and then to sum 1.
-    A constant row counts as perfectly flat (``log units``)."""
+    A constant row counts as perfectly flat (``log units``).
+    """
     acts = acts.double()
     low, high = acts.min(-1, keepdim=True).values, acts.max(-1, keepdim=True).values
     span = high - low
@@ -65,8 +67,9 @@ def row_entropy(acts: torch.Tensor) -> torch.Tensor:
 
 
 def row_flatness(acts: np.ndarray) -> float:
-    """Activation flatness: mean over rows of :func:`row_entropy` (the paper sums over rows;
-    the mean compares languages with different token counts). ``log(units)`` is the maximum."""
+    """Activation flatness: mean over rows of [`row_entropy`][workbench.ffn.statistics.row_entropy] (the paper sums over rows;
+    the mean compares languages with different token counts). ``log(units)`` is the maximum.
+    """
     return float(row_entropy(torch.as_tensor(np.asarray(acts, dtype=np.float64))).mean())
 
 
@@ -98,7 +101,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 @dataclass
 class SublayerSums:
     """Running sums over rows for every layer of one sublayer: ``near_zero`` and ``total`` are
-    ``[layers, units]``, ``entropy`` is ``[layers]``; ``rows`` is the number of rows added."""
+    ``[layers, units]``, ``entropy`` is ``[layers]``; ``rows`` is the number of rows added.
+    """
 
     rows: int
     near_zero: np.ndarray
@@ -126,8 +130,9 @@ class SublayerSums:
         return self.total / max(self.rows, 1)
 
     def merge(self) -> None:
-        """Add the other processes' sums under ``torchrun`` (:mod:`workbench.runs.distributed`), in
-        place; nothing to do in a world of one."""
+        """Add the other processes' sums under ``torchrun`` ([`workbench.runs.distributed`][workbench.runs.distributed]), in
+        place; nothing to do in a world of one.
+        """
         for array in (self.near_zero, self.total, self.entropy):
             all_reduce(torch.from_numpy(array), "sum")  # shares the array's memory
         self.rows = int(all_reduce(torch.tensor([self.rows]), "sum")[0])
@@ -135,7 +140,8 @@ class SublayerSums:
 
 class Collector:
     """Hooks that add one batch's detector and combinator rows to per-sublayer sums (and each
-    document's mean vector when ``pooled``)."""
+    document's mean vector when ``pooled``).
+    """
 
     def __init__(self, model, tolerance: float, positions: str = "all", pooled: bool = False):
         if positions not in POSITIONS:
@@ -200,7 +206,8 @@ def _last_only(weights: torch.Tensor) -> torch.Tensor:
 @dataclass
 class FFNSummary:
     """One language on one set of documents: the sums of both sublayers, and (if collected)
-    each document's mean vector per layer, in document order."""
+    each document's mean vector per layer, in document order.
+    """
 
     language: str
     ids: list[str]
@@ -262,7 +269,8 @@ def summarise(
 ) -> FFNSummary:
     """Stream ``tokens`` (one language's documents) through the model and summarise its FFNs.
     Under ``torchrun`` each process takes its share of the documents; the sums add up and the
-    per-document vectors are gathered back into document order."""
+    per-document vectors are gathered back into document order.
+    """
     tol = default_tolerance(model) if tolerance is None else tolerance
     collector = Collector(model, tol, positions, pooled)
     device = next(model.parameters()).device
@@ -290,7 +298,8 @@ RARE = 0.01  # a unit active in fewer than 1% of rows counts as rarely active
 
 def layer_metrics(sums: SublayerSums) -> dict[str, list[float]]:
     """Per layer: sparsity, mean activation frequency over units, share of rarely active units
-    (frequency < 1%), and flatness as a share of its maximum ``log(units)``."""
+    (frequency < 1%), and flatness as a share of its maximum ``log(units)``.
+    """
     freq = sums.frequency()
     return {
         "sparsity": sums.sparsity().tolist(),
@@ -331,7 +340,8 @@ def rank_correlations(
 @dataclass
 class FFNResult(Result):
     """Per-layer FFN metrics per language, rank correlations between languages, and layer
-    similarities (within the model, and against other models)."""
+    similarities (within the model, and against other models).
+    """
 
     languages: list[str]
     n_layers: int
@@ -371,7 +381,8 @@ class FFNResult(Result):
 
     def cross_language(self, sublayer: str) -> dict[str, list[float]]:
         """Per layer: the mean over language pairs of the parallel and unrelated correlations, of
-        their difference, and the mean same-language correlation on different documents."""
+        their difference, and the mean same-language correlation on different documents.
+        """
         n = len(self.languages)
         off = ~np.eye(n, dtype=bool)
         par, unr = self.correlation(sublayer, "parallel"), self.correlation(sublayer, "unrelated")

@@ -2,5 +2,5 @@
 accuracy, language fidelity, continuations), deactivation, neuron fine-tuning, enhancement,
 the paper's downstream tasks, perplexity.
 
-Layer: beside :mod:`workbench.clt`, above :mod:`workbench.neurons` and :mod:`workbench.lens`.
+Layer: beside [`workbench.clt`][workbench.clt], above [`workbench.neurons`][workbench.neurons] and [`workbench.lens`][workbench.lens].
 """

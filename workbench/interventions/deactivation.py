@@ -1,11 +1,11 @@
 """Deactivation experiments (MWork verification, docs/methods.md §7; the paper's Tables 1-5).
 
-Switch a language's neurons off (hooks, :mod:`workbench.neurons.masking`) and measure what each language
+Switch a language's neurons off (hooks, [`workbench.neurons.masking`][workbench.neurons.masking]) and measure what each language
 loses on held-out verses, against random neurons drawn with the same count in every layer and
 structure. The layers are split as in MWork into *understanding* (the first N), *task-solving*
 (the middle; its attention and its FFN count as separate groups) and *generation* (the last M).
 
-Measures per language (:class:`Measures`): next-token loss (nats/token), next-token accuracy,
+Measures per language ([`Measures`][workbench.interventions.measures.Measures]): next-token loss (nats/token), next-token accuracy,
 the *fidelity* of the model's top-1 predictions (teacher-forced: the share of predicted tokens
 in the input language among predictions that carry a language label), and optionally the
 fidelity of greedy continuations of verse beginnings. Deltas are "how much worse": loss up,
@@ -103,7 +103,8 @@ class LayerGroups:
 @dataclass
 class DeactivationResult(Result):
     """Everything one deactivation experiment (one kind of neuron set) measured; saved as part of
-    :class:`AblationResult`."""
+    [`AblationResult`][workbench.interventions.deactivation.AblationResult].
+    """
 
     languages: list[str]
     layer_groups: dict[str, int]
@@ -157,7 +158,8 @@ class DeactivationResult(Result):
 
     def settings_table(self, measure: str = "loss") -> list[dict]:
         """Tables 2-5 form: one row per setting (each language with its own set, or random ones
-        of the same counts, in a layer group); columns: languages, Delta_Eng, Delta_nEng, Delta."""
+        of the same counts, in a layer group); columns: languages, Delta_Eng, Delta_nEng, Delta.
+        """
         rows = []
         for group in self.own:
             for kind in ("language-specific", "random"):
@@ -225,10 +227,10 @@ def run_deactivation(
     random controls; the cross-language matrix (each language's whole set off, every language
     measured); greedy-continuation fidelity for the baseline, own and random whole sets.
 
-    ``categories``: per language, :func:`~workbench.lens.layer_language.token_categories`.
+    ``categories``: per language, [`token_categories`][workbench.lens.layer_language.token_categories].
     Measurements go to ``memo`` as they finish and are reused from it: keys start with
     ``prefix`` except the baseline's, which experiments on other sets share. Up to
-    ``settings_per_pass`` measurements share forward passes (:func:`measure_many`: one mask per
+    ``settings_per_pass`` measurements share forward passes ([`measure_many`][workbench.interventions.measures.measure_many]: one mask per
     batch row), and all continuations share one batch.
     """
     langs = list(tokens)
@@ -323,7 +325,8 @@ def run_deactivation(
 @dataclass
 class AblationResult(Result):
     """Deactivation experiments side by side, one per kind of neuron set (``plnd``, ``exclusive``,
-    ``lape``), on the same held-out verses and baseline."""
+    ``lape``), on the same held-out verses and baseline.
+    """
 
     experiments: dict[str, DeactivationResult]
     settings: dict = field(default_factory=dict)
@@ -336,7 +339,8 @@ class AblationResult(Result):
 
     def comparison(self, measure: str = "loss") -> list[dict]:
         """Per set kind and language: the damage to the language whose neurons are off, and the
-        mean damage to the other languages (its specificity is the gap between the two)."""
+        mean damage to the other languages (its specificity is the gap between the two).
+        """
         rows = []
         for kind, result in self.experiments.items():
             for row in result.table1(measure):

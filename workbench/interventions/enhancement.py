@@ -1,6 +1,6 @@
 """Enhancing a language by training only its neurons (docs/methods.md §8; MWork Figure 4 and Table 6).
 
-For each target language: train its neuron set (:func:`workbench.interventions.finetune.train_neurons`) on
+For each target language: train its neuron set ([`workbench.interventions.finetune.train_neurons`][workbench.interventions.finetune.train_neurons]) on
 the first 100, 200, 400 and 800 of one ordered sample of its documents, and a count-matched
 random set (same count per layer and structure) on 400 of them; measure every evaluation
 language before and after on held-out verses (loss, next-token accuracy, top-1 fidelity). The
@@ -40,7 +40,8 @@ GAIN_MEASURES: tuple[str, ...] = ("loss", "accuracy", "fidelity")
 @dataclass
 class EnhancementRun:
     """One training run (a target's own neurons or random ones, on ``size`` documents) and every
-    language measured after it."""
+    language measured after it.
+    """
 
     target: str
     kind: str  # "language" or "random"
@@ -87,7 +88,8 @@ class EnhancementResult(Result):
 
     def table(self, which: str = "loss") -> list[dict]:
         """Figure 4 / Table 6 form: per run, the gain of the target, of English, and of the other
-        languages (mean, and the largest loss among them), with the training cost."""
+        languages (mean, and the largest loss among them), with the training cost.
+        """
         rows = []
         for run in self.runs:
             others = [self.gain(run, lang, which) for lang in self.languages if lang not in (run.target, "en")]
@@ -160,7 +162,7 @@ def run_enhancement(
     first ``size`` are used), train its set from ``sets`` on each size and a random control;
     measure every language of ``evaluation`` (held-out documents) before and after.
 
-    ``categories``: per evaluated language, :func:`~workbench.lens.layer_language.token_categories`.
+    ``categories``: per evaluated language, [`token_categories`][workbench.lens.layer_language.token_categories].
     With ``folder`` the deltas go to ``folder/<deltas>/`` and are reused by a resumed run, as
     are the measurements in ``memo``. ``seed`` seeds the training order and the random control.
     """
@@ -175,7 +177,7 @@ def run_enhancement(
     dims = NeuronDims.of(model)
 
     def evaluate(key: str, delta: NeuronDelta | None) -> dict[str, Measures]:
-        """Every language in shared batches (:func:`measure_many`), with the delta applied."""
+        """Every language in shared batches ([`measure_many`][workbench.interventions.measures.measure_many]), with the delta applied."""
         pending = [lang for lang in langs if f"{key}/{lang}" not in memo.data]
         if pending:
             tick(f"{key}: measure {', '.join(pending)}")

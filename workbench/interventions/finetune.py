@@ -1,6 +1,6 @@
 """Neuron fine-tuning (docs/methods.md §8; MWork Figure 4 and Table 6): train only a neuron set.
 
-Only the parameter entries of the chosen neurons change (:func:`workbench.neurons.sets.parameter_entries`:
+Only the parameter entries of the chosen neurons change ([`workbench.neurons.sets.parameter_entries`][workbench.neurons.sets.parameter_entries]:
 an FFN unit's W_in/W_gate column and W_out row, a Q/K/V dimension's column, an O row). They are
 trained as small leaf tensors spliced into the frozen weights by a *parametrization*
 (``torch.nn.utils.parametrize``): the weight the model reads is ``W`` with those entries replaced.
@@ -8,7 +8,7 @@ The gradient reaching them is exactly the masked gradient of ``W``, and every ot
 bit-for-bit what it was, by construction. Parametrizations are removed on exit, like hooks, so
 the model object is left as it was found. The trained entries are float32 (or wider) whatever the
 model's dtype, cast to it as the weight is read, so Adam's small steps are not rounded away in half
-precision; a trained :class:`NeuronDelta` is applied the same way
+precision; a trained [`NeuronDelta`][workbench.interventions.finetune.NeuronDelta] is applied the same way
 (``with delta.applied(model): ...``), or exported as a full state dict.
 
 Biases: an FFN unit's ``b_in`` entry and a Q/K/V dimension's bias belong to the neuron when the
@@ -60,7 +60,8 @@ def _attribute_of(module: nn.Module, param: torch.Tensor) -> str:
 def neuron_indices(model, neurons: NeuronSet, biases: bool | None = None) -> dict[str, torch.Tensor]:
     """Flat indices of the neurons' parameter entries, per parameter path
     (``"blocks.3.mlp.W_in"``, a ``state_dict`` key). ``biases=None``: include bias entries only
-    where the model's bias is not identically zero."""
+    where the model's bias is not identically zero.
+    """
     masks: dict[str, torch.Tensor | None] = {}  # None: a bias left out
     for structure, rows in neurons.neurons.items():
         for layer, index in rows.tolist():
@@ -91,7 +92,8 @@ def patched(
 ) -> Iterator[dict[str, NeuronPatch]]:
     """Splice ``{path: (flat index, values)}`` into the model's weights for the duration of the
     block; with ``trainable`` every other parameter is frozen and the patches' values train.
-    Parametrizations and ``requires_grad`` flags are restored on exit, errors included."""
+    Parametrizations and ``requires_grad`` flags are restored on exit, errors included.
+    """
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     patches: dict[str, NeuronPatch] = {}
     try:
@@ -149,7 +151,8 @@ class NeuronDelta:
 
     def export(self, model, path: Path) -> Path:
         """Write the full fine-tuned model as a TransformerLens state dict (safetensors), loadable
-        with ``HookedTransformer(model.cfg).load_state_dict``."""
+        with ``HookedTransformer(model.cfg).load_state_dict``.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -160,7 +163,8 @@ class NeuronDelta:
 
     def save(self, path: Path) -> Path:
         """Save as safetensors: ``PATH::index`` and ``PATH::values`` per parameter, with the
-        neuron set and ``meta`` as JSON metadata."""
+        neuron set and ``meta`` as JSON metadata.
+        """
         from safetensors.torch import save
 
         from workbench.runs.results import atomic_write_bytes
@@ -237,7 +241,8 @@ def train_neurons(
 ) -> tuple[NeuronDelta, TrainRecord]:
     """Train only ``neurons``' parameter entries on ``tokens`` (documents, BOS first) with the
     causal-LM loss; return the trained entries and the training record. The model is left
-    exactly as it was. ``progress(step, loss)`` is called after every step."""
+    exactly as it was. ``progress(step, loss)`` is called after every step.
+    """
     if len(neurons) == 0:
         raise ValueError("The neuron set is empty: there is nothing to train.")
     if not tokens:

@@ -1,10 +1,10 @@
 """Measuring a model as it is hooked now, shared by deactivation, fine-tuning and tasks.
 
-Per language (:class:`Measures`): next-token loss (nats/token), next-token accuracy, and the
+Per language ([`Measures`][workbench.interventions.measures.Measures]): next-token loss (nats/token), next-token accuracy, and the
 *fidelity* of the model's top-1 predictions (teacher-forced: the share of predicted tokens in
 the input language among predictions that carry a language label), and optionally the fidelity
 of greedy continuations of verse beginnings. Also: count-matched random neuron sets (the
-controls), and :class:`MeasureMemo`, measurements saved as they finish so an interrupted
+controls), and [`MeasureMemo`][workbench.interventions.measures.MeasureMemo], measurements saved as they finish so an interrupted
 experiment resumes.
 """
 
@@ -66,7 +66,8 @@ class Measures:
 
 def in_language(categories: np.ndarray, language: str) -> tuple[np.ndarray, np.ndarray]:
     """Boolean vocabulary masks: tokens of ``language``, and tokens that carry any language label
-    (English, the input language, another language), from :func:`token_categories`."""
+    (English, the input language, another language), from [`token_categories`][workbench.lens.layer_language.token_categories].
+    """
     own = categories == (ENGLISH if language == "en" else INPUT)
     labelled = np.isin(categories, (ENGLISH, INPUT, OTHER))
     return own, labelled
@@ -86,8 +87,9 @@ def measure(
 
 @dataclass
 class Setting:
-    """One measurement of :func:`measure_many`: a language's documents and vocabulary masks, and
-    the neurons switched off while measuring them (None: none)."""
+    """One measurement of [`measure_many`][workbench.interventions.measures.measure_many]: a language's documents and vocabulary masks, and
+    the neurons switched off while measuring them (None: none).
+    """
 
     tokens: Sequence[torch.Tensor]
     own: np.ndarray
@@ -97,10 +99,11 @@ class Setting:
 
 @torch.no_grad()
 def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[Measures]:
-    """:func:`measure` for many settings in shared forward passes: every (setting, document) is a
-    batch row with its own mask (:func:`~workbench.neurons.masking.switched_off` with per-row sets), so
+    """[`measure`][workbench.interventions.measures.measure] for many settings in shared forward passes: every (setting, document) is a
+    batch row with its own mask ([`switched_off`][workbench.neurons.masking.switched_off] with per-row sets), so
     small measurements fill whole batches. Equal to measuring one setting at a time (the same
-    sums, added in another order)."""
+    sums, added in another order).
+    """
     device = next(model.parameters()).device
     owner = [i for i, setting in enumerate(settings) for _ in setting.tokens]  # the setting of each row
     documents = [doc for setting in settings for doc in setting.tokens]
@@ -130,7 +133,8 @@ def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT
 @torch.no_grad()
 def greedy_continuations(model, prompts: torch.Tensor, n_new: int) -> torch.Tensor:
     """``[b, n_new]`` greedy continuations of equal-length ``prompts [b, P]`` (with the hooks
-    that are active), reading out only the last position of each step, with a key-value cache."""
+    that are active), reading out only the last position of each step, with a key-value cache.
+    """
     return greedy(model, prompts, n_new)[0]
 
 
@@ -148,7 +152,8 @@ class MeasureMemo:
 
     def put_many(self, values: dict) -> None:
         """Record finished measurements (and save them, once for all; under ``torchrun`` process 0
-        saves)."""
+        saves).
+        """
         for key, value in values.items():
             self.data[key] = asdict(value) if isinstance(value, Measures) else value
         if self.path is not None:
@@ -175,7 +180,8 @@ def continuation_fidelity(
     new_tokens: int,
 ) -> dict[str, float | None]:
     """Per language, the share of its greedy continuations' language-labelled tokens that are in
-    the language, with ``sets[language]`` switched off; every language in one batch (per-row masks)."""
+    the language, with ``sets[language]`` switched off; every language in one batch (per-row masks).
+    """
     return continuation_fidelities(model, prompts, [sets], vocab, new_tokens)[0]
 
 
@@ -186,8 +192,9 @@ def continuation_fidelities(
     vocab: dict[str, tuple[np.ndarray, np.ndarray]],
     new_tokens: int,
 ) -> list[dict[str, float | None]]:
-    """:func:`continuation_fidelity` for several settings (per language, the set switched off) in
-    one batch: every (setting, language, prompt) is a row with its own mask."""
+    """[`continuation_fidelity`][workbench.interventions.measures.continuation_fidelity] for several settings (per language, the set switched off) in
+    one batch: every (setting, language, prompt) is a row with its own mask.
+    """
     langs = [lang for lang in prompts if len(prompts[lang])]
     if not langs:
         return [dict.fromkeys(prompts) for _ in settings]

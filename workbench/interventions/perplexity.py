@@ -53,7 +53,8 @@ class LanguageLoss:
     @property
     def bits_per_byte(self) -> float:
         """Total loss in bits over the UTF-8 bytes of the texts: comparable across tokenisers,
-        so across languages of a parallel corpus, where loss per token is not."""
+        so across languages of a parallel corpus, where loss per token is not.
+        """
         return float(sum(self.loss_sum) / math.log(2) / max(sum(self.n_bytes), 1))
 
     def interval(self, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -103,7 +104,8 @@ def document_losses(
     progress: Callable | None = None,
 ) -> tuple[list[float], list[int]]:
     """Summed next-token loss (nats) and number of predicted tokens for each document. Under
-    ``torchrun`` each rank takes its share and the records are gathered in document order."""
+    ``torchrun`` each rank takes its share and the records are gathered in document order.
+    """
     device = model.cfg.device
     mine = shard(len(token_lists))
     loss_sum = dict.fromkeys(mine, 0.0)

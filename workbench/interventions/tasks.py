@@ -209,7 +209,8 @@ def get_task(name: str) -> Task:
 
 def load_examples(task: Task, language: str, n: int | None = None, source: str | Path | None = None) -> list[dict]:
     """Examples of ``task`` in ``language``: from a local ``.jsonl`` file (``source``) with the
-    hub's fields, else from the hub (online, or already in the ``datasets`` cache)."""
+    hub's fields, else from the hub (online, or already in the ``datasets`` cache).
+    """
     if source is not None:
         path = Path(source)
         if not path.is_file():
@@ -245,7 +246,8 @@ def task_score(model, task: Task, examples: list[dict], language: str, max_promp
 
 def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: dict, options=None) -> dict:
     """Tables 2-5 for a task: the score drop of every language when its own neurons (in each
-    layer group) or as many random ones are switched off; with Delta_Eng, Delta_nEng, Delta."""
+    layer group) or as many random ones are switched off; with Delta_Eng, Delta_nEng, Delta.
+    """
     options = options or DeactivationOptions()
     dims = NeuronDims.of(model)
     groups = LayerGroups.default(dims.n_layers, options.understanding, options.generation)
@@ -279,7 +281,8 @@ def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: 
 
 def task_enhancement(model, task: Task, examples: dict[str, list[dict]], deltas: dict) -> dict:
     """MWork Figure 4 / Table 6 on a task: every language's score with each fine-tuned delta
-    (:class:`~workbench.interventions.finetune.NeuronDelta`, by label) applied, and its gain over the base model."""
+    ([`NeuronDelta`][workbench.interventions.finetune.NeuronDelta], by label) applied, and its gain over the base model.
+    """
     baseline = {lang: task_score(model, task, exs, lang) for lang, exs in examples.items()}
     rows = []
     for label, delta in deltas.items():

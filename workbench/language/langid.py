@@ -19,7 +19,7 @@ Two kinds of evidence, in order:
    when it leads the runner-up by ``margin`` Zipf units (a factor of 10 at 1.0); otherwise the
    token is ambiguous and keeps its candidate languages.
 
-Labels of a whole vocabulary are computed once per tokenizer and cached (:func:`vocab_languages`).
+Labels of a whole vocabulary are computed once per tokenizer and cached ([`vocab_languages`][workbench.language.langid.vocab_languages]).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _MARKERS = "▁Ġ "  # word-start markers of SentencePiece and byte-level BPE vo
 
 @cache
 def wordfreq_zipf(code: str) -> dict[str, float] | None:
-    """wordfreq's "best" list for a language as word -> Zipf frequency (read once per process)."""
+    """Wordfreq's "best" list for a language as word -> Zipf frequency (read once per process)."""
     import wordfreq
 
     if code not in wordfreq.available_languages("best"):
@@ -217,7 +217,8 @@ def corpus_frequencies(texts: Iterable[str], min_count: int = 3) -> dict[str, fl
 
 def default_classifier(corpus=None, languages: Sequence[str] | None = None) -> TokenClassifier:
     """A classifier over ``languages`` (default: the corpus's), with Bible word lists for the
-    languages wordfreq lacks, counted on the corpus's analysis split only."""
+    languages wordfreq lacks, counted on the corpus's analysis split only.
+    """
     import wordfreq
 
     from workbench.data.corpus import BibleCorpus
@@ -276,7 +277,8 @@ class VocabLanguages:
 
 def decoded_vocab(tokenizer, d_vocab: int) -> list[str]:
     """Each token id decoded on its own, keeping a word-start space; specials and raw-byte pieces
-    decode to '' (no language), as do ids past the tokenizer's vocabulary."""
+    decode to '' (no language), as do ids past the tokenizer's vocabulary.
+    """
     size = min(d_vocab, len(tokenizer))
     pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
     special = set(getattr(tokenizer, "all_special_tokens", []))
@@ -369,8 +371,9 @@ def accuracy_table(vocab: VocabLanguages, tokens_by_language: dict[str, Sequence
 def heldout_accuracy(
     tokenizer, vocab: VocabLanguages, corpus, languages: Sequence[str], n: int = 300, seed: int = 0
 ) -> list[dict]:
-    """:func:`accuracy_table` on ``n`` aligned held-out documents per language of ``corpus``
-    (the word lists only ever see the analysis split)."""
+    """[`accuracy_table`][workbench.language.langid.accuracy_table] on ``n`` aligned held-out documents per language of ``corpus``
+    (the word lists only ever see the analysis split).
+    """
     docs = corpus.parallel_sample(list(languages), n, "heldout", seed)
     tokens = {
         lang: [tokenizer(text, add_special_tokens=False)["input_ids"] for text in docs[lang]["text"]]

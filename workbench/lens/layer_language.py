@@ -1,6 +1,6 @@
 """The language of every layer (MWork Figure 1; Wendler et al.'s latent language).
 
-From a :class:`~workbench.lens.logit_lens.LensReadout` and the language labels of the vocabulary:
+From a [`LensReadout`][workbench.lens.logit_lens.LensReadout] and the language labels of the vocabulary:
 
 * **ratio**: per layer, the shares of English, input-language, other-language, ambiguous and
   "none" tokens among the top-k decoded tokens (the paper's Figure 1);
@@ -28,11 +28,12 @@ from workbench.runs.distributed import shard
 from workbench.runs.results import Result
 
 CATEGORIES: tuple[str, ...] = ("english", "input", "other", "ambiguous", "none")
+"""The categories a layer's decoded token falls in, in the order the figures stack them."""
 ENGLISH, INPUT, OTHER, AMBIGUOUS_CAT, NONE_CAT = range(len(CATEGORIES))
 
 
 def token_categories(vocab: VocabLanguages, input_language: str) -> np.ndarray:
-    """Category index (see :data:`CATEGORIES`) of every vocabulary token for ``input_language``."""
+    """Category index (see [`CATEGORIES`][workbench.lens.layer_language.CATEGORIES]) of every vocabulary token for ``input_language``."""
     cats = np.full(len(vocab.labels), OTHER, dtype=np.int8)
     may_en = vocab.may_be("en")
     may_input = vocab.may_be(input_language)
@@ -101,7 +102,7 @@ def summarise(
     """Ratios and latent-language masses of one input language's readout.
 
     The readout must carry the groups ``"english"`` and ``"input"`` (built from
-    :func:`token_categories` by :func:`lens_groups`).
+    [`token_categories`][workbench.lens.layer_language.token_categories] by [`lens_groups`][workbench.lens.layer_language.lens_groups]).
     """
     cats = token_categories(vocab, language)
     en = readout.group_mass[:, :, readout.groups.index("english")]

@@ -68,7 +68,8 @@ class LensReadout:
 
     def in_document_order(self) -> LensReadout:
         """The rows sorted by (document, position): the same readout however documents were batched
-        or split over processes."""
+        or split over processes.
+        """
         order = np.lexsort((self.position, self.doc))
         return LensReadout(
             doc=self.doc[order],

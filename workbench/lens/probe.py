@@ -48,7 +48,8 @@ def residual_rows(
 ) -> ProbeRows:
     """Every residual point's rows for at most ``max_tokens`` tokens per language (documents in
     order, BOS and padding left out), languages indexed in ``documents``' order. Reading stops
-    for a language once it has its tokens."""
+    for a language once it has its tokens.
+    """
     L = model.cfg.n_layers
     names = {resid_hook(p, L) for p in range(L + 1)}
     xs, langs, ids = [], [], []
@@ -142,7 +143,8 @@ def probe_points(
 ) -> tuple[list[PointScore], dict]:
     """Fit a probe per residual point on ``train``, score it on ``test``; and the baselines
     (``majority``, ``token``: all held-out tokens; ``token_shared``: shared ones; ``shared_share``:
-    the share of held-out tokens that are shared)."""
+    the share of held-out tokens that are shared).
+    """
     shared = shared_tokens(train.token, train.language)
     is_shared = np.array([t in shared for t in test.token.tolist()], dtype=bool)
     y = test.language.numpy()

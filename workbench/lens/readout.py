@@ -15,12 +15,15 @@ from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.utilities.activation_functions import apply_softcap
 
+from workbench.models.model import Model
+
 DEFAULT_CHUNK_ROWS = 256
 
 
 def wide(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32, or as it is when wider: a half-precision model's values, before they are
-    summed or turned into probabilities."""
+    summed or turned into probabilities.
+    """
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
@@ -34,7 +37,8 @@ def logits_of_rows(model: HookedTransformer, normed: torch.Tensor) -> torch.Tens
 
 def next_token_losses(model, tokens: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
     """Cross-entropy (nats) of every next token: ``[batch, pos - 1]``, equal to
-    ``F.cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` position by position."""
+    ``F.cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` position by position.
+    """
     return next_token_predictions(model, tokens, chunk_rows)[0]
 
 
@@ -100,11 +104,12 @@ def mean_next_token_loss(
     return total / max(int(real.sum()), 1)
 
 
-def last_logits(model, tokens: torch.Tensor, past_kv_cache=None) -> torch.Tensor:
+def last_logits(model: Model, tokens: torch.Tensor, past_kv_cache=None) -> torch.Tensor:
     """``[n, d_vocab]``: the next-token logits at the last position of ``tokens [n, p]``. The blocks
     run over every given position; the final norm and the unembedding (262k columns on Gemma) only
     at the last. With ``past_kv_cache`` (a TransformerLens key-value cache) ``tokens`` are the new
-    positions only. A model loaded through TransformerBridge runs its own whole forward."""
+    positions only. A model loaded through TransformerBridge runs its own whole forward.
+    """
     if not isinstance(model, HookedTransformer):
         return model(tokens, return_type="logits")[:, -1]
     extra = {}
@@ -118,7 +123,7 @@ def last_logits(model, tokens: torch.Tensor, past_kv_cache=None) -> torch.Tensor
 
 @torch.no_grad()
 def greedy(
-    model, prompts: torch.Tensor, new_tokens: int, reduce=None, cache: bool = True
+    model: Model, prompts: torch.Tensor, new_tokens: int, reduce=None, cache: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Greedy continuation of equal-length ``prompts [n, p]`` under the hooks active now.
 

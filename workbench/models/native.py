@@ -8,9 +8,9 @@ those families cannot convert. XGLM, the FFN paper's family, it does not have at
 OPT's block with a scaled embedding and sinusoidal positions: both fold into ``W_E`` and
 ``W_pos`` exactly, and OPT's weight converter does the rest.
 
-:func:`native_config` builds the config from the HF config (every field the forward pass reads:
+[`native_config`][workbench.models.native.native_config] builds the config from the HF config (every field the forward pass reads:
 norms, rotary bases local and global, sliding windows, softcaps, query scaling, q/k norms);
-:func:`native_state_dict` converts the weights with TransformerLens's own converters. The
+[`native_state_dict`][workbench.models.native.native_state_dict] converts the weights with TransformerLens's own converters. The
 coverage tests hold every family's logits to the HF model's.
 """
 
@@ -28,7 +28,8 @@ MAX_ROTARY_CTX = 8192  # TransformerLens's own cap for Gemma: its masks are n_ct
 
 def _rope_theta(params: dict[str, Any] | None) -> float:
     """The rotary base of one rope-parameters dict (a scaling, which no native config reads, is
-    found by :func:`conversion_gap`)."""
+    found by [`conversion_gap`][workbench.models.native.conversion_gap]).
+    """
     return float((params or {}).get("rope_theta", 10000.0))
 
 
@@ -165,7 +166,8 @@ CONFIGS = {
 
 def native_config(hf_model, name: str, device, dtype: torch.dtype) -> HookedTransformerConfig | None:
     """The ``HookedTransformerConfig`` of ``hf_model`` built from its own config, or None for a
-    family TransformerLens converts by itself."""
+    family TransformerLens converts by itself.
+    """
     hf = hf_model.config
     architecture = (getattr(hf, "architectures", None) or [type(hf_model).__name__])[0]
     build = CONFIGS.get(architecture)
@@ -187,7 +189,8 @@ def conversion_gap(hf_config, cfg: HookedTransformerConfig) -> str | None:
     """What of the HF model's attention ``cfg`` does not carry, or None: a sliding window on other
     layers or of another width, a scaled rotary embedding TransformerLens did not read,
     bidirectional attention. Each would give numbers that differ from the model's only on long
-    prompts (or subtly), so a load that finds one takes the bridge instead."""
+    prompts (or subtly), so a load that finds one takes the bridge instead.
+    """
     window = getattr(hf_config, "sliding_window", None)
     if window and getattr(hf_config, "use_sliding_window", True) is not False:
         types = getattr(hf_config, "layer_types", None) or ["sliding_attention"] * cfg.n_layers
@@ -233,7 +236,8 @@ def native_state_dict(hf_model, cfg: HookedTransformerConfig) -> dict[str, torch
 def _xglm_as_opt(xglm):
     """XGLM seen as OPT: the same layer names; the embedding scale folded into the token
     embedding (the unembedding stays the unscaled, tied matrix) and the sinusoidal table (with
-    OPT's offset of 2) as the position embedding."""
+    OPT's offset of 2) as the position embedding.
+    """
     model = xglm.model
     decoder = SimpleNamespace(
         embed_tokens=SimpleNamespace(weight=model.embed_tokens.weight * model.embed_tokens.embed_scale),

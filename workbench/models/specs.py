@@ -1,9 +1,9 @@
 """What a model spec names, and whether it can load, decided without importing torch.
 
-A spec is a known short name (:data:`KNOWN_MODELS`), ``zoo:NAME``, a local Hugging Face folder, or
-a hub name. :func:`check_spec` refuses, in milliseconds, the specs that cannot load: an unknown
+A spec is a known short name ([`KNOWN_MODELS`][workbench.models.specs.KNOWN_MODELS]), ``zoo:NAME``, a local Hugging Face folder, or
+a hub name. [`check_spec`][workbench.models.specs.check_spec] refuses, in milliseconds, the specs that cannot load: an unknown
 short name, an untrained zoo model, a file, a folder without ``config.json``. So the command line
-answers bad input at once, and :func:`~workbench.models.loading.load_model` asks the same function
+answers bad input at once, and [`load_model`][workbench.models.loading.load_model] asks the same function
 before it loads anything. Whether a hub name is reachable is left to loading (it may need the
 network).
 """
@@ -57,6 +57,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         ),
     )
 }
+"""The model names the workbench knows without a folder or the hub: the default Gemma and the tiny test models."""
 
 
 def known_model_names() -> str:
@@ -68,7 +69,8 @@ def _transformer_lens_names() -> dict[str, str]:
     """TransformerLens's official model names and aliases (lower-cased) -> official name.
 
     Read from its module ``supported_models``, which is plain data, by file path: importing it the
-    usual way would import all of TransformerLens (and torch) first."""
+    usual way would import all of TransformerLens (and torch) first.
+    """
     package = importlib.util.find_spec("transformer_lens")
     path = Path(package.submodule_search_locations[0]) / "supported_models.py"
     spec = importlib.util.spec_from_file_location("_workbench_tl_supported_models", path)
@@ -89,7 +91,8 @@ def official_name(spec: str) -> str | None:
 
 def check_spec(spec: str) -> Route:
     """The route that loads ``spec``; a spec that cannot load is refused with the fix (hub names are
-    checked for reachability on load)."""
+    checked for reachability on load).
+    """
     if spec.startswith(ZOO_PREFIX):
         zoo_folder(spec[len(ZOO_PREFIX) :])
         return "zoo"

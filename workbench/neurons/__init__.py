@@ -2,5 +2,5 @@
 parallel importance (with the Q/K pattern-change kernel in C), PLND with its literal reference,
 LAPE, and the hooks that switch a set off.
 
-Layer: beside :mod:`workbench.lens` and :mod:`workbench.ffn`, above :mod:`workbench.language`.
+Layer: beside [`workbench.lens`][workbench.lens] and [`workbench.ffn`][workbench.ffn], above [`workbench.language`][workbench.language].
 """

@@ -12,10 +12,10 @@
   ``sum_{h in g} z[:, h, k] W_O[h, k]`` (one head without grouped-query attention, where V and
   O importances coincide).
 * **Attention Q and K** (the paper's approximation): zeroing column k of W_Q (W_K) changes the
-  attention scores through the q/k norm and rotary embedding (:mod:`workbench.neurons.qk_importance`);
+  attention scores through the q/k norm and rotary embedding ([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]);
   ``Imp ~ sum_t || softmax(S'_t) - softmax(S_t) ||^2`` over the counted query rows (masked keys
   stay masked), summed over the query heads of a key's group for K. Every neuron of a layer is
-  done together (:mod:`workbench.neurons.pattern_change`: a C kernel on CPUs, tensors elsewhere).
+  done together ([`workbench.neurons.pattern_change`][workbench.neurons.pattern_change]: a C kernel on CPUs, tensors elsewhere).
 
 FFN, V and O importances measure the **sublayer output** exactly, before any norm that follows
 the sublayer (Gemma 2/3's ``ln1_post``/``ln2_post``); Q and K importances measure the attention
@@ -172,7 +172,7 @@ def batch_importance(
 
     With ``lape`` also counts, per FFN neuron, the tokens where its activation is positive
     (LAPE, docs/methods.md §6), from the same forward pass. ``backend`` picks how Q/K pattern
-    changes are computed (:mod:`workbench.neurons.pattern_change`: ``auto``, ``c`` or ``torch``).
+    changes are computed ([`workbench.neurons.pattern_change`][workbench.neurons.pattern_change]: ``auto``, ``c`` or ``torch``).
     """
     structures = check_structures(structures)
     check_structures_fit(model, structures)

@@ -1,6 +1,6 @@
 """Switching neurons off with hooks: the same output as zeroing their parameters, no weight edited.
 
-A :class:`~workbench.neurons.sets.NeuronSet` becomes forward hooks that multiply activations by a 0/1
+A [`NeuronSet`][workbench.neurons.sets.NeuronSet] becomes forward hooks that multiply activations by a 0/1
 mask, at the point where the neuron's parameters act:
 
 =============  =============================  ===============================================
@@ -15,7 +15,7 @@ structure      hook                           equivalent parameter edit
 
 ``hook_q``/``hook_k`` are the projections before any q/k norm and rotary embedding, so masking
 there is exactly zeroing W_Q's (W_K's) column: the neuron PLND scores
-(:mod:`workbench.neurons.qk_importance`). Hooks are removed when the ``with`` block ends, also on errors.
+([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]). Hooks are removed when the ``with`` block ends, also on errors.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ HOOK_OF = {
 
 def _mask_hook(keep: torch.Tensor) -> Callable:
     """Multiply the activation by ``keep``: ``[d_mlp]`` or ``[heads, d_head]``, or per batch row
-    ``[b, 1, d_mlp]`` / ``[b, 1, heads, d_head]`` (broadcast over positions)."""
+    ``[b, 1, d_mlp]`` / ``[b, 1, heads, d_head]`` (broadcast over positions).
+    """
 
     def hook(activation, hook):
         return activation * keep.to(activation.device, activation.dtype)
@@ -48,7 +49,8 @@ def _mask_hook(keep: torch.Tensor) -> Callable:
 
 def _keep_masks(dims: NeuronDims, neurons: NeuronSet) -> dict[tuple[str, int], torch.Tensor]:
     """``(structure, layer) -> keep`` (1 = on, 0 = off), shaped like the hooked activation's
-    last axes, for every layer and structure where ``neurons`` switches something off."""
+    last axes, for every layer and structure where ``neurons`` switches something off.
+    """
     out = {}
     for structure, masks in neurons.to_mask(dims).items():
         for layer, mask in enumerate(masks):
@@ -85,7 +87,8 @@ def mask_hooks(model, neurons: NeuronSet | Sequence[NeuronSet | None]) -> list[t
 @contextmanager
 def switched_off(model, neurons: NeuronSet | Sequence[NeuronSet | None] | None) -> Iterator[None]:
     """Run the block with ``neurons`` switched off (nothing changes for ``None`` or an empty set);
-    a sequence of sets gives each batch row its own."""
+    a sequence of sets gives each batch row its own.
+    """
     hooks = [] if neurons is None else mask_hooks(model, neurons)
     if not hooks:
         yield

@@ -1,5 +1,5 @@
 """How much an attention pattern changes when one score-side neuron is zeroed: the inner loop of
-the Q/K importances (:mod:`workbench.neurons.qk_importance`), for every row and neuron at once.
+the Q/K importances ([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]), for every row and neuron at once.
 
 For a query row r (one position of one head) with pattern ``P`` over its visible keys, zeroing a
 neuron c changes the raw scores by
@@ -17,7 +17,7 @@ Two backends give the same numbers (a test holds them together):
 
 * ``"c"``: a small C kernel (``kernels/pattern_change.c``), compiled once per machine with the
   system's C compiler and loaded with ``ctypes``: one exponential per entry, vectorised over
-  blocks of :data:`NEURON_BLOCK` neurons of a row, only the keys a row can see (causal mask and
+  blocks of [`NEURON_BLOCK`][workbench.neurons.pattern_change.NEURON_BLOCK] neurons of a row, only the keys a row can see (causal mask and
   sliding window), rows that do not count skipped. The CPU default.
 * ``"torch"``: the same formula on tensors, query rows in blocks (each with the keys it can see)
   and neurons in chunks so no temporary exceeds ``chunk_elements`` floats; no host
@@ -42,14 +42,17 @@ COMPILE_FLAGS = ("-O3", "-ffast-math", "-fopenmp", "-march=native", "-shared", "
 LINK_FLAGS = ("-lmvec", "-lm")  # glibc's vector tanh (soft caps), what -ffast-math vectorises tanhf into
 DEFAULT_CHUNK_ELEMENTS = 1 << 22  # floats per [b, heads, rows, neurons, keys] temporary of the torch path
 BACKENDS = ("auto", "c", "torch")
-NEURON_BLOCK = 32  # the kernel's CB: neurons per vector block (the neuron axis is padded to a multiple)
-MASKED_LOG = -1e30  # log P of a masked key: finite (the C kernel is compiled with -ffast-math), exp -> 0
+NEURON_BLOCK = 32
+"""The kernel's CB: neurons per vector block (the neuron axis is padded to a multiple)."""
+MASKED_LOG = -1e30
+"""Log P of a masked key: finite (the C kernel is compiled with -ffast-math), exp -> 0."""
 
 
 def log_pattern(pattern: torch.Tensor) -> torch.Tensor:
-    """``log P`` where ``P > 0``, :data:`MASKED_LOG` where a key is masked (or its weight underflowed).
+    """``log P`` where ``P > 0``, [`MASKED_LOG`][workbench.neurons.pattern_change.MASKED_LOG] where a key is masked (or its weight underflowed).
     From the scores, ``log_softmax(scores).clamp_min(MASKED_LOG)`` is the same, cheaper and exact
-    where ``P`` underflows."""
+    where ``P`` underflows.
+    """
     return torch.where(pattern > 0, pattern.log(), torch.full_like(pattern, MASKED_LOG))
 
 
@@ -72,7 +75,7 @@ def row_pattern_change(
     keys]``; ``row`` holds ``f``, ``p``, ``q`` ``[b, heads, rows, neurons]`` (``f`` may be None)
     and ``key`` holds ``E``, ``U``, ``V`` ``[b, kv_heads, keys, neurons]`` (``E`` may be None).
     ``counted [b, rows]``: rows that count (others give 0 on the C path). With a soft cap,
-    ``capped`` are the model's capped scores (0 where masked). ``log_p``: :func:`log_pattern`
+    ``capped`` are the model's capped scores (0 where masked). ``log_p``: [`log_pattern`][workbench.neurons.pattern_change.log_pattern]
     of ``pattern``, when the caller has it already.
     """
     if backend not in BACKENDS:
@@ -113,7 +116,8 @@ def _by_torch(pattern, log_p, scores, capped, row, key, causal: bool, soft_cap: 
 
 def row_blocks(n_q: int, n_k: int, max_rows: int, causal: bool) -> list[tuple[slice, slice]]:
     """Query row blocks, each with the keys it can see. Causal attention never looks ahead, so
-    splitting the rows into (at least) 4 blocks skips most of the masked upper triangle."""
+    splitting the rows into (at least) 4 blocks skips most of the masked upper triangle.
+    """
     size = max(1, min(max_rows, -(-n_q // 4) if causal else n_q))
     offset = n_k - n_q  # keys before the first query (0 without a cache)
     return [
@@ -164,7 +168,8 @@ def _padded(t: torch.Tensor | None, size: int) -> torch.Tensor | None:
 @functools.cache
 def kernel():
     """The compiled C kernel (built on first use into the workbench cache), or None where no C
-    compiler works; then the torch backend is used, with one warning."""
+    compiler works; then the torch backend is used, with one warning.
+    """
     try:
         function = ctypes.CDLL(str(_build())).pattern_change
     except (OSError, subprocess.CalledProcessError) as error:

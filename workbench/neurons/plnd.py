@@ -1,19 +1,19 @@
 """PLND per language: which neurons matter for every document of a language (docs/methods.md §4-5).
 
-For each document the parallel importances (:mod:`workbench.neurons.importance`) decide which neurons
-are *activated* (:class:`Selection`: in the top fraction / top-k of their layer and structure,
+For each document the parallel importances ([`workbench.neurons.importance`][workbench.neurons.importance]) decide which neurons
+are *activated* ([`Selection`][workbench.neurons.selection.Selection]: in the top fraction / top-k of their layer and structure,
 or above a threshold epsilon); a neuron is *specific* to a language when it is activated for
 all (or a chosen fraction of) the language's documents; optionally sets are made *exclusive*
 by removing the neurons specific to every language.
 
-Per language only summaries are kept (:class:`ImportanceSummary`), never per-document arrays:
+Per language only summaries are kept ([`ImportanceSummary`][workbench.neurons.plnd.ImportanceSummary]), never per-document arrays:
 the mean, minimum and worst rank of every neuron over documents, and how many documents
 activated it, overall and in two disjoint halves of the documents (even and odd positions),
 which measure how stable the sets are when the sample changes. The minimum and worst rank let
 the "every document" sets be re-selected for any threshold or k without rerunning the model.
-LAPE's activation counts (:mod:`workbench.neurons.lape`) come from the same forward passes.
+LAPE's activation counts ([`workbench.neurons.lape`][workbench.neurons.lape]) come from the same forward passes.
 
-:class:`PLNDResult` saves the selected sets as JSON and the summaries as safetensors.
+[`PLNDResult`][workbench.neurons.plnd.PLNDResult] saves the selected sets as JSON and the summaries as safetensors.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _compact(a: np.ndarray) -> np.ndarray:
 
 
 class _Accumulator:
-    """Folds batches of per-document importances into an :class:`ImportanceSummary`."""
+    """Folds batches of per-document importances into an [`ImportanceSummary`][workbench.neurons.plnd.ImportanceSummary]."""
 
     def __init__(self, dims: NeuronDims, structures: list[str], selection: Selection, lape: bool):
         shape = {s: (dims.n_layers, structure_size(dims, s)) for s in structures}
@@ -146,8 +146,9 @@ class _Accumulator:
             self.positive += part.positive.sum(0, dtype=torch.float64)
 
     def merge(self) -> None:
-        """Fold in what the other ranks found (:mod:`workbench.runs.distributed`): sums and counts
-        add, minima and worst ranks take the extreme. Nothing to do in a world of one."""
+        """Fold in what the other ranks found ([`workbench.runs.distributed`][workbench.runs.distributed]): sums and counts
+        add, minima and worst ranks take the extreme. Nothing to do in a world of one.
+        """
         for s in self.total:
             all_reduce(self.total[s], "sum")
             all_reduce(self.minimum[s], "min")
@@ -187,7 +188,8 @@ def language_importance(
 ) -> ImportanceSummary:
     """PLND (and LAPE counts) over one language's documents, summarised. Under ``torchrun`` each
     rank takes its share of the documents and the summaries merge exactly (sums within float
-    rounding); every rank returns the whole summary."""
+    rounding); every rank returns the whole summary.
+    """
     structures = check_structures(structures)
     tokens = tokenize(model, texts, ids, on_too_long=on_too_long)
     mine = shard(len(tokens))

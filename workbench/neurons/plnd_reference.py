@@ -2,7 +2,7 @@
 
 This is the definition ``Imp(N | c) = || T\\N(h) - T(h) ||^2`` computed the slow way, one neuron
 at a time, on one document. It exists to hold the parallel computation in
-:mod:`workbench.neurons.importance` to the definition (tests) and to time the speed-up (benchmark).
+[`workbench.neurons.importance`][workbench.neurons.importance] to the definition (tests) and to time the speed-up (benchmark).
 Parameters are zeroed (and restored) in a *copy* of the sublayer; the model is never edited.
 
 * FFN, V, O: the change of the sublayer's output (before any post-sublayer norm), summed over
@@ -32,7 +32,8 @@ def _on_model(model, tokens: torch.Tensor) -> torch.Tensor:
 def sublayer_inputs(model, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs of layer ``layer``'s attention and MLP for one document ``[1, pos]``: the
     residual stream before each (both read the block's input with parallel attention, GPT-NeoX
-    style), through the block's own norm (weights included)."""
+    style), through the block's own norm (weights included).
+    """
     tokens = _on_model(model, tokens)
     mlp_reads = "hook_resid_pre" if model.cfg.parallel_attn_mlp else "hook_resid_mid"
     names = (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.{mlp_reads}")

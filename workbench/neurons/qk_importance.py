@@ -1,7 +1,7 @@
 """Q and K importances of the parameter neuron: column k of W_Q (or W_K), zeroed exactly.
 
 A PLND query neuron (head h, dimension k) is column k of head h's W_Q with its bias, the same
-parameters deactivation switches off and fine-tuning trains (:mod:`workbench.neurons.masking`). Zeroing it
+parameters deactivation switches off and fine-tuning trains ([`workbench.neurons.masking`][workbench.neurons.masking]). Zeroing it
 sets the projection's coordinate k to 0 *before* the q-norm and rotary embedding, so the query
 that enters the scores changes in two ways:
 
@@ -13,7 +13,7 @@ that enters the scores changes in two ways:
 
 So with ``r`` the rotated key and A the attention scale, the scores of query t change to
 ``S'_tj = s_t (S_tj - q_n[t, k] (cos[t, k] r_j[k] + sin*[t, k] r_j[k']) / A)``: a row rescaling
-plus two outer products, the form :mod:`workbench.neurons.pattern_change` evaluates for every neuron at
+plus two outer products, the form [`workbench.neurons.pattern_change`][workbench.neurons.pattern_change] evaluates for every neuron at
 once. A key neuron (key/value head g, dimension k) is the mirror image: per key position j,
 ``S'_tj = s_j (S_tj - k_n[j, k] (cos[j, k] q_t[k] + sin*[j, k] q_t[k']) / A)`` in every query
 head of group g, whose pattern changes add up. Without a norm ``s = 1``; without rotary
@@ -21,7 +21,7 @@ head of group g, whose pattern changes add up. Without a norm ``s = 1``; without
 
 The importance itself is the paper's approximation (docs/methods.md §4): the change of the
 attention pattern, ``sum_t || softmax(S'_t) - softmax(S_t) ||^2`` over the counted query rows,
-computed exactly for every neuron. :mod:`workbench.neurons.plnd_reference` holds it to zeroing the
+computed exactly for every neuron. [`workbench.neurons.plnd_reference`][workbench.neurons.plnd_reference] holds it to zeroing the
 column of a copy of the sublayer and rerunning it.
 """
 
@@ -57,7 +57,8 @@ def check_supported(cfg) -> None:
 
 def hook_names(model, layer: int) -> dict[str, str]:
     """The hooks a layer's Q/K importances read: projections (before any norm), rotated
-    vectors (with rotary embeddings), scores."""
+    vectors (with rotary embeddings), scores.
+    """
     prefix = f"blocks.{layer}.attn"
     names = {"q": f"{prefix}.hook_q", "k": f"{prefix}.hook_k", "scores": f"{prefix}.hook_attn_scores"}
     if model.cfg.positional_embedding_type == "rotary":
@@ -92,7 +93,8 @@ def rotary_pairs(attn, n_pos: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def norm_factors(raw: torch.Tensor, norm) -> tuple[torch.Tensor, torch.Tensor]:
     """``(s, normed)`` for vectors ``raw [..., d_head]`` before a per-head RMSNorm: ``s[..., k]``
     the factor by which the normalised vector grows when coordinate k is zeroed, ``normed`` the
-    normalised coordinates. Without a norm: ``(1, raw)``."""
+    normalised coordinates. Without a norm: ``(1, raw)``.
+    """
     raw = raw.float()
     if norm is None:
         return torch.ones_like(raw), raw
@@ -110,7 +112,7 @@ def query_and_key_importance(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> dict[str, torch.Tensor]:
     """Importances of every query neuron ``[b, heads, d_head]`` and key neuron ``[b, kv_heads,
-    d_head]`` of one layer, from the activations the hooks of :func:`hook_names` saw.
+    d_head]`` of one layer, from the activations the hooks of [`hook_names`][workbench.neurons.qk_importance.hook_names] saw.
 
     ``weights [b, pos]`` are the query rows that count (padding and BOS at 0).
     """
@@ -164,10 +166,11 @@ def _heads_first(t: torch.Tensor) -> torch.Tensor:
 
 
 def query_factors(s, normed, rk, partner, cos, sin) -> tuple[dict, dict]:
-    """:func:`~workbench.neurons.pattern_change.row_pattern_change`'s factors for query neurons: per query
+    """[`row_pattern_change`][workbench.neurons.pattern_change.row_pattern_change]'s factors for query neurons: per query
     row the norm's growth ``s - 1`` and the coordinate's weights on the key's coordinate and its
     rotary partner (``cos``, ``sin`` divided by the attention scale); per key the rotated key.
-    ``s``, ``normed`` ``[b, pos, heads, d]``, ``rk [b, pos, kv_heads, d]``."""
+    ``s``, ``normed`` ``[b, pos, heads, d]``, ``rk [b, pos, kv_heads, d]``.
+    """
     rows = _heads_first
     row = {"f": rows(s - 1), "p": rows(s * normed * cos[:, None]), "q": rows(s * normed * sin[:, None])}
     key = {"E": None, "U": rk.permute(0, 2, 1, 3), "V": rk[..., partner].permute(0, 2, 1, 3)}
@@ -177,7 +180,8 @@ def query_factors(s, normed, rk, partner, cos, sin) -> tuple[dict, dict]:
 def key_factors(s, normed, rq, partner, cos, sin) -> tuple[dict, dict]:
     """The mirror image for key neurons: per key position the norm's growth and the coordinate's
     weights; per query row the rotated query's coordinate and its partner. ``s``, ``normed``
-    ``[b, pos, kv_heads, d]``, ``rq [b, pos, heads, d]``."""
+    ``[b, pos, kv_heads, d]``, ``rq [b, pos, heads, d]``.
+    """
     keys = _heads_first
     key = {"E": keys(s - 1), "U": keys(s * normed * cos[:, None]), "V": keys(s * normed * sin[:, None])}
     row = {"f": None, "p": rq.permute(0, 2, 1, 3), "q": rq[..., partner].permute(0, 2, 1, 3)}

@@ -1,7 +1,7 @@
 """Which neurons an analysis reads, and when one counts as activated or language-specific.
 
 Plain definitions without torch (the command line validates them at once): the neuron
-structures PLND scores, and :class:`Selection`, PLND's rule for activated and specific neurons
+structures PLND scores, and [`Selection`][workbench.neurons.selection.Selection], PLND's rule for activated and specific neurons
 (MWork; docs/methods.md §5).
 """
 

@@ -58,7 +58,7 @@ def n_kv_heads(dims) -> int:
 
 
 def structure_size(dims, structure: str) -> int:
-    """Neurons of ``structure`` in one layer (``dims``: :class:`NeuronDims` or a model config)."""
+    """Neurons of ``structure`` in one layer (``dims``: [`NeuronDims`][workbench.neurons.sets.NeuronDims] or a model config)."""
     if structure == "ffn":
         return dims.d_mlp
     if structure in ("attn_q", "attn_o"):
@@ -174,7 +174,7 @@ def parameter_entries(model, layer: int, structure: str, index: int) -> list[tup
 
 
 def sublayer_entries(sublayer, cfg, structure: str, index: int) -> list[tuple[str, torch.Tensor, tuple]]:
-    """:func:`parameter_entries` of one sublayer module (``mlp`` or ``attn``), e.g. of a copy."""
+    """[`parameter_entries`][workbench.neurons.sets.parameter_entries] of one sublayer module (``mlp`` or ``attn``), e.g. of a copy."""
     k = int(index)
     if structure == "ffn":
         names = ["W_in", "W_gate"] if getattr(cfg, "gated_mlp", False) else ["W_in"]

@@ -2,14 +2,14 @@
 ranks, summaries merged exactly.
 
 Every rank runs the same job (``torchrun --nproc-per-node N $(which workbench) run ...``). An
-analysis that splits its work takes document ``i`` on rank ``i % world_size`` (:func:`shard`) and
+analysis that splits its work takes document ``i`` on rank ``i % world_size`` ([`shard`][workbench.runs.distributed.shard]) and
 merges what the ranks found with collectives: sums, minima, maxima and counts
-(:func:`all_reduce`), per-document records gathered back into document order
-(:func:`gather_in_order`, :func:`all_gather`). A sum is then the same numbers added in another order (equal within
+([`all_reduce`][workbench.runs.distributed.all_reduce]), per-document records gathered back into document order
+([`gather_in_order`][workbench.runs.distributed.gather_in_order], [`all_gather`][workbench.runs.distributed.all_gather]). A sum is then the same numbers added in another order (equal within
 float rounding), minima, maxima and counts are equal exactly.
 
 Rank 0 alone reads and writes the run folder: it decides whether a part can be reused and
-broadcasts its answer and what it loaded (:func:`from_main`), so every rank takes the same path
+broadcasts its answer and what it loaded ([`from_main`][workbench.runs.distributed.from_main]), so every rank takes the same path
 through the job and meets the others at the same collectives. Without ``torchrun`` (no
 ``WORLD_SIZE`` in the environment) nothing here does anything: one process, world of one.
 
@@ -51,7 +51,8 @@ def world() -> World:
 
 def init_from_environment(device: str | None = None) -> World:
     """Join the process group ``torchrun`` describes in the environment (once); a world of one
-    when there is none. On GPUs each rank takes ``cuda:LOCAL_RANK`` and the nccl backend."""
+    when there is none. On GPUs each rank takes ``cuda:LOCAL_RANK`` and the nccl backend.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return world()
     cuda = device is not None and str(device).startswith("cuda")
@@ -97,8 +98,9 @@ def all_gather(value: T) -> list[T]:
 
 
 def gather_in_order(records: list[T], n: int) -> list[T]:
-    """Per-document records of :func:`shard`'s documents, gathered from every rank into document
-    order ``0..n-1`` (on every rank)."""
+    """Per-document records of [`shard`][workbench.runs.distributed.shard]'s documents, gathered from every rank into document
+    order ``0..n-1`` (on every rank).
+    """
     w = world()
     out: list[T | None] = [None] * n
     for rank, part in enumerate(all_gather(list(records))):

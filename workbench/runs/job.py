@@ -1,13 +1,13 @@
 """The main job behind ``workbench run``: analyses of one model on one corpus, into one folder.
 
-The job only loops over slices (registered in :mod:`workbench.runs.slices`): it adds the analyses each one
+The job only loops over slices (registered in [`workbench.runs.slices`][workbench.runs.slices]): it adds the analyses each one
 requires, runs them in registry order, and keeps the folder's manifest: the model, corpus,
 languages, the run's settings, and per analysis its options and fingerprint. Work is saved in
-parts as it finishes (:class:`~workbench.runs.store.Store`); running the same job again on the same
+parts as it finishes ([`Store`][workbench.runs.store.Store]); running the same job again on the same
 folder resumes. A folder made with other run settings (model, corpus, languages, seed, ...) is
 refused; an analysis asked for with other options than the folder's is redone, with the
 analyses that depend on it, never mixed. Under ``torchrun`` every rank runs the job; the
-analyses that split their documents do so, and rank 0 alone writes (:mod:`workbench.runs.distributed`).
+analyses that split their documents do so, and rank 0 alone writes ([`workbench.runs.distributed`][workbench.runs.distributed]).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
 
 def _recorded_needs(name: str, entry: dict) -> list[str]:
     """What a finished analysis needed, from its recorded settings (its ``requires`` alone when
-    they no longer load, e.g. a setting this version dropped)."""
+    they no longer load, e.g. a setting this version dropped).
+    """
     try:
         return _needs(name, slices.load_slice(name).Options.from_dict(entry.get("options", {})))
     except (OptionError, TypeError):
@@ -75,7 +76,8 @@ def _recorded_needs(name: str, entry: dict) -> list[str]:
 
 def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
     """The manifest's analyses that stay valid: those not redone now with another fingerprint,
-    and not depending on one that is."""
+    and not depending on one that is.
+    """
     stale: set[str] = set()
     for name in slices.names():  # run order: what an analysis requires comes before it
         if name not in recorded:
@@ -89,7 +91,8 @@ def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
 def check(run_options: RunOptions, analyses: dict[str, Options]) -> tuple[dict[str, Options], dict[str, str], Corpus]:
     """Every check a run can make before it loads anything heavy (the model spec, the corpus and its
     languages, each analysis's options against the run's), in well under a second; returns the
-    analyses with what they require, their fingerprints and the corpus."""
+    analyses with what they require, their fingerprints and the corpus.
+    """
     analyses = resolve(analyses)
     prints = fingerprints(run_options, analyses)
     check_spec(run_options.model)
@@ -102,17 +105,21 @@ def check(run_options: RunOptions, analyses: dict[str, Options]) -> tuple[dict[s
 
 def load_model(spec: str, device: str, dtype: str = "float32", n_devices: int = 1):
     """The run's model (torch and TransformerLens are imported here, after every check); with
-    ``n_devices`` > 1 loaded on the CPU, then its layers split over the devices from ``device`` on."""
+    ``n_devices`` > 1 loaded on the CPU, then its layers split over the devices from ``device`` on.
+    """
     import torch
 
     from workbench.models.devices import check_devices, devices_of, split_layers
     from workbench.models.loading import load_model as load
+    from workbench.models.model import source_of
 
     if n_devices == 1:
         return load(spec, device=device, dtype=getattr(torch, dtype))
     check_devices(device, n_devices)  # before minutes of loading
     model = split_layers(load(spec, device="cpu", dtype=getattr(torch, dtype)), device, n_devices)
-    model.workbench_source.details["devices"] = devices_of(model)
+    source = source_of(model)
+    if source is not None:
+        source.details["devices"] = devices_of(model)
     return model
 
 
@@ -120,7 +127,8 @@ def run(
     run_options: RunOptions, analyses: dict[str, Options], out: Path | None, show_progress: bool = True
 ) -> Path | None:
     """Run the analyses (and what they require) on the run's model and corpus; write results, the
-    manifest and the HTML report into ``out``; return the report's path (None without ``out``)."""
+    manifest and the HTML report into ``out``; return the report's path (None without ``out``).
+    """
     analyses, prints, corpus = check(run_options, analyses)
     from workbench.models.loading import model_source
     from workbench.runs import distributed

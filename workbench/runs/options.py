@@ -1,9 +1,9 @@
 """Settings of an analysis: dataclass fields with their default, help text and checks, defined once.
 
-Every analysis declares its settings as a frozen dataclass subclassing :class:`Options`, each
-field made with :func:`option`. Everything else is derived from those fields: the command line
+Every analysis declares its settings as a frozen dataclass subclassing [`Options`][workbench.runs.options.Options], each
+field made with [`option`][workbench.runs.options.option]. Everything else is derived from those fields: the command line
 (``workbench <analysis> --<field>``, ``workbench run --<analysis>-<field>``), the validation
-(choices, lower bounds, then the class's own :meth:`Options.validate`), the nested run
+(choices, lower bounds, then the class's own [`Options.validate`][workbench.runs.options.Options.validate]), the nested run
 configuration saved in the manifest, and the fingerprint that keys checkpoints.
 
 This module imports nothing heavy (no torch), so the command line checks its input at once.
@@ -41,7 +41,8 @@ def option(
 
 def value_kind(hint: Any) -> tuple[type, bool, bool]:
     """``(item type, many, optional)`` of a field's type hint: ``tuple[int, ...]`` is
-    ``(int, True, False)``, ``float | None`` is ``(float, False, True)``."""
+    ``(int, True, False)``, ``float | None`` is ``(float, False, True)``.
+    """
     optional = False
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -55,8 +56,9 @@ def value_kind(hint: Any) -> tuple[type, bool, bool]:
 
 @dataclass(frozen=True)
 class Options:
-    """Base of every analysis's settings. Subclasses add :func:`option` fields and may override
-    :meth:`validate` for checks across fields."""
+    """Base of every analysis's settings. Subclasses add [`option`][workbench.runs.options.option] fields and may override
+    ``validate`` for checks across fields.
+    """
 
     ANALYSIS: ClassVar[str] = ""  # the analysis these options belong to (also the CLI prefix)
     PRESETS: ClassVar[dict[str, dict]] = {}  # preset name -> field values it sets
@@ -90,21 +92,24 @@ class Options:
         return value
 
     def validate(self) -> None:
-        """Checks across fields (raise :class:`OptionError` naming the flag to change)."""
+        """Checks across fields (raise [`OptionError`][workbench.runs.options.OptionError] naming the flag to change)."""
 
     def check_run(self, run: RunOptions) -> None:
         """Checks against the run's settings (e.g. languages among the run's), made by the job
-        before the model loads."""
+        before the model loads.
+        """
 
     def needs(self) -> tuple[str, ...]:
         """Analyses these settings need besides the slice's ``requires`` (run first, their
         results in the store, part of this one's fingerprint): e.g. clt-diff of the run's own
-        fine-tune needs finetune."""
+        fine-tune needs finetune.
+        """
         return ()
 
     def check_model(self, model: Any) -> None:
         """Checks against the loaded model (e.g. a computation its architecture or load route
-        does not support), made by the job before any analysis runs."""
+        does not support), made by the job before any analysis runs.
+        """
 
     @classmethod
     def hints(cls) -> dict[str, Any]:
@@ -130,7 +135,8 @@ class Options:
 
     def fingerprint(self, *parts: Any) -> str:
         """A short hash of these settings and ``parts`` (other fingerprints, the run's context):
-        checkpoints made with other settings have another fingerprint and are never mixed in."""
+        checkpoints made with other settings have another fingerprint and are never mixed in.
+        """
         text = json.dumps([_FINGERPRINT_LABEL, self.to_dict(), *parts], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -142,7 +148,8 @@ _FINGERPRINT_LABEL = "Options"
 
 def among_run(chosen, run_languages: list[str], flag: str) -> list[str]:
     """``chosen`` languages of an analysis, each of which must be among the run's (whose
-    documents the aligned samples and PLND cover)."""
+    documents the aligned samples and PLND cover).
+    """
     outside = [lang for lang in chosen if lang not in run_languages]
     if outside:
         raise OptionError(

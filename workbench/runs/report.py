@@ -3,7 +3,7 @@
 The report is rebuilt from the files in the folder (never from objects in memory), so it can be
 regenerated at any time with ``workbench report FOLDER``. plotly.js is embedded once, so the
 file opens offline in any browser. Each analysis listed in the folder's manifest contributes
-the section its slice makes (``section`` of its slice, found in :mod:`workbench.runs.slices`); this module only
+the section its slice makes (``section`` of its slice, found in [`workbench.runs.slices`][workbench.runs.slices]); this module only
 lays them out.
 """
 
@@ -29,7 +29,8 @@ REPORT = "report.html"
 @dataclass
 class Section:
     """One part of the report: a title, explanatory HTML, a verdict computed from the numbers,
-    figures and tables."""
+    figures and tables.
+    """
 
     title: str
     intro: str = ""

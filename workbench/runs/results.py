@@ -1,9 +1,9 @@
 """Result files: the shared base every analysis's result saves and loads through, and the manifest.
 
-A result is a plain dataclass (subclass of :class:`Result`) saved as one JSON file named by its
+A result is a plain dataclass (subclass of [`Result`][workbench.runs.results.Result]) saved as one JSON file named by its
 ``JSON`` class attribute. Saving and loading are derived from the fields' type hints: nested
 dataclasses, ``dict[str, X]``, ``list[X]``, tuples, numbers, strings, and classes with
-``to_dict``/``from_dict`` (e.g. :class:`~workbench.neurons.sets.NeuronSet`). NaN is written as
+``to_dict``/``from_dict`` (e.g. [`NeuronSet`][workbench.neurons.sets.NeuronSet]). NaN is written as
 ``null`` (strict JSON, readable by any tool) and read back as NaN where the hint says ``float``.
 Nothing is ever ``eval``-ed or unpickled.
 
@@ -111,7 +111,8 @@ def environment() -> dict[str, str]:
 
 def make_manifest(model: dict, corpus: dict, languages: list[str], run: dict, analyses: dict) -> dict:
     """The manifest of a run: what made the results in its folder. ``run``: the run's own
-    settings; ``analyses``: per analysis, its options and fingerprint."""
+    settings; ``analyses``: per analysis, its options and fingerprint.
+    """
     return {
         "model": model,
         "corpus": corpus,
@@ -147,13 +148,14 @@ def encode(value: Any) -> Any:
 
 def _own(cls: type, method: str) -> bool:
     """Whether ``cls`` defines its own ``to_dict`` / ``from_dict`` (e.g. NeuronSet), rather than
-    having none or inheriting :class:`Result`'s, which this module derives from the fields."""
+    having none or inheriting [`Result`][workbench.runs.results.Result]'s, which this module derives from the fields.
+    """
     found = inspect.getattr_static(cls, method, None)
     return found is not None and found is not inspect.getattr_static(Result, method)
 
 
 def decode(hint: Any, data: Any) -> Any:
-    """The value of type ``hint`` that :func:`encode` wrote as ``data``."""
+    """The value of type ``hint`` that [`encode`][workbench.runs.results.encode] wrote as ``data``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if data is None and type(None) in args:
@@ -181,7 +183,8 @@ def decode(hint: Any, data: Any) -> Any:
 
 class Result:
     """Base of every analysis's result (a dataclass): saved as ``folder/JSON``, loaded back
-    from its type hints. Subclasses give ``JSON`` and their fields, and a ``table()``."""
+    from its type hints. Subclasses give ``JSON`` and their fields, and a ``table()``.
+    """
 
     JSON: ClassVar[str] = ""
 

@@ -1,9 +1,9 @@
 """The slice registry: which analyses a run can do, in run order, and how to load one.
 
 A slice is a package exporting ``Options``, ``requires``, ``run``, ``Result``, ``figures`` and
-``section`` (:mod:`workbench.analyses` describes the protocol). The run machinery (the job, the
+``section`` ([`workbench.analyses`][workbench.analyses] describes the protocol). The run machinery (the job, the
 store, the report) reaches analyses only through this registry and never imports one: the layer
-below cannot know the layer above. :mod:`workbench.analyses` registers its table here when it is
+below cannot know the layer above. [`workbench.analyses`][workbench.analyses] registers its table here when it is
 imported, and the package root imports it, so the table is filled before anything asks.
 """
 

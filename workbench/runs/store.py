@@ -6,7 +6,7 @@ trained delta, one deactivation measurement), saved at once under
 settings and the fingerprints of the analyses it needs, so a part made with other settings is
 never found, never mixed in: it is redone. A store without a folder (notebooks) keeps results in
 memory and saves nothing. Under ``torchrun`` rank 0 alone reads and writes the folder and gives
-every rank what it found (:mod:`workbench.runs.distributed`).
+every rank what it found ([`workbench.runs.distributed`][workbench.runs.distributed]).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Store:
     @classmethod
     def open(cls, folder: Path | str, show_progress: bool = True) -> Store:
         """A finished (or partly finished) run folder: its run settings and fingerprints from its
-        manifest, so ``result(name)`` loads what the job saved instead of recomputing it."""
+        manifest, so ``result(name)`` loads what the job saved instead of recomputing it.
+        """
         manifest = read_manifest(Path(folder))
         run = RunOptions.from_dict(manifest["run"])
         prints = {name: entry["fingerprint"] for name, entry in manifest.get("analyses", {}).items()}
@@ -58,7 +59,8 @@ class Store:
 
     def documents(self, model, corpus, n: int, split: str, seed_offset: int = 0) -> dict:
         """``n`` parallel verses of ``split`` per language of the run (sampled with the run's seed
-        plus ``seed_offset``), as token lists, BOS first."""
+        plus ``seed_offset``), as token lists, BOS first.
+        """
         ids = corpus.sample_ids(self.languages, n, split, self.run.seed + seed_offset)
         texts = corpus.parallel(self.languages, ids)
         return {
@@ -81,7 +83,8 @@ class Store:
     ) -> T:
         """The part ``key`` of ``analysis``: loaded when a run with the same settings finished it,
         else computed and saved at once; kept in ``parts`` for this session (so a store without a
-        folder still offers them, e.g. PLND's per-language summaries)."""
+        folder still offers them, e.g. PLND's per-language summaries).
+        """
         if (analysis, key) not in self.parts:
             path = self.part(analysis, key)
             if path is not None and distributed.from_main(path.exists):
@@ -99,10 +102,11 @@ class Store:
         load: Callable[[Path], T],
         save: Callable[[T, Path], None],
     ) -> list[T]:
-        """:meth:`reuse` of every ``key: compute`` of ``work``, in order; under ``torchrun`` the
+        """[`reuse`][workbench.runs.store.Store.reuse] of every ``key: compute`` of ``work``, in order; under ``torchrun`` the
         missing parts are shared out: in rounds of one part per process (process ``r`` computing
         the round's ``r``-th), each round's parts gathered on every process and saved at once, so an
-        interrupted run loses at most one round."""
+        interrupted run loses at most one round.
+        """
         w = distributed.world()
         if w.size > 1:
             missing = distributed.from_main(lambda: [key for key in work if not self._found(analysis, key)])
@@ -122,7 +126,7 @@ class Store:
         return (analysis, key) in self.parts or (path is not None and path.exists())
 
     def reuse_json_each(self, analysis: str, work: dict[str, Callable[[], T]], cls: type[T]) -> list[T]:
-        """:meth:`reuse_each` for parts that are dataclasses saved as JSON (``key``: a ``.json`` name)."""
+        """[`reuse_each`][workbench.runs.store.Store.reuse_each] for parts that are dataclasses saved as JSON (``key``: a ``.json`` name)."""
         return self.reuse_each(
             analysis,
             work,
@@ -131,7 +135,7 @@ class Store:
         )
 
     def reuse_json(self, analysis: str, key: str, compute: Callable[[], T], cls: type[T]) -> T:
-        """:meth:`reuse` for a part that is a dataclass, saved as ``key`` (a ``.json`` name)."""
+        """[`reuse`][workbench.runs.store.Store.reuse] for a part that is a dataclass, saved as ``key`` (a ``.json`` name)."""
         return self.reuse(
             analysis,
             key,
@@ -149,7 +153,8 @@ class Store:
 
     def result_if_run(self, analysis: str) -> Any | None:
         """The result of ``analysis`` if this run includes it (it then finished before any analysis
-        that comes after it in run order), else None: for an analysis that uses it where there."""
+        that comes after it in run order), else None: for an analysis that uses it where there.
+        """
         return self.result(analysis) if analysis in self.fingerprints else None
 
     def result(self, analysis: str) -> Any:

@@ -1,9 +1,9 @@
 """What the zoo shows: the workbench's analyses on every model of a family, side by side.
 
 ``workbench zoo compare --preset mixtures --out results/zoo-mixtures`` runs the ordinary job
-(:mod:`workbench.runs.job`: lens, PLND, FFN, ...) on each zoo model into ``OUT/NAME/`` (resumable,
+([`workbench.runs.job`][workbench.runs.job]: lens, PLND, FFN, ...) on each zoo model into ``OUT/NAME/`` (resumable,
 each with its own full report), then gathers what compares across the family into
-:class:`ZooComparison` (``OUT/zoo-compare.json``) and ``OUT/report.html``:
+[`ZooComparison`][workbench.zoo.compare.ZooComparison] (``OUT/zoo-compare.json``) and ``OUT/report.html``:
 
 * held-out loss per language against that language's share of the training mixture (manifests);
 * the logit lens: the English share of the decoded tokens per layer for non-English inputs
@@ -57,7 +57,8 @@ class ModelFindings:
 
     def english_peak(self) -> tuple[float, int] | None:
         """The highest mean English share over the non-English inputs before the last layer, and
-        its lens layer (blocks read; None without lens results or non-English inputs)."""
+        its lens layer (blocks read; None without lens results or non-English inputs).
+        """
         if not self.lens_english:
             return None
         mean = np.mean(list(self.lens_english.values()), axis=0)[:-1]
@@ -83,7 +84,8 @@ class ModelFindings:
 @dataclass
 class ZooComparison(Result):
     """A family of zoo models under the same analyses: per model its findings, and the CKA
-    between the layers of the deepest model and every other (FFN)."""
+    between the layers of the deepest model and every other (FFN).
+    """
 
     family: str
     languages: list[str]
@@ -193,7 +195,8 @@ def _load(analysis: str, folder: Path):
 def across_models(names: list[str], models: list[ModelFindings], out: Path) -> list[dict]:
     """CKA between the layers of the deepest model (the first, if several) and each other model,
     from the per-verse layer vectors the FFN analysis saved (the same verses in every folder, as
-    the job samples them from the same seed)."""
+    the job samples them from the same seed).
+    """
     from workbench.ffn.similarity import layer_similarity
 
     if not all(m.ffn_similarity for m in models) or len(models) < 2:
@@ -219,7 +222,8 @@ def across_models(names: list[str], models: list[ModelFindings], out: Path) -> l
 
 def _pooled_vectors(folder: Path) -> dict[str, np.ndarray]:
     """Per sublayer, ``[verses x languages, layers, units]``: the FFN analysis's parallel verses'
-    layer vectors, languages one after the other (as ``ffn`` compares models)."""
+    layer vectors, languages one after the other (as ``ffn`` compares models).
+    """
     from workbench.analyses.ffn.analysis import pooled_layers
     from workbench.ffn.statistics import FFNSummary
     from workbench.runs.store import Store

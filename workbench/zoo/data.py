@@ -2,12 +2,12 @@
 plan that decides which language each training sequence comes from.
 
 Held-out verses never reach training: a verse id is held out in every translation at once
-(:func:`workbench.data.corpus.split_of` hashes the id, not the text), so the analyses' held-out
+([`workbench.data.corpus.split_of`][workbench.data.corpus.split_of] hashes the id, not the text), so the analyses' held-out
 evaluation is unseen text for every zoo model, whatever translation it reads.
 
 A language's *stream* is its analysis verses, translation after translation in canonical order,
 each verse's tokens followed by ``<eos>``. A training sequence is ``<bos>`` plus a window of
-``context`` tokens of one stream (``context`` predictions). The :class:`SequencePlan` is a pure
+``context`` tokens of one stream (``context`` predictions). The [`SequencePlan`][workbench.zoo.data.SequencePlan] is a pure
 function of the mixture, the stream lengths, the budget and the seed: sequence ``i`` always
 comes from the same language and window, so a resumed run reads exactly what an uninterrupted
 one would have.
@@ -37,7 +37,8 @@ def available_languages() -> list[str]:
 
 def training_verses(language: str) -> list[tuple[str, str]]:
     """``(translation:verse id, text)`` of every analysis-split verse in every translation of
-    ``language``, translation by translation in the catalogue's order, verses in canonical order."""
+    ``language``, translation by translation in the catalogue's order, verses in canonical order.
+    """
     out = []
     for translation in (t for t in BIBLE_TRANSLATIONS if t.language == language):
         texts = BibleCorpus({language: translation.code}).texts(language)
@@ -52,7 +53,8 @@ def training_verses(language: str) -> list[tuple[str, str]]:
 
 def language_stream(tokenizer, language: str, cache: Path | None = None) -> np.ndarray:
     """The token stream of ``language`` (int32): each training verse's tokens, then ``<eos>``.
-    Cached as ``cache/<language>.npy`` when a cache folder is given (one per tokenizer)."""
+    Cached as ``cache/<language>.npy`` when a cache folder is given (one per tokenizer).
+    """
     path = cache / f"{language}.npy" if cache else None
     if path is not None and path.exists():
         return np.load(path)

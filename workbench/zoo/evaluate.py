@@ -1,5 +1,6 @@
 """Held-out loss of a zoo model per language: mean next-token loss (nats) over held-out verses of
-each language's default translation, verses the training never saw in any translation."""
+each language's default translation, verses the training never saw in any translation.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from workbench.data.corpus import BibleCorpus
 def heldout_losses(
     model, tokenizer, languages: list[str], verses: int, context: int, device: str = "cpu", batch: int = 32
 ) -> dict[str, float]:
-    """language -> mean loss per predicted token on ``verses`` held-out verses (``<bos>`` + the
-    verse, cut at ``context`` tokens), from a Hugging Face causal LM."""
+    """Language -> mean loss per predicted token on ``verses`` held-out verses (``<bos>`` + the
+    verse, cut at ``context`` tokens), from a Hugging Face causal LM.
+    """
     corpus = BibleCorpus()
     out = {}
     for language in languages:

@@ -1,4 +1,4 @@
-"""The settings of a zoo model, defined once (:mod:`workbench.runs.options`): the command lines
+"""The settings of a zoo model, defined once ([`workbench.runs.options`][workbench.runs.options]): the command lines
 ``workbench zoo train`` and ``workbench zoo finetune`` are generated from them, and their
 fingerprint keys a run's checkpoints.
 
@@ -18,7 +18,8 @@ from workbench.runs.options import OptionError, Options, option
 DEFAULT_MIXTURE = "en=0.5,fr=0.125,de=0.125,ar=0.125,zh=0.125"
 RUN_ONLY = ("device", "checkpoint_every")  # where and how often: they never change the weights
 SHAPE = ("layers", "d_model", "heads", "d_mlp", "context", "vocab_size")  # a fine-tune keeps its base's
-FINETUNE_DEFAULTS = {"tokens": 200_000, "lr": 5e-4, "warmup": 5}  # a short, gentle run from trained weights
+FINETUNE_DEFAULTS = {"tokens": 200_000, "lr": 5e-4, "warmup": 5}
+"""A short, gentle run from trained weights."""
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,22 @@ class ZooOptions(Options):
     def identity(self) -> dict:
         """The settings that decide the weights (not the device or checkpoint interval). ``base``
         only when set, so a model trained from scratch keeps the identity (and fingerprint) it had
-        before fine-tuning existed."""
+        before fine-tuning existed.
+        """
         return {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY and (k != "base" or v)}
 
     def weights_fingerprint(self) -> str:
-        """A hash of :meth:`identity`: a checkpoint resumes only a run that would make the same weights."""
+        """A hash of [`identity`][workbench.zoo.options.ZooOptions.identity]: a checkpoint resumes only a run that would make the same weights."""
         text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def finetune_options(base: str, manifest: dict, given: dict) -> ZooOptions:
     """The settings of a fine-tune of zoo model ``base`` (whose ``zoo.json`` is ``manifest``):
-    the base's settings and tokenizer languages, :data:`FINETUNE_DEFAULTS`, the base's seed + 1
+    the base's settings and tokenizer languages, [`FINETUNE_DEFAULTS`][workbench.zoo.options.FINETUNE_DEFAULTS], the base's seed + 1
     (so it reads other sequences than the base's first ones), then ``given`` (what the command
-    line set, ``mixture`` among it), which wins."""
+    line set, ``mixture`` among it), which wins.
+    """
     if "mixture" not in given:
         raise OptionError(f"Say what to fine-tune zoo:{base} on: --language LANG, or --mixture LANG=SHARE,...")
     start = {

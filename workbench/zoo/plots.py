@@ -1,4 +1,4 @@
-"""Figures, verdicts and the report of a zoo comparison (:class:`~workbench.zoo.compare.ZooComparison`).
+"""Figures, verdicts and the report of a zoo comparison ([`ZooComparison`][workbench.zoo.compare.ZooComparison]).
 
 Plotting only: every function takes the comparison and computes nothing beyond what it draws.
 The verdicts are computed from the numbers, so they read the same way whatever the models show.
@@ -23,8 +23,9 @@ REPORT = "report.html"
 
 
 def _depth(n: int, comparison: ZooComparison) -> list[float]:
-    """x values of a model's ``n`` layers: their index, or their fraction of depth when the
-    family's depths differ (so a 2-layer and an 8-layer model share one axis)."""
+    """X values of a model's ``n`` layers: their index, or their fraction of depth when the
+    family's depths differ (so a 2-layer and an 8-layer model share one axis).
+    """
     if len({m.layers for m in comparison.models}) == 1:
         return list(range(n))
     return [i / max(1, n - 1) for i in range(n)]
@@ -58,7 +59,8 @@ def loss_figure(comparison: ZooComparison) -> go.Figure:
 
 def lens_figure(comparison: ZooComparison) -> go.Figure:
     """Per model, the mean share of English (left) and input-language (right) tokens in the decoded
-    top-k of the non-English inputs, per layer."""
+    top-k of the non-English inputs, per layer.
+    """
     fig = make_subplots(rows=1, cols=2, subplot_titles=["English tokens", "input-language tokens"])
     for i, m in enumerate(m for m in comparison.models if m.lens_english):
         style = dict(color=PALETTE[i % len(PALETTE)])
@@ -88,7 +90,8 @@ def lens_figure(comparison: ZooComparison) -> go.Figure:
 
 def plnd_figure(comparison: ZooComparison) -> go.Figure:
     """Left: neurons specific to each language (share of all neurons) against its share of the
-    mixture. Right: per model, specific neurons per layer, summed over languages."""
+    mixture. Right: per model, specific neurons per layer, summed over languages.
+    """
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -131,7 +134,8 @@ def plnd_figure(comparison: ZooComparison) -> go.Figure:
 
 def similarity_figure(comparison: ZooComparison, sublayer: str = "detector") -> go.Figure:
     """CKA heatmaps: each model's layers against its own (first row) and the deepest model's
-    layers against each other model's (second row)."""
+    layers against each other model's (second row).
+    """
     own = [m for m in comparison.models if m.ffn_similarity]
     across = [s for s in comparison.across if s["sublayer"] == sublayer]
     cols = max(len(own), len(across), 1)
@@ -164,7 +168,8 @@ def similarity_figure(comparison: ZooComparison, sublayer: str = "detector") -> 
 
 def cross_language_figure(comparison: ZooComparison, sublayer: str = "detector") -> go.Figure:
     """Per model, the mean rank correlation of the units' mean activations between languages on
-    parallel verses, per layer: how much the languages share each layer's units."""
+    parallel verses, per layer: how much the languages share each layer's units.
+    """
     fig = go.Figure()
     for i, m in enumerate(m for m in comparison.models if m.ffn_cross_language):
         fig.add_scatter(
@@ -200,7 +205,8 @@ def figures(comparison: ZooComparison) -> dict[str, go.Figure]:
 
 def loss_verdict(comparison: ZooComparison) -> str:
     """Per language, held-out loss at its smallest and largest share, and the rank correlation of
-    share and loss over every (model, language) pair."""
+    share and loss over every (model, language) pair.
+    """
     parts, pairs = [], []
     for lang in comparison.languages:
         points = sorted(
@@ -266,7 +272,8 @@ def plnd_verdict(comparison: ZooComparison) -> str:
 
 def ffn_verdict(comparison: ZooComparison) -> str:
     """Adjacent-layer CKA per model next to its held-out loss: over-layerization is deeper models
-    whose layers repeat each other without a lower loss."""
+    whose layers repeat each other without a lower loss.
+    """
     models = [m for m in comparison.models if m.ffn_similarity]
     if not models:
         return ""

@@ -1,5 +1,6 @@
 """The presets that reproduce the papers' designs: families of zoo models trained alike but for one
-setting (the English share of the mixture, or the depth)."""
+setting (the English share of the mixture, or the depth).
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ so their vocabularies (and the token language labels) are the same and the model
 
 Each language contributes the same number of verses, so no language's words dominate the merges
 because it has more translations. Tokenizers are kept in ``<zoo>/tokenizers/<key>/`` (the key
-hashes the languages, the vocabulary size and :data:`TOKENIZER_FORMAT`), with the token streams
+hashes the languages, the vocabulary size and [`TOKENIZER_FORMAT`][workbench.zoo.tokenizer.TOKENIZER_FORMAT]), with the token streams
 of their languages beside them.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from workbench.zoo.data import training_verses
 
 TOKENIZER_FORMAT = 1
+"""The version of the saved tokenizer's layout; a folder of another version is rebuilt."""
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 VERSES_PER_LANGUAGE = 20_000
 
@@ -44,7 +45,8 @@ def family_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, zo
 
 def train_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, seed: int = 0):
     """A byte-level BPE over ``VERSES_PER_LANGUAGE`` training verses of each language (fewer where
-    a language has fewer), as a ``PreTrainedTokenizerFast`` that prepends ``<bos>``."""
+    a language has fewer), as a ``PreTrainedTokenizerFast`` that prepends ``<bos>``.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 

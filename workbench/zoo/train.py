@@ -2,8 +2,8 @@
 TransformerLens converts natively, so every analysis, Q/K PLND included, runs on it) trained from
 scratch on a language mixture of the Bible corpus's training verses.
 
-The run is a pure function of its settings (:class:`~workbench.zoo.options.ZooOptions`): the
-initial weights come from the seed, sequence ``i`` of the :class:`~workbench.zoo.data.SequencePlan`
+The run is a pure function of its settings ([`ZooOptions`][workbench.zoo.options.ZooOptions]): the
+initial weights come from the seed, sequence ``i`` of the [`SequencePlan`][workbench.zoo.data.SequencePlan]
 from the mixture and the seed, and the learning rate from the step. So a checkpoint (weights,
 optimiser state, step, losses) is all a resumed run needs to continue exactly where an
 uninterrupted run would be. The finished model is a standard Hugging Face folder (config,
@@ -49,7 +49,8 @@ class ZooExistsError(WorkbenchError, FileExistsError):
 
 def plan_run(options: ZooOptions, zoo: Path):
     """Everything a run reads, checked before any training: ``(mixture, tokenizer, tokenizer
-    folder, streams, plan)``. Bad mixtures and budgets fail here, in seconds."""
+    folder, streams, plan)``. Bad mixtures and budgets fail here, in seconds.
+    """
     mixture = Mixture.parse(options.mixture, available_languages())
     languages = list(options.tokenizer_languages) or mixture.languages
     if options.base:
@@ -98,7 +99,8 @@ def build_model(options: ZooOptions, tokenizer):
 
 def base_manifest(name: str, zoo: Path) -> dict:
     """``zoo.json`` of the zoo model ``name`` a fine-tune starts from; one that is not trained
-    (or whose run is unfinished) is refused with the command that trains it."""
+    (or whose run is unfinished) is refused with the command that trains it.
+    """
     path = zoo / name / MANIFEST
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -113,7 +115,8 @@ def base_manifest(name: str, zoo: Path) -> dict:
 def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
     """The base's manifest, once the fine-tune is known to keep its shape (``SHAPE``) and family
     tokenizer (``languages``: the fine-tune's tokenizer languages), so its weights load and its
-    token ids mean the same."""
+    token ids mean the same.
+    """
     info = base_manifest(options.base, zoo)
     theirs, base_languages = info["options"], info["tokenizer"]["languages"]
     differ = [
@@ -140,7 +143,8 @@ def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
 
 def base_record(name: str, zoo: Path) -> dict:
     """What a fine-tune's manifest says of its base: name, mixture, settings, held-out loss, and
-    the SHA-256 of its weights file (which exact weights it started from)."""
+    the SHA-256 of its weights file (which exact weights it started from).
+    """
     info = base_manifest(name, zoo)
     digest = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()).hexdigest()
     return {
@@ -184,7 +188,8 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Train (or resume) the zoo model ``name``; returns its folder. ``on_step(step, loss)`` is
-    called after each optimiser step (and after its checkpoint, when one is due)."""
+    called after each optimiser step (and after its checkpoint, when one is due).
+    """
     zoo = zoo or zoo_root()
     folder, work = check_name(name, zoo, force)
     mixture, tokenizer, tokenizer_folder, streams, plan = plan_run(options, zoo)
@@ -240,7 +245,8 @@ def trained_twin(options: ZooOptions, zoo: Path) -> str | None:
     """The name of a trained zoo model with the same weight-deciding settings as ``options``, if
     any: training is a pure function of those, so its weights are the ones a new run would make
     (on the same kind of device; the manifest says which). A fine-tune's twin also started from
-    the same base weights."""
+    the same base weights.
+    """
     wanted = json.loads(json.dumps(options.identity()))
     start = base_record(options.base, zoo)["weights_sha256"] if options.base else None
     return next(
@@ -277,7 +283,8 @@ def manifest(
 ) -> dict:
     """``zoo.json``: what made the model (settings, mixture, tokens and passes per language, the
     tokenizer, and for a fine-tune its ``base``), how training went (steps, time, every step's
-    loss) and its held-out loss."""
+    loss) and its held-out loss.
+    """
     counts = plan.sequences_per_language()
     tokens = sum(counts.values()) * options.context
     return {
@@ -321,7 +328,8 @@ def training_step(model, optimizer, batch: torch.Tensor, lr: float) -> float:
 
 def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
     """``(folder, work folder)`` of ``name``; a trained model of that name is refused unless
-    ``force`` (which also drops an unfinished run's checkpoint)."""
+    ``force`` (which also drops an unfinished run's checkpoint).
+    """
     if not name or "/" in name or name.startswith("."):
         raise WorkbenchError(f"Zoo name {name!r} must be a plain folder name, e.g. mix-en50.")
     folder, work = zoo / name, zoo / f".{name}.partial"
@@ -337,7 +345,8 @@ def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
 
 def save_checkpoint(work: Path, fingerprint: str, model, optimizer, state: dict) -> None:
     """Weights, optimiser state, step and losses, written atomically (tensors and numbers only),
-    under the run's :func:`run_fingerprint`."""
+    under the run's [`run_fingerprint`][workbench.zoo.train.run_fingerprint].
+    """
     partial = work / f"{CHECKPOINT}.tmp"
     torch.save(
         {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, partial

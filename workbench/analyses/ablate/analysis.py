@@ -30,7 +30,8 @@ NAME = Options.ANALYSIS
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """One deactivation experiment per kind of set in ``options.sets``, on the same held-out
-    verses; every measurement is checkpointed (one memo for all kinds, sharing the baseline)."""
+    verses; every measurement is checkpointed (one memo for all kinds, sharing the baseline).
+    """
     plnd = store.result("plnd")
     langs = options.language_list(store.languages)
     vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))

@@ -1,5 +1,5 @@
 """The clt-diff slice: the run's transcoder (made for the base model) applied to the base model and
-to a fine-tuned one (:mod:`workbench.clt.diff`): per feature and language the change in
+to a fine-tuned one ([`workbench.clt.diff`][workbench.clt.diff]): per feature and language the change in
 frequency and magnitude, per layer the change in reconstruction error, per language the change in
 its identity features' strength; the features that changed most, with cards; and one prompt's
 attribution graph before and after, with the overlap of their kept features per layer.
@@ -73,7 +73,8 @@ class Result(Base):
 
     def strength_change(self, language: str, what: str = "frequency") -> dict[int, float]:
         """Per layer, the change (fine-tuned minus base) of ``language``'s specific features'
-        mean ``frequency`` or ``mean`` activation on its own tokens."""
+        mean ``frequency`` or ``mean`` activation on its own tokens.
+        """
         return {
             r["layer"]: r[f"{what} fine-tuned"] - r[f"{what} base"] for r in self.strength if r["language"] == language
         }
@@ -98,7 +99,8 @@ class Result(Base):
 @contextmanager
 def tuned_model(spec: str, model, store: Store) -> Iterator:
     """The fine-tuned model for the block, and the language it was fine-tuned on ("" where
-    unknown): a delta applied to ``model`` (its metadata names the language), or another model loaded."""
+    unknown): a delta applied to ``model`` (its metadata names the language), or another model loaded.
+    """
     path = Path(spec)
     if path.suffix == ".safetensors":
         from workbench.interventions.finetune import NeuronDelta
@@ -122,7 +124,8 @@ def tuned_model(spec: str, model, store: Store) -> Iterator:
 
 def run_delta(options: Options, store: Store) -> Path:
     """The delta of this run's finetune of ``options.finetune_language``'s neurons (default: the
-    finetune's first target) trained on the most documents."""
+    finetune's first target) trained on the most documents.
+    """
     finetune = store.result("finetune")
     runs = [r for r in finetune.runs if r.kind == "language" and r.delta_file]
     language = options.finetune_language or (runs[0].target if runs else "")

@@ -82,7 +82,8 @@ def identity_figure(result) -> go.Figure:
 
 def strength_figure(result) -> go.Figure:
     """Per layer, the change of each language's specific features' frequency on its own tokens
-    (the fine-tuned language drawn thick)."""
+    (the fine-tuned language drawn thick).
+    """
     fig = go.Figure()
     for lang in result.languages:
         change = result.strength_change(lang)

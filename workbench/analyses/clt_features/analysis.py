@@ -160,7 +160,8 @@ def _share_bins(feats: LanguageFeatures) -> list[list[int]]:
 def _plnd_agreement(store: Store, feats: LanguageFeatures) -> dict:
     """Per (language, layer), PLND's FFN neurons and the transcoder's specific features, and the
     rank correlation of the two over those cells: do both find a language in the same layers?
-    Empty without a PLND result in the run (``--analyses plnd,clt-features``)."""
+    Empty without a PLND result in the run (``--analyses plnd,clt-features``).
+    """
     try:
         plnd = store.result("plnd")
     except MissingResultError:

@@ -14,7 +14,8 @@ requires: tuple[str, ...] = ("clt-train",)
 @dataclass(frozen=True)
 class Options(Base):
     """The held-out verses features are counted on, what makes a feature language-specific or
-    multilingual, and how many identity features and cards to keep."""
+    multilingual, and how many identity features and cards to keep.
+    """
 
     ANALYSIS: ClassVar[str] = "clt-features"
     TITLE: ClassVar[str] = "clt features"

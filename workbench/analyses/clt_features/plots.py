@@ -52,7 +52,8 @@ def share_figure(result) -> go.Figure:
 
 def cards_figure(result) -> go.Figure:
     """Frequency per language of every language's identity features (rows) — a clean diagonal
-    block structure means each language has features of its own."""
+    block structure means each language has features of its own.
+    """
     cards = [c for lang in result.languages for c in result.identity.get(lang, [])]
     z = [[c.frequency[lang] for lang in result.languages] for c in cards]
     labels = [f"{c.kind}: {c.name()}" for c in cards]

@@ -1,5 +1,5 @@
 """The clt-graph slice: an attribution graph per parallel prompt and language on the run's
-transcoder (:mod:`workbench.clt.attribution`), pruned by influence, and per layer the overlap
+transcoder ([`workbench.clt.attribution`][workbench.clt.attribution]), pruned by influence, and per layer the overlap
 (Jaccard) of the graphs' feature sets across languages — the paper's shape is little overlap at
 the first layer, a peak in the middle and less again late.
 
@@ -143,7 +143,8 @@ def _key(p: ParallelPrompt) -> str:
 
 def _prompts(options: Options, languages: list[str]) -> list[ParallelPrompt]:
     """The prompts to attribute: one given prompt, a user's file, or the shipped parallel set, in
-    the run's languages that the chosen tasks have."""
+    the run's languages that the chosen tasks have.
+    """
     if options.prompt:
         return from_text(options.prompt, languages[0]).prompts(None, [languages[0]])
     prompts = read_prompts(options.prompts or None, languages[0])
@@ -239,7 +240,8 @@ def summarise(p: ParallelPrompt, graph: Graph, pruned: Pruned, rank: int, part: 
 
 def overlaps(rows: list[GraphRow], n_layers: int) -> dict[str, list[float]]:
     """Per task (and over all, ``"all"``), per layer: the mean Jaccard overlap of the kept feature
-    sets of every pair of languages on the same item."""
+    sets of every pair of languages on the same item.
+    """
     per: dict[str, list[list[float]]] = {}
     items: dict[tuple[str, str], list[GraphRow]] = {}
     for row in rows:

@@ -52,7 +52,7 @@ def kept_figure(result) -> go.Figure:
 
 
 def view_figure(graph, pruned, labels: dict[int, str], view: dict) -> go.Figure:
-    """One stored graph drawn by :func:`workbench.clt.graph_view.graph_figure`."""
+    """One stored graph drawn by [`workbench.clt.graph_view.graph_figure`][workbench.clt.graph_view.graph_figure]."""
     from workbench.clt.graph_view import graph_figure
 
     title = f"{view['task']} {view['item']} · {view['language']}: {graph.prompt!r}"

@@ -1,5 +1,5 @@
 """The clt-steer slice: on prompts in a source language, switch its identity features off and a
-target language's on (:mod:`workbench.clt.steering`), at a sweep of strengths; measure the
+target language's on ([`workbench.clt.steering`][workbench.clt.steering]), at a sweep of strengths; measure the
 greedy continuation's language (the token language labels) and the probability mass on target
 tokens, against a control that makes the same changes along random features' decoders.
 
@@ -34,7 +34,8 @@ WORKS_SHARE, WORKS_MARGIN = 0.5, 0.25  # a pair is steered when the target's sha
 @dataclass
 class SteerRow:
     """One (source, target, strength, kind) cell: shares of labelled continuation tokens and
-    probability mass on each language's tokens."""
+    probability mass on each language's tokens.
+    """
 
     source: str
     target: str
@@ -67,7 +68,8 @@ class Result(Base):
 
     def mean(self, key: str, kind: str, strength: float) -> float:
         """Mean of ``key`` (e.g. ``share_target``) over the pairs at one strength and kind,
-        leaving out cells with no labelled token (NaN where every cell has none)."""
+        leaving out cells with no labelled token (NaN where every cell has none).
+        """
         kept = [
             v for r in self.rows if r.kind == kind and r.strength == strength and not math.isnan(v := getattr(r, key))
         ]
@@ -75,7 +77,8 @@ class Result(Base):
 
     def best(self) -> list[dict]:
         """Per pair, the strength where the identity intervention gives the target's share its
-        highest, with the control's share at that strength."""
+        highest, with the control's share at that strength.
+        """
         out = []
         for source, target in dict.fromkeys((r.source, r.target) for r in self.rows):
             cells = {(r.strength, r.kind): r for r in self.rows if (r.source, r.target) == (source, target)}
@@ -151,7 +154,8 @@ def _sweep(
     model, clt, features, vocab, prompts: torch.Tensor, source: str, target: str, options: Options, seed: int
 ) -> list[SteerRow]:
     """Identity and control interventions at every strength for one pair, in one batched sweep
-    (strength 0 adds no hook: measured once, for both kinds)."""
+    (strength 0 adds no hook: measured once, for both kinds).
+    """
     off_cards = features.identity.get(source, [])[: options.features]
     on_cards = features.identity.get(target, [])[: options.features]
     exclude = {(c.layer, c.feature) for cards in features.identity.values() for c in cards}

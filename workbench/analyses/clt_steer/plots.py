@@ -8,7 +8,8 @@ from plotly.subplots import make_subplots
 
 def strength_figure(result) -> go.Figure:
     """Target language's share of continuation tokens and mass against strength, averaged over
-    pairs: identity features against the matched control."""
+    pairs: identity features against the matched control.
+    """
     strengths = sorted({r.strength for r in result.rows})
     fig = make_subplots(
         rows=1,

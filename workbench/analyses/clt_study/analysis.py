@@ -95,7 +95,8 @@ class Result(Base):
 
 def summarize(model: str, train, features, steer, graph, probe=None, diff=None) -> Result:
     """The study's numbers from the four results (over the transcoder's covered layers), the probe's
-    and the diff's where given, and its findings."""
+    and the diff's where given, and its findings.
+    """
     from workbench.clt.transcoder import CLTConfig
 
     layers = list(CLTConfig(**train.config).covered)

@@ -9,7 +9,8 @@ from plotly.subplots import make_subplots
 def study_figure(result) -> go.Figure:
     """Panels over the covered layers: feature kinds, reconstruction, graph overlap; steering per
     language pair against the control; and, where the run has them, the language probe per
-    residual point and the fine-tuned language's own features per layer."""
+    residual point and the fine-tuned language's own features per layer.
+    """
     fig = make_subplots(
         rows=2,
         cols=3,

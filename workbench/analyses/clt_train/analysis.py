@@ -2,7 +2,7 @@
 measure it per layer and language on held-out verses: FVU, L0, dead features, and the replacement
 model's next-token loss against the original model's.
 
-Training streams the model's own activations (:func:`workbench.clt.train.train_clt`) and
+Training streams the model's own activations ([`workbench.clt.train.train_clt`][workbench.clt.train.train_clt]) and
 checkpoints into the run's parts, so an interrupted run resumes where it stopped; the finished
 transcoder is a part too (``parts/clt-train-<fingerprint>/transcoder``: ``config.json`` and
 safetensors), which the features and steering slices load.
@@ -193,7 +193,8 @@ def _keep(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTranscoder:
 
 def _loaded(spec: str, model, name: str) -> CrossLayerTranscoder:
     """A transcoder from ``spec`` (ours, featflow's, circuit-tracer's, or SAELens folders one per
-    layer: :func:`~workbench.clt.checkpoints.load_transcoder` tells which), checked against the model."""
+    layer: [`load_transcoder`][workbench.clt.checkpoints.load_transcoder] tells which), checked against the model.
+    """
     from workbench.clt.checkpoints import load_transcoder
 
     folders = [Path(part.strip()) for part in spec.split(",") if part.strip()]

@@ -14,7 +14,8 @@ requires: tuple[str, ...] = ()
 @dataclass(frozen=True)
 class Options(Base):
     """The transcoder's width and kind, its training data and schedule, and the held-out verses
-    its quality is measured on; or a trained transcoder to load instead of training."""
+    its quality is measured on; or a trained transcoder to load instead of training.
+    """
 
     ANALYSIS: ClassVar[str] = "clt-train"
     TITLE: ClassVar[str] = "clt train"

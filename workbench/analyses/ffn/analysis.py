@@ -51,7 +51,8 @@ def pooled_layers(summaries: dict[str, FFNSummary]) -> dict[str, np.ndarray]:
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Detectors and combinators per language on parallel analysis verses and on unrelated ones;
-    layer similarity within the model and against ``options.compare_models``."""
+    layer similarity within the model and against ``options.compare_models``.
+    """
     langs, seed = store.languages, store.run.seed
     parallel_ids = corpus.sample_ids(langs, options.documents, "analysis", seed)
     rest = sorted(set(corpus.ids(langs, "analysis")) - set(parallel_ids))

@@ -45,7 +45,8 @@ def ffn_layer_figure(result: FFNResult, sublayer: str = "detector") -> go.Figure
 def ffn_correlation_figure(result: FFNResult, sublayer: str = "detector") -> go.Figure:
     """Per layer, the mean Spearman correlation of the units' mean activations between languages:
     on parallel verses, on unrelated verses, their difference, and a language against itself on
-    other verses."""
+    other verses.
+    """
     cross = result.cross_language(sublayer)
     layers = list(range(result.n_layers))
     styles = {

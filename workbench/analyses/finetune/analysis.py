@@ -27,7 +27,8 @@ NAME = Options.ANALYSIS
 
 def training_ids(corpus: Corpus, language: str, n: int, exclude: set[str], seed: int) -> list[str]:
     """``n`` analysis-split ids of ``language`` outside ``exclude``, in a seeded random order: the
-    first ``k`` of them are a random sample for every ``k`` (nested training sets)."""
+    first ``k`` of them are a random sample for every ``k`` (nested training sets).
+    """
     pool = [i for i in corpus.ids([language], "analysis") if i not in exclude]
     if len(pool) < n:
         raise WorkbenchError(f"{language}: only {len(pool)} analysis documents for {n} training documents.")
@@ -37,7 +38,8 @@ def training_ids(corpus: Corpus, language: str, n: int, exclude: set[str], seed:
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Train each target's neurons (and a random control) on its analysis verses, none of them a
     PLND verse; measure the evaluated languages on held-out verses. Deltas and measurements are
-    checkpointed and reused on resume."""
+    checkpointed and reused on resume.
+    """
     plnd = store.result("plnd")
     sets = plnd.named_sets(options.sets)
     targets = options.targets(store.languages)
@@ -100,7 +102,8 @@ def figures(result: Result) -> dict[str, go.Figure]:
 
 def verdict(result: Result) -> str:
     """One sentence per target, computed from the numbers: the target's gain with its own
-    neurons against the other languages' and the random control's, at the control's size."""
+    neurons against the other languages' and the random control's, at the control's size.
+    """
     sentences = []
     for target in result.targets:
         randoms = [r for r in result.runs if r.target == target and r.kind == "random"]

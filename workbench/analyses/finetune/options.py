@@ -1,5 +1,6 @@
 """Settings of neuron fine-tuning and the enhancement experiment (defined with them, in
-:mod:`workbench.interventions.options`)."""
+[`workbench.interventions.options`][workbench.interventions.options]).
+"""
 
 from workbench.interventions.options import TARGETS, TrainOptions
 from workbench.interventions.options import EnhancementOptions as Options

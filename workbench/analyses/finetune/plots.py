@@ -13,7 +13,8 @@ _GAIN_UNITS = {"loss": "loss decrease (nats/token)", "accuracy": "accuracy gain"
 
 def enhancement_figure(result: EnhancementResult, measure: str = "loss") -> go.Figure:
     """MWork Figure 4 form: per target, the gain against training documents for the target,
-    English and the other languages (mean), with the random-neuron control as separate markers."""
+    English and the other languages (mean), with the random-neuron control as separate markers.
+    """
     targets = result.targets
     fig = make_subplots(
         rows=1,

@@ -19,7 +19,8 @@ NAME = Options.ANALYSIS
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """The logit lens per input language on aligned analysis verses; the token classifier's
-    accuracy on held-out verses. A finished language is saved at once and reused."""
+    accuracy on held-out verses. A finished language is saved at once and reused.
+    """
     classifier = default_classifier(corpus)
     vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, classifier)
     ids = corpus.sample_ids(store.languages, options.documents, "analysis", store.run.seed)

@@ -12,7 +12,8 @@ from workbench.runs.plotting import PALETTE
 
 def lens_share_figure(result: LensResult) -> go.Figure:
     """MWork Figure 1: per layer, the share of English and of input-language tokens among the
-    lens's top-k tokens, one line per input language (English input drawn dashed)."""
+    lens's top-k tokens, one line per input language (English input drawn dashed).
+    """
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -47,7 +48,8 @@ def lens_share_figure(result: LensResult) -> go.Figure:
 
 def lens_mass_figure(result: LensResult, cols: int = 4) -> go.Figure:
     """Latent language: probability mass on English vs input-language tokens per layer, with 95%
-    bootstrap bands over documents; one panel per input language."""
+    bootstrap bands over documents; one panel per input language.
+    """
     langs = list(result.languages)
     rows = -(-len(langs) // cols)
     fig = make_subplots(

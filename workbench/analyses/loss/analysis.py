@@ -17,7 +17,8 @@ NAME = Options.ANALYSIS
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Loss of every language of the run on the same held-out verses; a finished language is
-    saved at once and reused by a resumed run."""
+    saved at once and reused by a resumed run.
+    """
     ids = corpus.sample_ids(store.languages, options.documents, "heldout", store.run.seed)
 
     def measure(lang: str) -> LanguageLoss:

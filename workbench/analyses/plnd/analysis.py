@@ -19,7 +19,8 @@ NAME = Options.ANALYSIS
 
 def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     """PLND (and LAPE counts) per language on aligned analysis verses; each language's summary is
-    saved as soon as it is done and reused by a resumed run."""
+    saved as soon as it is done and reused by a resumed run.
+    """
     selection = options.selection()
     ids = corpus.sample_ids(store.languages, options.documents, "analysis", store.run.seed)
     docs = corpus.parallel(store.languages, ids)

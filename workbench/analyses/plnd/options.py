@@ -16,7 +16,8 @@ _DEFAULT = Selection()
 @dataclass(frozen=True)
 class Options(Base):
     """The documents PLND reads, the structures it scores, and the selection rule (its defaults
-    are :class:`~workbench.neurons.selection.Selection`'s)."""
+    are [`Selection`][workbench.neurons.selection.Selection]'s).
+    """
 
     ANALYSIS: ClassVar[str] = "plnd"
     PRESETS: ClassVar[dict[str, dict]] = {"paper": {"documents": 64}}

@@ -12,7 +12,8 @@ from workbench.runs.plotting import PALETTE
 
 def plnd_layer_figure(result: PLNDResult) -> go.Figure:
     """MWork Figure 3: language-specific neurons per layer, attention (Q, K, V, O together) vs
-    FFN, one line per language; below, the same without the neurons every language shares."""
+    FFN, one line per language; below, the same without the neurons every language shares.
+    """
     exclusive = not result.selection.exclusive and len(result.languages) > 1
     titles = ["attention neurons (Q, K, V, O)", "FFN neurons"]
     if exclusive:
@@ -52,7 +53,8 @@ def plnd_layer_figure(result: PLNDResult) -> go.Figure:
 
 def overlap_figure(result: PLNDResult) -> go.Figure:
     """Appendix C: Jaccard overlap between languages' neuron sets: PLND's, PLND's without the
-    neurons all languages share, and LAPE's."""
+    neurons all languages share, and LAPE's.
+    """
     panels = [("PLND", "plnd")]
     if not result.selection.exclusive:
         panels.append(("PLND, not shared by all", "exclusive"))

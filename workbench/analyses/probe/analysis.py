@@ -1,5 +1,5 @@
 """The probe slice: per residual point, a linear probe for the token's language
-(:mod:`workbench.lens.probe`), trained on analysis verses and scored on held-out ones, against
+([`workbench.lens.probe`][workbench.lens.probe]), trained on analysis verses and scored on held-out ones, against
 the token-identity and majority baselines, on all tokens and on tokens shared between languages.
 """
 

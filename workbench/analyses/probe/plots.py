@@ -8,7 +8,8 @@ from plotly.subplots import make_subplots
 
 def accuracy_figure(result) -> go.Figure:
     """Held-out accuracy per residual point (all tokens, shared tokens) against the baselines;
-    and per language."""
+    and per language.
+    """
     points = [s.point for s in result.scores]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("held-out accuracy", "per language"))
     fig.add_trace(

@@ -2,7 +2,7 @@
 
 Attribution graphs are compared across languages on prompts that ask for the same thing in each
 language (an antonym, the next weekday, ...). The workbench ships such a set in
-``parallel.json`` next to this module; :meth:`PromptSet.load` reads it, or a user's file of the
+``parallel.json`` next to this module; [`PromptSet.load`][workbench.data.prompts.PromptSet.load] reads it, or a user's file of the
 same shape::
 
     {"about": "...", "languages": ["en", "fr"],
@@ -12,7 +12,7 @@ same shape::
                             "fr": {"prompt": "Le contraire de \\"petit\\" est \\"",
                                    "answer": "grand"}}]}}
 
-An item may lack languages. :meth:`PromptSet.from_text` turns a plain text file (one prompt per
+An item may lack languages. [`PromptSet.from_text`][workbench.data.prompts.PromptSet.from_text] turns a plain text file (one prompt per
 line) into a set with one task, ``custom``, whose answers are empty.
 """
 
@@ -73,7 +73,8 @@ class ParallelPrompt:
     def continuation(self) -> str:
         """The answer as the text that follows the prompt: with a leading space where the
         language writes spaces between words and the prompt does not end in an opening quote.
-        This is what a target token should be made of (e.g. ``" big"``, ``"大"``)."""
+        This is what a target token should be made of (e.g. ``" big"``, ``"大"``).
+        """
         if not self.answer or self.language in _NO_SPACE_LANGUAGES:
             return self.answer
         if not self.prompt or self.prompt[-1].isspace() or self.prompt[-1] in _OPENERS:
@@ -101,7 +102,8 @@ class PromptSet:
     def from_text(cls, text: str, language: str = "custom") -> PromptSet:
         """One prompt per non-blank line of ``text`` (answers empty), as task ``custom`` with
         items ``"1"``, ``"2"``, ... — so a plain text file of prompts can stand in for a JSON
-        set."""
+        set.
+        """
         lines = [line for line in text.splitlines() if line.strip()]
         if not lines:
             raise PromptFileError("The text has no prompts: write one prompt per line.")
@@ -119,7 +121,8 @@ class PromptSet:
 
     def prompts(self, tasks: list[str] | None = None, languages: list[str] | None = None) -> list[ParallelPrompt]:
         """Every item of ``tasks`` (all when None) in every one of ``languages`` (all when None)
-        that the item has, task by task, item by item, languages in the order asked."""
+        that the item has, task by task, item by item, languages in the order asked.
+        """
         tasks = self.task_names() if tasks is None else list(tasks)
         self._check_task_names(tasks)
         languages = list(self.languages) if languages is None else list(languages)
@@ -133,7 +136,7 @@ class PromptSet:
         ]
 
     def _check_task_names(self, tasks: list[str]) -> None:
-        """Raise :class:`UnknownTaskError` listing the known tasks if one is not in the set."""
+        """Raise [`UnknownTaskError`][workbench.data.prompts.UnknownTaskError] listing the known tasks if one is not in the set."""
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise UnknownTaskError(
@@ -141,7 +144,7 @@ class PromptSet:
             )
 
     def _check_languages_for(self, tasks: list[str], languages: list[str]) -> None:
-        """Raise :class:`UnknownLanguageError` for a language no item of ``tasks`` has."""
+        """Raise [`UnknownLanguageError`][workbench.errors.UnknownLanguageError] for a language no item of ``tasks`` has."""
         have = set().union(*(self.languages_of(t) for t in tasks)) if tasks else set()
         missing = [lang for lang in languages if lang not in have]
         if missing:
@@ -158,8 +161,9 @@ def default_path() -> Path:
 
 
 def read_prompts(path: Path | str | None = None, language: str = "custom") -> PromptSet:
-    """A prompt set from a ``.json`` file (:meth:`PromptSet.load`) or any other text file, one
-    prompt per line (:meth:`PromptSet.from_text`, in ``language``); the shipped set for None."""
+    """A prompt set from a ``.json`` file ([`PromptSet.load`][workbench.data.prompts.PromptSet.load]) or any other text file, one
+    prompt per line ([`PromptSet.from_text`][workbench.data.prompts.PromptSet.from_text], in ``language``); the shipped set for None.
+    """
     if path is None or Path(path).suffix.lower() == ".json":
         return PromptSet.load(path)
     path = Path(path)
@@ -173,7 +177,7 @@ from_text = PromptSet.from_text
 
 
 def _read_json(path: Path) -> dict:
-    """The JSON object in ``path``, or a :class:`PromptFileError` saying what to fix."""
+    """The JSON object in ``path``, or a [`PromptFileError`][workbench.data.prompts.PromptFileError] saying what to fix."""
     if not path.is_file():
         raise _not_found(path)
     try:
@@ -189,7 +193,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _check_tasks(data: dict, path: Path) -> dict[str, list[dict]]:
-    """The file's ``tasks``, each item checked (see :func:`_check_item`)."""
+    """The file's ``tasks``, each item checked (see [`_check_item`][workbench.data.prompts._check_item])."""
     tasks = data.get("tasks")
     if not isinstance(tasks, dict) or not tasks:
         raise PromptFileError(f'{path} has no "tasks" object (or it is empty). {_FORMAT}')
