@@ -4,18 +4,18 @@ same batches measured in the same run; peak memory per phase; the transcoder's s
 
 Every phase runs over the same documents (``--documents`` verses per language of the Bible
 corpus's analysis split, tokenized BOS first, as the clt-train slice does) in the same padded
-batches (:func:`workbench.data.batching.iter_batches`, ``--batch-tokens`` per batch):
+batches (``workbench.data.batching.iter_batches``, ``--batch-tokens`` per batch):
 
 * forward: ``model(tokens, stop_at_layer=n_layers)``, the blocks without the final norm and the
   unembedding (a transcoder never needs them);
-* read: :func:`workbench.clt.activations.document_rows`, i.e. ``mlp_io``'s hooked forward (same
+* read: ``workbench.clt.activations.document_rows``, i.e. ``mlp_io``'s hooked forward (same
   stop) keeping every layer's MLP input and output at the real positions without BOS; the rows
   are kept, as a training block keeps them;
 * clt: the transcoder's forward (encode + decode, no grad) on those rows, ``--batch`` at a time;
   clt_encode: the encoder alone;
 * replacement: the forward of ``with replacement(model, clt)``, every MLP output replaced
   (same stop, same batches);
-* train: :func:`workbench.clt.train.train_clt` on ``--tokens`` rows (``--batch`` per step) from
+* train: ``workbench.clt.train.train_clt`` on ``--tokens`` rows (``--batch`` per step) from
   the same documents, with the clt-train slice's defaults. ``state.seconds`` times the steps
   including the block reads inside the stream, but not the first block (read before the loop);
   the wall time covers the whole call.

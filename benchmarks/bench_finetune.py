@@ -126,7 +126,8 @@ def main() -> None:
     print(f"{'mode':<22} {'seconds':>8} {'tok/s':>7} {'x evaluate':>11} {'peak RSS GiB':>13}")
     for r in rows:
         print(
-            f"{r['mode']:<22} {r['seconds']:>8} {r['tokens_per_s']:>7} {r['time_ratio_to_evaluate']:>11} {r['peak_rss_gib']:>13}"
+            f"{r['mode']:<22} {r['seconds']:>8} {r['tokens_per_s']:>7} "
+            f"{r['time_ratio_to_evaluate']:>11} {r['peak_rss_gib']:>13}"
         )
 
 

@@ -7,9 +7,9 @@ else one trained here on ``--tokens`` rows with the clt-train slice's defaults (
 matter for timing; the number of active features does, and is reported). Prompts: held-out verses
 of ``--language`` cut to each ``--lengths`` (BOS included), the same verses for every setting.
 
-A graph is :func:`workbench.clt.attribution.attribute` (the replacement model's pass, the logit
+A graph is ``workbench.clt.attribution.attribute`` (the replacement model's pass, the logit
 targets, batched backward passes visiting up to ``--max-features`` features by influence) plus
-pruning (:meth:`Graph.prune`, defaults 0.8 / 0.98). The baseline is ``model(tokens)``, the top
+pruning (``Graph.prune``, defaults 0.8 / 0.98). The baseline is ``model(tokens)``, the top
 logit's ``backward()`` (parameters frozen, the embeddings' output requiring grad). Times are
 medians of ``--repeats``; memory is the process's peak resident size sampled every 5 ms (on CUDA,
 ``torch.cuda.max_memory_allocated``), reset per setting.

@@ -1,7 +1,7 @@
 """Memory budget: each analysis's peak memory as a multiple of the model's weight bytes, on randomly
 initialised models shaped like real ones at three sizes, in half precision.
 
-The shapes (:data:`SIZES`) are GPT-2 small (124M), Qwen2-0.5B and TinyLlama-1.1B, each built from
+The shapes (``SIZES``) are GPT-2 small (124M), Qwen2-0.5B and TinyLlama-1.1B, each built from
 its own ``transformers`` config class with the library's default initialisation, saved once as a
 folder (bfloat16 safetensors and the byte tokenizer, under ``--models``) and loaded the way a
 researcher's download is: ``--model FOLDER --dtype bfloat16``. Random weights cost what trained

@@ -8,7 +8,7 @@ and peak memory.
   one pass (``all``), with the Q/K backend of ``--backend`` (``auto``: the C kernel on CPUs);
   ``--compare-torch`` adds ``all`` on the torch backend;
 * literal (first language only): zero one neuron in a copy of its sublayer, rerun the sublayer,
-  measure (:mod:`workbench.neurons.plnd_reference`); timed on a sample of neurons of one middle layer per
+  measure (``workbench.neurons.plnd_reference``); timed on a sample of neurons of one middle layer per
   structure on one document and extrapolated to every neuron of every layer.
 
 Times are medians of ``--repeats`` runs; memory is the process's peak resident size (and, on a
@@ -50,7 +50,7 @@ LITERAL_SAMPLE = {"ffn": 16, "attn_q": 8, "attn_k": 8, "attn_v": 8, "attn_o": 8}
 
 def documents(model, length: int, total_tokens: int, language: str = "de") -> list[torch.Tensor]:
     """Bible text in ``language`` cut into documents of exactly ``length`` tokens (BOS first), on
-    the CPU like :func:`workbench.data.batching.tokenize`'s (batches are moved to the model's device)."""
+    the CPU like ``workbench.data.batching.tokenize``'s (batches are moved to the model's device)."""
     corpus = BibleCorpus()
     ids = corpus.sample_ids([language], 600, "analysis", seed=0)
     stream = model.to_tokens(" ".join(corpus.parallel([language], ids)[language]["text"]), prepend_bos=False)[0].cpu()

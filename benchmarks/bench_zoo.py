@@ -84,7 +84,8 @@ def main() -> None:
         f"budget {options.tokens:,} tokens"
     )
     print(
-        f"{'layers':>6} {'params':>8} {'fwd+bwd tok/s':>14} {'train tok/s':>12} {'ratio':>6} {'peak GiB':>9} {'min/model':>10}"
+        f"{'layers':>6} {'params':>8} {'fwd+bwd tok/s':>14} {'train tok/s':>12} "
+        f"{'ratio':>6} {'peak GiB':>9} {'min/model':>10}"
     )
     for r in rows:
         print(

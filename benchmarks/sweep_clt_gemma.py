@@ -3,7 +3,7 @@ three layers (3, 9, 15) of per-layer transcoders, trained on cached activations.
 
 The rows are the MLP inputs and outputs of ``--documents`` analysis verses per language of the
 Gemma study's eight languages (BOS dropped), shuffled by document; the last ``--heldout`` rows are
-held out. Each configuration trains with :func:`workbench.clt.transcoder.clt_loss` (lambda ramped
+held out. Each configuration trains with ``workbench.clt.transcoder.clt_loss`` (lambda ramped
 over the first half, Adam, clipping at 1, as ``train_clt``) for ``epochs`` passes over the training
 rows and reports FVU and L0 per layer on the held-out rows, and training rows/s.
 

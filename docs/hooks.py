@@ -1,6 +1,7 @@
 """MkDocs hooks: the pages that come from the tree, and a site that reads offline.
 
-* **Home** is README.md, its links rewritten for the site (``docs/x.md`` -> ``x.md``).
+* **Home** is README.md and **Contributing** is CONTRIBUTING.md, their links rewritten for the site
+  (``docs/x.md`` -> ``x.md``).
 * **Notebooks**: every ``notebooks/*.ipynb``, rendered by mkdocs-jupyter with its outputs when
   ``make docs`` has executed it (``build/docs/notebooks/``, see ``docs/execute_notebooks.py``);
   otherwise the notebook as committed, without outputs (what CI's strict build checks).
@@ -57,8 +58,8 @@ def notebook_title(path: Path) -> str:
 
 
 def readme_for_site(text: str) -> str:
-    """README.md as the site's home page: links into docs/ become links between pages."""
-    return re.sub(r"\]\(docs/([^)]+)\)", r"](\1)", text)
+    """README.md (or CONTRIBUTING.md) as a site page: links into docs/ become links between pages."""
+    return re.sub(r"\]\(docs/([^)]+)\)", r"](\1)", text).replace("](CONTRIBUTING.md)", "](contributing.md)")
 
 
 def api_page(package: str) -> str:
@@ -83,12 +84,13 @@ def api_page(package: str) -> str:
 
 
 def on_config(config):
-    """Home first; Notebooks and the API reference last, built from the tree."""
+    """Home first; Notebooks, the API reference and Contributing last, built from the tree."""
     config.nav = [
         {"Home": "index.md"},
         *config.nav,
         {"Notebooks": [{notebook_title(p): f"notebooks/{p.name}"} for p in notebooks()]},
         {"API reference": [{f"workbench.{pkg}": f"api/{pkg}.md"} for pkg in packages()]},
+        {"Contributing": "contributing.md"},
     ]
     return config
 
@@ -97,6 +99,7 @@ def on_config(config):
 def on_files(files: Files, config) -> Files:
     generated = {
         "index.md": readme_for_site((ROOT / "README.md").read_text(encoding="utf-8")),
+        "contributing.md": readme_for_site((ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")),
         "js/mathjax-config.js": MATHJAX_CONFIG,
         **{f"api/{pkg}.md": api_page(pkg) for pkg in packages()},
     }

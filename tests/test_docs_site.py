@@ -66,6 +66,31 @@ def test_the_api_reference_comes_from_the_docstrings(site):
     assert "workbench.neurons.plnd" in page and "language_sets" in page
 
 
+AUTOREF = re.compile(r'<a class="autorefs autorefs-internal"[^>]*href="([^"]+)"')
+SPHINX_ROLE = re.compile(r":(?:mod|func|class|meth|data|attr|obj|exc):")
+
+
+def test_api_pages_link_their_cross_references(site):
+    """A docstring's ``[`name`][workbench.x.name]`` is rendered as a link to that object's anchor,
+    across pages too, and no Sphinx role is left as text."""
+    models = (site / "api" / "models" / "index.html").read_text()
+    links = AUTOREF.findall(models)
+    assert "../errors/#workbench.errors" in links, links[:20]  # models' docstrings point at the errors page
+    for page in (site / "api").rglob("index.html"):
+        text = page.read_text()
+        assert not SPHINX_ROLE.search(re.sub(r"<[^>]+>", "", text)), page
+        for link in AUTOREF.findall(text):
+            target_page, _, anchor = link.partition("#")
+            target = (page.parent / target_page / "index.html").resolve() if target_page else page
+            assert f'id="{anchor}"' in target.read_text(), (page, link)
+
+
+def test_contributing_is_a_page_of_the_site(site):
+    page = (site / "contributing" / "index.html").read_text()
+    assert "make lint" in page and "72 characters" in page
+    assert 'href="../architecture/"' in page  # CONTRIBUTING.md's docs/ link points at the site's page
+
+
 def test_nothing_is_fetched_from_the_network(site):
     offenders = {}
     for path in site.rglob("*.html"):
