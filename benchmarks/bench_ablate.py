@@ -30,8 +30,9 @@ from workbench.analyses import ablate  # noqa: E402
 from workbench.data.batching import tokenize  # noqa: E402
 from workbench.data.corpus import BibleCorpus  # noqa: E402
 from workbench.interventions.deactivation import SETTINGS_PER_PASS, run_deactivation  # noqa: E402
-from workbench.interventions.measures import greedy_continuations, measure  # noqa: E402
+from workbench.interventions.measures import measure  # noqa: E402
 from workbench.lens.layer_language import ENGLISH, INPUT, OTHER  # noqa: E402
+from workbench.lens.readout import greedy  # noqa: E402
 from workbench.models.loading import load_model  # noqa: E402
 from workbench.neurons.masking import switched_off  # noqa: E402
 from workbench.neurons.sets import STRUCTURES, NeuronDims, NeuronSet, structure_size, total_neurons  # noqa: E402
@@ -115,9 +116,9 @@ def main() -> None:
     }
     rows = []
     for label, neurons in sets.items():
-        with switched_off(model, neurons):
+        with switched_off(model, neurons), torch.no_grad():
             evaluate = median_seconds(lambda: measure(model, tokens, own, labelled), args.repeats, args.device)
-            generate = median_seconds(lambda: greedy_continuations(model, prompts, 8), args.repeats, args.device)
+            generate = median_seconds(lambda: greedy(model, prompts, 8)[0], args.repeats, args.device)
         rows.append(
             {
                 "mask": label,

@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from workbench.data.corpus import BibleCorpus  # noqa: E402
 from workbench.lens.readout import next_token_losses  # noqa: E402
-from workbench.models.loading import load_model, prepare_gemma  # noqa: E402
+from workbench.models.gemma import prepare_gemma  # noqa: E402
+from workbench.models.loading import load_model  # noqa: E402
 from workbench.runs.results import environment, save_json  # noqa: E402
 
 

@@ -173,7 +173,7 @@ def build(size: str, root: Path) -> Path:
     import torch
     import transformers
 
-    from workbench.models.loading import byte_tokenizer
+    from workbench.models.tiny import byte_tokenizer
 
     config_class, model_class, settings = SIZES[size]
     config = getattr(transformers, config_class)(**TOKENS, **settings)
@@ -214,7 +214,7 @@ def measure(folder: Path, analysis: str, batch_tokens: int, device: str) -> dict
     else:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
         held = _status("VmRSS")
-    job.load_model = lambda *args, **kwargs: model
+    job.load_run_model = lambda *args, **kwargs: model
     run_options, analyses = _parse(folder, analysis, batch_tokens, device)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:

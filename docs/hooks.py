@@ -65,7 +65,11 @@ def readme_for_site(text: str) -> str:
 def api_page(package: str) -> str:
     """The API page of one package: its docstring, then every module's."""
     folder = PACKAGE / package
-    modules = sorted(p for p in folder.rglob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    modules = sorted(
+        p.parent if p.name == "__init__.py" else p
+        for p in folder.rglob("*.py")
+        if p.name != "__main__.py" and p != folder / "__init__.py"
+    )  # a sub-package (clt/formats/) is rendered from its __init__, before its modules
     if not folder.is_dir():  # a top-level module (errors.py): one block, its members shown
         return f"# `workbench.{package}`\n\n::: workbench.{package}\n    options:\n      show_root_heading: false\n"
     lines = [

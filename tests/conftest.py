@@ -47,7 +47,7 @@ def save_tiny_hf(kind: str, folder):
     """Save a tiny HF model with the byte tokenizer into ``folder``; return the HF model. ``kind``:
     a family of :data:`workbench.models.families.FAMILIES`, or :data:`BRIDGED`."""
     from workbench.models.families import save_family
-    from workbench.models.loading import byte_tokenizer
+    from workbench.models.tiny import byte_tokenizer
 
     if kind != BRIDGED:
         return save_family(kind, folder)

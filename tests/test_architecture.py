@@ -48,6 +48,18 @@ def test_every_public_name_is_what_it_names():
     assert wb.analyses is importlib.import_module("workbench.analyses")
 
 
+def test_the_package_docstring_lists_every_registered_analysis():
+    """The package's docstring names the analyses ``REGISTRY`` holds, in its order."""
+    text = " ".join((wb.__doc__ or "").split())
+    listing = text.split("in run order:", 1)[1].split("(", 1)[0]
+    assert [name.strip("`") for name in listing.replace(",", " ").split()] == list(wb.analyses.REGISTRY)
+
+
+def test_all_lists_the_public_names():
+    """``__all__`` (what editors and ``from workbench import *`` see) names exactly the lazy exports."""
+    assert set(wb.__all__) == {"__version__", "analyses", *wb._EXPORTS}
+
+
 def _lint_imports(root: Path) -> subprocess.CompletedProcess:
     env = {"PYTHONPATH": str(root), "PATH": str(LINT_IMPORTS.parent)}
     return subprocess.run(
@@ -70,10 +82,11 @@ def test_the_contract_holds():
         ("runs/store.py", "workbench.analyses"),
         ("models/catalog.py", "workbench.zoo.presets"),
         ("neurons/lape.py", "workbench.lens.readout"),
+        ("analyses/clt_steer/analysis.py", "workbench.analyses.clt_graph.analysis"),
     ],
 )
 def test_the_contract_catches_an_upward_import(tmp_path, module, upward):
-    """A lower layer importing a higher one, or a sibling, breaks the contract (in a copy)."""
+    """A lower layer importing a higher one, a sibling, or one analysis another, breaks a contract (in a copy)."""
     copy = tmp_path / "workbench"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     path = copy / module

@@ -8,7 +8,7 @@ import torch
 
 from workbench.analyses import ablate, loss, plnd
 from workbench.analyses import lens as lens_slice
-from workbench.models.loading import gemma_cache_dir, read_cache_manifest
+from workbench.models.gemma import gemma_cache_dir, read_cache_manifest
 from workbench.models.model import source_of
 from workbench.runs import job as job_module
 from workbench.runs.job import run
@@ -63,7 +63,7 @@ def test_gemma_tokenizes_every_script_without_unknowns(gemma, bible):
 
 
 def test_run_on_gemma_gives_plausible_losses(tmp_path, gemma, monkeypatch):
-    monkeypatch.setattr(job_module, "load_model", lambda *a, **k: gemma)
+    monkeypatch.setattr(job_module, "load_run_model", lambda *a, **k: gemma)
     langs = ["en", "de", "zh", "sw"]
     analyses = {
         "loss": loss.Options(documents=4),

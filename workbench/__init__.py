@@ -1,7 +1,8 @@
 """Multilingual workbench: hook-based analyses of how language models handle many languages.
 
-The package is a thin layer over TransformerLens. Every analysis is a set of hook functions on a
-``HookedTransformer``; results are plain data classes that save and load themselves.
+The package is a thin layer over TransformerLens. Every analysis is a set of hook functions on the
+model (a ``HookedTransformer``, or a ``TransformerBridge`` for architectures it cannot convert);
+results are plain data classes that save and load themselves.
 
 The names a notebook needs are here; each loads on first use, so ``import workbench`` is instant::
 
@@ -13,19 +14,23 @@ The names a notebook needs are here; each loads on first use, so ``import workbe
     store = wb.Store.memory(["en", "de", "zh"])          # or wb.Store.open("results/demo")
     sets = plnd.run(model, corpus, plnd.Options(documents=16), store).sets
 
-The analyses (``loss``, ``lens``, ``plnd``, ``ablate``, ``finetune``, ``ffn``) live in
-[`workbench.analyses`][workbench.analyses], each with its ``Options``, ``run``, ``Result``, ``figures`` and ``section``.
+The analyses are the slices of [`workbench.analyses`][workbench.analyses], each with its
+``Options``, ``run``, ``Result``, ``figures`` and ``section``. Its ``REGISTRY`` holds them in run
+order: ``loss``, ``lens``, ``probe``, ``plnd``, ``ablate``, ``finetune``, ``ffn``, ``clt-train``,
+``clt-features``, ``clt-steer``, ``clt-graph``, ``clt-diff``, ``clt-study``
+(``tests/test_architecture.py`` checks this list against the registry).
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 _EXPORTS: dict[str, str] = {
     "load_model": "workbench.models.loading",
     "model_source": "workbench.models.model",
-    "BibleCorpus": "workbench.data.corpus",
-    "TextCorpus": "workbench.data.corpus",
+    "BibleCorpus": "workbench.data.corpora.bible",
+    "TextCorpus": "workbench.data.corpora.text_files",
     "open_corpus": "workbench.data.corpus",
     "tokenize": "workbench.data.batching",
     "NeuronSet": "workbench.neurons.sets",
@@ -46,7 +51,53 @@ _EXPORTS: dict[str, str] = {
     "collect_figures": "workbench.runs.report",
 }
 
-__all__ = ["__version__", "analyses", *_EXPORTS]
+if TYPE_CHECKING:  # the type checker and editors see what __getattr__ loads on first use
+    from workbench.data.batching import tokenize
+    from workbench.data.corpora.bible import BibleCorpus
+    from workbench.data.corpora.text_files import TextCorpus
+    from workbench.data.corpus import open_corpus
+    from workbench.interventions.finetune import NeuronDelta, train_neurons
+    from workbench.interventions.measures import Measures, measure, random_like
+    from workbench.language.langid import default_classifier, vocab_languages
+    from workbench.lens.layer_language import token_categories
+    from workbench.lens.logit_lens import logit_lens
+    from workbench.models.loading import load_model
+    from workbench.models.model import model_source
+    from workbench.neurons.masking import switched_off
+    from workbench.neurons.sets import NeuronSet
+    from workbench.runs.job import run
+    from workbench.runs.options import RunOptions
+    from workbench.runs.report import collect_figures, write_report
+    from workbench.runs.store import Store
+
+    __version__: str
+
+__all__ = [
+    "__version__",
+    "analyses",
+    "load_model",
+    "model_source",
+    "BibleCorpus",
+    "TextCorpus",
+    "open_corpus",
+    "tokenize",
+    "NeuronSet",
+    "switched_off",
+    "logit_lens",
+    "vocab_languages",
+    "default_classifier",
+    "token_categories",
+    "measure",
+    "Measures",
+    "random_like",
+    "train_neurons",
+    "NeuronDelta",
+    "Store",
+    "RunOptions",
+    "run",
+    "write_report",
+    "collect_figures",
+]  # _EXPORTS' names (a test holds them equal)
 
 # The analyses register their slices with the run machinery (light: their options, no torch).
 from workbench import analyses  # noqa: E402

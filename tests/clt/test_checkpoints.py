@@ -15,16 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.analyses import clt_train
-from workbench.clt.checkpoints import (
-    RELU_LOG_THRESHOLD,
-    CheckpointError,
-    detect,
-    featflow_blocks,
-    load_circuit_tracer,
-    load_transcoder,
-    save_circuit_tracer,
-    save_featflow,
-)
+from workbench.clt.formats import CheckpointError, detect, load_transcoder
+from workbench.clt.formats.circuit_tracer import RELU_LOG_THRESHOLD, load_circuit_tracer, save_circuit_tracer
+from workbench.clt.formats.featflow import featflow_blocks, save_featflow
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, check_fits
 from workbench.errors import WorkbenchError
 from workbench.runs.job import run

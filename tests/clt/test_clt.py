@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from workbench.clt.activations import mlp_io
-from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, JumpReLU, clt_loss, threshold_surrogate
+from workbench.clt.jumprelu import JumpReLU, threshold_surrogate
+from workbench.clt.loss import clt_loss
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.models.loading import tiny_model
 
 
@@ -88,7 +90,7 @@ def test_shapes_are_checked_and_survive_json(tmp_path):
 def test_compiled_loss_equals_the_eager_one(shape):
     """``torch.compile`` once miscompiled an index_add into a broadcast bias (mse off by 500x):
     the compiled loss and its gradients are held to the eager ones."""
-    from workbench.clt.transcoder import loss_terms
+    from workbench.clt.loss import loss_terms
 
     clt = _clt(**SHAPES[shape][0]).float()
     covered = list(clt.config.covered)

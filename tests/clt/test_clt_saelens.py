@@ -16,7 +16,7 @@ from sae_lens.saes.transcoder import (
     TranscoderConfig,
 )
 
-from workbench.clt.saelens import SAELensError, export_saelens, load_saelens
+from workbench.clt.formats.saelens import SAELensError, export_saelens, load_saelens
 from workbench.clt.transcoder import (
     CLTConfig,
     CrossLayerTranscoder,

@@ -13,15 +13,15 @@ from conftest import spread_clt
 from workbench.clt.steering import (
     Intervention,
     check_intervention,
-    greedy,
     matched_control,
     steer_measure,
     steer_measures,
     steering,
-    write_vectors,
 )
+from workbench.clt.steering_plan import write_vectors
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.language.langid import SPECIAL_LABELS, VocabLanguages
+from workbench.lens.readout import greedy
 from workbench.models.loading import tiny_model
 
 L, D, F = 2, 64, 32
@@ -308,8 +308,10 @@ def test_cached_continuations_equal_rerunning_the_sequence(model64, iv):
     clt, tokens = _clt(), _tokens(3, 7)
     for strength in (0.0, 3.0):
         context = lambda: steering(model64, clt, iv.with_strength(strength))  # noqa: E731
-        fast = greedy(model64, tokens, 6, context, lambda p: p, cache=True)
-        slow = greedy(model64, tokens, 6, context, lambda p: p, cache=False)
+        with context():
+            fast = greedy(model64, tokens, 6, lambda p: p, cache=True)
+        with context():
+            slow = greedy(model64, tokens, 6, lambda p: p, cache=False)
         assert torch.equal(fast[0], slow[0])
         torch.testing.assert_close(fast[1], slow[1], rtol=1e-9, atol=1e-12)
 

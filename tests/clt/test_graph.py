@@ -16,14 +16,13 @@ from conftest import spread_clt
 from workbench.clt.attribution import (
     attribute,
     completeness_error,
-    frozen_forward,
     logit_target,
     logit_targets,
     mean_unembedding,
-    read_prompt,
     token_target,
 )
 from workbench.clt.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, jaccard, threshold_of
+from workbench.clt.local_replacement import frozen_forward, read_prompt
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.errors import WorkbenchError
 from workbench.models.loading import tiny_model

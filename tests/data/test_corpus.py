@@ -3,16 +3,11 @@ import time
 
 import pytest
 
-from workbench.data.corpus import (
-    BIBLE_TRANSLATIONS,
-    DEFAULT_BIBLE_TRANSLATIONS,
-    BibleCorpus,
-    TextCorpus,
-    clean_verse,
-    load_hub_corpus,
-    open_corpus,
-    split_of,
-)
+from workbench.data.corpora.base import split_of
+from workbench.data.corpora.bible import BIBLE_TRANSLATIONS, DEFAULT_BIBLE_TRANSLATIONS, BibleCorpus, clean_verse
+from workbench.data.corpora.hub_datasets import load_hub_corpus
+from workbench.data.corpora.text_files import TextCorpus
+from workbench.data.corpus import open_corpus
 from workbench.errors import (
     CorpusFormatError,
     EmptyCorpusError,

@@ -23,7 +23,6 @@ from workbench.interventions.measures import (
     Setting,
     continuation_fidelities,
     continuation_fidelity,
-    greedy_continuations,
     in_language,
     measure,
     measure_many,
@@ -31,7 +30,7 @@ from workbench.interventions.measures import (
     verse_prompts,
 )
 from workbench.lens.layer_language import ENGLISH, INPUT, NONE_CAT, OTHER
-from workbench.lens.readout import next_token_predictions
+from workbench.lens.readout import greedy, next_token_predictions
 from workbench.neurons.masking import switched_off
 from workbench.neurons.sets import NeuronDims, NeuronSet
 from workbench.runs.job import run
@@ -116,7 +115,7 @@ def test_deltas_are_damage_and_the_papers_summary():
 def test_greedy_continuations_equal_the_slow_loop(tiny_gated, tiny):
     for model in (tiny_gated, tiny):
         prompts = torch.stack([model.to_tokens("Hello wor")[0], model.to_tokens("Bonjour l")[0]])
-        fast = greedy_continuations(model, prompts, 5)
+        fast = greedy(model, prompts, 5)[0]
         slow = prompts
         with torch.no_grad():
             for _ in range(5):
@@ -183,7 +182,7 @@ def test_an_interrupted_experiment_resumes_from_its_checkpoint(tiny_gated, tmp_p
         raise AssertionError("measured again")
 
     monkeypatch.setattr(deact, "measure_many", must_not_measure)
-    monkeypatch.setattr(measures_module, "greedy_continuations", must_not_measure)
+    monkeypatch.setattr(measures_module, "greedy", must_not_measure)
     again, _ = _experiment(tiny_gated, tmp_path)
     assert again.to_dict() == first.to_dict()
 

@@ -7,9 +7,9 @@ from conftest import BRIDGED, save_tiny_hf
 from transformers import ViTConfig
 
 from workbench.errors import OfflineError, UnknownModelError, UnsupportedArchitectureError
-from workbench.models import hub
-from workbench.models import loading as models
-from workbench.models.loading import load_model, tiny_model, verify_cache_folder
+from workbench.models import convert, gemma, hub, hub_name
+from workbench.models.gemma import verify_cache_folder
+from workbench.models.loading import load_model, tiny_model
 from workbench.models.model import source_of
 
 
@@ -38,9 +38,9 @@ def test_native_gemma3_config_is_transformer_lens_official_one():
 
     from workbench.models.native import native_config
 
-    hf = AutoConfig.from_pretrained(str(models.prepare_gemma()))
+    hf = AutoConfig.from_pretrained(str(gemma.prepare_gemma()))
     ours = native_config(SimpleNamespace(config=hf), "gemma-3-270m", "cpu", torch.float32).to_dict()
-    official = tl.get_pretrained_model_config(models.GEMMA_OFFICIAL_NAME, hf_cfg=hf.to_dict(), device="cpu").to_dict()
+    official = tl.get_pretrained_model_config(gemma.GEMMA_OFFICIAL_NAME, hf_cfg=hf.to_dict(), device="cpu").to_dict()
     assert ours.pop("eps") == pytest.approx(official.pop("eps"), rel=1e-6)
     assert ours.pop("tokenizer_name") == "gemma-3-270m"
     official.pop("tokenizer_name")
@@ -106,7 +106,7 @@ def _fake_cache(folder):
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"weights" * 100)
     (folder / "config.json").write_text("{}")
-    models._write_cache_manifest(folder, {"build": "fake", "gguf_sha256": "x"})
+    gemma._write_cache_manifest(folder, {"build": "fake", "gguf_sha256": "x"})
 
 
 def test_cache_integrity_detects_partial_and_corrupt_folders(tmp_path):
@@ -116,7 +116,7 @@ def test_cache_integrity_detects_partial_and_corrupt_folders(tmp_path):
     assert verify_cache_folder(tmp_path / "absent") == "missing"
     partial = tmp_path / "partial"
     _fake_cache(partial)
-    (partial / models.CACHE_MANIFEST).unlink()
+    (partial / gemma.CACHE_MANIFEST).unlink()
     assert "partial" in verify_cache_folder(partial)
     corrupt = tmp_path / "corrupt"
     _fake_cache(corrupt)
@@ -137,14 +137,14 @@ def test_corrupt_cache_is_rebuilt_not_used(tmp_path, monkeypatch):
         builds.append(out)
         return out
 
-    monkeypatch.setattr(models, "_build_gemma_folder", fake_build)
-    target = models.prepare_gemma(tmp_path)
+    monkeypatch.setattr(gemma, "_build_gemma_folder", fake_build)
+    target = gemma.prepare_gemma(tmp_path)
     assert len(builds) == 1 and verify_cache_folder(target) is None
-    assert models.prepare_gemma(tmp_path) == target and len(builds) == 1  # intact: reused
+    assert gemma.prepare_gemma(tmp_path) == target and len(builds) == 1  # intact: reused
     (target / "model.safetensors").write_bytes(b"garbage" * 100)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        models.prepare_gemma(tmp_path)
+        gemma.prepare_gemma(tmp_path)
     assert len(builds) == 2 and verify_cache_folder(target) is None
     assert any("rebuilding" in str(w.message) for w in caught)
     assert not list(tmp_path.glob("models/.building-*"))  # no leftovers
@@ -192,9 +192,9 @@ def test_hub_names_of_native_families_convert_like_folders(tmp_path, monkeypatch
         raise AttributeError("'GPT2Config' object has no attribute 'n_ctx'")
 
     save_tiny_hf(family, tmp_path / "snapshot")
-    monkeypatch.setattr(models, "_in_hf_cache", lambda repo: True)
-    monkeypatch.setattr(models, "_hub_folder", lambda repo: tmp_path / "snapshot")
-    monkeypatch.setattr(models.HookedTransformer, "from_pretrained_no_processing", unconfigurable)
+    monkeypatch.setattr(hub_name, "_in_hf_cache", lambda repo: True)
+    monkeypatch.setattr(hub_name, "_hub_folder", lambda repo: tmp_path / "snapshot")
+    monkeypatch.setattr(hub_name.HookedTransformer, "from_pretrained_no_processing", unconfigurable)
     model = load_model(spec)
     assert type(model).__name__ == "HookedTransformer" and source_of(model).route == "hub"
     assert source_of(model).name == spec
@@ -254,8 +254,8 @@ def test_a_conversion_that_disagrees_with_hf_on_the_probe_takes_the_bridge(tmp_p
     """Every conversion is checked against the HF model on a short probe; one that disagrees
     (here: a tolerance nothing can meet) is not used."""
     save_tiny_hf("llama", tmp_path / "model")
-    assert models.probe_error(load_model(str(tmp_path / "model")), *_hf_and_tokenizer(tmp_path / "model")) < 1e-4
-    monkeypatch.setattr(models, "PROBE_TOLERANCE", -1.0)
+    assert convert.probe_error(load_model(str(tmp_path / "model")), *_hf_and_tokenizer(tmp_path / "model")) < 1e-4
+    monkeypatch.setattr(convert, "PROBE_TOLERANCE", -1.0)
     model = load_model(str(tmp_path / "model"))
     assert source_of(model).route == "local-folder+bridge"
     assert "differ from the HF model's" in source_of(model).details["bridged_because"]

@@ -11,7 +11,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from workbench.data.batching import Batch, pad, tokenize
-from workbench.models.loading import byte_tokenizer, tiny_config
+from workbench.models.tiny import byte_tokenizer, tiny_config
 from workbench.neurons.importance import batch_importance
 from workbench.neurons.pattern_change import kernel
 from workbench.neurons.plnd_reference import attention_reference, ffn_reference

@@ -39,7 +39,7 @@ def runs(tmp_path_factory):
     """Both runs' folders and the bfloat16 run's model as it was after its last analysis."""
     root = tmp_path_factory.mktemp("dtype")
     loaded = []
-    original = job.load_model
+    original = job.load_run_model
 
     def spy(*args, **kwargs):
         loaded.append(original(*args, **kwargs))
@@ -47,7 +47,7 @@ def runs(tmp_path_factory):
 
     folders = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(job, "load_model", spy)
+        patch.setattr(job, "load_run_model", spy)
         for dtype in ("float32", "bfloat16"):
             folders[dtype] = root / dtype
             job.run(

@@ -94,7 +94,7 @@ def test_bad_language_fails_before_the_model_loads(tmp_path, monkeypatch):
     def no_load(*a, **k):
         raise AssertionError("model loaded before input was checked")
 
-    monkeypatch.setattr(job_module, "load_model", no_load)
+    monkeypatch.setattr(job_module, "load_run_model", no_load)
     with pytest.raises(UnknownLanguageError, match="available|Available"):
         _run(tmp_path, languages=("en", "klingon"))
 
@@ -103,7 +103,7 @@ def test_analysis_languages_outside_the_run_fail_before_the_model_loads(tmp_path
     def no_load(*a, **k):
         raise AssertionError("model loaded before input was checked")
 
-    monkeypatch.setattr(job_module, "load_model", no_load)
+    monkeypatch.setattr(job_module, "load_run_model", no_load)
     with pytest.raises(WorkbenchError, match="--ablate-languages fr are not among the run's"):
         _run(tmp_path, {"ablate": ablate.Options(languages=("fr",))})
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from workbench.cli import main
-from workbench.data.corpus import BibleCorpus, split_of
+from workbench.data.corpora.base import split_of
+from workbench.data.corpus import BibleCorpus
 from workbench.errors import UnknownLanguageError, UnknownModelError
 from workbench.models.catalog import trained
 from workbench.models.model import source_of

@@ -32,6 +32,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``workbench`` parser: every command of ``COMMANDS``, with its flags."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Study how language models handle many languages (TransformerLens hooks).",
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` (default: the command line's) and return its exit status.
+
+    A [`WorkbenchError`][workbench.errors.WorkbenchError] ends in one line on stderr and status 2;
+    an interruption in a line saying that finished parts are kept, and status 130.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:

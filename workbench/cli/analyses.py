@@ -1,12 +1,14 @@
-"""The analysis commands, generated from the slices: ``workbench run`` (any analyses, every option
-prefixed), ``workbench <analysis>`` (its own options bare), ``workbench <group> <action>`` and
-the aliases (``workbench graph``).
+"""The analysis commands, generated from the slices.
+
+``workbench run`` (any analyses, every option prefixed), ``workbench <analysis>`` (its own options
+bare), ``workbench <group> <action>`` and the aliases (``workbench graph``).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 from workbench.analyses import ALIASES, DEFAULT_ANALYSES, REGISTRY, load_slice, with_requirements
 from workbench.cli.flags import add_options, analyses_from, options_from, presets, split_list
@@ -21,13 +23,16 @@ def cmd_analyses(args: argparse.Namespace) -> int:
     from workbench.runs.job import run  # the heavy part starts here, once the input is known to be good
 
     report = run(run_options, analyses, Path(args.out), show_progress=not args.quiet)
-    print(f"Report: {report.resolve()}")
+    print(f"Report: {cast(Path, report).resolve()}")  # a run with a folder writes its report there
     return 0
 
 
-def _add_analysis_command(sub, name: str | None, command: str | None = None) -> None:
-    """``run`` (name None: every slice, prefixed) or one analysis (its own options unprefixed),
-    as the command ``command`` (default: its name).
+def _add_analysis_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str | None, command: str | None = None
+) -> None:
+    """``run`` (name None: every slice, prefixed) or one analysis (its own options unprefixed).
+
+    The command is ``command`` (default: the analysis's name).
     """
     if name is None:
         parser = sub.add_parser("run", help="run the analyses and write results plus an HTML report")
@@ -60,7 +65,7 @@ def _add_analysis_command(sub, name: str | None, command: str | None = None) -> 
     parser.set_defaults(func=cmd_analyses, analysis=name)
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``run``, one command per analysis, one per group of analyses (``clt train``), and the aliases."""
     _add_analysis_command(sub, None)
     groups: dict[str, list[str]] = {}

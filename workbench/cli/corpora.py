@@ -7,7 +7,7 @@ import argparse
 
 def cmd_corpora(args: argparse.Namespace) -> int:
     """``workbench corpora``: languages, translations (the default marked) and, with ``--sizes``, verse counts."""
-    from workbench.data.corpus import BIBLE_TRANSLATIONS, BibleCorpus
+    from workbench.data.corpora.bible import BIBLE_TRANSLATIONS, BibleCorpus
     from workbench.data.languages import language_name
 
     corpus = BibleCorpus()
@@ -27,7 +27,7 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``corpora``."""
     corpora = sub.add_parser("corpora", help="list corpora, languages and translations")
     corpora.add_argument("--sizes", action="store_true", help="count usable documents per language")

@@ -31,7 +31,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``export``."""
     export = sub.add_parser(
         "export", help="write a fine-tuned model (a finetune delta on its base model) as a full state dict"

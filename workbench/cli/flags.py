@@ -1,15 +1,20 @@
-"""Flags from options: one flag per ``Options`` field (its default, help and checks defined once
-there), and options back from the parsed flags.
+"""Flags from options, and options back from the parsed flags.
+
+One flag per ``Options`` field: its default, help and checks are defined once, there.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import MISSING, fields
+from typing import TypeVar
 
 from workbench.analyses import REGISTRY, load_slice, with_requirements
 from workbench.errors import WorkbenchError
 from workbench.runs.options import OptionError, Options, RunOptions, value_kind
+
+_OptionsT = TypeVar("_OptionsT", bound=Options)
 
 
 def presets() -> list[str]:
@@ -19,14 +24,15 @@ def presets() -> list[str]:
 
 
 def split_list(text: str) -> list[str]:
+    """The items of a comma list, stripped, empty ones and repeats dropped."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     return list(dict.fromkeys(items))
 
 
-def _parser_of(item: type, flag: str, many: bool, optional: bool):
+def _parser_of(item: type, flag: str, many: bool, optional: bool) -> Callable[[str], object]:
     """An argparse ``type``: one value of ``item`` (or 'auto' for None), or a comma list."""
 
-    def one(text: str):
+    def one(text: str) -> object:
         if optional and text == "auto":
             return None
         try:
@@ -39,7 +45,7 @@ def _parser_of(item: type, flag: str, many: bool, optional: bool):
     return lambda text: tuple(one(part) for part in split_list(text))
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "none"
     return "auto" if value is None else str(value)
@@ -48,10 +54,11 @@ def _shown(value) -> str:
 def add_options(
     parser: argparse.ArgumentParser, cls: type[Options], short: bool = False, only: tuple[str, ...] = ()
 ) -> None:
-    """One flag per field of ``cls`` in an argument group named for the analysis. Flags carry the
-    analysis's prefix (``--plnd-documents``, as error messages name them); with ``short``, a field
-    also answers to its bare name (``--documents``) unless a run flag has that name. Nothing given
-    keeps the field's default, so defaults stay in the ``Options`` class.
+    """One flag per field of ``cls`` (or of those in ``only``), in an argument group named for the analysis.
+
+    Flags carry the analysis's prefix (``--plnd-documents``, as error messages name them); with
+    ``short``, a field also answers to its bare name (``--documents``) unless a run flag has that
+    name. Nothing given keeps the field's default, so defaults stay in the ``Options`` class.
     """
     hints = cls.hints()
     run_flags = {RunOptions.flag(f.name) for f in fields(RunOptions)}
@@ -65,9 +72,11 @@ def add_options(
             flags.insert(0, cls.flag(f.name, prefixed=False))
         meta = f.metadata
         default = "" if f.default is MISSING else f" (default: {_shown(f.default)})"
-        kwargs = dict(dest=f"{cls.ANALYSIS or 'run'}.{f.name}", default=argparse.SUPPRESS, help=meta["help"] + default)
+        dest, text = f"{cls.ANALYSIS or 'run'}.{f.name}", meta["help"] + default
         if item is bool:
-            group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+            group.add_argument(
+                *flags, action=argparse.BooleanOptionalAction, dest=dest, default=argparse.SUPPRESS, help=text
+            )
             continue
         choices = meta["each_of"] if many else meta["choices"]
         metavar = (
@@ -75,10 +84,17 @@ def add_options(
             if choices
             else (f"{item.__name__.upper()}{',...' if many else ''}")
         )
-        group.add_argument(*flags, type=_parser_of(item, flags[-1], many, optional), metavar=metavar, **kwargs)
+        group.add_argument(
+            *flags,
+            type=_parser_of(item, flags[-1], many, optional),
+            metavar=metavar,
+            dest=dest,
+            default=argparse.SUPPRESS,
+            help=text,
+        )
 
 
-def options_from(args: argparse.Namespace, cls: type[Options], preset: str | None) -> Options:
+def options_from(args: argparse.Namespace, cls: type[_OptionsT], preset: str | None) -> _OptionsT:
     """``cls`` from the flags given, over the preset's values, over the defaults."""
     prefix = f"{cls.ANALYSIS or 'run'}."
     given = {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
@@ -91,8 +107,9 @@ def _given_analyses(args: argparse.Namespace) -> set[str]:
 
 
 def analyses_from(args: argparse.Namespace, names: list[str], preset: str | None) -> dict[str, Options]:
-    """The options of ``names`` and the analyses they require, from the flags given; options of
-    an analysis that is not among them are refused rather than ignored.
+    """The options of ``names`` and the analyses they require, from the flags given.
+
+    Options of an analysis that is not among them are refused rather than ignored.
     """
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:

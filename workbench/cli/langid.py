@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.errors import WorkbenchError
 from workbench.runs.options import RunOptions
 
 
@@ -15,12 +16,16 @@ def cmd_langid(args: argparse.Namespace) -> int:
     from workbench.models.loading import load_model
 
     model = load_model(args.model)
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise WorkbenchError(f"{args.model} has no tokenizer whose vocabulary could be labelled.")
     corpus = BibleCorpus()
-    vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
-    rows = heldout_accuracy(model.tokenizer, vocab, corpus, parse_languages(args.languages), args.documents, args.seed)
+    vocab = vocab_languages(tokenizer, model.cfg.d_vocab, default_classifier(corpus))
+    rows = heldout_accuracy(tokenizer, vocab, corpus, parse_languages(args.languages), args.documents, args.seed)
     print(f"Token language labels on {args.documents} held-out verses per language ({model.cfg.model_name} tokenizer)")
     print(
-        f"{'lang':<5} {'tokens':>7} {'content':>8} {'precision':>10} {'recall':>7} {'rec|amb':>8} {'ambig':>6} {'unknown':>8}"
+        f"{'lang':<5} {'tokens':>7} {'content':>8} {'precision':>10} {'recall':>7} "
+        f"{'rec|amb':>8} {'ambig':>6} {'unknown':>8}"
     )
     for r in rows:
         print(
@@ -30,7 +35,7 @@ def cmd_langid(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``langid``."""
     langid = sub.add_parser("langid", help="accuracy of the token language labels on held-out verses")
     langid.add_argument("--model", default=RunOptions.model, help="whose tokenizer's vocabulary to label")

@@ -1,6 +1,4 @@
-"""``workbench models`` and ``workbench prepare``: the models the workbench knows, and the default
-model's cache.
-"""
+"""``workbench models`` and ``workbench prepare``: the models the workbench knows, and the default model's cache."""
 
 from __future__ import annotations
 
@@ -8,13 +6,14 @@ import argparse
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``workbench models``: the known models, the Gemma cache's state, the trained zoo models, the
-    families a folder may hold; with ``--tiny FAMILY FOLDER``, save a tiny model of a family.
+    """``workbench models``: the known models, the Gemma cache, the trained zoo models, the folders' families.
+
+    With ``--tiny FAMILY FOLDER``, save a tiny model of a family instead.
     """
     if args.tiny:
         return _save_tiny(*args.tiny)
     from workbench.models.families import FAMILIES
-    from workbench.models.loading import gemma_cache_dir, verify_cache_folder
+    from workbench.models.gemma import gemma_cache_dir, verify_cache_folder
     from workbench.models.specs import KNOWN_MODELS
 
     print(f"{'name':<14} {'layers':>6} {'d_model':>7}  description (source)")
@@ -46,14 +45,14 @@ def _save_tiny(name: str, folder: str) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """``workbench prepare``: build (once) or verify the cached float32 Gemma 3 270M."""
-    from workbench.models.loading import prepare_gemma
+    from workbench.models.gemma import prepare_gemma
 
     path = prepare_gemma(force=args.force)
     print(f"gemma-3-270m ready at {path}")
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``models`` and ``prepare``."""
     models = sub.add_parser("models", help="list the models the workbench knows")
     models.add_argument(

@@ -1,6 +1,4 @@
-"""``workbench report`` and ``workbench figures``: a results folder's HTML report, and static
-images of its figures.
-"""
+"""``workbench report`` and ``workbench figures``: a results folder's HTML report, and static images of its figures."""
 
 from __future__ import annotations
 
@@ -42,7 +40,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``report`` and ``figures``."""
     report = sub.add_parser("report", help="rebuild report.html of a results folder")
     report.add_argument("folder")

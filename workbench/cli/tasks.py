@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.analyses import load_slice
 from workbench.cli.flags import add_options, options_from
 from workbench.errors import WorkbenchError
 from workbench.runs.options import RunOptions
 
+if TYPE_CHECKING:
+    from workbench.interventions.tasks import Task
+
 
 def cmd_task(args: argparse.Namespace) -> int:
-    """``workbench task``: a task's score with PLND's sets switched off (``--sets-from``), or with
-    fine-tuned deltas applied (``--deltas-from``).
+    """``workbench task``: a task's score with PLND's sets switched off, or with fine-tuned deltas applied.
+
+    The sets come from a PLND folder (``--sets-from``), the deltas from a finetune folder
+    (``--deltas-from``).
     """
     from workbench.data.languages import parse_languages
     from workbench.interventions.tasks import get_task, load_examples, task_deactivation
@@ -46,7 +52,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     return _save_task_result(result, Path(args.out) / f"task-{task.name}.json")
 
 
-def _task_enhancement(args: argparse.Namespace, task) -> int:
+def _task_enhancement(args: argparse.Namespace, task: Task) -> int:
     """``workbench task --deltas-from``: the task's scores with each fine-tuned delta applied."""
     from workbench.data.languages import parse_languages
     from workbench.interventions.enhancement import EnhancementResult
@@ -84,11 +90,12 @@ def _save_task_result(result: dict, path: Path) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``task``."""
     task = sub.add_parser(
         "task",
-        help="the paper's tasks (XQuAD, MGSM, X-CSQA, XLSum) under deactivation or after fine-tuning (online or local files)",
+        help="the paper's tasks (XQuAD, MGSM, X-CSQA, XLSum) under deactivation or after fine-tuning "
+        "(online or local files)",
     )
     task.add_argument("--task", required=True, choices=["xquad", "mgsm", "xcsqa", "xlsum"])
     task.add_argument(

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from workbench.analyses import REGISTRY, load_slice
 from workbench.cli.flags import add_options, analyses_from, options_from, split_list
 from workbench.errors import WorkbenchError
-from workbench.runs.options import Options, RunOptions
+from workbench.runs.options import RunOptions
+
+if TYPE_CHECKING:
+    from workbench.zoo.options import ZooOptions
+
+_ZOO_HELP = "zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)"
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
@@ -45,9 +51,11 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def finetune_options_from(args: argparse.Namespace, zoo: Path) -> Options:
-    """The fine-tune's settings from ``zoo finetune``'s flags: the base's settings and tokenizer,
-    the fine-tuning defaults, then the flags given (``--language X`` meaning ``--mixture X=1``).
+def finetune_options_from(args: argparse.Namespace, zoo: Path) -> ZooOptions:
+    """The fine-tune's settings from ``zoo finetune``'s flags.
+
+    The base's settings and tokenizer, the fine-tuning defaults, then the flags given
+    (``--language X`` meaning ``--mixture X=1``).
     """
     from workbench.zoo.options import finetune_options
     from workbench.zoo.train import base_manifest
@@ -63,8 +71,9 @@ def finetune_options_from(args: argparse.Namespace, zoo: Path) -> Options:
 
 
 def cmd_zoo_finetune(args: argparse.Namespace) -> int:
-    """``workbench zoo finetune NAME --base BASE --language X``: fine-tune (or resume fine-tuning)
-    a trained zoo model into a new one, to compare the two (model diffing).
+    """``workbench zoo finetune NAME --base BASE --language X``: fine-tune a trained zoo model into a new one.
+
+    An interrupted fine-tune resumes; the two models compare (model diffing).
     """
     from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
 
@@ -82,6 +91,7 @@ def cmd_zoo_finetune(args: argparse.Namespace) -> int:
 
 
 def zoo_root_of(args: argparse.Namespace) -> Path:
+    """The zoo folder: ``--zoo``, else the default ([`zoo_root`][workbench.models.catalog.zoo_root])."""
     from workbench.models.catalog import zoo_root
 
     return Path(args.zoo) if args.zoo else zoo_root()
@@ -98,7 +108,8 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
         )
         return 0
     print(
-        f"{'name':<12} {'layers':>6} {'d_model':>7} {'params':>7} {'tokens':>7} {'min':>5}  held-out loss (nats/token)  mixture"
+        f"{'name':<12} {'layers':>6} {'d_model':>7} {'params':>7} {'tokens':>7} {'min':>5}  "
+        "held-out loss (nats/token)  mixture"
     )
     for name, info in models.items():
         o = info["options"]
@@ -130,16 +141,21 @@ def cmd_zoo_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    """``zoo train|finetune|compare|list``."""
-    from workbench.zoo.compare import DEFAULT_COMPARE_ANALYSES
-    from workbench.zoo.options import FINETUNE_DEFAULTS, ZooOptions
+_Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """``--force``, ``--zoo`` and ``--quiet``: what a command that trains takes besides the model's settings."""
+    parser.add_argument("--force", action="store_true", help="train again over an existing model of that name")
+    parser.add_argument("--zoo", default=None, help=_ZOO_HELP)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_train(actions: _Actions) -> None:
+    """``zoo train``."""
+    from workbench.zoo.options import ZooOptions
     from workbench.zoo.presets import PRESETS
 
-    zoo = sub.add_parser(
-        "zoo", help="small multilingual models trained here on language mixtures (train, finetune, list, compare)"
-    )
-    actions = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a zoo model from scratch (resumes an interrupted run)")
     train.add_argument("name", nargs="?", default=None, help="the model's name (--model zoo:NAME)")
     train.add_argument(
@@ -149,25 +165,35 @@ def add_commands(sub) -> None:
         help="mixtures: English 90/70/50/20/0%% over en,fr,de,ar,zh; depths: 2, 4, 8 layers (options given still win)",
     )
     add_options(train, ZooOptions, only=tuple(f.name for f in fields(ZooOptions) if f.name != "base"))
-    train.add_argument("--force", action="store_true", help="train again over an existing model of that name")
-    train.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_flags(train)
     train.set_defaults(func=cmd_zoo_train)
+
+
+def _add_finetune(actions: _Actions) -> None:
+    """``zoo finetune``."""
+    from workbench.zoo.options import FINETUNE_DEFAULTS, ZooOptions
+
     finetune = actions.add_parser(
         "finetune",
         help="fine-tune a trained zoo model on a language (or mixture) into a new zoo model, to diff the "
         "two (resumes an interrupted run)",
         epilog="Settings start from --base's; its shape and tokenizer must stay. "
         f"Fine-tuning defaults: --tokens {FINETUNE_DEFAULTS['tokens']} --lr {FINETUNE_DEFAULTS['lr']:g} --warmup "
-        f"{FINETUNE_DEFAULTS['warmup']} --seed BASE_SEED+1 (other sequences than the base's first). Options given win.",
+        f"{FINETUNE_DEFAULTS['warmup']} --seed BASE_SEED+1 (other sequences than the base's first). "
+        "Options given win.",
     )
     finetune.add_argument("name", help="the fine-tuned model's name (--model zoo:NAME)")
     finetune.add_argument("--language", default=None, help="fine-tune on this language alone (means --mixture LANG=1)")
     add_options(finetune, ZooOptions)
-    finetune.add_argument("--force", action="store_true", help="train again over an existing model of that name")
-    finetune.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
-    finetune.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_flags(finetune)
     finetune.set_defaults(func=cmd_zoo_finetune)
+
+
+def _add_compare(actions: _Actions) -> None:
+    """``zoo compare``: the run's options (but ``--model``) and every analysis's."""
+    from workbench.zoo.compare import DEFAULT_COMPARE_ANALYSES
+    from workbench.zoo.presets import PRESETS
+
     compare = actions.add_parser(
         "compare",
         help="run analyses on every model of a family and compare them in one "
@@ -190,6 +216,17 @@ def add_commands(sub) -> None:
     )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(func=cmd_zoo_compare)
+
+
+def add_commands(sub: _Actions) -> None:
+    """``zoo train|finetune|compare|list``."""
+    zoo = sub.add_parser(
+        "zoo", help="small multilingual models trained here on language mixtures (train, finetune, list, compare)"
+    )
+    actions = zoo.add_subparsers(dest="zoo_command", required=True, metavar="ACTION")
+    _add_train(actions)
+    _add_finetune(actions)
+    _add_compare(actions)
     listing = actions.add_parser("list", help="the trained zoo models, with held-out loss per language")
-    listing.add_argument("--zoo", default=None, help="zoo folder (default: $WORKBENCH_ZOO, else $WORKBENCH_CACHE/zoo)")
+    listing.add_argument("--zoo", default=None, help=_ZOO_HELP)
     listing.set_defaults(func=cmd_zoo_list)

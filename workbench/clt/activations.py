@@ -1,27 +1,45 @@
-"""What a transcoder is trained on: every layer's (or some layers') MLP input and output at the
-same tokens, read with hooks in one forward pass that stops after the last block read (the
-unembedding never runs).
+"""What a transcoder is trained on: every layer's (or some layers') MLP input and output at the same tokens.
+
+Read with hooks in one forward pass that stops after the last block read (the unembedding never
+runs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
+from jaxtyping import Bool, Float, Int
 
 from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
 from workbench.data.batching import iter_batches, pad_id_of
 from workbench.lens.readout import wide
 
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
 
 @torch.no_grad()
 def mlp_io(
-    model, tokens: torch.Tensor, keep: torch.Tensor | None = None, layers: Sequence[int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs, outputs)``, each ``[tokens, L, d_model]`` (``L``: every layer, or ``layers``):
-    ``blocks.{l}.ln2.hook_normalized`` and ``blocks.{l}.hook_mlp_out`` at the positions where
-    ``keep [batch, pos]`` is true (all positions without it); float32 (or wider) whatever the
-    model's dtype (a transcoder trains and reads in float32).
+    model: Model,
+    tokens: Int[torch.Tensor, "batch pos"],
+    keep: Bool[torch.Tensor, "batch pos"] | None = None,
+    layers: Sequence[int] | None = None,
+) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
+    """The MLP inputs and outputs of ``tokens``, one row per kept position.
+
+    ``blocks.{l}.ln2.hook_normalized`` and ``blocks.{l}.hook_mlp_out``, in float32 (or wider)
+    whatever the model's dtype: a transcoder trains and reads in float32.
+
+    Args:
+        model: The hooked model.
+        tokens: Token ids.
+        keep: The positions to keep (default: all of them).
+        layers: The layers read (default: every one); ``layer`` in the shapes counts these.
+
+    Returns:
+        ``(inputs, outputs)``.
     """
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     names = {mlp_in_hook(layer) for layer in layers} | {mlp_out_hook(layer) for layer in layers}
@@ -36,13 +54,20 @@ def mlp_io(
 
 
 def document_rows(
-    model, documents: list[torch.Tensor], batch_tokens: int, layers: Sequence[int] | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(inputs, outputs)`` rows of padded batches of ``documents`` (token lists, BOS first),
-    without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding;
-    every layer's, or those of ``layers``.
+    model: Model, documents: list[torch.Tensor], batch_tokens: int, layers: Sequence[int] | None = None
+) -> Iterator[tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]]:
+    """The ``(inputs, outputs)`` rows of [`mlp_io`][workbench.clt.activations.mlp_io], batch by batch.
+
+    Without BOS (a fixed, huge-norm position a transcoder should not spend features on) and padding.
+
+    Args:
+        model: The hooked model.
+        documents: Token lists, BOS first.
+        batch_tokens: Padded tokens per forward batch.
+        layers: The layers read (default: every one).
     """
-    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
+    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         keep = batch.mask.bool()
         keep[:, 0] = False
         yield mlp_io(model, batch.tokens, keep, layers)

@@ -21,24 +21,36 @@ writes one known direction shows up first in the feature that reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from workbench.clt.features import FeatureStats, LanguageFeatures, feature_stats
 from workbench.clt.quality import LayerQuality, layer_quality
 from workbench.clt.transcoder import CrossLayerTranscoder
 
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
 
 @dataclass
 class Side:
-    """One model seen through the transcoder, per language: feature statistics and layer quality."""
+    """One model seen through the transcoder, per language: feature statistics and layer quality.
+
+    Attributes:
+        stats: Language -> its feature statistics.
+        quality: Language -> its quality per covered layer.
+    """
 
     stats: dict[str, FeatureStats]
     quality: dict[str, list[LayerQuality]]
 
 
-def measure(model, clt: CrossLayerTranscoder, documents: dict[str, list], batch_tokens: int = 2048) -> Side:
-    """Feature statistics and FVU per layer of ``model`` on each language's ``documents``."""
+def measure(
+    model: Model, clt: CrossLayerTranscoder, documents: dict[str, list[torch.Tensor]], batch_tokens: int = 2048
+) -> Side:
+    """Feature statistics and FVU per layer of ``model`` on each language's ``documents`` (token lists, BOS first)."""
     return Side(
         {lang: feature_stats(model, clt, docs, batch_tokens) for lang, docs in documents.items()},
         {lang: layer_quality(model, clt, docs, batch_tokens) for lang, docs in documents.items()},
@@ -47,21 +59,37 @@ def measure(model, clt: CrossLayerTranscoder, documents: dict[str, list], batch_
 
 @dataclass
 class FeatureChange:
-    """One feature's change, per language: frequency, magnitude where active, mean per token."""
+    """One feature's change, per language: frequency, magnitude where active, mean per token.
+
+    Attributes:
+        layer: The feature's layer.
+        feature: Its index.
+        frequency: Language -> (base, fine-tuned) share of tokens on which it is active.
+        active_mean: Language -> (base, fine-tuned) mean activation where active.
+        change: The largest ``|change of mean activation per token|`` over languages.
+    """
 
     layer: int
     feature: int
-    frequency: dict[str, tuple[float, float]]  # language -> (base, fine-tuned)
+    frequency: dict[str, tuple[float, float]]
     active_mean: dict[str, tuple[float, float]]
-    change: float  # the largest |change of mean activation per token| over languages
+    change: float
 
     def name(self) -> str:
+        """``L{layer}/{feature}``."""
         return f"L{self.layer}/{self.feature}"
 
 
 @dataclass
 class Diff:
-    """The base and fine-tuned sides and what differs between them."""
+    """The base and fine-tuned sides and what differs between them.
+
+    Attributes:
+        base: The base model through its transcoder.
+        tuned: The fine-tuned model through the same transcoder.
+        min_frequency: The frequency from which a feature counts as used by a language.
+        specific_share: The share of a feature's use from which it is specific to a language.
+    """
 
     base: Side
     tuned: Side
@@ -70,9 +98,11 @@ class Diff:
 
     @property
     def languages(self) -> list[str]:
+        """The languages measured, in order."""
         return list(self.base.stats)
 
     def features(self, side: Side) -> LanguageFeatures:
+        """What one side makes of each feature, per language."""
         return LanguageFeatures.of(side.stats, self.min_frequency, self.specific_share)
 
     def delta(self, what: str) -> np.ndarray:
@@ -101,7 +131,10 @@ class Diff:
         return out
 
     def change_of(self, layer: int, feature: int, change: float = float("nan")) -> FeatureChange:
+        """One feature's [`FeatureChange`][workbench.clt.diff.FeatureChange] (``change`` as given)."""
+
         def pair(what: str) -> dict[str, tuple[float, float]]:
+            """Language -> (base, fine-tuned) of the statistic ``what``."""
             return {
                 lang: (
                     float(getattr(self.base.stats[lang], what)[layer, feature]),
@@ -113,8 +146,10 @@ class Diff:
         return FeatureChange(layer, feature, pair("frequency"), pair("active_mean"), change)
 
     def layer_summary(self, changed: float = 0.05) -> list[dict]:
-        """Per layer: mean |frequency change| over features and languages, features whose frequency
-        moved by more than ``changed`` in some language, and FVU before and after (mean over languages).
+        """Per layer: how much the features' frequencies moved, and the FVU before and after.
+
+        The mean ``|frequency change|`` over features and languages, the features whose frequency
+        moved by more than ``changed`` in some language, and the FVU (mean over languages).
         """
         d = np.abs(self.delta("frequency"))
         fvu = self.fvu()
@@ -130,9 +165,11 @@ class Diff:
         ]
 
     def language_strength(self) -> list[dict]:
-        """Per layer and language: the base's features specific to the language (counted once, on
-        the base side) and, on the language's own tokens, their mean frequency and mean activation
-        per token before and after. A fine-tune that strengthens a language raises its row.
+        """Per layer and language: how strongly the language's specific features fire on its own tokens.
+
+        The base's features specific to the language (counted once, on the base side) and, on the
+        language's own tokens, their mean frequency and mean activation per token before and after.
+        A fine-tune that strengthens a language raises its row.
         """
         specific = self.features(self.base).specific()  # [languages, L, F]
         rows = []
@@ -156,8 +193,9 @@ class Diff:
         return rows
 
     def identity(self, k: int = 8) -> list[dict]:
-        """Per language, its ``k`` best identity features in the base model and their identity
-        score before and after (the base's features: has the language's identity weakened?).
+        """Per language, its ``k`` best identity features in the base model and their score before and after.
+
+        The base's features: has the language's identity weakened?
         """
         base, tuned = self.features(self.base), self.features(self.tuned)
         rows = []

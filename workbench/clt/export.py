@@ -31,10 +31,12 @@ no influence or activation (null).
 
 **The viewer's folder.** circuit-tracer's local server serves one folder: ``graph-metadata.json``
 (``{"graphs": [metadata, ...]}``, one entry per graph, the graph file's ``metadata``) indexes the
-graphs, and graph ``slug`` is the file ``{slug}.json`` beside it. [`write_circuit_tracer`][workbench.clt.export.write_circuit_tracer]
-keeps that index up to date (an entry per slug, replaced when the graph is written again), so
+graphs, and graph ``slug`` is the file ``{slug}.json`` beside it.
+[`write_circuit_tracer`][workbench.clt.export.write_circuit_tracer] keeps that index up to date (an
+entry per slug, replaced when the graph is written again), so
 ``circuit_tracer.frontend.local_server.serve(folder)`` shows every exported graph;
-[`read_viewer_folder`][workbench.clt.export.read_viewer_folder] reads a folder the way the viewer does.
+[`read_viewer_folder`][workbench.clt.export.read_viewer_folder] reads a folder the way the viewer
+does, each file checked against the format's schema ([`workbench.clt.graph_schema`][workbench.clt.graph_schema]).
 
 Only the pruned graph is written: the kept nodes, the kept edges between them, and then neither
 features nor error nodes that no written link touches (tokens and targets always stay).
@@ -44,13 +46,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+from jaxtyping import Float
 
 from workbench.clt.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, Pruned
+from workbench.clt.graph_schema import validate_circuit_tracer
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.models.model import Model
 
 SCHEMA_VERSION = 1
 VIEWER_INDEX = "graph-metadata.json"
@@ -60,42 +68,6 @@ FEATURE_TYPES = {
     TOKEN: "embedding",
     TARGET: "logit",
 }
-
-# The schema: each field and the Python types it may hold (after json.loads).
-_FLOAT, _OPT_FLOAT = (float, int), (float, int, type(None))
-METADATA_FIELDS = {
-    "slug": (str,),
-    "scan": (str,),
-    "transcoder_list": (list,),
-    "prompt_tokens": (list,),
-    "prompt": (str,),
-    "node_threshold": _FLOAT,
-    "schema_version": (int,),
-}
-QPARAMS_FIELDS = {
-    "pinnedIds": (list,),
-    "supernodes": (list,),
-    "linkType": (str,),
-    "clickedId": (str,),
-    "sg_pos": (str,),
-}
-NODE_FIELDS = {
-    "node_id": (str,),
-    "feature": (int,),
-    "layer": (str,),
-    "ctx_idx": (int,),
-    "feature_type": (str,),
-    "token_prob": _FLOAT,
-    "is_target_logit": (bool,),
-    "run_idx": (int,),
-    "reverse_ctx_idx": (int,),
-    "jsNodeId": (str,),
-    "clerp": (str,),
-    "influence": _OPT_FLOAT,
-    "activation": _OPT_FLOAT,
-}
-LINK_FIELDS = {"source": (str,), "target": (str,), "weight": _FLOAT}
-TOP_FIELDS = {"metadata": (dict,), "qParams": (dict,), "nodes": (list,), "links": (list,)}
 
 
 def cantor(layer: int, feature: int) -> int:
@@ -200,9 +172,15 @@ def exported_nodes(graph: Graph, pruned: Pruned) -> list[int]:
 def to_circuit_tracer(
     graph: Graph, pruned: Pruned, slug: str, scan: str, node_threshold: float, clerps: dict[int, str] | None = None
 ) -> dict:
-    """The pruned graph in circuit-tracer's graph format (module docstring). ``slug`` names the
-    graph, ``scan`` the model/transcoder pair (Neuronpedia's id for it); ``clerps`` maps node
-    indices to their labels.
+    """The pruned graph in circuit-tracer's graph format (module docstring).
+
+    Args:
+        graph: The graph.
+        pruned: What its pruning kept.
+        slug: The graph's name.
+        scan: The model/transcoder pair (Neuronpedia's id for it).
+        node_threshold: The pruning's node threshold, recorded.
+        clerps: Node index -> its label.
     """
     nodes = exported_nodes(graph, pruned)
     records = {n: node_record(graph, pruned, n, clerps) for n in nodes}
@@ -234,9 +212,17 @@ def write_circuit_tracer(
     node_threshold: float,
     clerps: dict[int, str] | None = None,
 ) -> Path:
-    """Write [`to_circuit_tracer`][workbench.clt.export.to_circuit_tracer]'s JSON (UTF-8, tokens as they are) to ``path`` and enter it in
-    the folder's viewer index (``graph-metadata.json``); returns the path. The file is named after
-    the slug, as the viewer looks it up.
+    """Write the graph's JSON to ``path`` and enter it in the folder's viewer index.
+
+    [`to_circuit_tracer`][workbench.clt.export.to_circuit_tracer]'s JSON (UTF-8, tokens as they
+    are); the index is ``graph-metadata.json``. The arguments are that function's, and ``path``,
+    which must be named after the slug, as the viewer looks it up.
+
+    Returns:
+        The path.
+
+    Raises:
+        WorkbenchError: A file not named after the slug.
     """
     path = Path(path)
     if path.stem != slug:
@@ -260,9 +246,16 @@ def index_graph(folder: Path, metadata: dict) -> Path:
 
 
 def read_viewer_folder(folder: Path) -> dict[str, dict]:
-    """Read an export folder as circuit-tracer's viewer does: the index, then ``{slug}.json`` for
-    each entry (validated), then every logit node's label parsed for its token and its ``(p=...)``
-    probability. Returns the graphs by slug; refuses, naming the fix, what the viewer would choke on.
+    """Read an export folder as circuit-tracer's viewer does.
+
+    The index, then ``{slug}.json`` for each entry (validated), then every logit node's label
+    parsed for its token and its ``(p=...)`` probability.
+
+    Returns:
+        The graphs by slug.
+
+    Raises:
+        WorkbenchError: What the viewer would choke on, naming the fix.
     """
     folder = Path(folder)
     index = folder / VIEWER_INDEX
@@ -284,8 +277,9 @@ def read_viewer_folder(folder: Path) -> dict[str, dict]:
 
 
 def parse_logit_label(clerp: str) -> tuple[str, float]:
-    """``(token, probability)`` from an output node's label, parsed as the viewer parses it
-    (the text between the first quotes; the number between ``(p=`` and ``)``).
+    """``(token, probability)`` from an output node's label, parsed as the viewer parses it.
+
+    The text between the first quotes; the number between ``(p=`` and ``)``.
     """
     try:
         return clerp.split('"')[1], float(clerp.split("(p=")[1].split(")")[0])
@@ -295,45 +289,11 @@ def parse_logit_label(clerp: str) -> tuple[str, float]:
         ) from None
 
 
-def _check_fields(record: object, fields: dict[str, tuple], where: str) -> None:
-    """Refuse a record that is not an object, or misses or mistypes one of ``fields`` (bools are not ints)."""
-    if not isinstance(record, dict):
-        raise WorkbenchError(f"{where} is not a JSON object. Re-export the graph with write_circuit_tracer.")
-    for name, types in fields.items():
-        if name not in record:
-            raise WorkbenchError(f"{where} has no field {name!r}. Re-export the graph with write_circuit_tracer.")
-        value = record[name]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise WorkbenchError(
-                f"{where}: field {name!r} is {type(value).__name__}, not {wanted}. "
-                "Re-export the graph with write_circuit_tracer."
-            )
-
-
-def validate_circuit_tracer(data: object) -> dict:
-    """Check ``data`` against the format's schema: every field present with its type, node ids
-    unique, every link between known nodes. Extra fields are allowed (later versions add some).
-    """
-    _check_fields(data, TOP_FIELDS, "The graph file")
-    _check_fields(data["metadata"], METADATA_FIELDS, "metadata")
-    _check_fields(data["qParams"], QPARAMS_FIELDS, "qParams")
-    ids: set[str] = set()
-    for i, node in enumerate(data["nodes"]):
-        _check_fields(node, NODE_FIELDS, f"nodes[{i}]")
-        if node["node_id"] in ids:
-            raise WorkbenchError(f"nodes[{i}]: node_id {node['node_id']!r} appears twice; node ids must be unique.")
-        ids.add(node["node_id"])
-    for i, link in enumerate(data["links"]):
-        _check_fields(link, LINK_FIELDS, f"links[{i}]")
-        for end in ("source", "target"):
-            if link[end] not in ids:
-                raise WorkbenchError(f"links[{i}]: {end} {link[end]!r} is no node's node_id.")
-    return data
-
-
 def read_circuit_tracer(path: Path) -> dict:
-    """Load a graph file in circuit-tracer's format and validate it ([`validate_circuit_tracer`][workbench.clt.export.validate_circuit_tracer])."""
+    """Load a graph file in circuit-tracer's format and validate it.
+
+    See [`validate_circuit_tracer`][workbench.clt.graph_schema.validate_circuit_tracer].
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -342,9 +302,11 @@ def read_circuit_tracer(path: Path) -> dict:
     return validate_circuit_tracer(data)
 
 
-def decoder_vectors(clt: CrossLayerTranscoder, features: np.ndarray) -> torch.Tensor:
-    """``[n, d_model]``: each ``(layer, position, feature)``'s decoders summed over the layers it
-    writes to, in the model's units (``W_dec[layer][k][f] / out_scale[layer + k]``).
+def decoder_vectors(clt: CrossLayerTranscoder, features: np.ndarray) -> Float[torch.Tensor, "row d_model"]:
+    """Each feature's decoders summed over the layers it writes to, in the model's units.
+
+    ``sum_k W_dec[layer][k][f] / out_scale[layer + k]`` for each ``(layer, position, feature)`` row
+    of ``features``.
     """
     rows = []
     for layer, _, f in np.asarray(features, dtype=np.int64).reshape(-1, 3):
@@ -354,10 +316,14 @@ def decoder_vectors(clt: CrossLayerTranscoder, features: np.ndarray) -> torch.Te
 
 
 @torch.no_grad()
-def top_tokens(model, clt: CrossLayerTranscoder, features: np.ndarray, k: int = 5, chunk: int = 256) -> list[str]:
-    """For each ``(layer, position, feature)`` row of ``features``, the ``k`` vocabulary tokens its
+def top_tokens(
+    model: Model, clt: CrossLayerTranscoder, features: np.ndarray, k: int = 5, chunk: int = 256
+) -> list[str]:
+    """A cheap label of what each feature writes (its "output" side): its top tokens.
+
+    For each ``(layer, position, feature)`` row of ``features``, the ``k`` vocabulary tokens its
     summed decoder pushes up most through the unembedding (``decoder @ W_U``), decoded and joined
-    with spaces: a cheap label of what the feature writes (its "output" side).
+    with spaces; ``chunk`` rows at a time.
     """
     W_U = model.W_U.detach()
     vectors = decoder_vectors(clt, features).detach()
@@ -369,8 +335,11 @@ def top_tokens(model, clt: CrossLayerTranscoder, features: np.ndarray, k: int = 
     return out
 
 
-def _decode(model, token: int) -> str:
-    return model.tokenizer.decode([token]) if model.tokenizer is not None else str(token)
+def _decode(model: Model, token: int) -> str:
+    """A token's text (its id where the model has no tokenizer)."""
+    if model.tokenizer is None:
+        return str(token)
+    return cast(str, model.tokenizer.decode([token]))  # one sequence of ids decodes to one string
 
 
 __all__ = [
@@ -388,6 +357,5 @@ __all__ = [
     "read_viewer_folder",
     "to_circuit_tracer",
     "top_tokens",
-    "validate_circuit_tracer",
     "write_circuit_tracer",
 ]

@@ -18,8 +18,8 @@ From these, per feature:
   are what [`workbench.clt.steering`][workbench.clt.steering] switches.
 
 The paper's claim to check: multilingual features dominate the middle layers, language-specific
-ones the early and late layers. Feature cards ([`top_contexts`][workbench.clt.features.top_contexts]) show a feature's top
-activating tokens in context, per language.
+ones the early and late layers. Feature cards ([`top_contexts`][workbench.clt.features.top_contexts])
+show a feature's top activating tokens in context, per language.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -36,21 +37,34 @@ from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import iter_batches, pad_id_of
 from workbench.runs.results import load_arrays, save_arrays
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from workbench.models.model import Model
+
 
 @dataclass
 class FeatureStats:
-    """One language's feature statistics: token count, per-feature active counts and sums ``[L, F]``."""
+    """One language's feature statistics: token count, per-feature active counts and sums.
+
+    Attributes:
+        tokens: The tokens counted.
+        active: ``[L, F]``: the tokens on which each feature is active.
+        total: ``[L, F]``: the sum of each feature's activations.
+    """
 
     tokens: int
-    active: np.ndarray  # tokens on which each feature is active
-    total: np.ndarray  # sum of each feature's activations
+    active: np.ndarray
+    total: np.ndarray
 
     @property
     def frequency(self) -> np.ndarray:
+        """``[L, F]``: the share of tokens on which each feature is active."""
         return self.active / max(self.tokens, 1)
 
     @property
     def mean(self) -> np.ndarray:
+        """``[L, F]``: each feature's mean activation per token (0 where inactive)."""
         return self.total / max(self.tokens, 1)
 
     @property
@@ -59,19 +73,21 @@ class FeatureStats:
         return self.total / np.maximum(self.active, 1)
 
     def save(self, path: Path) -> None:
+        """Write the statistics to ``path`` (arrays)."""
         save_arrays(path, {"tokens": np.array(self.tokens), "active": self.active, "total": self.total})
 
     @classmethod
     def load(cls, path: Path) -> FeatureStats:
+        """The statistics [`save`][workbench.clt.features.FeatureStats.save] wrote to ``path``."""
         data = load_arrays(path)
         return cls(int(data["tokens"]), data["active"], data["total"])
 
 
 @torch.no_grad()
 def feature_stats(
-    model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+    model: Model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
 ) -> FeatureStats:
-    """Active counts and activation sums of every feature over ``documents`` (BOS first; dropped)."""
+    """Active counts and activation sums of every feature over ``documents`` (token lists, BOS first; dropped)."""
     L, F = clt.config.n_layers, clt.config.n_features
     active = torch.zeros(L, F, dtype=torch.float64)
     total = torch.zeros(L, F, dtype=torch.float64)
@@ -86,16 +102,25 @@ def feature_stats(
 
 @dataclass
 class LanguageFeatures:
-    """Every feature's frequency per language and what it makes of the feature."""
+    """Every feature's frequency per language and what it makes of the feature.
+
+    Attributes:
+        languages: The languages, in order.
+        frequency: ``[languages, L, F]``: each feature's frequency on each language's tokens.
+        active_mean: ``[languages, L, F]``: its mean activation where active.
+        min_frequency: The frequency from which a feature counts as used by a language.
+        specific_share: The share of a feature's use from which it is specific to a language.
+    """
 
     languages: list[str]
-    frequency: np.ndarray  # [languages, L, F]
-    active_mean: np.ndarray  # [languages, L, F]
+    frequency: np.ndarray
+    active_mean: np.ndarray
     min_frequency: float
     specific_share: float
 
     @classmethod
     def of(cls, stats: dict[str, FeatureStats], min_frequency: float, specific_share: float) -> LanguageFeatures:
+        """From each language's [`FeatureStats`][workbench.clt.features.FeatureStats]."""
         langs = list(stats)
         return cls(
             langs,
@@ -113,6 +138,7 @@ class LanguageFeatures:
 
     @property
     def used(self) -> np.ndarray:
+        """``[languages, L, F]``: whether each language uses each feature."""
         return self.frequency >= self.min_frequency
 
     def specific(self) -> np.ndarray:
@@ -121,11 +147,11 @@ class LanguageFeatures:
 
     def multilingual(self) -> np.ndarray:
         """``[L, F]``: features used by every language."""
-        return self.used.all(0)
+        return np.asarray(self.used.all(0))
 
     def rare(self) -> np.ndarray:
         """``[L, F]``: features used by no language."""
-        return ~self.used.any(0)
+        return np.asarray(~self.used.any(0))
 
     def identity_score(self) -> np.ndarray:
         """``[languages, L, F]``: ``freq_l - max_{k != l} freq_k``."""
@@ -133,6 +159,7 @@ class LanguageFeatures:
 
     @cached_property
     def _identity_score(self) -> np.ndarray:
+        """The identity scores, computed once."""
         if len(self.languages) < 2:
             return self.frequency.copy()
         top2 = np.sort(self.frequency, axis=0)[-2:]  # second largest, largest
@@ -140,8 +167,9 @@ class LanguageFeatures:
         return self.frequency - best_other
 
     def identity_features(self, language: str, k: int) -> list[tuple[int, int]]:
-        """The ``k`` features with the highest identity score for ``language`` among its specific
-        ones, ``(layer, feature)``, best first.
+        """The ``k`` features with the highest identity score for ``language`` among its specific ones.
+
+        ``(layer, feature)``, best first.
         """
         i = self.languages.index(language)
         score = np.where(self.specific()[i], self.identity_score()[i], -np.inf)
@@ -165,7 +193,12 @@ class LanguageFeatures:
 
 @dataclass
 class Context:
-    """One activation of a feature: its value and the text around it (the token in brackets)."""
+    """One activation of a feature: its value and the text around it (the token in brackets).
+
+    Attributes:
+        activation: The feature's activation there.
+        text: The tokens before it and the token itself, in brackets.
+    """
 
     activation: float
     text: str
@@ -173,7 +206,7 @@ class Context:
 
 @torch.no_grad()
 def top_contexts(
-    model,
+    model: Model,
     clt: CrossLayerTranscoder,
     documents: list[torch.Tensor],
     features: list[tuple[int, int]],
@@ -181,15 +214,24 @@ def top_contexts(
     window: int = 8,
     batch_tokens: int = 2048,
 ) -> list[list[Context]]:
-    """Per feature ``(layer, index)``, its ``k`` highest activations over ``documents`` (one per
-    document: its maximum) with up to ``window`` tokens before the active one; BOS excluded.
+    """Per feature, its ``k`` highest activations over ``documents``, in context.
+
+    Args:
+        model: The hooked model (with a tokenizer).
+        clt: Its transcoder.
+        documents: Token lists, BOS first (BOS is left out).
+        features: ``(layer, index)`` pairs.
+        k: Activations per feature (one per document at most: its maximum there).
+        window: Tokens shown before the active one.
+        batch_tokens: Padded tokens per forward batch.
     """
     if not features:
         return []
     layers = torch.tensor([layer for layer, _ in features])
     index = torch.tensor([f for _, f in features])
     found: list[list[tuple[float, int, int]]] = [[] for _ in features]
-    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
+    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         rows, _ = mlp_io(model, batch.tokens)  # [batch * positions, L, d]
         acts = clt.encode(rows)[:, layers, index].view(*batch.tokens.shape, len(features)).cpu()
         keep = batch.mask.bool().cpu()
@@ -208,13 +250,20 @@ def top_contexts(
     ]
 
 
-def _context_text(model, tokens: torch.Tensor, position: int, window: int) -> str:
-    """The window before ``position`` and its token in brackets (decoded together, so a
-    character split over tokens is not broken in two).
+def _context_text(model: Model, tokens: torch.Tensor, position: int, window: int) -> str:
+    """The window before ``position`` and its token in brackets.
+
+    Decoded together, so a character split over tokens is not broken in two.
     """
+    tokenizer = cast("PreTrainedTokenizerBase", model.tokenizer)  # every loaded model has one
+
+    def text(ids: torch.Tensor) -> str:
+        """Token ids decoded together."""
+        return cast(str, tokenizer.decode(ids.tolist()))  # one sequence of ids decodes to one string
+
     start = max(1, position - window)
-    before = model.tokenizer.decode(tokens[start:position].tolist())
-    full = model.tokenizer.decode(tokens[start : position + 1].tolist())
+    before = text(tokens[start:position])
+    full = text(tokens[start : position + 1])
     if full.startswith(before):
         return f"{before}[{full[len(before) :]}]"
-    return f"{before}[{model.tokenizer.decode(tokens[position : position + 1].tolist())}]"
+    return f"{before}[{text(tokens[position : position + 1])}]"

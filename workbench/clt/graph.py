@@ -22,6 +22,8 @@ error nodes.
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,56 +31,85 @@ import numpy as np
 
 from workbench.runs.results import load_arrays, save_arrays
 
-FEATURE, ERROR, TOKEN, TARGET = "feature", "error", "token", "target"
+FEATURE, ERROR, TOKEN, TARGET = "feature", "error", "token", "target"  # the node kinds, in node order
 
 
 @dataclass
 class TargetInfo:
-    """One explained target: a logit (``token`` >= 0) or a direction (``token`` -1)."""
+    """One explained target: a logit (``token`` >= 0) or a direction (``token`` -1).
+
+    Attributes:
+        label: Its name.
+        token: The logit's token id; -1 for a direction.
+        weight: Its probability (logits), or 1 shared by the directions.
+        value: Its value on the prompt (demeaned logit, or the projection on the direction).
+    """
 
     label: str
     token: int
-    weight: float  # its probability (logits), or 1 shared by the directions
-    value: float  # its value on the prompt (demeaned logit, or the projection on the direction)
+    weight: float
+    value: float
 
 
 @dataclass
 class Pruned:
-    """What pruning keeps: node and edge masks, and each node's cumulative influence share
-    (the share of total influence held by it and every node more influential than it).
+    """What pruning keeps: node and edge masks, and each node's influence.
+
+    Attributes:
+        nodes: ``[n]`` bool: the nodes kept.
+        edges: ``[n, n]`` bool, like the adjacency (target, source): the edges kept.
+        cumulative: ``[n]``: each node's cumulative influence share (the share of total influence
+            held by it and every node more influential than it).
+        influence: ``[n]``: each node's influence on the targets.
     """
 
-    nodes: np.ndarray  # [n] bool
-    edges: np.ndarray  # [n, n] bool, like adjacency (target, source)
-    cumulative: np.ndarray  # [n] float
-    influence: np.ndarray  # [n] float: each node's influence on the targets
+    nodes: np.ndarray
+    edges: np.ndarray
+    cumulative: np.ndarray
+    influence: np.ndarray
 
 
 @dataclass
 class Graph:
-    """The attribution graph of one prompt: the nodes (see the module docstring) and their edges."""
+    """The attribution graph of one prompt: the nodes (see the module docstring) and their edges.
+
+    Attributes:
+        prompt: The prompt's text.
+        tokens: Its token ids, BOS first.
+        token_strings: Each token as text.
+        n_layers: The model's layers.
+        features: ``[n_features, 3]`` int: each feature node's layer, position and feature index.
+        activations: ``[n_features]``: their activations.
+        error_norms: ``[n_layers, n_pos]``: the norm of each error node's vector.
+        targets: What the graph explains.
+        adjacency: ``[n, n]`` float32: rows are the targets of edges, columns their sources.
+        meta: Model, transcoder, settings, the share of direct effect left out (``unexplained``).
+    """
 
     prompt: str
     tokens: list[int]
     token_strings: list[str]
     n_layers: int
-    features: np.ndarray  # [n_features, 3] int: layer, position, feature index
-    activations: np.ndarray  # [n_features]
-    error_norms: np.ndarray  # [n_layers, n_pos]: the norm of each error node's vector
+    features: np.ndarray
+    activations: np.ndarray
+    error_norms: np.ndarray
     targets: list[TargetInfo]
-    adjacency: np.ndarray  # [n, n] float32, rows are targets of edges, columns their sources
-    meta: dict = field(default_factory=dict)  # model, transcoder, settings, unexplained share
+    adjacency: np.ndarray
+    meta: dict = field(default_factory=dict)
 
     @property
     def n_pos(self) -> int:
+        """The prompt's positions."""
         return len(self.tokens)
 
     @property
     def n_features(self) -> int:
+        """The feature nodes."""
         return len(self.features)
 
     @property
     def n_nodes(self) -> int:
+        """All nodes: features, errors, tokens and targets."""
         return self.n_features + (self.n_layers + 1) * self.n_pos + len(self.targets)
 
     def span(self, kind: str) -> slice:
@@ -88,6 +119,7 @@ class Graph:
         return slice(*starts[kind])
 
     def kind_of(self, node: int) -> str:
+        """The kind of node ``node``."""
         return next(k for k in (FEATURE, ERROR, TOKEN, TARGET) if self.span(k).start <= node < self.span(k).stop)
 
     def describe(self, node: int) -> dict:
@@ -125,6 +157,7 @@ class Graph:
         }
 
     def target_weights(self) -> np.ndarray:
+        """``[n]``: each target's weight at its node, zero elsewhere."""
         weights = np.zeros(self.n_nodes)
         weights[self.span(TARGET)] = [t.weight for t in self.targets]
         return weights
@@ -158,8 +191,10 @@ class Graph:
         return sets
 
     def subgraph(self, pruned: Pruned, max_edges: int = 400) -> tuple[Graph, Pruned]:
-        """The kept features only (every error, token and target node stays, for the layout), with
-        the ``max_edges`` strongest kept edges: small enough to keep in a result for its figure.
+        """The kept features only, with the ``max_edges`` strongest kept edges.
+
+        Every error, token and target node stays, for the layout. Small enough to keep in a result
+        for its figure.
         """
         keep = np.concatenate(
             [np.nonzero(pruned.nodes[self.span(FEATURE)])[0], np.arange(self.n_features, self.n_nodes)]
@@ -202,6 +237,7 @@ class Graph:
 
     @classmethod
     def from_dict(cls, data: dict) -> Graph:
+        """The graph [`to_dict`][workbench.clt.graph.Graph.to_dict] made."""
         graph = cls(
             data["prompt"],
             data["tokens"],
@@ -245,6 +281,7 @@ class Graph:
 
     @classmethod
     def load(cls, folder: Path) -> Graph:
+        """The graph [`save`][workbench.clt.graph.Graph.save] wrote in ``folder``."""
         folder = Path(folder)
         small = json.loads((folder / "graph.json").read_text(encoding="utf-8"))
         arrays = load_arrays(folder / "graph.npz")
@@ -291,9 +328,13 @@ def threshold_of(scores: np.ndarray, share: float) -> float:
 
 
 def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> Pruned:
-    """Keep the nodes, then the edges, that hold the stated shares of influence; tokens and targets
-    are always kept; features and errors without an outgoing kept edge, and features without an
-    incoming one, are dropped (repeatedly, until nothing changes).
+    """Keep the nodes, then the edges, that hold the stated shares of influence.
+
+    Tokens and targets are always kept; features and errors without an outgoing kept edge, and
+    features without an incoming one, are dropped (repeatedly, until nothing changes).
+
+    Raises:
+        ValueError: A threshold outside ``[0, 1]``.
     """
     for name, value in (("node", node_threshold), ("edge", edge_threshold)):
         if not 0 <= value <= 1:
@@ -323,7 +364,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     return Pruned(nodes, edges, cumulative, node_influence)
 
 
-def jaccard(a: set, b: set) -> float:
+def jaccard(a: AbstractSet[Hashable], b: AbstractSet[Hashable]) -> float:
     """``|a & b| / |a | b|`` (NaN when both are empty)."""
     union = len(a | b)
     return len(a & b) / union if union else float("nan")

@@ -2,9 +2,10 @@
 
 Plotting only: the nodes, edges and influence come from [`Graph`][workbench.clt.graph.Graph] and
 [`Pruned`][workbench.clt.graph.Pruned]; labels (a feature's top tokens, see
-[`workbench.clt.export.top_tokens`][workbench.clt.export.top_tokens]) come from the caller. Nothing is computed here but the
-layout. Token nodes sit in the bottom row ("emb"), targets in the top one ("logit"); the nodes of
-one (layer, position) cell are spread sideways so that each stays visible.
+[`workbench.clt.export.top_tokens`][workbench.clt.export.top_tokens]) come from the caller.
+Nothing is computed here but the layout. Token nodes sit in the bottom row ("emb"), targets in
+the top one ("logit"); the nodes of one (layer, position) cell are spread sideways so that each
+stays visible.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ SPREAD = 0.12  # the sideways gap between nodes of one cell, in positions (shrun
 
 
 def layout(graph: Graph, pruned: Pruned) -> dict[int, tuple[float, float]]:
-    """Each kept node's ``(x, y)``: position (plus a sideways offset within its cell) and layer
-    (-1 for tokens, ``n_layers`` for targets).
+    """Each kept node's ``(x, y)``.
+
+    ``x`` is its position (plus a sideways offset within its cell), ``y`` its layer (-1 for
+    tokens, ``n_layers`` for targets).
     """
     cells: dict[tuple[int, int], list[int]] = defaultdict(list)
     for node in np.nonzero(pruned.nodes)[0].tolist():
@@ -62,7 +65,9 @@ def _sizes(graph: Graph, pruned: Pruned, nodes: list[int]) -> list[float]:
     return (6 + 18 * np.sqrt(np.clip(values, 0, None) / top)).tolist()
 
 
-def _edge_traces(graph: Graph, pruned: Pruned, places: dict[int, tuple[float, float]], max_edges: int) -> list:
+def _edge_traces(
+    graph: Graph, pruned: Pruned, places: dict[int, tuple[float, float]], max_edges: int
+) -> list[go.Scatter]:
     """The ``max_edges`` strongest kept edges as line traces: per sign, a few bands of width and opacity."""
     kept = pruned.edges & pruned.nodes[:, None] & pruned.nodes[None, :]
     targets, sources = np.nonzero(kept)
@@ -104,10 +109,17 @@ def _edge_traces(graph: Graph, pruned: Pruned, places: dict[int, tuple[float, fl
 def graph_figure(
     graph: Graph, pruned: Pruned, labels: dict[int, str] | None = None, title: str = "", max_edges: int = 400
 ) -> go.Figure:
-    """The kept nodes and the ``max_edges`` strongest kept edges of a pruned graph: x the position
-    (ticks: the prompt's tokens), y the layer; colour by node kind, size by influence; edges blue
-    (positive) or red (negative), wider and darker the stronger. ``labels`` (node index -> text)
-    go into the hover.
+    """The kept nodes and the ``max_edges`` strongest kept edges of a pruned graph.
+
+    x the position (ticks: the prompt's tokens), y the layer; colour by node kind, size by
+    influence; edges blue (positive) or red (negative), wider and darker the stronger.
+
+    Args:
+        graph: The graph.
+        pruned: What its pruning kept.
+        labels: Node index -> text, shown in the hover.
+        title: The figure's title.
+        max_edges: The most edges drawn (the strongest).
     """
     labels = labels or {}
     places = layout(graph, pruned)

@@ -1,8 +1,9 @@
 """How well a transcoder stands in for the MLPs, measured on held-out text.
 
-* Per covered layer (a transcoder may leave some layers to the model): the fraction of variance unexplained (FVU: squared error of the reconstruction over
-  the variance of the true MLP output about its mean), L0 (active features per token) and the
-  share of features never active on the text (dead).
+* Per covered layer (a transcoder may leave some layers to the model): the fraction of variance
+  unexplained (FVU: squared error of the reconstruction over the variance of the true MLP output
+  about its mean), L0 (active features per token) and the share of features never active on the
+  text (dead).
 * The replacement model: every MLP output replaced, layer by layer, by the transcoder's
   reconstruction from the features of that and earlier layers (the layers without features keep
   their MLPs), computed on the *replaced* model's
@@ -13,8 +14,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -23,22 +26,39 @@ from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_
 from workbench.data.batching import iter_batches, pad_id_of
 from workbench.lens.readout import next_token_losses
 
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
 
 @dataclass
 class LayerQuality:
-    """One layer's reconstruction quality on some text."""
+    """One layer's reconstruction quality on some text.
+
+    Attributes:
+        layer: The layer.
+        fvu: The fraction of variance unexplained.
+        l0: Active features per token.
+        dead: The share of the layer's features never active.
+    """
 
     layer: int
     fvu: float
     l0: float
-    dead: float  # share of the layer's features never active
+    dead: float
 
 
 @torch.no_grad()
 def layer_quality(
-    model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+    model: Model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
 ) -> list[LayerQuality]:
-    """FVU, L0 and dead share per covered layer over ``documents`` (token lists, BOS first; BOS excluded)."""
+    """FVU, L0 and dead share per covered layer over ``documents``.
+
+    Args:
+        model: The hooked model.
+        clt: Its transcoder.
+        documents: Token lists, BOS first (BOS is left out).
+        batch_tokens: Padded tokens per forward batch.
+    """
     L = clt.config.n_layers
     error = torch.zeros(L, dtype=torch.float64)
     total = torch.zeros(L, dtype=torch.float64)
@@ -68,36 +88,41 @@ def layer_quality(
 
 
 @contextmanager
-def replacement(model, clt: CrossLayerTranscoder):
+def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
     """The model with every covered layer's MLP output replaced by the transcoder's reconstruction (hooks)."""
-    acts: list[torch.Tensor | None] = [None] * clt.config.n_layers
+    acts: list[torch.Tensor] = [torch.zeros(0)] * clt.config.n_layers  # each set before it is read
 
-    def encode(layer: int):
-        def hook(x, hook):
+    def encode(layer: int) -> Callable[..., None]:
+        """The hook that reads layer ``layer``'s features."""
+
+        def hook(x: torch.Tensor, hook: object) -> None:
             acts[layer] = clt.encode_layer(x, layer)
 
         return hook
 
-    def write(layer: int):
-        def hook(out, hook):
+    def write(layer: int) -> Callable[..., torch.Tensor]:
+        """The hook that writes layer ``layer``'s reconstruction."""
+
+        def hook(out: torch.Tensor, hook: object) -> torch.Tensor:
             return clt.decode_layer(acts[: layer + 1], layer).to(out)
 
         return hook
 
     hooks = [(mlp_in_hook(layer), encode(layer)) for layer in clt.config.covered]
     hooks += [(mlp_out_hook(layer), write(layer)) for layer in clt.config.covered]
-    with model.hooks(fwd_hooks=hooks):
+    with model.hooks(fwd_hooks=list(hooks)):  # a fresh list: TransformerLens types it wider
         yield model
 
 
 @torch.no_grad()
 def replacement_loss(
-    model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+    model: Model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
 ) -> tuple[float, float]:
-    """Mean next-token loss (nats) over ``documents``: ``(original, replacement)``."""
+    """Mean next-token loss (nats) over ``documents`` (token lists, BOS first): ``(original, replacement)``."""
     sums = [0.0, 0.0]
     count = 0
-    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model.cfg.device):
+    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         real = batch.mask[:, 1:].bool()
         sums[0] += float(next_token_losses(model, batch.tokens)[real].sum())
         with replacement(model, clt):

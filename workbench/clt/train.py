@@ -13,32 +13,13 @@ CLT paper ramps it over training); Adam, gradient clipping at 1.
 
 Speed: only the covered layers are read (the forward stops after the last), encoded and decoded;
 the decoders are one batched product per offset; and on a transcoder of at least ``COMPILE_FROM``
-parameters the loss is compiled
-(``torch.compile``: the JumpReLU, penalties and their gradients fuse into a few passes instead of
-some thirty over ``[rows, layers, features]``; 1.4x on Gemma 3 270M's per-layer set on 2 cores,
-after ~20 s of compiling). Where compiling fails (no C compiler) it runs eagerly, with a warning.
+parameters the loss is compiled (``torch.compile``: the JumpReLU, penalties and their gradients
+fuse into a few passes instead of some thirty over ``[rows, layers, features]``; 1.4x on Gemma 3
+270M's per-layer set on 2 cores, after ~20 s of compiling). Where compiling fails (no C compiler)
+it runs eagerly, with a warning.
 
-Data-parallel under ``torchrun`` ([`workbench.runs.distributed`][workbench.runs.distributed]): every rank trains the same
-transcoder on the same stream, and the ranks split the work of each block and each step.
-
-* Reading a block (the model's forward, the costly part): its documents in the order one
-  process's length-sorted batches read them, rank ``r`` taking every ``W``-th from the ``r``-th
-  (so the ranks' token counts are near equal); the rows are gathered back into that order on every
-  rank, then shuffled with the same seed. Every rank holds the block one process would have (its
-  numbers within float rounding: a document's forward ran in another padded batch), and so the
-  same scales from the first block.
-* A step: every rank takes the same batch of ``batch_tokens`` rows and computes the loss on its
-  own contiguous share (``n_r`` rows, shares differing by at most one). The loss terms are means
-  over rows, so the batch's gradient is the shares' gradients weighted by ``n_r / batch_tokens``,
-  summed over ranks: one all-reduce of the flattened gradients before clipping and Adam, so the
-  ranks' parameters stay identical. The log's mse, sparsity, dead and l0 are combined the same way.
-* Rank 0 alone writes checkpoints and shows progress; a resume reads rank 0's checkpoint on every
-  rank. The stream's state (block, row) does not depend on the world size, so a checkpoint resumes
-  with any number of processes.
-
-Equal means: a run of ``W`` processes gives one process's transcoder and log within float
-rounding (sums in another order, activations computed in other batches), not bit for bit; a world of
-one runs exactly the one-process code. The tests hold two gloo processes to one process.
+Data-parallel under ``torchrun``: every rank trains the same transcoder on the same stream, and the
+ranks split the work of each block and each step ([`workbench.clt.train_parallel`][workbench.clt.train_parallel]).
 """
 
 from __future__ import annotations
@@ -49,48 +30,80 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from workbench.clt.activations import document_rows
-from workbench.clt.transcoder import DEAD_PENALTY, CLTConfig, CrossLayerTranscoder, LossParts, clt_loss, loss_terms
+from workbench.clt.loss import DEAD_PENALTY, LossParts, clt_loss, loss_terms
+from workbench.clt.train_parallel import combine_gradients, combine_log, read_shared, share
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.runs import distributed
 
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
 CHECKPOINT = "checkpoint.pt"
-COMPILE_FROM = 20_000_000  # parameters: smaller transcoders train eagerly (compiling would outlast the gain)
+"""The checkpoint's file name in a run's folder."""
+COMPILE_FROM = 20_000_000
+"""Parameters from which the loss is compiled: smaller transcoders train eagerly (compiling would outlast the gain)."""
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How a transcoder is trained (the shape is its [`CLTConfig`][workbench.clt.transcoder.CLTConfig])."""
+    """How a transcoder is trained (the shape is its [`CLTConfig`][workbench.clt.transcoder.CLTConfig]).
 
-    tokens: int = 200_000  # training rows (token positions, all layers each)
+    Attributes:
+        tokens: Training rows (token positions, all layers each).
+        batch_tokens: Rows per step.
+        lr: Adam's learning rate.
+        sparsity: ``lambda`` of the tanh sparsity term.
+        sparsity_warmup: The share of the steps over which ``lambda`` ramps up from 0.
+        dead_penalty: The weight of the pull on dead features' pre-activations.
+        block_documents: Documents whose activations are shuffled together.
+        forward_tokens: Padded tokens per forward batch when reading a block.
+        seed: Seeds the transcoder, the document order and the row shuffles.
+        checkpoint_every: Steps between checkpoints.
+        compile: Compile the loss (None: from ``COMPILE_FROM`` parameters on).
+    """
+
+    tokens: int = 200_000
     batch_tokens: int = 512
     lr: float = 1e-3
-    sparsity: float = 1.0  # lambda of the tanh sparsity term
-    sparsity_warmup: float = 0.5  # share of the steps over which lambda ramps up from 0
-    dead_penalty: float = DEAD_PENALTY  # weight of the pull on dead features' pre-activations
-    block_documents: int = 256  # documents whose activations are shuffled together
-    forward_tokens: int = 2048  # padded tokens per forward batch when reading a block
+    sparsity: float = 1.0
+    sparsity_warmup: float = 0.5
+    dead_penalty: float = DEAD_PENALTY
+    block_documents: int = 256
+    forward_tokens: int = 2048
     seed: int = 0
     checkpoint_every: int = 50
-    compile: bool | None = None  # compile the loss (None: from COMPILE_FROM parameters on)
+    compile: bool | None = None
 
     @property
     def steps(self) -> int:
+        """The training steps: ``tokens / batch_tokens``, rounded up."""
         return math.ceil(self.tokens / self.batch_tokens)
 
 
 @dataclass
 class TrainState:
-    """Where a run is: the step, the stream's block and row, and every step's log."""
+    """Where a run is: the step, the stream's block and row, and every step's log.
+
+    Attributes:
+        step: Steps done.
+        block: The stream's block.
+        row: The next row in that block.
+        seconds: Training time, summed over resumed sessions.
+        log: Per step: mse, sparsity, dead, l0, lambda.
+    """
 
     step: int = 0
     block: int = 0
     row: int = 0
-    seconds: float = 0.0  # training time, summed over resumed sessions
-    log: list[dict] = field(default_factory=list)  # per step: mse, sparsity, dead, l0, lambda
+    seconds: float = 0.0
+    log: list[dict] = field(default_factory=list)
 
 
 def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[int]:
@@ -102,10 +115,15 @@ def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[
 
 
 def read_block(
-    model, documents: list[torch.Tensor], settings: TrainSettings, block: int, layers: list[int] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A block's ``(inputs, outputs)`` rows, ``[rows, L, d]`` (or of ``layers`` only), shuffled
-    (BOS and padding dropped).
+    model: Model,
+    documents: list[torch.Tensor],
+    settings: TrainSettings,
+    block: int,
+    layers: list[int] | None = None,
+) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
+    """A block's ``(inputs, outputs)`` rows, shuffled (BOS and padding dropped).
+
+    Of every layer, or of ``layers`` only; ``documents`` are token lists, BOS first.
     """
     chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
     docs = [documents[i] for i in chosen]
@@ -113,57 +131,28 @@ def read_block(
         inputs, outputs = zip(*document_rows(model, docs, settings.forward_tokens, layers))
         x, y = torch.cat(inputs), torch.cat(outputs)
     else:
-        x, y = _read_shared(model, docs, settings.forward_tokens, layers)
+        x, y = read_shared(model, docs, settings.forward_tokens, layers)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + block + 1))
     return x[order.to(x.device)], y[order.to(y.device)]
 
 
-def _read_shared(
-    model, docs: list[torch.Tensor], forward_tokens: int, layers: list[int] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``docs``' rows in one process's order (its batches read the documents longest first, ties
-    in block order), each rank reading every ``W``-th document of that order and the rows gathered
-    back on every rank.
-    """
-    order = sorted(range(len(docs)), key=lambda i: -len(docs[i]))  # plan_batches' order (a stable sort)
-    w = distributed.world()
-    shares = [order[rank :: w.size] for rank in range(w.size)]
-    counts = [[max(len(docs[i]) - 1, 0) for i in share] for share in shares]  # rows: BOS dropped
-    mine = [docs[i] for i in shares[w.rank]]  # longest first already: batched in this order
-    # a rank without documents (a block smaller than the world) reads two tokens for the rows'
-    # shape and dtype, and keeps none of them
-    read = document_rows(model, mine or [docs[order[0]][:2]], forward_tokens, layers)
-    inputs, outputs = (torch.cat(part) for part in zip(*read))
-    if not mine:
-        inputs, outputs = inputs[:0], outputs[:0]
-    by_document: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    xs, ys = (_gather_rows(part, [sum(c) for c in counts]) for part in (inputs, outputs))
-    for share, count, x, y in zip(shares, counts, xs, ys):
-        by_document.update(zip(share, zip(x.split(count), y.split(count))))
-    return torch.cat([by_document[i][0] for i in order]), torch.cat([by_document[i][1] for i in order])
-
-
-def _gather_rows(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
-    """Every rank's ``rows`` (rank ``r`` holding ``counts[r]`` of them), in rank order, on every
-    rank: one tensor collective (padded to the longest), not a pickled object per rank.
-    """
-    longest = max(counts)
-    padded = torch.cat([rows, rows.new_zeros(longest - len(rows), *rows.shape[1:])])
-    parts = [torch.empty_like(padded) for _ in counts]
-    torch.distributed.all_gather(parts, padded)
-    return [part[:count] for part, count in zip(parts, counts)]
-
-
 def stream(
-    model,
-    documents,
+    model: Model,
+    documents: list[torch.Tensor],
     settings: TrainSettings,
     state: TrainState,
     first: tuple[torch.Tensor, torch.Tensor] | None = None,
     layers: list[int] | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches (of ``layers`` only, if given) from ``state.block``/``state.row`` on, advancing the
-    state as it yields; ``first``: block ``state.block`` when it is already read.
+) -> Iterator[tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]]:
+    """Batches of ``(inputs, outputs)`` rows from ``state.block``/``state.row`` on, advancing the state as it yields.
+
+    Args:
+        model: The hooked model.
+        documents: Token lists, BOS first.
+        settings: The run's settings.
+        state: Where the stream is; advanced in place.
+        first: Block ``state.block``'s rows, when they are already read.
+        layers: Read only these layers (default: every one).
     """
     while True:
         x, y = first if first is not None else read_block(model, documents, settings, state.block, layers)
@@ -176,7 +165,7 @@ def stream(
 
 
 def train_clt(
-    model,
+    model: Model,
     documents: list[torch.Tensor],
     config: CLTConfig,
     settings: TrainSettings,
@@ -184,10 +173,50 @@ def train_clt(
     show_progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> tuple[CrossLayerTranscoder, TrainState]:
-    """Train (or resume from ``folder``'s checkpoint) a transcoder of ``config`` on ``model``'s
-    activations over ``documents`` (token lists, BOS first). ``on_step(step, log)`` is called
-    after each step and its checkpoint.
+    """Train (or resume from ``folder``'s checkpoint) a transcoder on ``model``'s activations.
+
+    Args:
+        model: The hooked model.
+        documents: Token lists, BOS first.
+        config: The transcoder's shape (the model's layers and width).
+        settings: How to train it.
+        folder: Where checkpoints go (None: none are written, none resumed).
+        show_progress: Show a progress bar (on the main process).
+        on_step: ``on_step(step, log)``, called after each step and its checkpoint.
+
+    Returns:
+        The transcoder and the run's state (its log among it).
+
+    Raises:
+        ValueError: A config of another shape than the model, a batch smaller than the world, or a
+            checkpoint made with other settings.
     """
+    _check(model, config, settings)
+    device = model.cfg.device
+    clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
+    optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
+    state = _resume(folder, clt, optimizer, config, settings)
+    covered = list(config.covered)  # only these layers are read, and the forward stops after the last
+    first = read_block(model, documents, settings, state.block, covered)  # read once: scales (new run) and batches
+    if state.step == 0:
+        clt.set_scales(*first)
+    batches = stream(model, documents, settings, state, first, covered)
+    loss = _loss(clt, settings)
+    shown = show_progress and distributed.world().is_main
+    with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not shown) as bar:
+        while state.step < settings.steps:
+            entry = _step(clt, optimizer, loss, next(batches), settings, state)
+            if folder is not None and (state.step % settings.checkpoint_every == 0 or state.step == settings.steps):
+                distributed.on_main(lambda: _save(folder, clt, optimizer, config, settings, state))
+            bar.update(1)
+            bar.set_postfix(mse=f"{entry['mse']:.3f}", l0=f"{entry['l0']:.1f}")
+            if on_step is not None:
+                on_step(state.step, entry)
+    return clt, state
+
+
+def _check(model: Model, config: CLTConfig, settings: TrainSettings) -> None:
+    """Refuse a config of another shape than the model, and a batch smaller than the world."""
     if config.n_layers != model.cfg.n_layers or config.d_model != model.cfg.d_model:
         raise ValueError(
             f"The CLT has {config.n_layers} layers of width {config.d_model}; the model has "
@@ -199,78 +228,39 @@ def train_clt(
             f"A batch of {settings.batch_tokens} rows cannot be shared by {world.size} processes; "
             "use at least one row per process."
         )
-    device = model.cfg.device
-    clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
-    optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
-    state = _resume(folder, clt, optimizer, config, settings)
-    covered = list(config.covered)  # only these layers are read, and the forward stops after the last
-    first = read_block(model, documents, settings, state.block, covered)  # read once: scales (new run) and batches
-    if state.step == 0:
-        clt.set_scales(*first)
-    batches = stream(model, documents, settings, state, first, covered)
-    loss = _loss(clt, settings)
-    shown = show_progress and world.is_main
-    with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not shown) as bar:
-        while state.step < settings.steps:
-            started = time.perf_counter()
-            x, y = next(batches)
-            x, y, weight = _share(x, y)
-            ramp = min(1.0, (state.step + 1) / max(1, settings.sparsity_warmup * settings.steps))
-            parts = loss(x, y, settings.sparsity * ramp)
-            optimizer.zero_grad(set_to_none=True)
-            parts.total.backward()
-            _combine_gradients(clt, weight)
-            torch.nn.utils.clip_grad_norm_(clt.parameters(), 1.0)
-            optimizer.step()
-            state.step += 1
-            state.seconds += time.perf_counter() - started
-            entry = {**_combine_log(parts, weight), "lambda": settings.sparsity * ramp}
-            state.log.append(entry)
-            if folder is not None and (state.step % settings.checkpoint_every == 0 or state.step == settings.steps):
-                distributed.on_main(lambda: _save(folder, clt, optimizer, config, settings, state))
-            bar.update(1)
-            bar.set_postfix(mse=f"{entry['mse']:.3f}", l0=f"{entry['l0']:.1f}")
-            if on_step is not None:
-                on_step(state.step, entry)
-    return clt, state
 
 
-def _share(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """This rank's contiguous share of a batch's rows and its weight (its rows over the batch's):
-    the whole batch, weight 1, in a world of one.
-    """
-    w = distributed.world()
-    if w.size == 1:
-        return x, y, 1.0
-    start, end = w.rank * len(x) // w.size, (w.rank + 1) * len(x) // w.size
-    return x[start:end], y[start:end], (end - start) / len(x)
+def _step(
+    clt: CrossLayerTranscoder,
+    optimizer: torch.optim.Optimizer,
+    loss: Callable[[torch.Tensor, torch.Tensor, float], LossParts],
+    batch: tuple[torch.Tensor, torch.Tensor],
+    settings: TrainSettings,
+    state: TrainState,
+) -> dict[str, float]:
+    """One step on ``batch`` (this rank's share of it), logged in ``state``; returns the log entry."""
+    started = time.perf_counter()
+    x, y, weight = share(*batch)
+    ramp = min(1.0, (state.step + 1) / max(1, settings.sparsity_warmup * settings.steps))
+    parts = loss(x, y, settings.sparsity * ramp)
+    optimizer.zero_grad(set_to_none=True)
+    parts.total.backward()
+    combine_gradients(clt, weight)
+    torch.nn.utils.clip_grad_norm_(clt.parameters(), 1.0)
+    optimizer.step()
+    state.step += 1
+    state.seconds += time.perf_counter() - started
+    entry = {**combine_log(parts, weight), "lambda": settings.sparsity * ramp}
+    state.log.append(entry)
+    return entry
 
 
-def _combine_gradients(clt: CrossLayerTranscoder, weight: float) -> None:
-    """Replace each rank's gradients by the batch's: the shares' gradients of their mean losses,
-    weighted by their share of the rows and summed over ranks (one all-reduce of them all,
-    flattened). The same parameters have gradients on every rank (those the loss reaches).
-    """
-    if distributed.world().size == 1:
-        return
-    grads = [p.grad for p in clt.parameters() if p.grad is not None]
-    flat = distributed.all_reduce(torch.cat([g.flatten() for g in grads]) * weight)
-    for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
-        grad.copy_(part.view_as(grad))
+def _loss(
+    clt: CrossLayerTranscoder, settings: TrainSettings
+) -> Callable[[torch.Tensor, torch.Tensor, float], LossParts]:
+    """``loss(x, y, sparsity)`` on the covered layers' rows: [`loss_terms`][workbench.clt.loss.loss_terms].
 
-
-def _combine_log(parts: LossParts, weight: float) -> dict[str, float]:
-    """The step's log entry (mse, sparsity, dead, l0: means over rows) over the whole batch."""
-    entry = {"mse": parts.mse, "sparsity": parts.sparsity, "dead": parts.dead, "l0": parts.l0}
-    if distributed.world().size == 1:
-        return entry
-    summed = distributed.all_reduce(torch.tensor(list(entry.values()), dtype=torch.float64) * weight)
-    return dict(zip(entry, summed.tolist()))
-
-
-def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., LossParts]:
-    """``loss(x, y, sparsity)`` on the covered layers' rows ``[rows, n, d]``: [`loss_terms`][workbench.clt.transcoder.loss_terms],
-    compiled where that pays (see the module's docstring).
+    Compiled where that pays (see the module's docstring).
     """
     size = sum(p.numel() for p in clt.parameters()) * len(clt.config.covered) // clt.config.n_layers
     terms = loss_terms
@@ -279,6 +269,7 @@ def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., L
     compiled = terms is not loss_terms
 
     def loss(x: torch.Tensor, y: torch.Tensor, sparsity: float) -> LossParts:
+        """The loss, compiled until compiling fails once."""
         nonlocal terms, compiled
         try:
             return clt_loss(clt, x, y, sparsity, dead=settings.dead_penalty, terms=terms)
@@ -296,7 +287,15 @@ def _loss(clt: CrossLayerTranscoder, settings: TrainSettings) -> Callable[..., L
     return loss
 
 
-def _save(folder: Path, clt, optimizer, config: CLTConfig, settings: TrainSettings, state: TrainState) -> None:
+def _save(
+    folder: Path,
+    clt: CrossLayerTranscoder,
+    optimizer: torch.optim.Optimizer,
+    config: CLTConfig,
+    settings: TrainSettings,
+    state: TrainState,
+) -> None:
+    """Write the checkpoint (to a temporary file first, so an interruption leaves the last one whole)."""
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"{CHECKPOINT}.tmp"
     torch.save(
@@ -312,7 +311,14 @@ def _save(folder: Path, clt, optimizer, config: CLTConfig, settings: TrainSettin
     partial.replace(folder / CHECKPOINT)
 
 
-def _resume(folder: Path | None, clt, optimizer, config: CLTConfig, settings: TrainSettings) -> TrainState:
+def _resume(
+    folder: Path | None,
+    clt: CrossLayerTranscoder,
+    optimizer: torch.optim.Optimizer,
+    config: CLTConfig,
+    settings: TrainSettings,
+) -> TrainState:
+    """Load ``folder``'s checkpoint into ``clt`` and ``optimizer`` (a new state where there is none)."""
     path = None if folder is None else folder / CHECKPOINT
     if path is None or not distributed.from_main(path.exists):
         return TrainState()

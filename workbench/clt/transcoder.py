@@ -13,21 +13,16 @@ and stay zero): the replacement model leaves their MLPs as they are, an attribut
 their whole MLP output as an error node, and no decoder writes into them.
 
 Inputs and targets are scaled per layer by a scalar (``sqrt(d_model)`` over their mean norm,
-estimated from data with [`CrossLayerTranscoder.set_scales`][workbench.clt.transcoder.CrossLayerTranscoder.set_scales]), so one sparsity coefficient
-suits every layer; ``forward`` takes and returns the model's own units.
+estimated from data with
+[`CrossLayerTranscoder.set_scales`][workbench.clt.transcoder.CrossLayerTranscoder.set_scales]), so
+one sparsity coefficient suits every layer; ``forward`` takes and returns the model's own units.
 
 A transcoder keeps its own precision (float32) whatever the model's: it casts the MLP inputs it
-reads to its own dtype and device, and whoever writes its reconstruction into a model casts it to the model's.
+reads to its own dtype and device, and whoever writes its reconstruction into a model casts it to
+the model's. Its files are [`workbench.clt.formats.ours`][workbench.clt.formats.ours].
 
-JumpReLU (Rajamanoharan et al. 2024): ``z * (z > theta)`` with a learned threshold per feature.
-Its gradient passes straight through to ``z`` where ``z > theta``; the threshold gets the
-rectangle-kernel pseudo-derivative ``-(theta / eps) * K((z - theta) / eps)``, which is the exact
-derivative of [`threshold_surrogate`][workbench.clt.transcoder.threshold_surrogate] (the tests hold it to finite differences of that).
-
-The loss ([`clt_loss`][workbench.clt.transcoder.clt_loss]): squared error summed over ``d_model`` and layers, mean over tokens;
-plus ``lambda * sum_f tanh(c * a_f * ||W_dec,f||)`` with the norm over all of ``f``'s decoders
-(concatenated over target layers); plus a small penalty ``sum relu(theta - z) * ||W_dec,f||``
-that pulls dead features' pre-activations up to their threshold.
+The features' activation is [`workbench.clt.jumprelu`][workbench.clt.jumprelu]; the training
+loss is [`workbench.clt.loss`][workbench.clt.loss].
 """
 
 from __future__ import annotations
@@ -37,14 +32,23 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
 from torch import nn
 
+from workbench.clt.jumprelu import jump_relu
+
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "clt.safetensors"  # a saved transcoder's files
+
 THRESHOLD_INIT = 0.03
+"""A new transcoder's JumpReLU threshold, every feature's."""
 BANDWIDTH = 1.0
-SPARSITY_C = 4.0
-DEAD_PENALTY = 1e-4
+"""The width ``eps`` of the threshold's rectangle kernel, in the scaled units."""
 
 
 def mlp_in_hook(layer: int) -> str:
@@ -96,6 +100,7 @@ class CLTConfig:
         return self.layers or tuple(range(self.n_layers))
 
     def covers(self, layer: int) -> bool:
+        """Whether ``layer`` has features."""
         return layer in self.covered
 
     def writes(self, source: int, target: int) -> bool:
@@ -118,44 +123,11 @@ class CLTConfig:
         return kind
 
 
-class JumpReLU(torch.autograd.Function):
-    """``z * (z > theta)``: straight-through to ``z``, rectangle kernel for ``theta``."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
-        ctx.save_for_backward(z, theta)
-        ctx.eps = eps
-        return z * (z > theta)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        z, theta = ctx.saved_tensors
-        eps = ctx.eps
-        grad_z = grad * (z > theta)
-        window = ((z - theta).abs() < eps / 2).to(grad.dtype)
-        grad_theta = -(theta / eps) * window * grad
-        return grad_z, _reduce_to(grad_theta, theta.shape), None
-
-
-def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Sum a broadcast gradient back to ``shape`` (the threshold's)."""
-    while grad.dim() > len(shape):
-        grad = grad.sum(0)
-    return grad
-
-
-def threshold_surrogate(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
-    """The smooth stand-in for ``JumpReLU`` as a function of ``theta`` whose derivative is the
-    pseudo-derivative: ``z`` below the window, 0 above it, ``((z + eps/2)^2 - theta^2) / (2 eps)``
-    inside (continuous at both ends).
-    """
-    inside = ((z + eps / 2) ** 2 - theta**2) / (2 * eps)
-    return torch.where(theta <= z - eps / 2, z, torch.where(theta >= z + eps / 2, torch.zeros_like(z), inside))
-
-
 def _decode_plan(config: CLTConfig) -> list[tuple[int, torch.Tensor, torch.Tensor, list[int]]]:
-    """Per decoder offset ``k``: the covered layers' positions (in ``config.covered``) of the
-    sources that write ``k`` layers on, of their targets, and the source layers themselves.
+    """Per decoder offset ``k``, who writes ``k`` layers on.
+
+    ``(k, sources, targets, layers)``: the positions (in ``config.covered``) of the sources and of
+    their targets, and the source layers themselves.
     """
     position = {layer: i for i, layer in enumerate(config.covered)}
     plan = []
@@ -174,7 +146,22 @@ def _decode_plan(config: CLTConfig) -> list[tuple[int, torch.Tensor, torch.Tenso
 
 
 class CrossLayerTranscoder(nn.Module):
-    """Encoders per layer, decoders from each layer to itself and the later layers it reaches."""
+    """Encoders per layer, decoders from each layer to itself and the later layers it reaches.
+
+    Args:
+        config: The shape.
+        seed: Seeds the random encoders and decoders (uniform, scaled by ``1 / sqrt(d_model)`` and
+            ``1 / sqrt(n_features * n_layers)``); biases start at 0, thresholds at
+            ``config.threshold_init``, scales at 1.
+    """
+
+    W_enc: nn.Parameter  # [L, d, F]
+    b_enc: nn.Parameter  # [L, F]
+    log_threshold: nn.Parameter  # [L, F]
+    W_dec: nn.ParameterList  # W_dec[l][k]: [F, d] from layer l's features to layer l + k
+    b_dec: nn.Parameter  # [L, d]
+    in_scale: torch.Tensor  # [L] (a buffer)
+    out_scale: torch.Tensor  # [L] (a buffer)
 
     def __init__(self, config: CLTConfig, seed: int = 0):
         super().__init__()
@@ -198,8 +185,9 @@ class CrossLayerTranscoder(nn.Module):
 
     @torch.no_grad()
     def clear_uncovered(self) -> None:
-        """Zero what a layer without features would have: its encoder, its decoder bias, and every
-        decoder into it (on construction and loading; after setting parameters by hand).
+        """Zero what a layer without features would have: its encoder, its decoder bias, every decoder into it.
+
+        Called on construction and loading; call it after setting parameters by hand.
         """
         for layer in range(self.config.n_layers):
             if not self.config.covers(layer):
@@ -210,7 +198,8 @@ class CrossLayerTranscoder(nn.Module):
                     self.W_dec[layer][k].zero_()
 
     @property
-    def threshold(self) -> torch.Tensor:
+    def threshold(self) -> Float[torch.Tensor, "layer feature"]:
+        """Every feature's JumpReLU threshold."""
         return self.log_threshold.exp()
 
     @property
@@ -220,35 +209,38 @@ class CrossLayerTranscoder(nn.Module):
             return slice(None)
         return torch.tensor(self.config.covered, device=self.b_dec.device)
 
-    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [..., L, d]`` (model units) -> ``[..., L, F]`` encoder outputs before JumpReLU
-        (zero at layers without features).
-        """
+    def pre_activations(self, x: Float[torch.Tensor, "... layer d_model"]) -> Float[torch.Tensor, "... layer feature"]:
+        """The encoder outputs before JumpReLU of MLP inputs ``x``; zero at layers without features."""
         return self._full(self.compact_pre_activations(x[..., list(self.config.covered), :]))
 
-    def compact_pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [..., n, d]``: the covered layers' MLP inputs -> their encoder outputs ``[..., n, F]``."""
+    def compact_pre_activations(
+        self, x: Float[torch.Tensor, "... covered d_model"]
+    ) -> Float[torch.Tensor, "... covered feature"]:
+        """The covered layers' encoder outputs before JumpReLU, from their MLP inputs ``x``."""
         idx = self.index
         scaled = x.to(self.W_enc) * self.in_scale[idx, None]
         return torch.einsum("...ld,ldf->...lf", scaled, self.W_enc[idx]) + self.b_enc[idx]
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature activations ``[..., L, F]`` (none at layers without features)."""
+    def encode(self, x: Float[torch.Tensor, "... layer d_model"]) -> Float[torch.Tensor, "... layer feature"]:
+        """Feature activations of the MLP inputs ``x`` (none at layers without features)."""
         return self._full(self.compact_encode(x[..., list(self.config.covered), :]))
 
-    def compact_encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The covered layers' feature activations ``[..., n, F]`` from their MLP inputs ``x [..., n, d]``."""
-        return JumpReLU.apply(self.compact_pre_activations(x), self.threshold[self.index], self.config.bandwidth)
+    def compact_encode(
+        self, x: Float[torch.Tensor, "... covered d_model"]
+    ) -> Float[torch.Tensor, "... covered feature"]:
+        """The covered layers' feature activations from their MLP inputs ``x``."""
+        return jump_relu(self.compact_pre_activations(x), self.threshold[self.index], self.config.bandwidth)
 
-    def decode(self, acts: torch.Tensor) -> torch.Tensor:
-        """Reconstructed MLP outputs ``[..., L, d]`` (model units) from ``acts [..., L, F]``; zero
-        at layers without features.
-        """
+    def decode(self, acts: Float[torch.Tensor, "... layer feature"]) -> Float[torch.Tensor, "... layer d_model"]:
+        """Reconstructed MLP outputs (model units) from feature activations; zero at layers without features."""
         return self._full(self.compact_decode(acts[..., list(self.config.covered), :]))
 
-    def compact_decode(self, acts: torch.Tensor) -> torch.Tensor:
-        """The covered layers' reconstructions ``[..., n, d]`` (model units) from their activations
-        ``[..., n, F]``: one batched product per decoder offset, not one per layer pair.
+    def compact_decode(
+        self, acts: Float[torch.Tensor, "... covered feature"]
+    ) -> Float[torch.Tensor, "... covered d_model"]:
+        """The covered layers' reconstructions (model units) from their activations.
+
+        One batched product per decoder offset, not one per layer pair.
         """
         idx = self.index
         n = len(self.config.covered)
@@ -271,22 +263,26 @@ class CrossLayerTranscoder(nn.Module):
         out[..., list(self.config.covered), :] = compact
         return out
 
-    def layer_pre_activations(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Layer ``layer``'s encoder outputs ``[..., F]`` before JumpReLU, from its MLP input ``x [..., d]``."""
+    def layer_pre_activations(
+        self, x: Float[torch.Tensor, "... d_model"], layer: int
+    ) -> Float[torch.Tensor, "... feature"]:
+        """Layer ``layer``'s encoder outputs before JumpReLU, from its MLP input ``x``."""
         return (x.to(self.W_enc) * self.in_scale[layer]) @ self.W_enc[layer] + self.b_enc[layer]
 
-    def encode_layer(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """Layer ``layer``'s feature activations ``[..., F]`` from its MLP input ``x [..., d]``
-        (zeros at a layer without features).
-        """
+    def encode_layer(self, x: Float[torch.Tensor, "... d_model"], layer: int) -> Float[torch.Tensor, "... feature"]:
+        """Layer ``layer``'s feature activations from its MLP input ``x`` (zeros at a layer without features)."""
         if not self.config.covers(layer):
             return x.new_zeros(*x.shape[:-1], self.config.n_features)
-        return JumpReLU.apply(self.layer_pre_activations(x, layer), self.threshold[layer], self.config.bandwidth)
+        return jump_relu(self.layer_pre_activations(x, layer), self.threshold[layer], self.config.bandwidth)
 
-    def decode_layer(self, acts: list[torch.Tensor], layer: int) -> torch.Tensor:
-        """Layer ``layer``'s reconstructed MLP output from the activations of layers ``0..layer``
-        (``acts[source] [..., F]``): what the replacement model writes there (zero at a layer
-        without features).
+    def decode_layer(
+        self, acts: Sequence[Float[torch.Tensor, "... feature"]], layer: int
+    ) -> Float[torch.Tensor, "... d_model"]:
+        """Layer ``layer``'s reconstructed MLP output: what the replacement model writes there.
+
+        Args:
+            acts: The feature activations of layers ``0..layer`` (at least), by layer.
+            layer: The layer written (zero when it has no features).
         """
         if not self.config.covers(layer):
             return acts[layer].new_zeros(*acts[layer].shape[:-1], self.config.d_model)
@@ -296,58 +292,71 @@ class CrossLayerTranscoder(nn.Module):
                 out = out + acts[source] @ self.W_dec[source][layer - source]
         return out / self.out_scale[layer]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(reconstruction, activations)`` of ``x [..., L, d]``."""
+    def forward(
+        self, x: Float[torch.Tensor, "... layer d_model"]
+    ) -> tuple[Float[torch.Tensor, "... layer d_model"], Float[torch.Tensor, "... layer feature"]]:
+        """``(reconstruction, activations)`` of the MLP inputs ``x`` (model units)."""
         acts = self.encode(x)
         return self.decode(acts), acts
 
-    def decoder_norms(self, layers: Sequence[int] | None = None) -> torch.Tensor:
-        """``[L, F]`` (or ``[len(layers), F]``): each feature's decoder norm over all its target
-        layers, concatenated. The loss asks for the covered layers only: the gradient of a norm of
-        zeros is not a number.
+    def decoder_norms(self, layers: Sequence[int] | None = None) -> Float[torch.Tensor, "layer feature"]:
+        """Each feature's decoder norm over all its target layers, concatenated.
+
+        Of every layer, or of ``layers`` (one row each). The loss asks for the covered layers only:
+        the gradient of a norm of zeros is not a number.
         """
         chosen = range(self.config.n_layers) if layers is None else layers
         return torch.stack([self.W_dec[layer].pow(2).sum(dim=(0, 2)).sqrt() for layer in chosen])
 
     @torch.no_grad()
-    def set_scales(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Per-layer scalars that give inputs and targets a mean norm of ``sqrt(d_model)``
-        (``inputs``, ``targets``: ``[tokens, L, d]`` samples of every layer, or ``[tokens, n, d]``
-        of the covered ones).
+    def set_scales(
+        self, inputs: Float[torch.Tensor, "row layer d_model"], targets: Float[torch.Tensor, "row layer d_model"]
+    ) -> None:
+        """Set the per-layer scalars that give inputs and targets a mean norm of ``sqrt(d_model)``.
+
+        ``inputs`` and ``targets`` are samples of every layer, or of the covered ones only.
         """
         root = math.sqrt(self.config.d_model)
         layers = list(self.config.covered) if inputs.shape[-2] != self.config.n_layers else slice(None)
         self.in_scale[layers] = root / inputs.norm(dim=-1).mean(0).clamp_min(1e-8)
         self.out_scale[layers] = root / targets.norm(dim=-1).mean(0).clamp_min(1e-8)
 
-    def compact_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(reconstruction, activations)`` over the covered layers, from their MLP inputs ``x [..., n, d]``."""
+    def compact_forward(
+        self, x: Float[torch.Tensor, "... covered d_model"]
+    ) -> tuple[Float[torch.Tensor, "... covered d_model"], Float[torch.Tensor, "... covered feature"]]:
+        """``(reconstruction, activations)`` over the covered layers, from their MLP inputs ``x``."""
         acts = self.compact_encode(x)
         return self.compact_decode(acts), acts
 
-    def save(self, folder: Path) -> None:
-        """``config.json`` and ``clt.safetensors`` in ``folder``."""
+    def save(self, folder: Path | str) -> None:
+        """Write ``config.json`` and ``clt.safetensors`` in ``folder`` ([`ours`][workbench.clt.formats.ours])."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=1), encoding="utf-8")
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, folder / "clt.safetensors")
+        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=1), encoding="utf-8")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
 
     @classmethod
-    def load(cls, folder: Path, device: str = "cpu") -> CrossLayerTranscoder:
+    def load(cls, folder: Path | str, device: str = "cpu") -> CrossLayerTranscoder:
+        """The transcoder that [`save`][workbench.clt.transcoder.CrossLayerTranscoder.save] wrote in ``folder``."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        config = CLTConfig(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        config = CLTConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
         clt = cls(config)
-        clt.load_state_dict(load_file(folder / "clt.safetensors"))
+        clt.load_state_dict(load_file(folder / WEIGHTS_FILE))
         clt.clear_uncovered()
         return clt.to(device)
 
 
-def check_fits(clt: CrossLayerTranscoder, model, name: str = "") -> None:
-    """Refuse a transcoder made for another model (layers, width, or a recorded other name)."""
+def check_fits(clt: CrossLayerTranscoder, model: Model, name: str = "") -> None:
+    """Refuse a transcoder made for another model (layers, width, or a recorded other name).
+
+    Raises:
+        WorkbenchError: The transcoder's layers or width are not the model's, or it records
+            another model's name than ``name``; the message names the ``--model`` to pass.
+    """
     from workbench.errors import WorkbenchError
 
     c = clt.config
@@ -363,72 +372,10 @@ def check_fits(clt: CrossLayerTranscoder, model, name: str = "") -> None:
         )
 
 
-@dataclass
-class LossParts:
-    """The loss and its terms (floats for logging; ``total`` keeps its graph)."""
-
-    total: torch.Tensor
-    mse: float
-    sparsity: float
-    dead: float
-    l0: float  # mean active features per token, all layers together
-
-
-def clt_loss(
-    clt: CrossLayerTranscoder,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    sparsity: float,
-    c: float = SPARSITY_C,
-    dead: float = DEAD_PENALTY,
-    terms=None,
-) -> LossParts:
-    """The training loss on ``x``, ``target`` (``[tokens, L, d]`` of every layer, or ``[tokens, n, d]``
-    of the covered ones; model units). The squared error is taken in the scaled units, so every
-    layer weighs the same. ``terms``: [`loss_terms`][workbench.clt.transcoder.loss_terms] or a compiled copy of it.
-    """
-    if x.shape[-2] != len(clt.config.covered):
-        covered = list(clt.config.covered)
-        x, target = x[:, covered], target[:, covered]
-    out = (terms or loss_terms)(clt, x, target, torch.tensor(float(sparsity)), c, dead)
-    return LossParts(out[0], *(float(t) for t in out[1:]))
-
-
-def loss_terms(
-    clt: CrossLayerTranscoder,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    sparsity: torch.Tensor,
-    c: float = SPARSITY_C,
-    dead: float = DEAD_PENALTY,
-) -> tuple[torch.Tensor, ...]:
-    """[`clt_loss`][workbench.clt.transcoder.clt_loss]'s terms as tensors ``(total, mse, sparsity, dead, l0)`` from the covered
-    layers' ``x``, ``target`` ``[tokens, n, d]``: nothing leaves the graph, so it compiles whole.
-    """
-    idx = clt.index
-    pre = clt.compact_pre_activations(x)
-    threshold = clt.threshold[idx]
-    acts = JumpReLU.apply(pre, threshold, clt.config.bandwidth)
-    recon = clt.compact_decode(acts)
-    error = (recon - target) * clt.out_scale[idx, None]
-    mse = error.pow(2).sum(dim=(-1, -2)).mean()
-    norms = clt.decoder_norms(clt.config.covered)
-    sparse = torch.tanh(c * acts * norms).sum(dim=(-1, -2)).mean()
-    dead_term = (torch.relu(threshold - pre) * norms).sum(dim=(-1, -2)).mean()
-    total = mse + sparsity * sparse + dead * dead_term
-    l0 = (acts > 0).sum(dim=(-1, -2)).float().mean()
-    return total, mse.detach(), sparse.detach(), dead_term.detach(), l0
-
-
 __all__ = [
     "CLTConfig",
     "CrossLayerTranscoder",
-    "JumpReLU",
-    "LossParts",
     "check_fits",
-    "clt_loss",
-    "loss_terms",
     "mlp_in_hook",
     "mlp_out_hook",
-    "threshold_surrogate",
 ]

@@ -13,25 +13,38 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from jaxtyping import Float, Int
 
 from workbench.errors import EmptyCorpusError, TextTooLongError
+from workbench.models.model import Model
 
 LengthPolicy = Literal["truncate", "error"]
+"""What to do with a text longer than the model's context: cut it (with a warning), or stop."""
 DEFAULT_BATCH_TOKENS = 512
+"""Padded tokens per forward batch, unless the run says otherwise."""
 
 
 def tokenize(
-    model,
+    model: Model,
     texts: Sequence[str],
     ids: Sequence[str] | None = None,
     max_tokens: int | None = None,
     on_too_long: LengthPolicy = "truncate",
-) -> list[torch.Tensor]:
-    """Token ids (1-D, BOS first) for each text.
+) -> list[Int[torch.Tensor, " pos"]]:
+    """Token ids (1-D, BOS first, on the CPU) for each text.
 
-    Texts longer than ``max_tokens`` (default: the model's context ``n_ctx``) are cut to it
-    with one warning that counts them (``on_too_long="truncate"``), or refused with
-    [`TextTooLongError`][workbench.errors.TextTooLongError] naming them (``"error"``). Empty texts are always refused.
+    Args:
+        model: The model whose tokenizer is used.
+        texts: The texts.
+        ids: Their ids, for messages (default: their positions).
+        max_tokens: The longest a text may be (default: the model's context ``n_ctx``).
+        on_too_long: ``truncate``: longer texts are cut, with one warning that counts them;
+            ``error``: they are refused.
+
+    Raises:
+        EmptyCorpusError: A text is empty.
+        TextTooLongError: A text is too long, under ``on_too_long="error"``; the message names
+            them.
     """
     ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
     empty = [i for i, t in zip(ids, texts) if not t or not t.strip()]
@@ -61,6 +74,8 @@ def plan_batches(
 ) -> list[list[int]]:
     """Group document indices into batches whose padded size (rows x longest) fits ``batch_tokens``.
 
+    At most ``max_batch_size`` documents go in one batch.
+
     Documents are sorted by length so little is wasted on padding; a document longer than the
     budget gets a batch of its own.
     """
@@ -80,18 +95,27 @@ def plan_batches(
 
 @dataclass
 class Batch:
-    """Padded token ids of some documents; ``mask`` is 1 on real tokens, 0 on padding."""
+    """Padded token ids of some documents.
+
+    Attributes:
+        index: The documents' indices (in the token lists the batches were made from).
+        tokens: Their token ids, right-padded.
+        mask: 1 on real tokens, 0 on padding.
+    """
 
     index: list[int]
-    tokens: torch.Tensor
-    mask: torch.Tensor
+    tokens: Int[torch.Tensor, "batch pos"]
+    mask: Int[torch.Tensor, "batch pos"]
 
     @property
     def n_tokens(self) -> int:
+        """The number of real (unpadded) tokens."""
         return int(self.mask.sum())
 
 
-def pad(token_lists: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad(
+    token_lists: Sequence[Int[torch.Tensor, " pos"]], pad_id: int
+) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:
     """Right-pad 1-D token tensors into ``[batch, longest]`` ids and a 0/1 mask."""
     longest = max(len(t) for t in token_lists)
     tokens = torch.full((len(token_lists), longest), pad_id, dtype=torch.long)
@@ -103,15 +127,24 @@ def pad(token_lists: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor,
 
 
 def iter_batches(
-    token_lists: Sequence[torch.Tensor],
+    token_lists: Sequence[Int[torch.Tensor, " pos"]],
     pad_id: int,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     device: str | torch.device = "cpu",
     documents: Sequence[int] | None = None,
 ) -> Iterator[Batch]:
-    """Padded batches over ``token_lists`` (see [`plan_batches`][workbench.data.batching.plan_batches]), moved to ``device``; only
-    over ``documents`` (indices into ``token_lists``, e.g. this process's
-    [`shard`][workbench.runs.distributed.shard]) when given. ``Batch.index`` counts in ``token_lists``.
+    """Padded batches over ``token_lists``, moved to ``device``.
+
+    Batches are planned by [`plan_batches`][workbench.data.batching.plan_batches]; ``Batch.index``
+    counts in ``token_lists``.
+
+    Args:
+        token_lists: The documents' token ids.
+        pad_id: The id padding is filled with.
+        batch_tokens: The padded size a batch may reach.
+        device: Where the batches go.
+        documents: Only these documents (indices into ``token_lists``, e.g. this process's
+            [`shard`][workbench.runs.distributed.shard]), when given.
     """
     chosen = range(len(token_lists)) if documents is None else documents
     for planned in plan_batches([len(token_lists[i]) for i in chosen], batch_tokens):
@@ -120,7 +153,7 @@ def iter_batches(
         yield Batch(index, tokens.to(device), mask.to(device))
 
 
-def pad_id_of(model) -> int:
+def pad_id_of(model: Model) -> int:
     """The tokenizer's pad id (falling back to EOS, then 0): padding never reaches the results."""
     tok = model.tokenizer
     for candidate in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)):
@@ -129,8 +162,10 @@ def pad_id_of(model) -> int:
     return 0
 
 
-def counted_positions(mask: torch.Tensor, include_bos: bool = False) -> torch.Tensor:
-    """``[b, pos]`` float weights: 1 on real tokens that count, 0 on padding (and on BOS)."""
+def counted_positions(
+    mask: Int[torch.Tensor, "batch pos"], include_bos: bool = False
+) -> Float[torch.Tensor, "batch pos"]:
+    """Float weights: 1 on real tokens that count, 0 on padding (and on BOS unless included)."""
     weights = mask.to(torch.float32).clone()
     if not include_bos:
         weights[:, 0] = 0.0

@@ -1,6 +1,8 @@
-"""Interventions on neuron sets, and what they are measured with: shared measurements (loss,
-accuracy, language fidelity, continuations), deactivation, neuron fine-tuning, enhancement,
-the paper's downstream tasks, perplexity.
+"""Interventions on neuron sets, and what they are measured with.
 
-Layer: beside [`workbench.clt`][workbench.clt], above [`workbench.neurons`][workbench.neurons] and [`workbench.lens`][workbench.lens].
+Shared measurements (loss, accuracy, language fidelity, continuations), deactivation, neuron
+fine-tuning, enhancement, the paper's downstream tasks, perplexity.
+
+Layer: beside [`workbench.clt`][workbench.clt], above [`workbench.neurons`][workbench.neurons] and
+[`workbench.lens`][workbench.lens].
 """

@@ -1,9 +1,10 @@
 """Neuron fine-tuning (docs/methods.md §8; MWork Figure 4 and Table 6): train only a neuron set.
 
-Only the parameter entries of the chosen neurons change ([`workbench.neurons.sets.parameter_entries`][workbench.neurons.sets.parameter_entries]:
-an FFN unit's W_in/W_gate column and W_out row, a Q/K/V dimension's column, an O row). They are
-trained as small leaf tensors spliced into the frozen weights by a *parametrization*
-(``torch.nn.utils.parametrize``): the weight the model reads is ``W`` with those entries replaced.
+Only the parameter entries of the chosen neurons change
+([`parameter_entries`][workbench.neurons.sets.parameter_entries]: an FFN unit's W_in/W_gate column
+and W_out row, a Q/K/V dimension's column, an O row). They are trained as small leaf tensors
+spliced into the frozen weights by a *parametrization* (``torch.nn.utils.parametrize``): the weight
+the model reads is ``W`` with those entries replaced.
 The gradient reaching them is exactly the masked gradient of ``W``, and every other entry stays
 bit-for-bit what it was, by construction. Parametrizations are removed on exit, like hooks, so
 the model object is left as it was found. The trained entries are float32 (or wider) whatever the
@@ -28,25 +29,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jaxtyping import Float, Int
 from torch import nn
 from torch.nn.utils import parametrize
 
 from workbench.data.batching import Batch, iter_batches, pad_id_of
 from workbench.interventions.options import TrainOptions
 from workbench.lens.readout import mean_next_token_loss
-from workbench.neurons.sets import NeuronDims, NeuronSet, parameter_entries, structure_size
+from workbench.models.model import Model
+from workbench.neurons.sets import NeuronDims, NeuronSet, structure_size, sublayer_entries
 from workbench.runs.results import workbench_version
+
+Entries = dict[str, tuple[Int[torch.Tensor, " entry"], Float[torch.Tensor, " entry"]]]
+"""Per parameter path (a ``state_dict`` key), the flat indices of some of its entries and their values."""
 
 
 class NeuronPatch(nn.Module):
     """Parametrization: the weight with the entries at ``index`` (flat) replaced by ``values``."""
 
-    def __init__(self, index: torch.Tensor, values: torch.Tensor, trainable: bool):
+    index: Int[torch.Tensor, " entry"]
+
+    def __init__(self, index: Int[torch.Tensor, " entry"], values: Float[torch.Tensor, " entry"], trainable: bool):
         super().__init__()
         self.register_buffer("index", index)
         self.values = nn.Parameter(values, requires_grad=trainable)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` with the patched entries replaced (in its dtype; the gradient reaches ``values``)."""
         return weight.reshape(-1).index_copy(0, self.index, self.values.to(weight.dtype)).view(weight.shape)
 
 
@@ -57,23 +66,27 @@ def _attribute_of(module: nn.Module, param: torch.Tensor) -> str:
     raise ValueError(f"{type(module).__name__} holds no such parameter (is it already parametrized?).")
 
 
-def neuron_indices(model, neurons: NeuronSet, biases: bool | None = None) -> dict[str, torch.Tensor]:
-    """Flat indices of the neurons' parameter entries, per parameter path
-    (``"blocks.3.mlp.W_in"``, a ``state_dict`` key). ``biases=None``: include bias entries only
-    where the model's bias is not identically zero.
+def neuron_indices(
+    model: Model, neurons: NeuronSet, biases: bool | None = None
+) -> dict[str, Int[torch.Tensor, " entry"]]:
+    """Flat indices of the neurons' parameter entries, per parameter path.
+
+    A path is a ``state_dict`` key (``"blocks.3.mlp.W_in"``). ``biases=None``: include bias
+    entries only where the model's bias is not identically zero.
     """
-    masks: dict[str, torch.Tensor | None] = {}  # None: a bias left out
+    masks: dict[str, torch.Tensor | None] = {}  # boolean, per parameter; None: a bias left out
     for structure, rows in neurons.neurons.items():
         for layer, index in rows.tolist():
-            block = model.blocks[layer]
             module_name = "mlp" if structure == "ffn" else "attn"
-            for name, param, where in parameter_entries(model, layer, structure, index):
-                path = f"blocks.{layer}.{module_name}.{_attribute_of(getattr(block, module_name), param)}"
+            module = getattr(model.blocks[layer], module_name)
+            for name, param, where in sublayer_entries(module, model.cfg, structure, index):
+                path = f"blocks.{layer}.{module_name}.{_attribute_of(module, param)}"
                 if path not in masks:
                     wanted = not name.startswith("b_") or _wanted_bias(param, biases)
                     masks[path] = torch.zeros(param.shape, dtype=torch.bool) if wanted else None
-                if masks[path] is not None:
-                    masks[path][where] = True
+                mask = masks[path]
+                if mask is not None:
+                    mask[where] = True
     return {path: mask.reshape(-1).nonzero().squeeze(1) for path, mask in masks.items() if mask is not None}
 
 
@@ -87,11 +100,10 @@ def _split_path(path: str) -> tuple[str, str]:
 
 
 @contextmanager
-def patched(
-    model, values: dict[str, tuple[torch.Tensor, torch.Tensor]], trainable: bool = False
-) -> Iterator[dict[str, NeuronPatch]]:
-    """Splice ``{path: (flat index, values)}`` into the model's weights for the duration of the
-    block; with ``trainable`` every other parameter is frozen and the patches' values train.
+def patched(model: Model, values: Entries, trainable: bool = False) -> Iterator[dict[str, NeuronPatch]]:
+    """Splice ``{path: (flat index, values)}`` into the model's weights for the duration of the block.
+
+    With ``trainable`` every other parameter is frozen and the patches' values train.
     Parametrizations and ``requires_grad`` flags are restored on exit, errors included.
     """
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -128,30 +140,32 @@ class NeuronDelta:
     language, kind and document count).
     """
 
-    values: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    values: Entries
     neurons: NeuronSet
     meta: dict = field(default_factory=dict)
 
     @property
     def n_parameters(self) -> int:
+        """How many parameter entries the delta sets."""
         return sum(int(index.numel()) for index, _ in self.values.values())
 
     @contextmanager
-    def applied(self, model):
+    def applied(self, model: Model) -> Iterator[Model]:
         """The model with this delta in its weights, for the block (hooks and all analyses work)."""
         with patched(model, self.values):
             yield model
 
-    def state_dict(self, model) -> dict[str, torch.Tensor]:
+    def state_dict(self, model: Model) -> dict[str, torch.Tensor]:
         """The base model's full ``state_dict`` with the delta applied (copies; the model is untouched)."""
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         for path, (index, vals) in self.values.items():
             state[path].view(-1)[index.to(state[path].device)] = vals.to(state[path].dtype)
         return state
 
-    def export(self, model, path: Path) -> Path:
-        """Write the full fine-tuned model as a TransformerLens state dict (safetensors), loadable
-        with ``HookedTransformer(model.cfg).load_state_dict``.
+    def export(self, model: Model, path: Path) -> Path:
+        """Write the full fine-tuned model as a TransformerLens state dict (safetensors).
+
+        It loads with ``HookedTransformer(model.cfg).load_state_dict``.
         """
         from safetensors.torch import save_file
 
@@ -162,8 +176,9 @@ class NeuronDelta:
         return path
 
     def save(self, path: Path) -> Path:
-        """Save as safetensors: ``PATH::index`` and ``PATH::values`` per parameter, with the
-        neuron set and ``meta`` as JSON metadata.
+        """Save as safetensors: ``PATH::index`` and ``PATH::values`` per parameter.
+
+        The neuron set and ``meta`` go in the file's metadata, as JSON.
         """
         from safetensors.torch import save
 
@@ -180,6 +195,7 @@ class NeuronDelta:
 
     @classmethod
     def load(cls, path: Path) -> NeuronDelta:
+        """A delta saved by [`save`][workbench.interventions.finetune.NeuronDelta.save]."""
         from safetensors import safe_open
 
         values: dict[str, list] = {}
@@ -194,7 +210,7 @@ class NeuronDelta:
             json.loads(metadata["meta"]),
         )
 
-    def check_fits(self, model) -> None:
+    def check_fits(self, model: Model) -> None:
         """Refuse a delta made for another architecture (a parameter it lacks or of another shape)."""
         state = model.state_dict()
         shapes = self.meta.get("shapes", {})
@@ -233,15 +249,21 @@ class TrainRecord:
 
 
 def train_neurons(
-    model,
+    model: Model,
     neurons: NeuronSet,
-    tokens: Sequence[torch.Tensor],
+    tokens: Sequence[Int[torch.Tensor, " pos"]],
     options: TrainOptions = TrainOptions(),
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[NeuronDelta, TrainRecord]:
-    """Train only ``neurons``' parameter entries on ``tokens`` (documents, BOS first) with the
-    causal-LM loss; return the trained entries and the training record. The model is left
-    exactly as it was. ``progress(step, loss)`` is called after every step.
+    """Train only ``neurons``' parameter entries on ``tokens`` (documents, BOS first), causal-LM loss.
+
+    The model is left exactly as it was. ``progress(step, loss)`` is called after every step.
+
+    Returns:
+        The trained entries, and the training record.
+
+    Raises:
+        ValueError: The set is empty, there are no documents, or the set does not fit the model.
     """
     if len(neurons) == 0:
         raise ValueError("The neuron set is empty: there is nothing to train.")
@@ -284,7 +306,14 @@ def train_neurons(
     return NeuronDelta(trained, neurons, meta), record
 
 
-def _step(model, batch: Batch, device, params, optimiser, max_grad_norm: float) -> float:
+def _step(
+    model: Model,
+    batch: Batch,
+    device: torch.device,
+    params: list[nn.Parameter],
+    optimiser: torch.optim.Optimizer,
+    max_grad_norm: float,
+) -> float:
     optimiser.zero_grad(set_to_none=True)
     loss = mean_next_token_loss(model, batch.tokens.to(device), batch.mask.to(device))
     loss.backward()
@@ -294,7 +323,7 @@ def _step(model, batch: Batch, device, params, optimiser, max_grad_norm: float) 
     return float(loss.detach())
 
 
-def check_neurons_fit(model, neurons: NeuronSet) -> None:
+def check_neurons_fit(model: Model, neurons: NeuronSet) -> None:
     """Refuse neurons outside the model (a set made for another model)."""
     dims = NeuronDims.of(model)
     for structure, rows in neurons.neurons.items():

@@ -1,32 +1,37 @@
 """Measuring a model as it is hooked now, shared by deactivation, fine-tuning and tasks.
 
-Per language ([`Measures`][workbench.interventions.measures.Measures]): next-token loss (nats/token), next-token accuracy, and the
-*fidelity* of the model's top-1 predictions (teacher-forced: the share of predicted tokens in
-the input language among predictions that carry a language label), and optionally the fidelity
-of greedy continuations of verse beginnings. Also: count-matched random neuron sets (the
-controls), and [`MeasureMemo`][workbench.interventions.measures.MeasureMemo], measurements saved as they finish so an interrupted
-experiment resumes.
+Per language ([`Measures`][workbench.interventions.measures.Measures]): next-token loss
+(nats/token), next-token accuracy, and the *fidelity* of the model's top-1 predictions
+(teacher-forced: the share of predicted tokens in the input language among predictions that carry
+a language label), and optionally the fidelity of greedy continuations of verse beginnings. Also:
+count-matched random neuron sets (the controls), and
+[`MeasureMemo`][workbench.interventions.measures.MeasureMemo], measurements saved as they finish so
+an interrupted experiment resumes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Int
 
 from workbench.data.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of
 from workbench.lens.layer_language import ENGLISH, INPUT, OTHER
 from workbench.lens.readout import greedy, next_token_predictions
+from workbench.models.model import Model
 from workbench.neurons.masking import switched_off
-from workbench.neurons.sets import NeuronSet, structure_size
+from workbench.neurons.sets import NeuronDims, NeuronSet, structure_size
 from workbench.runs.distributed import on_main
 from workbench.runs.results import load_json, save_json
 
 
-def random_like(neurons: NeuronSet, dims, seed: int) -> NeuronSet:
+def random_like(neurons: NeuronSet, dims: NeuronDims, seed: int) -> NeuronSet:
     """Random neurons with the same count in every layer and structure as ``neurons``."""
     rng = np.random.default_rng(seed)
     out = {}
@@ -40,19 +45,35 @@ def random_like(neurons: NeuronSet, dims, seed: int) -> NeuronSet:
     return NeuronSet(out)
 
 
+def rounded(value: float | None) -> float | None:
+    """A table's number: rounded to 4 decimals, None for a missing or NaN value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), 4)
+
+
 @dataclass
 class Measures:
-    """One language under one setting, over its held-out verses."""
+    """One language under one setting, over its held-out verses.
+
+    Attributes:
+        loss: Mean next-token loss (nats/token).
+        accuracy: Share of next tokens predicted exactly (top-1).
+        fidelity: Share of language-labelled top-1 predictions in the input language.
+        n_tokens: Next tokens predicted.
+        continuation_fidelity: The same share over greedy continuations of verse beginnings
+            (None: not measured).
+    """
 
     loss: float
     accuracy: float
-    fidelity: float  # share of language-labelled top-1 predictions in the input language
+    fidelity: float
     n_tokens: int
     continuation_fidelity: float | None = None
 
     def delta(self, baseline: Measures) -> dict[str, float | None]:
         """Damage relative to ``baseline``: loss up, accuracy and fidelities down (positive = worse)."""
-        out = {
+        out: dict[str, float | None] = {
             "loss": self.loss - baseline.loss,
             "accuracy": baseline.accuracy - self.accuracy,
             "fidelity": baseline.fidelity - self.fidelity,
@@ -64,9 +85,19 @@ class Measures:
         return out
 
 
-def in_language(categories: np.ndarray, language: str) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean vocabulary masks: tokens of ``language``, and tokens that carry any language label
-    (English, the input language, another language), from [`token_categories`][workbench.lens.layer_language.token_categories].
+def in_language(
+    categories: Int[np.ndarray, " d_vocab"], language: str
+) -> tuple[Bool[np.ndarray, " d_vocab"], Bool[np.ndarray, " d_vocab"]]:
+    """Boolean vocabulary masks: tokens of ``language``, and tokens that carry any language label.
+
+    Args:
+        categories: Every token's category, from
+            [`token_categories`][workbench.lens.layer_language.token_categories].
+        language: The input language (its tokens are ``INPUT``, or ``ENGLISH`` for ``en``).
+
+    Returns:
+        ``(own, labelled)``: the language's tokens, and those labelled English, the input
+        language or another language.
     """
     own = categories == (ENGLISH if language == "en" else INPUT)
     labelled = np.isin(categories, (ENGLISH, INPUT, OTHER))
@@ -75,10 +106,10 @@ def in_language(categories: np.ndarray, language: str) -> tuple[np.ndarray, np.n
 
 @torch.no_grad()
 def measure(
-    model,
-    tokens: Sequence[torch.Tensor],
-    own: np.ndarray,
-    labelled: np.ndarray,
+    model: Model,
+    tokens: Sequence[Int[torch.Tensor, " pos"]],
+    own: Bool[np.ndarray, " d_vocab"],
+    labelled: Bool[np.ndarray, " d_vocab"],
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
 ) -> Measures:
     """Loss, accuracy and top-1 fidelity of the model (as it is hooked now) over ``tokens``."""
@@ -87,22 +118,29 @@ def measure(
 
 @dataclass
 class Setting:
-    """One measurement of [`measure_many`][workbench.interventions.measures.measure_many]: a language's documents and vocabulary masks, and
-    the neurons switched off while measuring them (None: none).
+    """One measurement of [`measure_many`][workbench.interventions.measures.measure_many].
+
+    Attributes:
+        tokens: A language's documents (token ids, BOS first).
+        own: Vocabulary mask of the language's tokens.
+        labelled: Vocabulary mask of the tokens that carry a language label.
+        neurons: The neurons switched off while measuring (None: none).
     """
 
-    tokens: Sequence[torch.Tensor]
-    own: np.ndarray
-    labelled: np.ndarray
+    tokens: Sequence[Int[torch.Tensor, " pos"]]
+    own: Bool[np.ndarray, " d_vocab"]
+    labelled: Bool[np.ndarray, " d_vocab"]
     neurons: NeuronSet | None = None
 
 
 @torch.no_grad()
-def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[Measures]:
-    """[`measure`][workbench.interventions.measures.measure] for many settings in shared forward passes: every (setting, document) is a
-    batch row with its own mask ([`switched_off`][workbench.neurons.masking.switched_off] with per-row sets), so
-    small measurements fill whole batches. Equal to measuring one setting at a time (the same
-    sums, added in another order).
+def measure_many(model: Model, settings: Sequence[Setting], batch_tokens: int = DEFAULT_BATCH_TOKENS) -> list[Measures]:
+    """[`measure`][workbench.interventions.measures.measure] for many settings in shared forward passes.
+
+    Every (setting, document) is a batch row with its own mask
+    ([`switched_off`][workbench.neurons.masking.switched_off] with per-row sets), so small
+    measurements fill whole batches. Equal to measuring one setting at a time (the same sums, added
+    in another order).
     """
     device = next(model.parameters()).device
     owner = [i for i, setting in enumerate(settings) for _ in setting.tokens]  # the setting of each row
@@ -130,41 +168,30 @@ def measure_many(model, settings: Sequence[Setting], batch_tokens: int = DEFAULT
     ]
 
 
-@torch.no_grad()
-def greedy_continuations(model, prompts: torch.Tensor, n_new: int) -> torch.Tensor:
-    """``[b, n_new]`` greedy continuations of equal-length ``prompts [b, P]`` (with the hooks
-    that are active), reading out only the last position of each step, with a key-value cache.
-    """
-    return greedy(model, prompts, n_new)[0]
-
-
 class MeasureMemo:
-    """Measurements by key, saved after each one, so an interrupted experiment resumes."""
+    """Measurements by key, saved after each one, so an interrupted experiment resumes.
+
+    ``data`` holds them as saved (JSON): a [`Measures`][workbench.interventions.measures.Measures]
+    as its fields, a continuation fidelity as ``{language: share}``.
+    """
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.data = load_json(path) if path is not None and path.exists() else {}
+        self.data: dict[str, Any] = load_json(path) if path is not None and path.exists() else {}
 
-    def get(self, key: str, compute):
-        if key not in self.data:
-            self.put_many({key: compute()})
-        return self[key]
-
-    def put_many(self, values: dict) -> None:
-        """Record finished measurements (and save them, once for all; under ``torchrun`` process 0
-        saves).
-        """
+    def put_many(self, values: Mapping[str, Measures | dict[str, float | None]]) -> None:
+        """Record finished measurements, and save them once for all (under ``torchrun``, process 0 saves)."""
         for key, value in values.items():
             self.data[key] = asdict(value) if isinstance(value, Measures) else value
-        if self.path is not None:
-            on_main(lambda: save_json(self.path, self.data))
+        path = self.path
+        if path is not None:
+            on_main(lambda: save_json(path, self.data))
 
-    def __getitem__(self, key: str):
-        value = self.data[key]
-        return Measures(**value) if isinstance(value, dict) and "loss" in value else value
+    def __getitem__(self, key: str) -> Measures:
+        return Measures(**self.data[key])
 
 
-def verse_prompts(token_lists: list[torch.Tensor], length: int) -> torch.Tensor:
+def verse_prompts(token_lists: list[Int[torch.Tensor, " pos"]], length: int) -> Int[torch.Tensor, "batch pos"]:
     """The first ``length`` tokens (BOS included) of every verse long enough, as one tensor."""
     rows = [t[:length] for t in token_lists if len(t) > length]
     if not rows:
@@ -173,35 +200,52 @@ def verse_prompts(token_lists: list[torch.Tensor], length: int) -> torch.Tensor:
 
 
 def continuation_fidelity(
-    model,
-    prompts: dict[str, torch.Tensor],
+    model: Model,
+    prompts: dict[str, Int[torch.Tensor, "batch pos"]],
     sets: dict[str, NeuronSet | None],
-    vocab: dict[str, tuple[np.ndarray, np.ndarray]],
+    vocab: dict[str, tuple[Bool[np.ndarray, " d_vocab"], Bool[np.ndarray, " d_vocab"]]],
     new_tokens: int,
 ) -> dict[str, float | None]:
-    """Per language, the share of its greedy continuations' language-labelled tokens that are in
-    the language, with ``sets[language]`` switched off; every language in one batch (per-row masks).
+    """Per language, the share of its greedy continuations' labelled tokens that are in the language.
+
+    ``sets[language]`` is switched off while that language's prompts continue; every language runs
+    in one batch (per-row masks). None where the continuations hold no labelled token.
     """
     return continuation_fidelities(model, prompts, [sets], vocab, new_tokens)[0]
 
 
 def continuation_fidelities(
-    model,
-    prompts: dict[str, torch.Tensor],
+    model: Model,
+    prompts: dict[str, Int[torch.Tensor, "batch pos"]],
     settings: Sequence[dict[str, NeuronSet | None]],
-    vocab: dict[str, tuple[np.ndarray, np.ndarray]],
+    vocab: dict[str, tuple[Bool[np.ndarray, " d_vocab"], Bool[np.ndarray, " d_vocab"]]],
     new_tokens: int,
 ) -> list[dict[str, float | None]]:
-    """[`continuation_fidelity`][workbench.interventions.measures.continuation_fidelity] for several settings (per language, the set switched off) in
-    one batch: every (setting, language, prompt) is a row with its own mask.
+    """Continuation fidelity for several settings at once, in one batch.
+
+    [`continuation_fidelity`][workbench.interventions.measures.continuation_fidelity] per setting
+    (per language, the set switched off); every (setting, language, prompt) is a row with its own
+    mask.
+
+    Args:
+        model: The model, hooked as it is now.
+        prompts: Per language, equal-length verse beginnings
+            ([`verse_prompts`][workbench.interventions.measures.verse_prompts]).
+        settings: Per setting and language, the neurons switched off (None: none).
+        vocab: Per language, its ``(own, labelled)`` vocabulary masks
+            ([`in_language`][workbench.interventions.measures.in_language]).
+        new_tokens: Greedy tokens generated after each prompt.
+
+    Returns:
+        Per setting, each language's continuation fidelity (None without prompts or labelled tokens).
     """
     langs = [lang for lang in prompts if len(prompts[lang])]
     if not langs:
         return [dict.fromkeys(prompts) for _ in settings]
     batch = torch.cat([prompts[lang] for _ in settings for lang in langs]).to(next(model.parameters()).device)
     row_sets = [sets[lang] for sets in settings for lang in langs for _ in range(len(prompts[lang]))]
-    with switched_off(model, row_sets):
-        generated = greedy_continuations(model, batch, new_tokens).cpu().numpy()
+    with switched_off(model, row_sets), torch.no_grad():
+        generated = greedy(model, batch, new_tokens)[0].cpu().numpy()
     out, start = [], 0
     for _ in settings:
         fidelity: dict[str, float | None] = dict.fromkeys(prompts)

@@ -1,5 +1,4 @@
-"""Settings of the interventions, defined once: the deactivation experiment, neuron training, and
-the enhancement experiment around it.
+"""Settings of the interventions, defined once: deactivation, neuron training, and enhancement around it.
 
 They live with the experiments that read them; the ``ablate`` and ``finetune`` slices expose them
 as their ``Options`` (the command line is generated from them). Importing this module imports no
@@ -12,11 +11,13 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench.neurons.selection import SET_KINDS
-from workbench.runs.options import OptionError, among_run, option
+from workbench.runs.options import OptionError, RunOptions, among_run, option
 from workbench.runs.options import Options as Base
 
 GROUPS: tuple[str, ...] = ("all", "understanding", "task_attention", "task_ffn", "generation")
-LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ru", "ja", "ar")  # the paper's, when the run has them
+"""MWork's layer groups (``all``: every layer), as ``--ablate-groups`` takes them."""
+LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ru", "ja", "ar")
+"""The paper's languages: the ``paper`` preset's deactivation languages, when the run has them."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,14 @@ class DeactivationOptions(Base):
     DEMO_LANGUAGES: ClassVar[tuple[str, ...]] = ("en", "de", "zh", "sw")
 
     def validate(self) -> None:
+        """Refuse groups without ``all`` and an empty list of sets."""
         if "all" not in self.groups:
             raise OptionError("--ablate-groups must include 'all' (the whole set, used by every table).")
         if not self.sets:
             raise OptionError("--ablate-sets is empty; give plnd, exclusive or lape.")
 
-    def check_run(self, run) -> None:
+    def check_run(self, run: RunOptions) -> None:
+        """Refuse languages the run does not have."""
         self.language_list(list(run.languages))
 
     def language_list(self, run_languages: list[str]) -> list[str]:
@@ -72,7 +75,8 @@ class DeactivationOptions(Base):
         return [lang for lang in run_languages if lang in self.DEMO_LANGUAGES] or run_languages[:4]
 
 
-TARGETS: tuple[str, ...] = ("de", "sw")  # a high- and a lower-resource language (MWork Fig. 4, Table 6)
+TARGETS: tuple[str, ...] = ("de", "sw")
+"""The default targets: a high- and a lower-resource language (MWork Fig. 4, Table 6)."""
 
 
 @dataclass(frozen=True)
@@ -121,28 +125,34 @@ class EnhancementOptions(Base):
     batch_tokens: int = option(TrainOptions.batch_tokens, "padded tokens per training step", minimum=2)
 
     def validate(self) -> None:
+        """Refuse an empty list of sizes and a learning rate that is not positive."""
         if not self.sizes:
             raise OptionError("--finetune-sizes is empty; give training sizes such as 100,200,400.")
         if self.lr <= 0:
             raise OptionError(f"--finetune-lr must be positive; got {self.lr}.")
 
-    def check_run(self, run) -> None:
+    def check_run(self, run: RunOptions) -> None:
+        """Refuse targets and evaluated languages the run does not have."""
         self.targets(list(run.languages))
         among_run(self.eval_languages, list(run.languages), self.flag("eval_languages"))
 
     @property
     def documents_needed(self) -> int:
+        """Training documents a target needs: the largest run's."""
         return max(max(self.sizes), self.random_size)
 
     def train(self, seed: int) -> TrainOptions:
+        """The training settings of every run, seeded."""
         return TrainOptions(epochs=self.epochs, lr=self.lr, batch_tokens=self.batch_tokens, seed=seed)
 
     def targets(self, run_languages: list[str]) -> list[str]:
+        """The languages whose neurons are trained: as given, else de and sw, else the first non-English one."""
         if self.languages:
             return among_run(self.languages, run_languages, self.flag("languages"))
         chosen = [lang for lang in run_languages if lang in TARGETS]
         return chosen or [lang for lang in run_languages if lang != "en"][:1]
 
     def evaluated(self, run_languages: list[str], default: list[str]) -> list[str]:
+        """The languages measured: as given (else ``default``), then the targets."""
         chosen = among_run(self.eval_languages, run_languages, self.flag("eval_languages")) or default
         return list(dict.fromkeys([*chosen, *self.targets(run_languages)]))

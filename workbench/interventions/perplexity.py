@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
+from jaxtyping import Int
 from tqdm.auto import tqdm
 
-from workbench.data.batching import DEFAULT_BATCH_TOKENS, iter_batches, pad_id_of, tokenize
+from workbench.data.batching import DEFAULT_BATCH_TOKENS, LengthPolicy, iter_batches, pad_id_of, tokenize
 from workbench.lens.readout import next_token_losses
+from workbench.models.model import Model
 from workbench.runs.distributed import gather_in_order, shard
 from workbench.runs.results import Result
 
@@ -35,10 +38,12 @@ class LanguageLoss:
 
     @property
     def n_documents(self) -> int:
+        """Documents measured."""
         return len(self.ids)
 
     @property
     def n_tokens(self) -> int:
+        """Tokens predicted, over every document."""
         return int(sum(self.n_predicted))
 
     @property
@@ -48,12 +53,15 @@ class LanguageLoss:
 
     @property
     def perplexity(self) -> float:
+        """``exp`` of the mean loss."""
         return math.exp(self.mean_loss)
 
     @property
     def bits_per_byte(self) -> float:
-        """Total loss in bits over the UTF-8 bytes of the texts: comparable across tokenisers,
-        so across languages of a parallel corpus, where loss per token is not.
+        """Total loss in bits over the UTF-8 bytes of the texts.
+
+        Comparable across tokenisers, so across languages of a parallel corpus, where loss per token
+        is not.
         """
         return float(sum(self.loss_sum) / math.log(2) / max(sum(self.n_bytes), 1))
 
@@ -69,6 +77,7 @@ class LanguageLoss:
         return float(low), float(high)
 
     def summary(self) -> dict:
+        """The language's table row: sizes, mean loss with its interval, perplexity, bits per byte."""
         low, high = self.interval()
         return {
             "language": self.language,
@@ -93,20 +102,23 @@ class LossResult(Result):
     JSON = "loss.json"
 
     def table(self) -> list[dict]:
+        """A [`summary`][workbench.interventions.perplexity.LanguageLoss.summary] row per language."""
         return [self.languages[lang].summary() for lang in self.languages]
 
 
 @torch.inference_mode()
 def document_losses(
-    model,
-    token_lists: Sequence[torch.Tensor],
+    model: Model,
+    token_lists: Sequence[Int[torch.Tensor, " pos"]],
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
-    progress: Callable | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Summed next-token loss (nats) and number of predicted tokens for each document. Under
-    ``torchrun`` each rank takes its share and the records are gathered in document order.
+    """Summed next-token loss (nats) and number of predicted tokens for each document.
+
+    Under ``torchrun`` each rank takes its share and the records are gathered in document order.
+    ``progress`` is called with each batch's token count.
     """
-    device = model.cfg.device
+    device = cast(str, model.cfg.device)  # the config sets it when it is built
     mine = shard(len(token_lists))
     loss_sum = dict.fromkeys(mine, 0.0)
     counts = dict.fromkeys(mine, 0)
@@ -124,13 +136,13 @@ def document_losses(
 
 
 def language_loss(
-    model,
+    model: Model,
     language: str,
     ids: list[str],
     texts: list[str],
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     source: str = "",
-    on_too_long: str = "truncate",
+    on_too_long: LengthPolicy = "truncate",
     show_progress: bool = True,
 ) -> LanguageLoss:
     """Loss of ``model`` on one language's documents (a tqdm bar counts tokens)."""

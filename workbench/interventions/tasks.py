@@ -29,20 +29,39 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
 from workbench.errors import WorkbenchError
 from workbench.interventions.deactivation import DeactivationOptions, LayerGroups, paper_deltas
-from workbench.interventions.measures import greedy_continuations, random_like
+from workbench.interventions.finetune import NeuronDelta
+from workbench.interventions.measures import random_like
+from workbench.lens.readout import greedy
+from workbench.models.model import Model
 from workbench.neurons.masking import switched_off
-from workbench.neurons.sets import NeuronDims
+from workbench.neurons.sets import NeuronDims, NeuronSet
 
 CHARACTER_LANGUAGES = ("zh", "ja", "ko", "th")
+"""Languages ROUGE-L counts in characters rather than words."""
 
 
 @dataclass(frozen=True)
 class Task:
+    """One of the paper's tasks: where its examples are, how it prompts and how it scores an answer.
+
+    Attributes:
+        name: The task's name (``--task``).
+        ability: What it tests (understanding, reasoning, knowledge, generation).
+        hub: Its dataset on the hub.
+        configs: Per language, the dataset's config.
+        split: The dataset's split.
+        metric: What the score is (``accuracy``, ``rougeL``).
+        max_new_tokens: Greedy tokens generated per answer.
+        prompt: An example's prompt.
+        score: ``(generated text, example, language) -> score``.
+    """
+
     name: str
     ability: str
     hub: str
@@ -51,7 +70,7 @@ class Task:
     metric: str
     max_new_tokens: int
     prompt: Callable[[dict], str]
-    score: Callable[[str, dict, str], float]  # (generated text, example, language) -> score
+    score: Callable[[str, dict, str], float]
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -202,14 +221,17 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(name: str) -> Task:
+    """The task named ``name``, or an error that lists the tasks."""
     if name not in TASKS:
         raise WorkbenchError(f"Unknown task {name!r}; choose from {', '.join(TASKS)}.")
     return TASKS[name]
 
 
 def load_examples(task: Task, language: str, n: int | None = None, source: str | Path | None = None) -> list[dict]:
-    """Examples of ``task`` in ``language``: from a local ``.jsonl`` file (``source``) with the
-    hub's fields, else from the hub (online, or already in the ``datasets`` cache).
+    """Examples of ``task`` in ``language``, the first ``n`` (all for None).
+
+    From a local ``.jsonl`` file (``source``) with the hub's fields, else from the hub (online, or
+    already in the ``datasets`` cache).
     """
     if source is not None:
         path = Path(source)
@@ -226,34 +248,47 @@ def load_examples(task: Task, language: str, n: int | None = None, source: str |
         from workbench.models.hub import require_hub
 
         require_hub(f"the {task.name} dataset ({task.hub})")
-        examples = list(load_dataset(task.hub, task.configs[language], split=task.split))
+        rows = load_dataset(task.hub, task.configs[language], split=task.split)
+        examples = cast(list[dict], list(rows))  # a split's rows are dicts
     if not examples:
         raise WorkbenchError(f"No {task.name} examples for {language}.")
     return examples[:n] if n else examples
 
 
 @torch.no_grad()
-def task_score(model, task: Task, examples: list[dict], language: str, max_prompt_tokens: int = 1024) -> float:
+def task_score(model: Model, task: Task, examples: list[dict], language: str, max_prompt_tokens: int = 1024) -> float:
     """Mean score of greedy answers (with whatever neuron masks are active)."""
     device = next(model.parameters()).device
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise WorkbenchError("The model has no tokenizer to read its answers with.")
     scores = []
     for ex in examples:
         tokens = model.to_tokens(task.prompt(ex))[:, -max_prompt_tokens:].to(device)  # keep the question's end
-        generated = greedy_continuations(model, tokens, task.max_new_tokens)[0]
-        scores.append(task.score(model.tokenizer.decode(generated, skip_special_tokens=True), ex, language))
+        generated = greedy(model, tokens, task.max_new_tokens)[0][0]
+        answer = cast(str, tokenizer.decode(generated, skip_special_tokens=True))  # one sequence, one string
+        scores.append(task.score(answer, ex, language))
     return sum(scores) / len(scores)
 
 
-def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: dict, options=None) -> dict:
-    """Tables 2-5 for a task: the score drop of every language when its own neurons (in each
-    layer group) or as many random ones are switched off; with Delta_Eng, Delta_nEng, Delta.
+def task_deactivation(
+    model: Model,
+    task: Task,
+    examples: dict[str, list[dict]],
+    sets: dict[str, NeuronSet],
+    options: DeactivationOptions | None = None,
+) -> dict[str, Any]:
+    """Tables 2-5 for a task: every language's score drop with its own neurons or random ones switched off.
+
+    Per layer group: the language's own set in it, or as many random neurons (the mean over
+    ``options.seeds``); with Delta_Eng, Delta_nEng and Delta.
     """
     options = options or DeactivationOptions()
     dims = NeuronDims.of(model)
     groups = LayerGroups.default(dims.n_layers, options.understanding, options.generation)
     baseline = {lang: task_score(model, task, exs, lang) for lang, exs in examples.items()}
 
-    def drop(lang: str, neurons) -> float:
+    def drop(lang: str, neurons: NeuronSet) -> float:
         with switched_off(model, neurons):
             return baseline[lang] - task_score(model, task, examples[lang], lang)
 
@@ -279,9 +314,13 @@ def task_deactivation(model, task: Task, examples: dict[str, list[dict]], sets: 
     }
 
 
-def task_enhancement(model, task: Task, examples: dict[str, list[dict]], deltas: dict) -> dict:
-    """MWork Figure 4 / Table 6 on a task: every language's score with each fine-tuned delta
-    ([`NeuronDelta`][workbench.interventions.finetune.NeuronDelta], by label) applied, and its gain over the base model.
+def task_enhancement(
+    model: Model, task: Task, examples: dict[str, list[dict]], deltas: dict[str, NeuronDelta]
+) -> dict[str, Any]:
+    """MWork Figure 4 / Table 6 on a task: every language's gain with each fine-tuned delta applied.
+
+    ``deltas``: [`NeuronDelta`][workbench.interventions.finetune.NeuronDelta]s by label; a gain is
+    the score with the delta over the base model's.
     """
     baseline = {lang: task_score(model, task, exs, lang) for lang, exs in examples.items()}
     rows = []

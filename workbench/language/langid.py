@@ -19,7 +19,8 @@ Two kinds of evidence, in order:
    when it leads the runner-up by ``margin`` Zipf units (a factor of 10 at 1.0); otherwise the
    token is ambiguous and keeps its candidate languages.
 
-Labels of a whole vocabulary are computed once per tokenizer and cached ([`vocab_languages`][workbench.language.langid.vocab_languages]).
+Labels of a whole vocabulary are computed once per tokenizer and cached
+([`vocab_languages`][workbench.language.langid.vocab_languages]).
 """
 
 from __future__ import annotations
@@ -29,20 +30,31 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from jaxtyping import Bool, Int
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from workbench.data.corpus import Corpus
 
 NONE, UNKNOWN, AMBIGUOUS = "none", "unknown", "ambiguous"
+"""The special labels: no language (punctuation, fragments...), an unknown word, a tie between languages."""
 SPECIAL_LABELS = (NONE, UNKNOWN, AMBIGUOUS)
-# wordfreq's code where it differs from ours.
+"""The special labels, in the order a vocabulary's label names start with."""
 WORDFREQ_CODES = {"tl": "fil"}
+"""Wordfreq's language code where it differs from ours."""
 FORMAT = 1
+"""The version of the labels' cache format (part of every cache key)."""
 
-# Scripts that name one language outright, by the first word of the Unicode character name.
 SCRIPT_LANGUAGE = {
     "HANGUL": "ko",
     "HIRAGANA": "ja",
@@ -53,9 +65,13 @@ SCRIPT_LANGUAGE = {
     "HEBREW": "he",
     "GREEK": "el",
 }
+"""Scripts that name one language outright, by the first word of the Unicode character name."""
 UKRAINIAN_LETTERS = set("іїєґІЇЄҐ")
+"""Cyrillic letters only Ukrainian uses (of Ukrainian and Russian)."""
 RUSSIAN_LETTERS = set("ыэъёЫЭЪЁ")
+"""Cyrillic letters only Russian uses (of Russian and Ukrainian)."""
 PERSIAN_LETTERS = set("پچژگیک")
+"""Arabic-script letters Persian uses and Arabic does not."""
 _MARKERS = "▁Ġ "  # word-start markers of SentencePiece and byte-level BPE vocabularies
 
 
@@ -88,7 +104,16 @@ class TokenLanguage:
 
 @dataclass
 class TokenClassifier:
-    """Labels tokens with one of ``languages`` or a special label (see module docstring)."""
+    """Labels tokens with one of ``languages`` or a special label (see module docstring).
+
+    Attributes:
+        languages: The languages a token may be.
+        margin: How many Zipf units the most frequent language must lead the runner-up by.
+        min_zipf: The least Zipf frequency of a word that starts a word.
+        min_zipf_fragment: The least Zipf frequency of a piece that continues a word.
+        min_letters: Pieces with fewer letters (in a script of several languages) are ``none``.
+        extra_frequencies: Word lists (word -> Zipf frequency) for languages wordfreq lacks.
+    """
 
     languages: Sequence[str]
     margin: float = 1.0
@@ -108,7 +133,7 @@ class TokenClassifier:
                 tables[lang] = table
         return tables
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Settings and sources, for manifests and cache keys."""
         import wordfreq
 
@@ -196,7 +221,7 @@ class TokenClassifier:
         }
         if not scores:
             return TokenLanguage(UNKNOWN)
-        ranked = sorted(scores, key=scores.get, reverse=True)
+        ranked = sorted(scores, key=lambda lang: scores[lang], reverse=True)
         if len(ranked) == 1 or scores[ranked[0]] - scores[ranked[1]] >= self.margin:
             return TokenLanguage(ranked[0])
         close = tuple(sorted(lang for lang in ranked if scores[ranked[0]] - scores[lang] < self.margin))
@@ -215,9 +240,16 @@ def corpus_frequencies(texts: Iterable[str], min_count: int = 3) -> dict[str, fl
     return {w: math.log10(c / total) + 9 for w, c in counts.items() if c >= min_count}
 
 
-def default_classifier(corpus=None, languages: Sequence[str] | None = None) -> TokenClassifier:
-    """A classifier over ``languages`` (default: the corpus's), with Bible word lists for the
-    languages wordfreq lacks, counted on the corpus's analysis split only.
+def default_classifier(corpus: Corpus | None = None, languages: Sequence[str] | None = None) -> TokenClassifier:
+    """A classifier over ``languages``, with corpus word lists for the languages wordfreq lacks.
+
+    Args:
+        corpus: The corpus whose analysis split (only) gives those word lists; by default the
+            Bible corpus.
+        languages: The languages; by default the corpus's.
+
+    Returns:
+        The classifier.
     """
     import wordfreq
 
@@ -242,45 +274,70 @@ def default_classifier(corpus=None, languages: Sequence[str] | None = None) -> T
 class VocabLanguages:
     """The label of every token id of a vocabulary.
 
-    ``labels[id]`` indexes ``names`` (the special labels, then the languages); ``candidates[id]``
-    is a bit set over ``languages`` of the languages a token may belong to: one bit for a token of
-    one language, several for an ambiguous one, none for the special labels.
+    Attributes:
+        names: The special labels, then the languages.
+        labels: Each token's label, as an index into ``names`` (int16).
+        candidates: Each token's languages, as a bit set over ``languages`` (int64): one bit for a
+            token of one language, several for an ambiguous one, none for the special labels.
     """
 
     names: list[str]
-    labels: np.ndarray  # int16 [d_vocab]
-    candidates: np.ndarray  # int64 [d_vocab] bit sets over `languages`
+    labels: Int[np.ndarray, " d_vocab"]
+    candidates: Int[np.ndarray, " d_vocab"]
 
     @property
     def languages(self) -> list[str]:
+        """The languages, in bit order."""
         return self.names[len(SPECIAL_LABELS) :]
 
-    def is_label(self, label: str) -> np.ndarray:
-        """Boolean [d_vocab]: tokens labelled exactly ``label``."""
+    def is_label(self, label: str) -> Bool[np.ndarray, " d_vocab"]:
+        """Tokens labelled exactly ``label``."""
         if label not in self.names:
             return np.zeros(len(self.labels), dtype=bool)
         return self.labels == self.names.index(label)
 
-    def may_be(self, language: str) -> np.ndarray:
-        """Boolean [d_vocab]: tokens of ``language``, or ambiguous between it and others."""
+    def may_be(self, language: str) -> Bool[np.ndarray, " d_vocab"]:
+        """Tokens of ``language``, or ambiguous between it and others."""
         if language not in self.languages:
             return np.zeros(len(self.labels), dtype=bool)
         return (self.candidates >> self.languages.index(language)) & 1 == 1
 
     def label_of(self, token_id: int) -> str:
+        """The label of one token."""
         return self.names[int(self.labels[token_id])]
 
     def counts(self) -> dict[str, int]:
+        """How many tokens carry each label."""
         values = np.bincount(self.labels, minlength=len(self.names))
         return {name: int(n) for name, n in zip(self.names, values)}
 
 
-def decoded_vocab(tokenizer, d_vocab: int) -> list[str]:
-    """Each token id decoded on its own, keeping a word-start space; specials and raw-byte pieces
-    decode to '' (no language), as do ids past the tokenizer's vocabulary.
+def _present(tokenizer: PreTrainedTokenizerBase | None) -> PreTrainedTokenizerBase:
+    """The tokenizer, refused with a message where the model has none."""
+    if tokenizer is None:
+        raise WorkbenchError("Token languages need the model's tokenizer; this model has none.")
+    return tokenizer
+
+
+def decoded_vocab(tokenizer: PreTrainedTokenizerBase | None, d_vocab: int) -> list[str]:
+    """Each token id decoded on its own, keeping a word-start space.
+
+    Specials and raw-byte pieces decode to '' (no language), as do ids past the tokenizer's
+    vocabulary.
+
+    Args:
+        tokenizer: The model's tokenizer (``model.tokenizer``).
+        d_vocab: The model's vocabulary size.
+
+    Returns:
+        Each token id's piece.
+
+    Raises:
+        WorkbenchError: Where the model has no tokenizer.
     """
+    tokenizer = _present(tokenizer)
     size = min(d_vocab, len(tokenizer))
-    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    pieces = cast(list[str | None], tokenizer.convert_ids_to_tokens(list(range(size))))  # a list in, a list out
     special = set(getattr(tokenizer, "all_special_tokens", []))
     out = []
     for piece in pieces:
@@ -307,9 +364,22 @@ def label_vocab(pieces: Sequence[str], classifier: TokenClassifier) -> VocabLang
 
 
 def vocab_languages(
-    tokenizer, d_vocab: int, classifier: TokenClassifier, cache_dir: Path | None = None
+    tokenizer: PreTrainedTokenizerBase | None, d_vocab: int, classifier: TokenClassifier, cache_dir: Path | None = None
 ) -> VocabLanguages:
-    """Labels for every token id, cached on disk per (vocabulary, classifier settings)."""
+    """Labels for every token id, cached on disk per (vocabulary, classifier settings).
+
+    Args:
+        tokenizer: The model's tokenizer (``model.tokenizer``).
+        d_vocab: The model's vocabulary size (ids past the tokenizer's are labelled ``none``).
+        classifier: The classifier.
+        cache_dir: Where the cache folder ``langid`` goes; by default the workbench cache.
+
+    Returns:
+        The vocabulary's labels.
+
+    Raises:
+        WorkbenchError: Where the model has no tokenizer.
+    """
     from workbench.models.catalog import cache_root
     from workbench.runs.results import load_arrays, load_json, save_arrays, save_json
 
@@ -329,15 +399,24 @@ def vocab_languages(
 # --------------------------------------------------------------------------- accuracy
 
 
-def accuracy_table(vocab: VocabLanguages, tokens_by_language: dict[str, Sequence[Sequence[int]]]) -> list[dict]:
+def accuracy_table(
+    vocab: VocabLanguages, tokens_by_language: Mapping[str, Sequence[Sequence[int]]]
+) -> list[dict[str, Any]]:
     """Per-language precision and recall of the token labels on texts of known language.
 
-    ``tokens_by_language`` maps a language to the token ids of its texts (parallel texts give
-    every language the same content). Tokens labelled ``none`` (punctuation, digits, fragments)
-    are left out. ``recall``: share of a language's content tokens labelled exactly that
-    language; ``recall_or_ambiguous``: also counting ambiguous tokens that list it;
-    ``precision``: of all tokens labelled L across every language's texts, the share that came
-    from L's texts. ``ambiguous`` and ``unknown`` give the shares of content tokens so labelled.
+    Tokens labelled ``none`` (punctuation, digits, fragments) are left out.
+
+    Args:
+        vocab: The vocabulary's labels.
+        tokens_by_language: Per language, the token ids of its texts (parallel texts give every
+            language the same content).
+
+    Returns:
+        One row per language. ``recall``: the share of a language's content tokens labelled
+        exactly that language; ``recall_or_ambiguous``: also counting ambiguous tokens that list
+        it; ``precision``: of all tokens labelled L across every language's texts, the share that
+        came from L's texts. ``ambiguous`` and ``unknown`` give the shares of content tokens so
+        labelled.
     """
     none, ambiguous, unknown = (vocab.names.index(x) for x in (NONE, AMBIGUOUS, UNKNOWN))
     ids = {
@@ -369,11 +448,22 @@ def accuracy_table(vocab: VocabLanguages, tokens_by_language: dict[str, Sequence
 
 
 def heldout_accuracy(
-    tokenizer, vocab: VocabLanguages, corpus, languages: Sequence[str], n: int = 300, seed: int = 0
-) -> list[dict]:
-    """[`accuracy_table`][workbench.language.langid.accuracy_table] on ``n`` aligned held-out documents per language of ``corpus``
-    (the word lists only ever see the analysis split).
+    tokenizer: PreTrainedTokenizerBase | None,
+    vocab: VocabLanguages,
+    corpus: Corpus,
+    languages: Sequence[str],
+    n: int = 300,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """[`accuracy_table`][workbench.language.langid.accuracy_table] on held-out documents of ``corpus``.
+
+    ``n`` aligned documents per language, drawn with ``seed`` from the held-out split (the word
+    lists only ever see the analysis split), tokenised by ``tokenizer`` (``model.tokenizer``).
+
+    Raises:
+        WorkbenchError: Where the model has no tokenizer.
     """
+    tokenizer = _present(tokenizer)
     docs = corpus.parallel_sample(list(languages), n, "heldout", seed)
     tokens = {
         lang: [tokenizer(text, add_special_tokens=False)["input_ids"] for text in docs[lang]["text"]]

@@ -1,5 +1,8 @@
-"""Reading the residual stream out: chunked unembedding (readout), the logit lens over every layer,
-and the language of what each layer decodes to.
+"""Reading the residual stream out: chunked readout, the logit lens, and each layer's language.
 
-Layer: beside [`workbench.neurons`][workbench.neurons] and [`workbench.ffn`][workbench.ffn], above [`workbench.language`][workbench.language].
+Chunked unembedding (readout), the logit lens over every layer, the language of what each layer
+decodes to, and a linear probe of the language at every residual point.
+
+Layer: beside [`workbench.neurons`][workbench.neurons] and [`workbench.ffn`][workbench.ffn], above
+[`workbench.language`][workbench.language].
 """

@@ -16,24 +16,41 @@ languages that are neither English nor L; ``none`` = punctuation, digits, fragme
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
-from workbench.data.batching import DEFAULT_BATCH_TOKENS, tokenize
+from workbench.data.batching import DEFAULT_BATCH_TOKENS, LengthPolicy, tokenize
 from workbench.language.langid import NONE, UNKNOWN, VocabLanguages
-from workbench.lens.logit_lens import LensReadout, lens_hook_names, logit_lens
+from workbench.lens.logit_lens import LensReadout, Positions, lens_hook_names, logit_lens
+from workbench.models.model import Model
 from workbench.runs.distributed import shard
 from workbench.runs.results import Result
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 CATEGORIES: tuple[str, ...] = ("english", "input", "other", "ambiguous", "none")
 """The categories a layer's decoded token falls in, in the order the figures stack them."""
 ENGLISH, INPUT, OTHER, AMBIGUOUS_CAT, NONE_CAT = range(len(CATEGORIES))
+"""The index of each category in [`CATEGORIES`][workbench.lens.layer_language.CATEGORIES]."""
 
 
-def token_categories(vocab: VocabLanguages, input_language: str) -> np.ndarray:
-    """Category index (see [`CATEGORIES`][workbench.lens.layer_language.CATEGORIES]) of every vocabulary token for ``input_language``."""
+def token_categories(vocab: VocabLanguages, input_language: str) -> Int[np.ndarray, " d_vocab"]:
+    """The category of every vocabulary token for ``input_language``.
+
+    Args:
+        vocab: The vocabulary's language labels.
+        input_language: The input language L (see the module docstring for how tokens count).
+
+    Returns:
+        Each token's index into [`CATEGORIES`][workbench.lens.layer_language.CATEGORIES].
+    """
     cats = np.full(len(vocab.labels), OTHER, dtype=np.int8)
     may_en = vocab.may_be("en")
     may_input = vocab.may_be(input_language)
@@ -45,14 +62,18 @@ def token_categories(vocab: VocabLanguages, input_language: str) -> np.ndarray:
     return cats
 
 
-def category_counts(topk_ids: np.ndarray, categories: np.ndarray) -> np.ndarray:
-    """``[layers, categories]`` counts of the categories of top-k tokens (``topk_ids [L, P, k]``)."""
+def category_counts(
+    topk_ids: Int[np.ndarray, "layer row k"], categories: Int[np.ndarray, " d_vocab"]
+) -> Int[np.ndarray, "layer category"]:
+    """Per layer, how many of the top-k tokens fall in each category."""
     cats = categories[topk_ids]  # [L, P, k]
     return np.stack([np.bincount(layer.ravel(), minlength=len(CATEGORIES)) for layer in cats])
 
 
-def bootstrap_mean(per_doc: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """95% bootstrap interval of the mean over documents: ``per_doc [D, L]`` -> ``[L, 2]``."""
+def bootstrap_mean(
+    per_doc: Float[np.ndarray, "document layer"], n_boot: int = 1000, seed: int = 0
+) -> Float[np.ndarray, "layer 2"]:
+    """95% bootstrap interval of the mean over documents, per layer (the mean twice for one document)."""
     if len(per_doc) < 2:
         mean = per_doc.mean(0)
         return np.stack([mean, mean], -1)
@@ -62,34 +83,53 @@ def bootstrap_mean(per_doc: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np
     return np.percentile(boot, [2.5, 97.5], axis=0).T
 
 
-def per_document_mean(values: np.ndarray, doc: np.ndarray) -> np.ndarray:
-    """Average ``values [L, P]`` over each document's positions: ``[D, L]`` in document order."""
+def per_document_mean(
+    values: Float[np.ndarray, "layer row"], doc: Int[np.ndarray, " row"]
+) -> Float[np.ndarray, "document layer"]:
+    """Average ``values`` over each document's rows (positions), documents in order."""
     docs = np.unique(doc)
     return np.stack([values[:, doc == d].mean(1) for d in docs])
 
 
 @dataclass
 class LayerLanguages:
-    """One input language through the layers."""
+    """One input language through the layers.
+
+    Attributes:
+        language: The input language.
+        counts: Per layer, the top-k tokens in each category.
+        n_documents: The documents read.
+        n_positions: The positions read.
+        k: Top tokens per position.
+        mass_english: Per layer, the mean probability mass on English tokens.
+        mass_english_ci: Per layer, its 95% bootstrap interval over documents.
+        mass_input: Per layer, the mean probability mass on input-language tokens.
+        mass_input_ci: Per layer, its 95% bootstrap interval over documents.
+        entropy: Per layer, the mean entropy (nats).
+        final_top_prob: Per layer, the mean probability of the model's final top token.
+        example: The top-1 token of each layer at one position (``layer``, ``token``, ``prob``).
+    """
 
     language: str
-    counts: list[list[int]]  # [L][category] among top-k tokens
+    counts: list[list[int]]
     n_documents: int
     n_positions: int
     k: int
-    mass_english: list[float]  # [L] mean probability mass on English tokens
-    mass_english_ci: list[list[float]]  # [L][2]
+    mass_english: list[float]
+    mass_english_ci: list[list[float]]
     mass_input: list[float]
     mass_input_ci: list[list[float]]
-    entropy: list[float]  # [L] mean entropy (nats)
-    final_top_prob: list[float]  # [L] mean probability of the model's final top token
-    example: list[dict] = field(default_factory=list)  # top-1 token per layer at one position
+    entropy: list[float]
+    final_top_prob: list[float]
+    example: list[dict] = field(default_factory=list)
 
-    def shares(self) -> np.ndarray:
+    def shares(self) -> Float[np.ndarray, "layer category"]:
+        """Per layer, the share of the top-k tokens in each category."""
         counts = np.asarray(self.counts, dtype=np.float64)
         return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
     def share(self, category: str) -> list[float]:
+        """Per layer, the share of the top-k tokens in ``category``."""
         return self.shares()[:, CATEGORIES.index(category)].tolist()
 
 
@@ -97,12 +137,19 @@ def summarise(
     readout: LensReadout,
     vocab: VocabLanguages,
     language: str,
-    decode=None,
+    decode: Callable[[int], str] | None = None,
 ) -> LayerLanguages:
     """Ratios and latent-language masses of one input language's readout.
 
-    The readout must carry the groups ``"english"`` and ``"input"`` (built from
-    [`token_categories`][workbench.lens.layer_language.token_categories] by [`lens_groups`][workbench.lens.layer_language.lens_groups]).
+    Args:
+        readout: The lens's readout, with the groups ``"english"`` and ``"input"`` (from
+            [`lens_groups`][workbench.lens.layer_language.lens_groups]).
+        vocab: The vocabulary's language labels.
+        language: The input language.
+        decode: Decodes a token id, for the example; without it there is none.
+
+    Returns:
+        The language through the layers.
     """
     cats = token_categories(vocab, language)
     en = readout.group_mass[:, :, readout.groups.index("english")]
@@ -134,7 +181,7 @@ def summarise(
     )
 
 
-def lens_groups(vocab: VocabLanguages, language: str) -> dict[str, np.ndarray]:
+def lens_groups(vocab: VocabLanguages, language: str) -> dict[str, Bool[np.ndarray, " d_vocab"]]:
     """Vocabulary masks for the latent-language masses: English tokens and input-language tokens."""
     cats = token_categories(vocab, language)
     return {"english": cats == ENGLISH, "input": cats == (ENGLISH if language == "en" else INPUT)}
@@ -142,7 +189,15 @@ def lens_groups(vocab: VocabLanguages, language: str) -> dict[str, np.ndarray]:
 
 @dataclass
 class LensResult(Result):
-    """The lens analysis of a run: per input language, per layer; with the classifier's accuracy."""
+    """The lens analysis of a run: per input language, per layer; with the classifier's accuracy.
+
+    Attributes:
+        languages: Per input language, its layers.
+        layer_names: The layers' names ([`layer_names`][workbench.lens.layer_language.layer_names]).
+        settings: How the analysis was run.
+        classifier: The token classifier's settings.
+        accuracy: The classifier's accuracy per language.
+    """
 
     languages: dict[str, LayerLanguages]
     layer_names: list[str]
@@ -152,7 +207,7 @@ class LensResult(Result):
 
     JSON = "lens.json"
 
-    def table(self) -> list[dict]:
+    def table(self) -> list[dict[str, Any]]:
         """One row per input language: where English peaks, and what the last layer shows."""
         rows = []
         for lang, r in self.languages.items():
@@ -176,21 +231,40 @@ class LensResult(Result):
 
 
 def lens_language(
-    model,
+    model: Model,
     vocab: VocabLanguages,
     language: str,
-    texts: list[str],
-    ids: list[str] | None = None,
+    texts: Sequence[str],
+    ids: Sequence[str] | None = None,
     k: int = 10,
-    positions: str = "sample",
+    positions: Positions = "sample",
     per_doc: int = 8,
     final_norm: bool = True,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     seed: int = 0,
-    on_too_long: str = "truncate",
+    on_too_long: LengthPolicy = "truncate",
     show_progress: bool = True,
 ) -> LayerLanguages:
-    """Run the logit lens on one language's texts and summarise it (ratios, masses, an example)."""
+    """Run the logit lens on one language's texts and summarise it (ratios, masses, an example).
+
+    Args:
+        model: The model.
+        vocab: The vocabulary's language labels.
+        language: The texts' language.
+        texts: The texts.
+        ids: Their ids, for messages.
+        k: Top tokens per layer and position.
+        positions: Which positions to read.
+        per_doc: Positions sampled per document.
+        final_norm: Read every layer through the final norm.
+        batch_tokens: Tokens per batch (padding included).
+        seed: Seeds the sampled positions.
+        on_too_long: What to do with a text longer than the model's context.
+        show_progress: Show a progress bar.
+
+    Returns:
+        The language through the layers.
+    """
     tokens = tokenize(model, texts, ids, on_too_long=on_too_long)
     total = sum(len(tokens[i]) for i in shard(len(tokens)))  # this process's share under torchrun
     with tqdm(total=total, unit="tok", desc=f"lens {language}", disable=not show_progress) as bar:
@@ -206,9 +280,15 @@ def lens_language(
             seed=seed,
             progress=bar.update,
         )
-    return summarise(readout, vocab, language, decode=lambda i: model.tokenizer.decode([i]))
+    return summarise(readout, vocab, language, decode=functools.partial(_decode, model))
 
 
-def layer_names(model) -> list[str]:
+def _decode(model: Model, token_id: int) -> str:
+    """One token id as text, by the model's tokenizer (every loaded model has one)."""
+    tokenizer = cast("PreTrainedTokenizerBase", model.tokenizer)
+    return cast(str, tokenizer.decode([token_id]))  # one sequence of ids decodes to one string
+
+
+def layer_names(model: Model) -> list[str]:
     """Names of the lens's layers: "embed", then "1".."n" (the residual after that many blocks)."""
     return ["embed"] + [str(i) for i in range(1, len(lens_hook_names(model)))]

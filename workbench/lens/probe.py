@@ -19,13 +19,16 @@ must.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Float, Int
 
 from workbench.data.batching import iter_batches, pad_id_of
+from workbench.models.model import Model
 
 
 def resid_hook(point: int, n_layers: int) -> str:
@@ -35,31 +38,51 @@ def resid_hook(point: int, n_layers: int) -> str:
 
 @dataclass
 class ProbeRows:
-    """Residual rows of some tokens at every point, with each token's language and id."""
+    """Residual rows of some tokens at every point, with each token's language and id.
 
-    X: torch.Tensor  # [points, rows, d_model] float32
-    language: torch.Tensor  # [rows] index into the language list
-    token: torch.Tensor  # [rows] token ids
+    Attributes:
+        X: The rows at every residual point (float32).
+        language: Each row's language, as an index into the language list.
+        token: Each row's token id.
+    """
+
+    X: Float[torch.Tensor, "point row d_model"]
+    language: Int[torch.Tensor, " row"]
+    token: Int[torch.Tensor, " row"]
 
 
 @torch.no_grad()
 def residual_rows(
-    model, documents: dict[str, Sequence[torch.Tensor]], max_tokens: int, batch_tokens: int = 2048
+    model: Model,
+    documents: Mapping[str, Sequence[Int[torch.Tensor, " pos"]]],
+    max_tokens: int,
+    batch_tokens: int = 2048,
 ) -> ProbeRows:
-    """Every residual point's rows for at most ``max_tokens`` tokens per language (documents in
-    order, BOS and padding left out), languages indexed in ``documents``' order. Reading stops
-    for a language once it has its tokens.
+    """Every residual point's rows for at most ``max_tokens`` tokens per language.
+
+    Documents are read in order, BOS and padding left out; reading stops for a language once it
+    has its tokens.
+
+    Args:
+        model: The model.
+        documents: Per language, its documents' token ids (BOS first).
+        max_tokens: The most tokens per language.
+        batch_tokens: Tokens per batch (padding included).
+
+    Returns:
+        The rows, languages indexed in ``documents``' order.
     """
     L = model.cfg.n_layers
+    device = cast(str, model.cfg.device)  # every loaded model's config names its device
     names = {resid_hook(p, L) for p in range(L + 1)}
     xs, langs, ids = [], [], []
     for index, docs in enumerate(documents.values()):
         taken = 0
-        for batch in iter_batches(list(docs), pad_id_of(model), batch_tokens, model.cfg.device):
+        for batch in iter_batches(list(docs), pad_id_of(model), batch_tokens, device):
             keep = batch.mask.bool()
             keep[:, 0] = False
             _, cache = model.run_with_cache(
-                batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L, device=model.cfg.device
+                batch.tokens, names_filter=lambda name: name in names, stop_at_layer=L, device=device
             )
             rows = torch.stack([cache[resid_hook(p, L)][keep] for p in range(L + 1)])[:, : max_tokens - taken]
             xs.append(rows.float().cpu())
@@ -73,22 +96,48 @@ def residual_rows(
 
 @dataclass
 class LinearProbe:
-    """A multinomial logistic probe on standardised rows."""
+    """A multinomial logistic probe on standardised rows.
 
-    mean: torch.Tensor  # [d]
-    scale: torch.Tensor  # [d]
-    W: torch.Tensor  # [d, classes]
-    b: torch.Tensor  # [classes]
+    Attributes:
+        mean: The training rows' mean.
+        scale: Their standard deviation (at least 1e-6).
+        W: The weights.
+        b: The biases.
+    """
 
-    def logits(self, X: torch.Tensor) -> torch.Tensor:
+    mean: Float[torch.Tensor, " d_model"]
+    scale: Float[torch.Tensor, " d_model"]
+    W: Float[torch.Tensor, "d_model class"]
+    b: Float[torch.Tensor, " class"]
+
+    def logits(self, X: Float[torch.Tensor, "row d_model"]) -> Float[torch.Tensor, "row class"]:
+        """The probe's logits for rows."""
         return ((X - self.mean) / self.scale) @ self.W + self.b
 
-    def predict(self, X: torch.Tensor) -> torch.Tensor:
+    def predict(self, X: Float[torch.Tensor, "row d_model"]) -> Int[torch.Tensor, " row"]:
+        """The most likely class of each row."""
         return self.logits(X).argmax(-1)
 
 
-def fit_probe(X: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1e-3, steps: int = 100) -> LinearProbe:
-    """Minimise mean cross-entropy + ``l2 * ||W||^2`` over standardised ``X [n, d]`` by L-BFGS."""
+def fit_probe(
+    X: Float[torch.Tensor, "row d_model"],
+    y: Int[torch.Tensor, " row"],
+    classes: int,
+    l2: float = 1e-3,
+    steps: int = 100,
+) -> LinearProbe:
+    """Minimise mean cross-entropy + ``l2 * ||W||^2`` over standardised ``X`` by L-BFGS.
+
+    Args:
+        X: The training rows.
+        y: Their classes.
+        classes: How many classes.
+        l2: The weight penalty.
+        steps: L-BFGS iterations at most.
+
+    Returns:
+        The probe (deterministic for the same rows).
+    """
     X = X.double()
     mean, scale = X.mean(0), X.std(0).clamp_min(1e-6)
     Z = (X - mean) / scale
@@ -107,7 +156,9 @@ def fit_probe(X: torch.Tensor, y: torch.Tensor, classes: int, l2: float = 1e-3, 
     return LinearProbe(mean.float(), scale.float(), W.detach().float(), b.detach().float())
 
 
-def token_baseline(train_tokens: torch.Tensor, train_language: torch.Tensor, classes: int) -> dict[int, int]:
+def token_baseline(
+    train_tokens: Int[torch.Tensor, " row"], train_language: Int[torch.Tensor, " row"], classes: int
+) -> dict[int, int]:
     """Each training token id's most frequent language (ties: the lower index)."""
     counts: dict[int, Counter] = {}
     for token, lang in zip(train_tokens.tolist(), train_language.tolist()):
@@ -115,7 +166,7 @@ def token_baseline(train_tokens: torch.Tensor, train_language: torch.Tensor, cla
     return {token: min(c, key=lambda lang: (-c[lang], lang)) for token, c in counts.items()}
 
 
-def shared_tokens(train_tokens: torch.Tensor, train_language: torch.Tensor) -> set[int]:
+def shared_tokens(train_tokens: Int[torch.Tensor, " row"], train_language: Int[torch.Tensor, " row"]) -> set[int]:
     """Token ids that occur in the training tokens of two or more languages."""
     seen: dict[int, set[int]] = {}
     for token, lang in zip(train_tokens.tolist(), train_language.tolist()):
@@ -125,25 +176,48 @@ def shared_tokens(train_tokens: torch.Tensor, train_language: torch.Tensor) -> s
 
 @dataclass
 class PointScore:
-    """Held-out accuracy of one residual point's probe."""
+    """Held-out accuracy of one residual point's probe.
+
+    Attributes:
+        point: The residual point.
+        accuracy: On every held-out token.
+        shared: On shared tokens (NaN if none).
+        per_language: On each language's tokens, in the language order.
+    """
 
     point: int
     accuracy: float
-    shared: float  # on shared tokens (NaN if none)
-    per_language: list[float]  # in the language order
+    shared: float
+    per_language: list[float]
 
 
-def _accuracy(hit: np.ndarray, mask: np.ndarray | None = None) -> float:
+def _accuracy(hit: Bool[np.ndarray, " row"], mask: Bool[np.ndarray, " row"] | None = None) -> float:
     kept = hit if mask is None else hit[mask]
     return float(kept.mean()) if kept.size else float("nan")
 
 
 def probe_points(
-    train: ProbeRows, test: ProbeRows, classes: int, l2: float = 1e-3, steps: int = 100, progress=None
-) -> tuple[list[PointScore], dict]:
-    """Fit a probe per residual point on ``train``, score it on ``test``; and the baselines
-    (``majority``, ``token``: all held-out tokens; ``token_shared``: shared ones; ``shared_share``:
-    the share of held-out tokens that are shared).
+    train: ProbeRows,
+    test: ProbeRows,
+    classes: int,
+    l2: float = 1e-3,
+    steps: int = 100,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[list[PointScore], dict[str, float]]:
+    """Fit a probe per residual point on ``train``, score it on ``test``; and the baselines.
+
+    Args:
+        train: The training rows.
+        test: The held-out rows.
+        classes: How many languages.
+        l2: The probes' weight penalty.
+        steps: L-BFGS iterations at most.
+        progress: Called with each point once its probe is scored.
+
+    Returns:
+        The scores of every point, and the baselines: ``majority`` and ``token`` (on all held-out
+        tokens), ``token_shared`` (on shared ones), ``shared_share`` (the share of held-out tokens
+        that are shared).
     """
     shared = shared_tokens(train.token, train.language)
     is_shared = np.array([t in shared for t in test.token.tolist()], dtype=bool)

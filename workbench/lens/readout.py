@@ -10,7 +10,10 @@ the results equal to the model's own forward pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from jaxtyping import Bool, Float, Int
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.utilities.activation_functions import apply_softcap
@@ -18,46 +21,64 @@ from transformer_lens.utilities.activation_functions import apply_softcap
 from workbench.models.model import Model
 
 DEFAULT_CHUNK_ROWS = 256
+"""Residual rows unembedded at once."""
 
 
 def wide(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in float32, or as it is when wider: a half-precision model's values, before they are
-    summed or turned into probabilities.
+    """``x`` in float32, or as it is when wider.
+
+    For a half-precision model's values, before they are summed or turned into probabilities.
     """
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def logits_of_rows(model: HookedTransformer, normed: torch.Tensor) -> torch.Tensor:
-    """Logits for already-normalised residual rows ``[rows, d_model]`` (bias and soft-cap included)."""
+def final_normed(model: Model, resid: Float[torch.Tensor, "*rows d_model"]) -> torch.Tensor:
+    """``resid`` through the model's final norm (as it is for a model without one)."""
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    return resid
+
+
+def logits_of_rows(model: Model, normed: Float[torch.Tensor, "row d_model"]) -> Float[torch.Tensor, "row d_vocab"]:
+    """Logits for already-normalised residual rows (bias and soft-cap included)."""
     logits = normed @ model.W_U
     if model.b_U is not None:
         logits += model.b_U
     return apply_softcap(logits, model.cfg.output_logits_soft_cap)
 
 
-def next_token_losses(model, tokens: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> torch.Tensor:
-    """Cross-entropy (nats) of every next token: ``[batch, pos - 1]``, equal to
-    ``F.cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` position by position.
+def next_token_losses(
+    model: Model, tokens: Int[torch.Tensor, "batch pos"], chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Float[torch.Tensor, "batch pos-1"]:
+    """Cross-entropy (nats) of every next token.
+
+    Equal to ``F.cross_entropy(model(tokens)[:, :-1], tokens[:, 1:])`` position by position.
     """
     return next_token_predictions(model, tokens, chunk_rows)[0]
 
 
 def next_token_predictions(
-    model, tokens: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy (nats) of every next token and the model's top-1 prediction there, both
-    ``[batch, pos - 1]``, from one pass.
+    model: Model, tokens: Int[torch.Tensor, "batch pos"], chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[Float[torch.Tensor, "batch pos-1"], Int[torch.Tensor, "batch pos-1"]]:
+    """Cross-entropy (nats) of every next token and the model's top-1 prediction there, from one pass.
 
     Models other than ``HookedTransformer`` (the bridge route) take their own full forward pass.
+
+    Args:
+        model: The model.
+        tokens: Token ids.
+        chunk_rows: Rows unembedded at once.
+
+    Returns:
+        ``(losses, predicted)``: at each position but the last, the loss of the next token and
+        the model's top-1 token.
     """
     targets = tokens[:, 1:]
     if not isinstance(model, HookedTransformer):
         logits = model(tokens, return_type="logits")[:, :-1].float()
         losses = torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]
         return losses, logits.argmax(-1)
-    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
+    resid = final_normed(model, model(tokens, stop_at_layer=model.cfg.n_layers))
     rows = resid[:, :-1].reshape(-1, resid.shape[-1])
     flat_targets = targets.reshape(-1).to(rows.device)  # the last block's device, when layers are split
     losses = torch.empty(rows.shape[0], dtype=torch.float32, device=rows.device)
@@ -71,14 +92,26 @@ def next_token_predictions(
 
 
 def mean_next_token_loss(
-    model, tokens: torch.Tensor, mask: torch.Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS
-) -> torch.Tensor:
+    model: Model,
+    tokens: Int[torch.Tensor, "batch pos"],
+    mask: Int[torch.Tensor, "batch pos"] | Bool[torch.Tensor, "batch pos"],
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Float[torch.Tensor, ""]:
     """Differentiable mean cross-entropy over the real next tokens of a padded batch.
 
     For training: the unembedding runs a chunk of rows at a time under activation
     checkpointing, so only one chunk's ``[rows, vocab]`` logits exist at once, forward or
     backward. Equal to ``F.cross_entropy`` of the full logits over positions where
     ``mask[:, 1:]`` is set.
+
+    Args:
+        model: The model.
+        tokens: Token ids, padded.
+        mask: 1 (or True) on real tokens.
+        chunk_rows: Rows unembedded at once.
+
+    Returns:
+        The mean loss, a scalar.
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -87,9 +120,7 @@ def mean_next_token_loss(
     if not isinstance(model, HookedTransformer):
         logits = model(tokens, return_type="logits")[:, :-1].float().reshape(-1, model.cfg.d_vocab)[real]
         return torch.nn.functional.cross_entropy(logits, targets)
-    resid = model(tokens, stop_at_layer=model.cfg.n_layers)
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
+    resid = final_normed(model, model(tokens, stop_at_layer=model.cfg.n_layers))
     rows = resid[:, :-1].reshape(-1, resid.shape[-1])[real.to(resid.device)]  # the last block's, if split
     targets = targets.to(rows.device)
 
@@ -104,11 +135,24 @@ def mean_next_token_loss(
     return total / max(int(real.sum()), 1)
 
 
-def last_logits(model: Model, tokens: torch.Tensor, past_kv_cache=None) -> torch.Tensor:
-    """``[n, d_vocab]``: the next-token logits at the last position of ``tokens [n, p]``. The blocks
-    run over every given position; the final norm and the unembedding (262k columns on Gemma) only
-    at the last. With ``past_kv_cache`` (a TransformerLens key-value cache) ``tokens`` are the new
-    positions only. A model loaded through TransformerBridge runs its own whole forward.
+def last_logits(
+    model: Model,
+    tokens: Int[torch.Tensor, "batch pos"],
+    past_kv_cache: TransformerLensKeyValueCache | None = None,
+) -> Float[torch.Tensor, "batch d_vocab"]:
+    """The next-token logits at the last position of ``tokens``.
+
+    The blocks run over every given position; the final norm and the unembedding (262k columns
+    on Gemma) only at the last. A model loaded through TransformerBridge runs its own whole
+    forward.
+
+    Args:
+        model: The model.
+        tokens: Token ids; with ``past_kv_cache``, the new positions only.
+        past_kv_cache: A TransformerLens key-value cache of the positions before ``tokens``.
+
+    Returns:
+        The logits at the last position.
     """
     if not isinstance(model, HookedTransformer):
         return model(tokens, return_type="logits")[:, -1]
@@ -116,22 +160,34 @@ def last_logits(model: Model, tokens: torch.Tensor, past_kv_cache=None) -> torch
     if past_kv_cache is not None:  # every position is real: never let the tokenizer guess pads
         extra = {"past_kv_cache": past_kv_cache, "attention_mask": torch.ones_like(tokens)}
     resid = model(tokens, stop_at_layer=model.cfg.n_layers, **extra)[:, -1]
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
-    return logits_of_rows(model, resid)
+    return logits_of_rows(model, final_normed(model, resid))
 
 
 @torch.no_grad()
 def greedy(
-    model: Model, prompts: torch.Tensor, new_tokens: int, reduce=None, cache: bool = True
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Greedy continuation of equal-length ``prompts [n, p]`` under the hooks active now.
+    model: Model,
+    prompts: Int[torch.Tensor, "batch pos"],
+    new_tokens: int,
+    reduce: Callable[[Float[torch.Tensor, "batch d_vocab"]], torch.Tensor] | None = None,
+    cache: bool = True,
+) -> tuple[Int[torch.Tensor, "batch new_tokens"], torch.Tensor | None]:
+    """Greedy continuation of equal-length ``prompts`` under the hooks active now.
 
-    Returns the generated ids ``[n, new_tokens]`` and, if ``reduce`` is given, ``reduce(probs)`` of
-    each step's next-token distribution ``probs [n, d_vocab]`` stacked to ``[n, new_tokens, ...]``
-    (only the reductions are kept). With ``cache`` (HookedTransformer only) each step runs the new
-    token alone against a key-value cache: the same numbers as re-running the whole sequence
-    (tested), for hooks that act on each position by itself, as every workbench intervention does.
+    With ``cache`` (HookedTransformer only) each step runs the new token alone against a
+    key-value cache: the same numbers as re-running the whole sequence (tested), for hooks that
+    act on each position by itself, as every workbench intervention does.
+
+    Args:
+        model: The model.
+        prompts: The prompts' token ids.
+        new_tokens: How many tokens to generate.
+        reduce: A reduction of each step's next-token distribution ``probs [batch, d_vocab]``;
+            only the reductions are kept.
+        cache: Run each step against a key-value cache.
+
+    Returns:
+        The generated ids ``[batch, new_tokens]`` and, if ``reduce`` is given, the reductions
+        stacked to ``[batch, new_tokens, ...]`` (else None).
     """
     cached = cache and isinstance(model, HookedTransformer)
     kv = TransformerLensKeyValueCache.init_cache(model.cfg, prompts.device, prompts.shape[0]) if cached else None

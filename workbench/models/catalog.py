@@ -2,7 +2,8 @@
 
 A zoo model is a folder ``<zoo>/<name>/`` (``<zoo>`` is ``$WORKBENCH_ZOO``, else
 ``$WORKBENCH_CACHE/zoo``): a standard Hugging Face folder plus ``zoo.json``, its manifest.
-``--model zoo:NAME`` loads it in every analysis. A run in progress lives in ``<zoo>/.<name>.partial/`` until it finishes.
+``--model zoo:NAME`` loads it in every analysis. A run in progress lives in
+``<zoo>/.<name>.partial/`` until it finishes.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import UnknownModelError
 
 MANIFEST = "zoo.json"
+"""The manifest file of a trained zoo model, in its folder."""
 ZOO_FORMAT = 1
+"""The version of the zoo folder layout."""
 CACHE_ENV = "WORKBENCH_CACHE"
+"""The environment variable that moves the workbench cache."""
 
 
 def cache_root() -> Path:
@@ -28,8 +33,8 @@ def zoo_root() -> Path:
     return Path(os.environ["WORKBENCH_ZOO"]) if os.environ.get("WORKBENCH_ZOO") else cache_root() / "zoo"
 
 
-def trained(zoo: Path | None = None) -> dict[str, dict]:
-    """Name -> manifest of every finished zoo model, by name."""
+def trained(zoo: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Name -> manifest of every finished zoo model, by name (``zoo``: default the zoo root)."""
     zoo = zoo or zoo_root()
     if not zoo.is_dir():
         return {}
@@ -41,7 +46,11 @@ def trained(zoo: Path | None = None) -> dict[str, dict]:
 
 
 def zoo_folder(name: str, zoo: Path | None = None) -> Path:
-    """The folder of the trained zoo model ``name`` (an error lists the trained ones)."""
+    """The folder of the trained zoo model ``name``.
+
+    Raises:
+        UnknownModelError: No such model is trained; the message lists the trained ones.
+    """
     zoo = zoo or zoo_root()
     folder = zoo / name
     if not (folder / MANIFEST).exists():

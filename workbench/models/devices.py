@@ -1,5 +1,6 @@
-"""A model's layers split over several devices (TransformerLens's ``n_devices``), for models
-larger than one GPU.
+"""A model's layers split over several devices (TransformerLens's ``n_devices``).
+
+For models larger than one GPU.
 
 Block ``i`` lives on ``get_device_for_block_index(i, cfg)`` (TransformerLens's own rule: devices
 ``cuda:0 .. cuda:n-1`` in equal runs of layers); the embeddings go with block 0, the final norm
@@ -21,15 +22,21 @@ import torch
 from transformer_lens.utilities.multi_gpu import get_device_for_block_index
 
 from workbench.errors import WorkbenchError
+from workbench.models.model import Model
 
 
-def block_device(model, layer: int) -> torch.device:
+def block_device(model: Model, layer: int) -> torch.device:
     """The device that holds block ``layer`` (and where its hooks' activations are)."""
     return next(model.blocks[layer].parameters()).device
 
 
 def check_devices(device: str, n_devices: int) -> None:
-    """Refuse a split the machine cannot hold (before the model loads)."""
+    """Refuse a split the machine cannot hold (before the model loads).
+
+    Raises:
+        WorkbenchError: ``n_devices`` is below 1, or more GPUs from ``device`` on than the machine
+            has.
+    """
     if n_devices < 1:
         raise WorkbenchError(f"--n-devices must be at least 1; got {n_devices}.")
     kind = torch.device(device)
@@ -40,24 +47,40 @@ def check_devices(device: str, n_devices: int) -> None:
         )
 
 
-def split_layers(model, device: str, n_devices: int):
-    """Put ``model``'s blocks on ``n_devices`` devices starting at ``device`` (returned, moved in place)."""
+def split_layers(model: Model, device: str, n_devices: int) -> Model:
+    """Put ``model``'s blocks on ``n_devices`` devices starting at ``device``.
+
+    Returns:
+        ``model`` itself, moved in place.
+
+    Raises:
+        WorkbenchError: The machine cannot hold the split (see
+            [`check_devices`][workbench.models.devices.check_devices]).
+    """
     check_devices(device, n_devices)
     model.cfg.device, model.cfg.n_devices = str(device), n_devices
-    first = get_device_for_block_index(0, model.cfg)
-    last = get_device_for_block_index(model.cfg.n_layers - 1, model.cfg)
+    first = _rule(0, model)
+    last = _rule(model.cfg.n_layers - 1, model)
     for name in ("embed", "hook_embed", "pos_embed", "hook_pos_embed"):
         if hasattr(model, name):
             getattr(model, name).to(first)
     for i, block in enumerate(model.blocks):
-        block.to(get_device_for_block_index(i, model.cfg))
+        block.to(_rule(i, model))
     for name in ("ln_final", "unembed"):
         if hasattr(model, name):
             getattr(model, name).to(last)
     return model
 
 
-def devices_of(model) -> list[str]:
+def _rule(index: int, model: Model) -> torch.device:
+    """TransformerLens's device for block ``index`` of ``model`` (from its config's device and ``n_devices``)."""
+    return get_device_for_block_index(
+        index,
+        model.cfg,  # pyright: ignore[reportArgumentType]  # reads only device, n_layers, n_devices: any config has them
+    )
+
+
+def devices_of(model: Model) -> list[str]:
     """Each block's device, in layer order (for the manifest and the tests)."""
     return [str(block_device(model, layer)) for layer in range(model.cfg.n_layers)]
 

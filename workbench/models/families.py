@@ -1,10 +1,11 @@
 """Tiny random Hugging Face models of every family the workbench supports, saved as folders.
 
 A researcher's model arrives as a folder (``config.json``, weights, tokenizer) and is loaded with
-``--model FOLDER``. [`save_family`][workbench.models.families.save_family] builds the smallest model of a family from its own
-``transformers`` config class (two layers, grouped-query attention where the family has it, and
-the family's quirks switched on, see [`FAMILIES`][workbench.models.families.FAMILIES]), gives it the byte tokenizer and saves it
-with ``save_pretrained``: the same route a downloaded model takes, in a second and offline. The
+``--model FOLDER``. [`save_family`][workbench.models.families.save_family] builds the smallest
+model of a family from its own ``transformers`` config class (two layers, grouped-query attention
+where the family has it, and the family's quirks switched on, see
+[`FAMILIES`][workbench.models.families.FAMILIES]), gives it the byte tokenizer and saves it with
+``save_pretrained``: the same route a downloaded model takes, in a second and offline. The
 model-coverage tests run every analysis on each, and ``workbench models --tiny FAMILY FOLDER``
 makes one to try.
 """
@@ -13,11 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-VOCAB = 260  # the byte tokenizer's size
-WINDOW = 16  # sliding windows shorter than a verse, so the window changes the numbers
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+VOCAB = 260
+"""The byte tokenizer's vocabulary size."""
+WINDOW = 16
+"""Sliding windows shorter than a verse, so that the window changes the numbers."""
 TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+"""The byte tokenizer's special token ids, in every family's config."""
 LLAMA_LIKE = {
     "vocab_size": VOCAB,
     "hidden_size": 32,
@@ -31,8 +38,14 @@ LLAMA_LIKE = {
 
 @dataclass(frozen=True)
 class Family:
-    """One model family: its ``transformers`` config and model classes, the settings of its tiny
-    model, and the quirks those settings switch on (for the docs and the coverage table).
+    """One model family: its ``transformers`` classes, its tiny model's settings, and their quirks.
+
+    Attributes:
+        name: The family's name (``llama``, ``gemma2``, ...).
+        config_class: The name of its ``transformers`` config class.
+        model_class: The name of its ``transformers`` causal LM class.
+        settings: The tiny model's config values.
+        quirks: What those settings switch on, in words (for the docs and the coverage table).
     """
 
     name: str
@@ -41,7 +54,8 @@ class Family:
     settings: dict[str, Any]
     quirks: str
 
-    def config(self, **overrides: Any):
+    def config(self, **overrides: Any) -> PretrainedConfig:
+        """The tiny model's ``transformers`` config, with ``overrides`` (a variant of the family)."""
         import transformers
 
         return getattr(transformers, self.config_class)(**{**TOKENS, **self.settings, **overrides})
@@ -183,7 +197,11 @@ FAMILIES: dict[str, Family] = {
 
 
 def family(name: str) -> Family:
-    """The family called ``name``, or a [`UnknownModelError`][workbench.errors.UnknownModelError] listing them."""
+    """The family called ``name``.
+
+    Raises:
+        UnknownModelError: No family is called ``name``; the message lists them.
+    """
     from workbench.errors import UnknownModelError
 
     if name not in FAMILIES:
@@ -191,9 +209,13 @@ def family(name: str) -> Family:
     return FAMILIES[name]
 
 
-def tiny_family_model(name: str, seed: int = 0, **overrides: Any):
-    """A randomly initialised model of family ``name`` (seeded: two calls give the same weights);
-    ``overrides`` change its config (a variant of the family).
+def tiny_family_model(name: str, seed: int = 0, **overrides: Any) -> PreTrainedModel:
+    """A randomly initialised model of family ``name`` (seeded: two calls give the same weights).
+
+    Args:
+        name: A family of [`FAMILIES`][workbench.models.families.FAMILIES].
+        seed: The seed of the weights.
+        **overrides: Config changes (a variant of the family).
     """
     import torch
     import transformers
@@ -210,11 +232,19 @@ def tiny_family_model(name: str, seed: int = 0, **overrides: Any):
     return model
 
 
-def save_family(name: str, folder: str | Path, seed: int = 0, **overrides: Any):
-    """Save the tiny model of family ``name`` (``overrides``: config changes) and the byte tokenizer
-    into ``folder``; return the model.
+def save_family(name: str, folder: str | Path, seed: int = 0, **overrides: Any) -> PreTrainedModel:
+    """Save the tiny model of family ``name`` and the byte tokenizer into ``folder``.
+
+    Args:
+        name: A family of [`FAMILIES`][workbench.models.families.FAMILIES].
+        folder: Where ``save_pretrained`` writes.
+        seed: The seed of the weights.
+        **overrides: Config changes (a variant of the family).
+
+    Returns:
+        The saved model.
     """
-    from workbench.models.loading import byte_tokenizer
+    from workbench.models.tiny import byte_tokenizer
 
     model = tiny_family_model(name, seed, **overrides)
     model.save_pretrained(folder)

@@ -9,7 +9,9 @@ import threading
 from workbench.errors import OfflineError
 
 HUB_HOST = "huggingface.co"
+"""The host whose reachability decides whether the hub is online."""
 PROBE_TIMEOUT_S = 3.0
+"""How long the reachability probe waits, in seconds (DNS included)."""
 
 OFFLINE_HINT = (
     "Either go online, or use a model folder on disk: save it once with "
@@ -17,6 +19,7 @@ OFFLINE_HINT = (
     "machine that is online, then pass DIR as the model. The embedded default 'gemma-3-270m' "
     "needs no network."
 )
+"""What every offline error adds: how to use a model without the hub."""
 
 
 def offline_by_setting() -> bool:
@@ -45,7 +48,13 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 
 def require_hub(what: str) -> None:
-    """Raise [`OfflineError`][workbench.errors.OfflineError] quickly when ``what`` would need the hub and it is out of reach."""
+    """Fail fast when loading ``what`` needs the hub and the hub is out of reach.
+
+    Raises:
+        OfflineError: ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set, or the hub cannot be
+            reached within [`PROBE_TIMEOUT_S`][workbench.models.hub.PROBE_TIMEOUT_S]; the message
+            says how to work offline.
+    """
     if offline_by_setting():
         raise OfflineError(f"Loading {what} needs the Hugging Face hub, but HF_HUB_OFFLINE is set. {OFFLINE_HINT}")
     if not hub_reachable():

@@ -1,10 +1,10 @@
 """The model every analysis takes, and what the workbench knows about it.
 
-``Model`` is what [`workbench.models.loading.load_model`][workbench.models.loading.load_model] returns: a ``HookedTransformer``,
-or a ``TransformerBridge`` in compatibility mode for architectures ``HookedTransformer`` cannot
-convert. Both expose the same hook names (``blocks.{i}.mlp.hook_post``, ...), which is all most
-analyses touch; code that needs ``HookedTransformer``'s own weights or forward checks with
-``isinstance`` first.
+``Model`` is what [`load_model`][workbench.models.loading.load_model] returns: a
+``HookedTransformer``, or a ``TransformerBridge`` in compatibility mode for architectures
+``HookedTransformer`` cannot convert. Both expose the same hook names
+(``blocks.{i}.mlp.hook_post``, ...), which is all most analyses touch; code that needs
+``HookedTransformer``'s own weights or forward checks with ``isinstance`` first.
 
 Where a model came from (its [`ModelSource`][workbench.models.model.ModelSource]) is kept beside
 the model, not attached to it: [`source_of`][workbench.models.model.source_of] reads it and

@@ -1,5 +1,7 @@
-"""``HookedTransformer`` configs read from a folder's own ``config.json``, for the families whose
-architecture TransformerLens has but whose config it builds only from official hub names.
+"""``HookedTransformer`` configs read from a folder's own ``config.json``.
+
+For the families whose architecture TransformerLens has but whose config it builds only from
+official hub names.
 
 TransformerLens 3.9 knows GPT-2, Gemma 1/2/3 and OLMo as architectures, but it reads GPT-2's
 ``n_ctx`` (transformers 5 configs carry ``n_positions`` only) and builds Gemma and OLMo configs
@@ -8,27 +10,35 @@ those families cannot convert. XGLM, the FFN paper's family, it does not have at
 OPT's block with a scaled embedding and sinusoidal positions: both fold into ``W_E`` and
 ``W_pos`` exactly, and OPT's weight converter does the rest.
 
-[`native_config`][workbench.models.native.native_config] builds the config from the HF config (every field the forward pass reads:
-norms, rotary bases local and global, sliding windows, softcaps, query scaling, q/k norms);
-[`native_state_dict`][workbench.models.native.native_state_dict] converts the weights with TransformerLens's own converters. The
-coverage tests hold every family's logits to the HF model's.
+[`native_config`][workbench.models.native.native_config] builds the config from the HF config
+(every field the forward pass reads: norms, rotary bases local and global, sliding windows,
+softcaps, query scaling, q/k norms); [`native_state_dict`][workbench.models.native.native_state_dict]
+converts the weights with TransformerLens's own converters. The coverage tests hold every family's
+logits to the HF model's.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformer_lens import HookedTransformerConfig
 
-MAX_ROTARY_CTX = 8192  # TransformerLens's own cap for Gemma: its masks are n_ctx x n_ctx per layer
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+MAX_ROTARY_CTX = 8192
+"""The longest context of a native Gemma config: TransformerLens's own cap (masks are n_ctx x n_ctx)."""
 
 
 def _rope_theta(params: dict[str, Any] | None) -> float:
-    """The rotary base of one rope-parameters dict (a scaling, which no native config reads, is
-    found by [`conversion_gap`][workbench.models.native.conversion_gap]).
+    """The rotary base of one rope-parameters dict.
+
+    A scaling, which no native config reads, is found by
+    [`conversion_gap`][workbench.models.native.conversion_gap].
     """
     return float((params or {}).get("rope_theta", 10000.0))
 
@@ -43,6 +53,7 @@ def _layer_types(hf) -> dict[str, Any]:
 
 
 def _gemma_common(hf) -> dict[str, Any]:
+    """The config fields every Gemma generation shares."""
     rope = hf.rope_parameters or {}
     global_rope = rope.get("full_attention", rope)
     cfg = {
@@ -154,7 +165,7 @@ def _xglm(hf) -> dict[str, Any]:
     }
 
 
-CONFIGS = {
+CONFIGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "GPT2LMHeadModel": _gpt2,
     "GemmaForCausalLM": _gemma,
     "Gemma2ForCausalLM": _gemma2,
@@ -164,9 +175,19 @@ CONFIGS = {
 }
 
 
-def native_config(hf_model, name: str, device, dtype: torch.dtype) -> HookedTransformerConfig | None:
-    """The ``HookedTransformerConfig`` of ``hf_model`` built from its own config, or None for a
-    family TransformerLens converts by itself.
+def native_config(
+    hf_model: PreTrainedModel, name: str, device: str | torch.device, dtype: torch.dtype
+) -> HookedTransformerConfig | None:
+    """The ``HookedTransformerConfig`` of ``hf_model``, built from its own config.
+
+    Args:
+        hf_model: The loaded HF model.
+        name: The model's name in the config (``model_name``, ``tokenizer_name``).
+        device: The config's device.
+        dtype: The config's dtype.
+
+    Returns:
+        The config, or None for a family TransformerLens converts by itself.
     """
     hf = hf_model.config
     architecture = (getattr(hf, "architectures", None) or [type(hf_model).__name__])[0]
@@ -185,11 +206,13 @@ def native_config(hf_model, name: str, device, dtype: torch.dtype) -> HookedTran
     return HookedTransformerConfig.from_dict(cfg)
 
 
-def conversion_gap(hf_config, cfg: HookedTransformerConfig) -> str | None:
-    """What of the HF model's attention ``cfg`` does not carry, or None: a sliding window on other
-    layers or of another width, a scaled rotary embedding TransformerLens did not read,
-    bidirectional attention. Each would give numbers that differ from the model's only on long
-    prompts (or subtly), so a load that finds one takes the bridge instead.
+def conversion_gap(hf_config: PretrainedConfig, cfg: HookedTransformerConfig) -> str | None:
+    """What of the HF model's attention ``cfg`` does not carry, or None.
+
+    A sliding window on other layers or of another width, a scaled rotary embedding
+    TransformerLens did not read, bidirectional attention: each would give numbers that differ
+    from the model's only on long prompts (or subtly), so a load that finds one takes the bridge
+    instead.
     """
     window = getattr(hf_config, "sliding_window", None)
     if window and getattr(hf_config, "use_sliding_window", True) is not False:
@@ -210,33 +233,41 @@ def conversion_gap(hf_config, cfg: HookedTransformerConfig) -> str | None:
     return None
 
 
-def _rope_types(hf_config) -> set[str]:
+def _rope_types(hf_config: PretrainedConfig) -> set[str]:
     """The rotary types a config asks for (per layer type where it has several)."""
     params = getattr(hf_config, "rope_parameters", None) or {}
     groups = params.values() if params and all(isinstance(v, dict) for v in params.values()) else [params]
     return {str(g.get("rope_type") or g.get("type") or "default") for g in groups}
 
 
-def native_state_dict(hf_model, cfg: HookedTransformerConfig) -> dict[str, torch.Tensor]:
-    """TransformerLens's weight converter of the family (OPT's, for XGLM, on a re-labelled view)."""
-    from transformer_lens.pretrained import weight_conversions as conv
+def native_state_dict(hf_model: PreTrainedModel, cfg: HookedTransformerConfig) -> dict[str, torch.Tensor]:
+    """``hf_model``'s weights through TransformerLens's converter of its family.
+
+    XGLM goes through OPT's, on a re-labelled view of the model. ``cfg`` is the model's
+    [`native_config`][workbench.models.native.native_config].
+    """
+    from transformer_lens.pretrained.weight_conversions.gemma import convert_gemma_weights
+    from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
+    from transformer_lens.pretrained.weight_conversions.olmo import convert_olmo_weights
+    from transformer_lens.pretrained.weight_conversions.opt import convert_opt_weights
 
     if cfg.original_architecture == "XGLMForCausalLM":
-        return conv.convert_opt_weights(_xglm_as_opt(hf_model), cfg)
+        return convert_opt_weights(_xglm_as_opt(hf_model), cfg)
     converters = {
-        "GPT2LMHeadModel": conv.convert_gpt2_weights,
-        "GemmaForCausalLM": conv.convert_gemma_weights,
-        "Gemma2ForCausalLM": conv.convert_gemma_weights,
-        "Gemma3ForCausalLM": conv.convert_gemma_weights,
-        "OlmoForCausalLM": conv.convert_olmo_weights,
+        "GPT2LMHeadModel": convert_gpt2_weights,
+        "GemmaForCausalLM": convert_gemma_weights,
+        "Gemma2ForCausalLM": convert_gemma_weights,
+        "Gemma3ForCausalLM": convert_gemma_weights,
+        "OlmoForCausalLM": convert_olmo_weights,
     }
-    return converters[cfg.original_architecture](hf_model, cfg)
+    return converters[str(cfg.original_architecture)](hf_model, cfg)
 
 
 def _xglm_as_opt(xglm):
-    """XGLM seen as OPT: the same layer names; the embedding scale folded into the token
-    embedding (the unembedding stays the unscaled, tied matrix) and the sinusoidal table (with
-    OPT's offset of 2) as the position embedding.
+    """XGLM seen as OPT: the same layer names, with XGLM's embeddings folded in.
+
+    The embedding scale is folded into the token embedding (the unembedding stays the unscaled,
+    tied matrix) and the sinusoidal table (with OPT's offset of 2) is the position embedding.
     """
     model = xglm.model
     decoder = SimpleNamespace(

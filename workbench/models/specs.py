@@ -1,10 +1,12 @@
 """What a model spec names, and whether it can load, decided without importing torch.
 
-A spec is a known short name ([`KNOWN_MODELS`][workbench.models.specs.KNOWN_MODELS]), ``zoo:NAME``, a local Hugging Face folder, or
-a hub name. [`check_spec`][workbench.models.specs.check_spec] refuses, in milliseconds, the specs that cannot load: an unknown
-short name, an untrained zoo model, a file, a folder without ``config.json``. So the command line
-answers bad input at once, and [`load_model`][workbench.models.loading.load_model] asks the same function
-before it loads anything. Whether a hub name is reachable is left to loading (it may need the
+A spec is a known short name ([`KNOWN_MODELS`][workbench.models.specs.KNOWN_MODELS]),
+``zoo:NAME``, a local Hugging Face folder, or a hub name.
+[`check_spec`][workbench.models.specs.check_spec] refuses, in milliseconds, the specs that cannot
+load: an unknown short name, an untrained zoo model, a file, a folder without ``config.json``. So
+the command line answers bad input at once, and
+[`load_model`][workbench.models.loading.load_model] asks the same function before it loads
+anything. Whether a hub name is reachable is left to loading (it may need the
 network).
 """
 
@@ -20,8 +22,11 @@ from workbench.errors import UnknownModelError
 from workbench.models.catalog import zoo_folder
 
 DEFAULT_MODEL = "gemma-3-270m"
+"""The model a run loads unless told otherwise: Gemma 3 270M, embedded."""
 ZOO_PREFIX = "zoo:"
+"""The prefix of a zoo model's spec (``zoo:NAME``)."""
 Route = Literal["zoo", "known", "folder", "hub"]
+"""How a spec loads: a zoo model, a known short name, a local folder, or a hub name."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 
 
 def known_model_names() -> str:
+    """The known short names, comma-separated (for messages)."""
     return ", ".join(KNOWN_MODELS)
 
 
@@ -72,11 +78,15 @@ def _transformer_lens_names() -> dict[str, str]:
     usual way would import all of TransformerLens (and torch) first.
     """
     package = importlib.util.find_spec("transformer_lens")
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError("The workbench needs TransformerLens: run 'make install'.")
     path = Path(package.submodule_search_locations[0]) / "supported_models.py"
     spec = importlib.util.spec_from_file_location("_workbench_tl_supported_models", path)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"TransformerLens has no readable {path}; reinstall it with 'make install'.")
     data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(data)
-    names = {}
+    names: dict[str, str] = {}
     for official in data.OFFICIAL_MODEL_NAMES:
         for alias in data.MODEL_ALIASES.get(official, []):
             names[alias.lower()] = official
@@ -90,8 +100,13 @@ def official_name(spec: str) -> str | None:
 
 
 def check_spec(spec: str) -> Route:
-    """The route that loads ``spec``; a spec that cannot load is refused with the fix (hub names are
-    checked for reachability on load).
+    """The route that loads ``spec``; a spec that cannot load is refused with the fix.
+
+    Hub names are checked for reachability only when they load.
+
+    Raises:
+        UnknownModelError: An unknown short name, an untrained zoo model, a file, or a folder
+            without ``config.json``.
     """
     if spec.startswith(ZOO_PREFIX):
         zoo_folder(spec[len(ZOO_PREFIX) :])

@@ -11,35 +11,89 @@ probabilities, and assigns each kept neuron to every language whose probability 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+from jaxtyping import Bool, Float
 
 from workbench.neurons.sets import NeuronSet
 
 
+class ActivationCounts(Protocol):
+    """What LAPE reads of a language's summary ([`ImportanceSummary`][workbench.neurons.plnd.ImportanceSummary])."""
+
+    @property
+    def positive(self) -> Float[np.ndarray, "layer d_mlp"] | None:
+        """Tokens on which each FFN neuron's activation is positive (None where not counted)."""
+        ...
+
+    @property
+    def n_tokens(self) -> int:
+        """The language's counted tokens."""
+        ...
+
+
 @dataclass(frozen=True)
 class LapeOptions:
+    """LAPE's three rates (the released code's defaults).
+
+    Attributes:
+        top_rate: The share of all FFN neurons kept: those of lowest entropy.
+        filter_rate: A kept neuron's highest activation probability must exceed this quantile of
+            all probabilities.
+        bar_rate: A kept neuron belongs to every language whose probability exceeds this quantile.
+    """
+
     top_rate: float = 0.01
     filter_rate: float = 0.95
     bar_rate: float = 0.95
 
 
-def activation_probabilities(summaries: dict) -> np.ndarray:
-    """``[languages, layers, d_mlp]``: share of each language's counted tokens with activation > 0."""
-    return np.stack([s.positive / max(1, s.n_tokens) for s in summaries.values()])
+def activation_probabilities(
+    summaries: Mapping[str, ActivationCounts],
+) -> Float[np.ndarray, "language layer d_mlp"]:
+    """Share of each language's counted tokens on which each FFN neuron's activation is positive.
+
+    Args:
+        summaries: Per language, its PLND summary, made with LAPE's counts (``positive``).
+
+    Returns:
+        The probabilities, languages in the order of ``summaries``.
+
+    Raises:
+        ValueError: For a summary made without LAPE's counts.
+    """
+    probs = []
+    for language, s in summaries.items():
+        if s.positive is None:
+            raise ValueError(f"The summary of {language} has no LAPE counts; run PLND with lape=True.")
+        probs.append(s.positive / max(1, s.n_tokens))
+    return np.stack(probs)
 
 
-def lape_entropy(probs: np.ndarray) -> np.ndarray:
-    """Entropy over languages of the normalised activation probabilities, ``[layers, d_mlp]``."""
+def lape_entropy(probs: Float[np.ndarray, "language layer d_mlp"]) -> Float[np.ndarray, "layer d_mlp"]:
+    """Entropy over languages of the normalised activation probabilities."""
     total = probs.sum(0, keepdims=True)
     normed = np.divide(probs, total, out=np.zeros_like(probs), where=total > 0)
     logs = np.log(normed, out=np.zeros_like(normed), where=normed > 0)
     return -(normed * logs).sum(0)
 
 
-def lape_masks(probs: np.ndarray, options: LapeOptions = LapeOptions()) -> np.ndarray:
-    """Boolean ``[languages, layers, d_mlp]``: the neurons LAPE assigns to each language."""
+def lape_masks(
+    probs: Float[np.ndarray, "language layer d_mlp"], options: LapeOptions = LapeOptions()
+) -> Bool[np.ndarray, "language layer d_mlp"]:
+    """The neurons LAPE assigns to each language.
+
+    Args:
+        probs: The activation probabilities
+            ([`activation_probabilities`][workbench.neurons.lape.activation_probabilities]).
+        options: The rates.
+
+    Returns:
+        Per language, whether each FFN neuron is one of its neurons.
+    """
     flat = np.sort(probs.ravel())
     quantile = lambda rate: flat[max(0, round(len(flat) * rate) - 1)]  # noqa: E731 (kthvalue)
     entropy = lape_entropy(probs)
@@ -51,8 +105,19 @@ def lape_masks(probs: np.ndarray, options: LapeOptions = LapeOptions()) -> np.nd
     return keep.reshape(entropy.shape)[None] & (probs > quantile(options.bar_rate))
 
 
-def lape_sets(summaries: dict, options: LapeOptions = LapeOptions()) -> dict[str, NeuronSet]:
-    """LAPE's FFN neuron set of every language (needs two languages or more)."""
+def lape_sets(summaries: Mapping[str, ActivationCounts], options: LapeOptions = LapeOptions()) -> dict[str, NeuronSet]:
+    """LAPE's FFN neuron set of every language.
+
+    Args:
+        summaries: Per language, its PLND summary, made with LAPE's counts.
+        options: The rates.
+
+    Returns:
+        Per language, its set (FFN neurons only).
+
+    Raises:
+        ValueError: For fewer than two languages: LAPE compares languages.
+    """
     if len(summaries) < 2:
         raise ValueError("LAPE compares languages: give it two languages or more.")
     masks = lape_masks(activation_probabilities(summaries), options)

@@ -1,7 +1,7 @@
 """Switching neurons off with hooks: the same output as zeroing their parameters, no weight edited.
 
-A [`NeuronSet`][workbench.neurons.sets.NeuronSet] becomes forward hooks that multiply activations by a 0/1
-mask, at the point where the neuron's parameters act:
+A [`NeuronSet`][workbench.neurons.sets.NeuronSet] becomes forward hooks that multiply activations by
+a 0/1 mask, at the point where the neuron's parameters act:
 
 =============  =============================  ===============================================
 structure      hook                           equivalent parameter edit
@@ -15,41 +15,55 @@ structure      hook                           equivalent parameter edit
 
 ``hook_q``/``hook_k`` are the projections before any q/k norm and rotary embedding, so masking
 there is exactly zeroing W_Q's (W_K's) column: the neuron PLND scores
-([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]). Hooks are removed when the ``with`` block ends, also on errors.
+([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]). Hooks are removed when the
+``with`` block ends, also on errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
 
+from workbench.models.model import Model
 from workbench.neurons.sets import NeuronDims, NeuronSet, structure_size
 
-HOOK_OF = {
+if TYPE_CHECKING:
+    from transformer_lens.hook_points import HookPoint
+
+HOOK_OF: dict[str, str] = {
     "ffn": "mlp.hook_post",
     "attn_q": "attn.hook_q",
     "attn_k": "attn.hook_k",
     "attn_v": "attn.hook_v",
     "attn_o": "attn.hook_z",
 }
+"""The hook (within ``blocks.{l}``) where each structure's mask acts."""
+
+Hook = Callable[..., torch.Tensor | None]
+"""A TransformerLens forward hook: ``hook(activation, hook)``, returning a replacement or None."""
 
 
-def _mask_hook(keep: torch.Tensor) -> Callable:
-    """Multiply the activation by ``keep``: ``[d_mlp]`` or ``[heads, d_head]``, or per batch row
-    ``[b, 1, d_mlp]`` / ``[b, 1, heads, d_head]`` (broadcast over positions).
+def _mask_hook(keep: Float[torch.Tensor, "*mask"]) -> Hook:
+    """Multiply the activation by ``keep``.
+
+    ``keep`` is ``[d_mlp]`` or ``[head, d_head]``, or per batch row ``[batch, 1, d_mlp]`` /
+    ``[batch, 1, head, d_head]`` (broadcast over positions).
     """
 
-    def hook(activation, hook):
+    def hook(activation: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         return activation * keep.to(activation.device, activation.dtype)
 
     return hook
 
 
-def _keep_masks(dims: NeuronDims, neurons: NeuronSet) -> dict[tuple[str, int], torch.Tensor]:
-    """``(structure, layer) -> keep`` (1 = on, 0 = off), shaped like the hooked activation's
-    last axes, for every layer and structure where ``neurons`` switches something off.
+def _keep_masks(dims: NeuronDims, neurons: NeuronSet) -> dict[tuple[str, int], Float[torch.Tensor, "*mask"]]:
+    """``(structure, layer) -> keep`` (1 = on, 0 = off) where ``neurons`` switches something off.
+
+    Each ``keep`` is shaped like the hooked activation's last axes: ``[d_mlp]`` or ``[head, d_head]``.
     """
     out = {}
     for structure, masks in neurons.to_mask(dims).items():
@@ -60,11 +74,16 @@ def _keep_masks(dims: NeuronDims, neurons: NeuronSet) -> dict[tuple[str, int], t
     return out
 
 
-def mask_hooks(model, neurons: NeuronSet | Sequence[NeuronSet | None]) -> list[tuple[str, Callable]]:
+def mask_hooks(model: Model, neurons: NeuronSet | Sequence[NeuronSet | None]) -> list[tuple[str, Hook]]:
     """Forward hooks that switch off exactly ``neurons`` (one hook per layer and structure).
 
-    A sequence gives each batch row its own set (``None`` or empty: nothing off in that row), so
-    differently masked runs can share one batch.
+    Args:
+        model: The model the hooks are for (its dimensions and device).
+        neurons: The set to switch off; or a sequence, one set per batch row (``None`` or empty:
+            nothing off in that row), so that differently masked runs can share one batch.
+
+    Returns:
+        ``(hook name, hook)`` pairs for ``model.hooks`` or ``run_with_hooks``, by layer.
     """
     dims = NeuronDims.of(model)
     device = next(model.parameters()).device
@@ -85,13 +104,20 @@ def mask_hooks(model, neurons: NeuronSet | Sequence[NeuronSet | None]) -> list[t
 
 
 @contextmanager
-def switched_off(model, neurons: NeuronSet | Sequence[NeuronSet | None] | None) -> Iterator[None]:
-    """Run the block with ``neurons`` switched off (nothing changes for ``None`` or an empty set);
-    a sequence of sets gives each batch row its own.
+def switched_off(model: Model, neurons: NeuronSet | Sequence[NeuronSet | None] | None) -> Iterator[None]:
+    """Run the ``with`` block with ``neurons`` switched off.
+
+    Args:
+        model: The model to hook.
+        neurons: The set to switch off (nothing changes for ``None`` or an empty set); a sequence
+            of sets gives each batch row its own.
+
+    Yields:
+        Nothing: the hooks are in place for the block, and removed after it.
     """
     hooks = [] if neurons is None else mask_hooks(model, neurons)
     if not hooks:
         yield
         return
-    with model.hooks(fwd_hooks=hooks):
+    with model.hooks(fwd_hooks=list(hooks)):  # a fresh list: TransformerLens types it wider
         yield

@@ -1,6 +1,6 @@
-"""How much an attention pattern changes when one score-side neuron is zeroed: the inner loop of
-the Q/K importances ([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]), for every row and neuron at once.
+"""How much an attention pattern changes when one score-side neuron is zeroed, for every row and neuron at once.
 
+The inner loop of the Q/K importances ([`workbench.neurons.qk_importance`][workbench.neurons.qk_importance]).
 For a query row r (one position of one head) with pattern ``P`` over its visible keys, zeroing a
 neuron c changes the raw scores by
 
@@ -17,8 +17,9 @@ Two backends give the same numbers (a test holds them together):
 
 * ``"c"``: a small C kernel (``kernels/pattern_change.c``), compiled once per machine with the
   system's C compiler and loaded with ``ctypes``: one exponential per entry, vectorised over
-  blocks of [`NEURON_BLOCK`][workbench.neurons.pattern_change.NEURON_BLOCK] neurons of a row, only the keys a row can see (causal mask and
-  sliding window), rows that do not count skipped. The CPU default.
+  blocks of [`NEURON_BLOCK`][workbench.neurons.pattern_change.NEURON_BLOCK] neurons of a row, only
+  the keys a row can see (causal mask and sliding window), rows that do not count skipped. The
+  CPU default.
 * ``"torch"``: the same formula on tensors, query rows in blocks (each with the keys it can see)
   and neurons in chunks so no temporary exceeds ``chunk_elements`` floats; no host
   synchronisation. Used on GPUs, and on CPUs where no C compiler is found.
@@ -33,50 +34,90 @@ import os
 import shutil
 import subprocess
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import torch
+from jaxtyping import Bool, Float
 
 KERNEL_SOURCE = Path(__file__).with_name("kernels") / "pattern_change.c"
+"""The C kernel's source."""
 COMPILE_FLAGS = ("-O3", "-ffast-math", "-fopenmp", "-march=native", "-shared", "-fPIC")
-LINK_FLAGS = ("-lmvec", "-lm")  # glibc's vector tanh (soft caps), what -ffast-math vectorises tanhf into
-DEFAULT_CHUNK_ELEMENTS = 1 << 22  # floats per [b, heads, rows, neurons, keys] temporary of the torch path
+"""How the kernel is compiled."""
+LINK_FLAGS = ("-lmvec", "-lm")
+"""What it links: glibc's vector tanh (soft caps), what -ffast-math vectorises tanhf into."""
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
+"""Floats per ``[batch, head, row, neuron, key]`` temporary of the torch path."""
 BACKENDS = ("auto", "c", "torch")
+"""How pattern changes are computed: the C kernel, tensors, or ``auto`` (the kernel on CPUs where it builds)."""
 NEURON_BLOCK = 32
 """The kernel's CB: neurons per vector block (the neuron axis is padded to a multiple)."""
 MASKED_LOG = -1e30
 """Log P of a masked key: finite (the C kernel is compiled with -ffast-math), exp -> 0."""
 
 
-def log_pattern(pattern: torch.Tensor) -> torch.Tensor:
-    """``log P`` where ``P > 0``, [`MASKED_LOG`][workbench.neurons.pattern_change.MASKED_LOG] where a key is masked (or its weight underflowed).
-    From the scores, ``log_softmax(scores).clamp_min(MASKED_LOG)`` is the same, cheaper and exact
-    where ``P`` underflows.
+class RowFactors(TypedDict):
+    """The factors of a query row, ``[batch, head, query_pos, neuron]``: ``f`` (or None for 0), ``p``, ``q``."""
+
+    f: Float[torch.Tensor, "batch head query_pos neuron"] | None
+    p: Float[torch.Tensor, "batch head query_pos neuron"]
+    q: Float[torch.Tensor, "batch head query_pos neuron"]
+
+
+class KeyFactors(TypedDict):
+    """The factors of a key, ``[batch, kv_head, key_pos, neuron]``: ``E`` (or None for 0), ``U``, ``V``."""
+
+    E: Float[torch.Tensor, "batch kv_head key_pos neuron"] | None
+    U: Float[torch.Tensor, "batch kv_head key_pos neuron"]
+    V: Float[torch.Tensor, "batch kv_head key_pos neuron"]
+
+
+def log_pattern(pattern: Float[torch.Tensor, "*rows key_pos"]) -> Float[torch.Tensor, "*rows key_pos"]:
+    """``log P`` where ``P > 0``, [`MASKED_LOG`][workbench.neurons.pattern_change.MASKED_LOG] where a key is masked.
+
+    Also where a key's weight underflowed. From the scores,
+    ``log_softmax(scores).clamp_min(MASKED_LOG)`` is the same, cheaper and exact where ``P``
+    underflows.
     """
     return torch.where(pattern > 0, pattern.log(), torch.full_like(pattern, MASKED_LOG))
 
 
 def row_pattern_change(
-    pattern: torch.Tensor,
-    scores: torch.Tensor,
-    row: dict[str, torch.Tensor | None],
-    key: dict[str, torch.Tensor | None],
-    counted: torch.Tensor,
+    pattern: Float[torch.Tensor, "batch head query_pos key_pos"],
+    scores: Float[torch.Tensor, "batch head query_pos key_pos"],
+    row: RowFactors,
+    key: KeyFactors,
+    counted: Bool[torch.Tensor, "batch query_pos"],
     causal: bool = True,
-    capped: torch.Tensor | None = None,
+    capped: Float[torch.Tensor, "batch head query_pos key_pos"] | None = None,
     soft_cap: float = 0.0,
     backend: str = "auto",
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-    log_p: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``[b, heads, rows, neurons]``: ``|| softmax(S + X) - P ||^2`` per query row and neuron.
+    log_p: Float[torch.Tensor, "batch head query_pos key_pos"] | None = None,
+) -> Float[torch.Tensor, "batch head query_pos neuron"]:
+    """``|| softmax(S + X) - P ||^2`` per query row and neuron.
 
-    ``pattern`` and ``scores`` (raw, before any soft cap; 0 where masked) are ``[b, heads, rows,
-    keys]``; ``row`` holds ``f``, ``p``, ``q`` ``[b, heads, rows, neurons]`` (``f`` may be None)
-    and ``key`` holds ``E``, ``U``, ``V`` ``[b, kv_heads, keys, neurons]`` (``E`` may be None).
-    ``counted [b, rows]``: rows that count (others give 0 on the C path). With a soft cap,
-    ``capped`` are the model's capped scores (0 where masked). ``log_p``: [`log_pattern`][workbench.neurons.pattern_change.log_pattern]
-    of ``pattern``, when the caller has it already.
+    Args:
+        pattern: The attention pattern ``P``.
+        scores: The raw scores ``S``, before any soft cap; 0 where masked.
+        row: The query rows' factors ``f``, ``p``, ``q``.
+        key: The keys' factors ``E``, ``U``, ``V``.
+        counted: The rows that count (others give 0 on the C path).
+        causal: Whether attention is causal (a row sees no later key).
+        capped: With a soft cap, the model's capped scores (0 where masked); by default ``scores``.
+        soft_cap: The attention scores' soft cap (0 for none).
+        backend: ``auto``, ``c`` or ``torch`` (see the module docstring).
+        chunk_elements: Floats per temporary of the torch path.
+        log_p: [`log_pattern`][workbench.neurons.pattern_change.log_pattern] of ``pattern``, when the
+            caller has it already.
+
+    Returns:
+        Each row's pattern change when each neuron is zeroed.
+
+    Raises:
+        ValueError: For an unknown backend, or the C backend on a tensor not on the CPU.
+        RuntimeError: For the C backend where the kernel does not build.
     """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose from {', '.join(BACKENDS)}.")
@@ -89,22 +130,43 @@ def row_pattern_change(
     return _by_torch(pattern, log_p, scores, capped, row, key, causal, soft_cap, chunk_elements)
 
 
-def _by_torch(pattern, log_p, scores, capped, row, key, causal: bool, soft_cap: float, chunk_elements: int):
+def _scale(f: torch.Tensor | None, E: torch.Tensor | None) -> torch.Tensor:
+    """The rescaling of the scores, ``f + E``, where one of them may be None (absent)."""
+    if f is None:
+        if E is None:
+            raise ValueError("A row's f and a key's E cannot both be None.")
+        return E
+    return f if E is None else f + E
+
+
+def _by_torch(
+    pattern: torch.Tensor,
+    log_p: torch.Tensor,
+    scores: torch.Tensor,
+    capped: torch.Tensor,
+    row: RowFactors,
+    key: KeyFactors,
+    causal: bool,
+    soft_cap: float,
+    chunk_elements: int,
+) -> torch.Tensor:
     b, n_heads, n_q, n_k = pattern.shape
     n_neurons = row["p"].shape[-1]
     group = n_heads // key["U"].shape[1]
-    per_head = {n: None if t is None else t.repeat_interleave(group, 1) for n, t in key.items()}
+    E = None if key["E"] is None else key["E"].repeat_interleave(group, 1)
+    U, V = key["U"].repeat_interleave(group, 1), key["V"].repeat_interleave(group, 1)
     out = torch.zeros(b, n_heads, n_q, n_neurons, dtype=torch.float32, device=pattern.device)
     max_rows = max(1, chunk_elements // (b * n_heads * n_k))
     for rows, keys in row_blocks(n_q, n_k, max_rows, causal):
         width = max(1, min(n_neurons, chunk_elements // (b * n_heads * (rows.stop - rows.start) * keys.stop)))
         for start in range(0, n_neurons, width):
             dims = slice(start, start + width)
-            r = {n: None if t is None else t[:, :, rows, dims, None] for n, t in row.items()}
-            k = {n: None if t is None else t[:, :, None, keys, dims].transpose(-1, -2) for n, t in per_head.items()}
+            f = None if row["f"] is None else row["f"][:, :, rows, dims, None]
+            p, q = row["p"][:, :, rows, dims, None], row["q"][:, :, rows, dims, None]
+            e = None if E is None else E[:, :, None, keys, dims].transpose(-1, -2)
+            u, v = U[:, :, None, keys, dims].transpose(-1, -2), V[:, :, None, keys, dims].transpose(-1, -2)
             s = scores[:, :, rows, None, keys]
-            scale = r["f"] if k["E"] is None else k["E"] if r["f"] is None else r["f"] + k["E"]
-            x = scale * s - r["p"] * k["U"] - r["q"] * k["V"]
+            x = _scale(f, e) * s - p * u - q * v
             if soft_cap > 0:
                 x = soft_cap * torch.tanh((s + x) / soft_cap) - capped[:, :, rows, None, keys]
             y = x + log_p[:, :, rows, None, keys]
@@ -115,8 +177,19 @@ def _by_torch(pattern, log_p, scores, capped, row, key, causal: bool, soft_cap: 
 
 
 def row_blocks(n_q: int, n_k: int, max_rows: int, causal: bool) -> list[tuple[slice, slice]]:
-    """Query row blocks, each with the keys it can see. Causal attention never looks ahead, so
-    splitting the rows into (at least) 4 blocks skips most of the masked upper triangle.
+    """Query row blocks, each with the keys it can see.
+
+    Causal attention never looks ahead, so splitting the rows into (at least) 4 blocks skips most
+    of the masked upper triangle.
+
+    Args:
+        n_q: Query rows.
+        n_k: Keys (more than ``n_q`` with a cache: the first queries follow them).
+        max_rows: The most rows in one block.
+        causal: Whether attention is causal.
+
+    Returns:
+        ``(rows, keys)`` slices, one pair per block.
     """
     size = max(1, min(max_rows, -(-n_q // 4) if causal else n_q))
     offset = n_k - n_q  # keys before the first query (0 without a cache)
@@ -126,7 +199,17 @@ def row_blocks(n_q: int, n_k: int, max_rows: int, causal: bool) -> list[tuple[sl
     ]
 
 
-def _by_kernel(pattern, log_p, scores, capped, row, key, counted, causal: bool, soft_cap: float) -> torch.Tensor:
+def _by_kernel(
+    pattern: torch.Tensor,
+    log_p: torch.Tensor,
+    scores: torch.Tensor,
+    capped: torch.Tensor,
+    row: RowFactors,
+    key: KeyFactors,
+    counted: torch.Tensor,
+    causal: bool,
+    soft_cap: float,
+) -> torch.Tensor:
     run = kernel()
     if run is None:
         raise RuntimeError("The C kernel could not be built here (no C compiler?); use backend='torch'.")
@@ -140,8 +223,8 @@ def _by_kernel(pattern, log_p, scores, capped, row, key, counted, causal: bool, 
     indices = [t.contiguous() for t in (group, first, n_keys)]  # kept alive for the call
     args = [t.float().contiguous() for t in (pattern, log_p, scores, capped)]
     padded = -(-n_neurons // NEURON_BLOCK) * NEURON_BLOCK
-    rows = [_padded(row[n], padded) for n in ("f", "p", "q")]
-    keys = [_padded(key[n], padded) for n in ("E", "U", "V")]
+    rows = [_padded(row["f"], padded), _padded(row["p"], padded), _padded(row["q"], padded)]
+    keys = [_padded(key["E"], padded), _padded(key["U"], padded), _padded(key["V"], padded)]
     out = torch.empty(b, n_heads, n_q, padded, dtype=torch.float32)
     pointers = [ctypes.c_void_p(t.data_ptr() if t is not None else 0) for t in (*args, *rows, *keys)]
     run(
@@ -166,9 +249,12 @@ def _padded(t: torch.Tensor | None, size: int) -> torch.Tensor | None:
 
 
 @functools.cache
-def kernel():
-    """The compiled C kernel (built on first use into the workbench cache), or None where no C
-    compiler works; then the torch backend is used, with one warning.
+def kernel() -> Callable[..., None] | None:
+    """The compiled C kernel, built on first use into the workbench cache.
+
+    Returns:
+        The kernel's function, or None where no C compiler works: then the torch backend is used,
+        with one warning.
     """
     try:
         function = ctypes.CDLL(str(_build())).pattern_change

@@ -1,9 +1,10 @@
-"""The literal, sequential PLND: zero one neuron's parameters, rerun the layer, measure.
+r"""The literal, sequential PLND: zero one neuron's parameters, rerun the layer, measure.
 
-This is the definition ``Imp(N | c) = || T\\N(h) - T(h) ||^2`` computed the slow way, one neuron
+This is the definition ``Imp(N | c) = || T\N(h) - T(h) ||^2`` computed the slow way, one neuron
 at a time, on one document. It exists to hold the parallel computation in
-[`workbench.neurons.importance`][workbench.neurons.importance] to the definition (tests) and to time the speed-up (benchmark).
-Parameters are zeroed (and restored) in a *copy* of the sublayer; the model is never edited.
+[`workbench.neurons.importance`][workbench.neurons.importance] to the definition (tests) and to
+time the speed-up (benchmark). Parameters are zeroed (and restored) in a *copy* of the sublayer;
+the model is never edited.
 
 * FFN, V, O: the change of the sublayer's output (before any post-sublayer norm), summed over
   the document's counted positions.
@@ -15,24 +16,40 @@ Parameters are zeroed (and restored) in a *copy* of the sublayer; the model is n
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float, Int
 
 from workbench.data.batching import counted_positions
-from workbench.neurons.sets import structure_size, sublayer_entries
+from workbench.neurons.sets import ParameterEntry, structure_size, sublayer_entries
+
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+    from transformer_lens.components.abstract_attention import AbstractAttention
 
 
-def _on_model(model, tokens: torch.Tensor) -> torch.Tensor:
+def _on_model(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """``tokens`` on the model's device (where the sublayers run and their outputs live)."""
     return tokens.to(next(model.parameters()).device)
 
 
-def sublayer_inputs(model, tokens: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inputs of layer ``layer``'s attention and MLP for one document ``[1, pos]``: the
-    residual stream before each (both read the block's input with parallel attention, GPT-NeoX
-    style), through the block's own norm (weights included).
+def sublayer_inputs(
+    model: HookedTransformer, tokens: Int[torch.Tensor, "1 pos"], layer: int
+) -> tuple[Float[torch.Tensor, "1 pos d_model"], Float[torch.Tensor, "1 pos d_model"]]:
+    """The inputs of layer ``layer``'s attention and MLP for one document.
+
+    Args:
+        model: The model.
+        tokens: The document's token ids.
+        layer: The layer.
+
+    Returns:
+        The residual stream before the attention and before the MLP (both read the block's input
+        with parallel attention, GPT-NeoX style), each through the block's own norm (weights
+        included).
     """
     tokens = _on_model(model, tokens)
     mlp_reads = "hook_resid_pre" if model.cfg.parallel_attn_mlp else "hook_resid_mid"
@@ -48,9 +65,26 @@ def _squared_change(new: torch.Tensor, old: torch.Tensor, weights: torch.Tensor)
 
 
 def ffn_reference(
-    model, tokens: torch.Tensor, layer: int, neurons: Iterable[int], include_bos: bool = False, zero: str = "in"
+    model: HookedTransformer,
+    tokens: Int[torch.Tensor, "1 pos"],
+    layer: int,
+    neurons: Iterable[int],
+    include_bos: bool = False,
+    zero: str = "in",
 ) -> dict[int, float]:
-    """Imp of FFN neurons: zero column k of W_in (W_gate) and b_in[k], or row k of W_out."""
+    """Imp of FFN neurons: zero column k of W_in (W_gate) and b_in[k], or row k of W_out.
+
+    Args:
+        model: The model.
+        tokens: One document's token ids.
+        layer: The neurons' layer.
+        neurons: The hidden units to score.
+        include_bos: Count the BOS position too.
+        zero: ``"in"`` zeroes the input side (W_in / W_gate columns and b_in), ``"out"`` W_out's row.
+
+    Returns:
+        Each neuron's importance.
+    """
     tokens = _on_model(model, tokens)
     _, x = sublayer_inputs(model, tokens, layer)
     weights = counted_positions(torch.ones_like(tokens), include_bos)
@@ -65,15 +99,37 @@ def ffn_reference(
     return out
 
 
-def _ffn_side(entries, zero: str) -> list[tuple[str, torch.Tensor, tuple]]:
+def _ffn_side(entries: list[ParameterEntry], zero: str) -> list[ParameterEntry]:
     """The input side (W_in / W_gate columns and b_in: h[:, k] = act(0) * 0 = 0) or W_out's row."""
     return [e for e in entries if (e[0] == "W_out") == (zero == "out")]
 
 
 def attention_reference(
-    model, tokens: torch.Tensor, layer: int, structure: str, neurons: Iterable[int], include_bos: bool = False
+    model: HookedTransformer,
+    tokens: Int[torch.Tensor, "1 pos"],
+    layer: int,
+    structure: str,
+    neurons: Iterable[int],
+    include_bos: bool = False,
 ) -> dict[int, float]:
-    """Imp of attention neurons (flat index ``head * d_head + k``) by rerunning the sublayer."""
+    """Imp of attention neurons by rerunning the sublayer.
+
+    Args:
+        model: The model.
+        tokens: One document's token ids.
+        layer: The neurons' layer.
+        structure: ``attn_q``, ``attn_k``, ``attn_v`` or ``attn_o``.
+        neurons: The neurons to score, by flat index ``head * d_head + k``.
+        include_bos: Count the BOS position too.
+
+    Returns:
+        Each neuron's importance: the change of the attention pattern for Q and K, of the
+        sublayer's output for V and O.
+
+    Raises:
+        ValueError: For a structure that is not an attention one.
+        IndexError: For a neuron index past the structure's size.
+    """
     if structure not in ("attn_q", "attn_k", "attn_v", "attn_o"):
         raise ValueError(f"Not an attention structure: {structure!r}")
     tokens = _on_model(model, tokens)
@@ -99,7 +155,7 @@ def attention_reference(
 
 
 @contextmanager
-def _zeroed(entries: list[tuple[str, torch.Tensor, tuple]]):
+def _zeroed(entries: list[ParameterEntry]) -> Iterator[None]:
     """Zero some entries of (copied) parameters for the duration of the block, then restore them."""
     saved = [(param, index, param[index].clone()) for _, param, index in entries]
     with torch.no_grad():
@@ -112,7 +168,7 @@ def _zeroed(entries: list[tuple[str, torch.Tensor, tuple]]):
                 param[index] = value
 
 
-def _run_attention(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _run_attention(attn: AbstractAttention, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Run an attention sublayer alone: its output and its pattern."""
     captured = {}
     handle = attn.hook_pattern.register_forward_hook(lambda m, i, o: captured.setdefault("pattern", o))

@@ -1,8 +1,8 @@
 """Which neurons an analysis reads, and when one counts as activated or language-specific.
 
 Plain definitions without torch (the command line validates them at once): the neuron
-structures PLND scores, and [`Selection`][workbench.neurons.selection.Selection], PLND's rule for activated and specific neurons
-(MWork; docs/methods.md §5).
+structures PLND scores, and [`Selection`][workbench.neurons.selection.Selection], PLND's rule for
+activated and specific neurons (MWork; docs/methods.md §5).
 """
 
 from __future__ import annotations
@@ -13,18 +13,24 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import torch
+    from jaxtyping import Bool, Float, Int
 
 STRUCTURES: tuple[str, ...] = ("ffn", "attn_q", "attn_k", "attn_v", "attn_o")
-SET_NAMES: dict[str, str] = {  # the kinds of neuron set PLND's result offers (PLNDResult.named_sets)
+"""The neuron structures, in canonical order: the FFN and the four attention projections."""
+SET_NAMES: dict[str, str] = {
     "plnd": "PLND's sets (with the neurons every language shares)",
     "exclusive": "PLND's sets without the neurons every language shares",
     "lape": "LAPE's sets (FFN neurons)",
 }
+"""The kinds of neuron set PLND's result offers (``PLNDResult.named_sets``), with a description of each."""
 SET_KINDS: tuple[str, ...] = tuple(SET_NAMES)
+"""The names of [`SET_NAMES`][workbench.neurons.selection.SET_NAMES]."""
 
 
 Rule = Literal["top_fraction", "top_k", "threshold"]
+"""How a neuron is activated for a document: among the top fraction or top k of its layer, or above a threshold."""
 RULES: tuple[str, ...] = ("top_fraction", "top_k", "threshold")
+"""The values of [`Rule`][workbench.neurons.selection.Rule]."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,29 @@ class Selection:
             raise ValueError(f"specificity is a fraction of documents in (0, 1], got {self.specificity}.")
 
     def k(self, size: int) -> int:
-        """How many neurons per layer and structure the top rules keep for one document."""
+        """How many neurons per layer and structure the top rules keep for one document.
+
+        Args:
+            size: The neurons per layer of the structure.
+
+        Returns:
+            ``value`` itself for ``top_k``, else the fraction of ``size`` rounded up (at least 1).
+        """
         return int(self.value) if self.rule == "top_k" else max(1, math.ceil(self.value * size))
 
-    def activated(self, importance: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
-        """Boolean ``[b, layers, size]``: activated neurons for each document (never Imp = 0)."""
+    def activated(
+        self, importance: Float[torch.Tensor, "batch layer neuron"], ranks: Int[torch.Tensor, "batch layer neuron"]
+    ) -> Bool[torch.Tensor, "batch layer neuron"]:
+        """The neurons activated for each document (never one of importance 0).
+
+        Args:
+            importance: Each document's importances.
+            ranks: Each neuron's rank within its layer (0 = most important), as
+                [`descending_ranks`][workbench.neurons.plnd.descending_ranks] gives them.
+
+        Returns:
+            Whether each neuron is activated for each document.
+        """
         if self.rule == "threshold":
             return importance >= self.value
         return (ranks < self.k(importance.shape[-1])) & (importance > 0)

@@ -21,6 +21,8 @@ import json
 import os
 import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
 import plotly
 import plotly.graph_objects as go
@@ -28,8 +30,9 @@ import plotly.graph_objects as go
 from workbench.errors import WorkbenchError
 
 FORMATS = ("png", "svg", "pdf", "jpeg", "jpg", "webp")
+"""The image formats kaleido writes."""
 DEFAULT_HEIGHT = 500
-# Looked for on PATH, in this order, when BROWSER_PATH is not set.
+"""The height of a figure that sets none, in layout pixels."""
 BROWSER_NAMES = (
     "chromium-headless-shell",
     "chrome-headless-shell",
@@ -39,10 +42,12 @@ BROWSER_NAMES = (
     "google-chrome-stable",
     "chrome",
 )
+"""The browsers looked for on PATH, in this order, when BROWSER_PATH is not set."""
 INSTALL_HINT = (
     "run `make assets-deps` (it runs `apt-get install --no-install-recommends chromium-headless-shell` "
     "and `pip install 'kaleido>=1'` in the project's environment)"
 )
+"""How to install what image export needs, as every export error says it."""
 
 
 class ImageExportError(WorkbenchError, RuntimeError):
@@ -66,8 +71,12 @@ def find_browser() -> str:
     )
 
 
-def kaleido_module():
-    """The kaleido package (>= 1), imported on first use so that the rest of the workbench never needs it."""
+def kaleido_module() -> ModuleType:
+    """The kaleido package (>= 1), imported on first use so that the rest of the workbench never needs it.
+
+    Raises:
+        ImageExportError: kaleido is missing or older than 1.
+    """
     try:
         version = importlib.metadata.version("kaleido")
     except importlib.metadata.PackageNotFoundError:
@@ -91,7 +100,10 @@ def plotly_js() -> Path:
 
 def figure_height(fig: go.Figure, height: int | None) -> int:
     """The height asked for, else the figure's own layout height, else DEFAULT_HEIGHT."""
-    return int(height or fig.layout.height or DEFAULT_HEIGHT)
+    if height:
+        return int(height)
+    own = cast(go.Layout, fig.layout).height  # plotly's properties carry no annotations
+    return int(own) if isinstance(own, int | float) and own else DEFAULT_HEIGHT
 
 
 def check_name(name: str) -> str:
@@ -109,11 +121,23 @@ def write_images(
     height: int | None = None,
     scale: float = 1.0,
 ) -> list[Path]:
-    """Write folder/<name>.<fmt> for each figure, with one browser for the batch; returns the paths in order.
+    """Write ``folder/<name>.<fmt>`` for each figure, with one browser for the batch.
 
-    width and height are in layout pixels (height defaults to each figure's layout height, or 500);
-    a PNG is round(width * scale) pixels wide. Raises ImageExportError, naming the install step,
-    when kaleido or a browser is missing.
+    Args:
+        figures: The figures by name (each name a plain file name).
+        folder: Where the images go.
+        fmt: One of [`FORMATS`][workbench.runs.images.FORMATS].
+        width: The width in layout pixels.
+        height: The height in layout pixels (default: each figure's layout height, or 500).
+        scale: A PNG is ``round(width * scale)`` pixels wide.
+
+    Returns:
+        The images' paths, in the figures' order.
+
+    Raises:
+        ValueError: An unknown format, or a figure name that is not a plain file name.
+        ImageExportError: kaleido or a browser is missing (the message names the install step),
+            or the browser failed.
     """
     fmt = fmt.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -127,7 +151,7 @@ def write_images(
     specs = [
         {
             # Through JSON: numpy arrays, NaN and dates become what plotly.js reads.
-            "fig": json.loads(fig.to_json()),
+            "fig": json.loads(cast(str, fig.to_json())),  # plotly documents a str
             "path": path,
             "opts": {"format": fmt, "width": int(width), "height": figure_height(fig, height), "scale": float(scale)},
         }

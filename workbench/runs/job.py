@@ -1,23 +1,25 @@
 """The main job behind ``workbench run``: analyses of one model on one corpus, into one folder.
 
-The job only loops over slices (registered in [`workbench.runs.slices`][workbench.runs.slices]): it adds the analyses each one
-requires, runs them in registry order, and keeps the folder's manifest: the model, corpus,
-languages, the run's settings, and per analysis its options and fingerprint. Work is saved in
-parts as it finishes ([`Store`][workbench.runs.store.Store]); running the same job again on the same
-folder resumes. A folder made with other run settings (model, corpus, languages, seed, ...) is
-refused; an analysis asked for with other options than the folder's is redone, with the
-analyses that depend on it, never mixed. Under ``torchrun`` every rank runs the job; the
-analyses that split their documents do so, and rank 0 alone writes ([`workbench.runs.distributed`][workbench.runs.distributed]).
+The job only loops over slices (registered in [`workbench.runs.slices`][workbench.runs.slices]): it
+adds the analyses each one requires, runs them in registry order, and keeps the folder's manifest:
+the model, corpus, languages, the run's settings, and per analysis its options and fingerprint.
+Work is saved in parts as it finishes ([`Store`][workbench.runs.store.Store]); running the same
+job again on the same folder resumes. A folder made with other run settings (model, corpus,
+languages, seed, ...) is refused; an analysis asked for with other options than the folder's is
+redone, with the analyses that depend on it, never mixed. Under ``torchrun`` every rank runs the
+job; the analyses that split their documents do so, and rank 0 alone writes
+([`workbench.runs.distributed`][workbench.runs.distributed]).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.data.corpus import Corpus, open_corpus
 from workbench.errors import ResultsMismatchError
+from workbench.models.model import Model
 from workbench.models.specs import check_spec
 from workbench.runs import slices
 from workbench.runs.options import OptionError, Options, RunOptions
@@ -31,12 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def resolve(analyses: dict[str, Options]) -> dict[str, Options]:
-    """The analyses asked for plus those they require or their settings need (default options), in run order."""
+    """The analyses asked for, plus those they require or their settings need (default options), in run order."""
     wanted = [*analyses, *(need for options in analyses.values() for need in options.needs())]
     return {name: analyses.get(name) or slices.load_slice(name).Options() for name in slices.with_requirements(wanted)}
 
 
 def _needs(name: str, options: Options) -> list[str]:
+    """What analysis ``name`` needs with ``options``: its slice's ``requires`` and its settings' needs."""
     return [*slices.load_slice(name).requires, *options.needs()]
 
 
@@ -49,7 +52,7 @@ def fingerprints(run: RunOptions, analyses: dict[str, Options]) -> dict[str, str
     return prints
 
 
-def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
+def _previous_manifest(out: Path, run: RunOptions) -> dict[str, Any] | None:
     """The folder's manifest, refused when its run settings differ from ``run``'s."""
     if not (out / MANIFEST).exists():
         return None
@@ -64,9 +67,10 @@ def _previous_manifest(out: Path, run: RunOptions) -> dict | None:
     return manifest
 
 
-def _recorded_needs(name: str, entry: dict) -> list[str]:
-    """What a finished analysis needed, from its recorded settings (its ``requires`` alone when
-    they no longer load, e.g. a setting this version dropped).
+def _recorded_needs(name: str, entry: dict[str, Any]) -> list[str]:
+    """What a finished analysis needed, from its recorded settings.
+
+    Its ``requires`` alone when the settings no longer load (e.g. a setting this version dropped).
     """
     try:
         return _needs(name, slices.load_slice(name).Options.from_dict(entry.get("options", {})))
@@ -74,9 +78,10 @@ def _recorded_needs(name: str, entry: dict) -> list[str]:
         return list(slices.load_slice(name).requires)
 
 
-def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
-    """The manifest's analyses that stay valid: those not redone now with another fingerprint,
-    and not depending on one that is.
+def _still_valid(recorded: dict[str, Any], prints: dict[str, str]) -> dict[str, Any]:
+    """The manifest's analyses that stay valid.
+
+    Those not redone now with another fingerprint, and not depending on one that is.
     """
     stale: set[str] = set()
     for name in slices.names():  # run order: what an analysis requires comes before it
@@ -89,9 +94,15 @@ def _still_valid(recorded: dict, prints: dict[str, str]) -> dict:
 
 
 def check(run_options: RunOptions, analyses: dict[str, Options]) -> tuple[dict[str, Options], dict[str, str], Corpus]:
-    """Every check a run can make before it loads anything heavy (the model spec, the corpus and its
-    languages, each analysis's options against the run's), in well under a second; returns the
-    analyses with what they require, their fingerprints and the corpus.
+    """Every check a run can make before it loads anything heavy, in well under a second.
+
+    The model spec, the corpus and its languages, each analysis's options against the run's.
+
+    Returns:
+        The analyses with what they require (in run order), their fingerprints, and the corpus.
+
+    Raises:
+        WorkbenchError: The first input that cannot run, with the fix in its message.
     """
     analyses = resolve(analyses)
     prints = fingerprints(run_options, analyses)
@@ -103,9 +114,16 @@ def check(run_options: RunOptions, analyses: dict[str, Options]) -> tuple[dict[s
     return analyses, prints, corpus
 
 
-def load_model(spec: str, device: str, dtype: str = "float32", n_devices: int = 1):
-    """The run's model (torch and TransformerLens are imported here, after every check); with
-    ``n_devices`` > 1 loaded on the CPU, then its layers split over the devices from ``device`` on.
+def load_run_model(spec: str, device: str, dtype: str = "float32", n_devices: int = 1) -> Model:
+    """The run's model, placed on its devices (torch and TransformerLens are imported here, after every check).
+
+    Args:
+        spec: The model spec ([`load_model`][workbench.models.loading.load_model]).
+        device: The run's device (the first one with ``n_devices`` > 1).
+        dtype: The name of the weights' torch dtype (``float32``, ``bfloat16``, ``float16``).
+        n_devices: With more than 1, the model is loaded on the CPU, then its layers are split
+            over the devices from ``device`` on
+            ([`split_layers`][workbench.models.devices.split_layers]).
     """
     import torch
 
@@ -126,11 +144,23 @@ def load_model(spec: str, device: str, dtype: str = "float32", n_devices: int = 
 def run(
     run_options: RunOptions, analyses: dict[str, Options], out: Path | None, show_progress: bool = True
 ) -> Path | None:
-    """Run the analyses (and what they require) on the run's model and corpus; write results, the
-    manifest and the HTML report into ``out``; return the report's path (None without ``out``).
+    """Run the analyses (and what they require) on the run's model and corpus.
+
+    Args:
+        run_options: The run's own settings.
+        analyses: The analyses asked for, with their options.
+        out: The results folder: results, the manifest and the HTML report are written there, and
+            a run in it resumes. None keeps everything in memory.
+        show_progress: Show progress bars (on rank 0 only).
+
+    Returns:
+        The report's path, or None without ``out``.
+
+    Raises:
+        WorkbenchError: Bad input (before the model loads), or a folder of other run settings.
     """
     analyses, prints, corpus = check(run_options, analyses)
-    from workbench.models.loading import model_source
+    from workbench.models.model import model_source
     from workbench.runs import distributed
     from workbench.runs.store import Store
 
@@ -142,7 +172,7 @@ def run(
         )
     manifest = distributed.from_main(lambda: _previous_manifest(Path(out), run_options)) if out is not None else None
 
-    model = load_model(
+    model = load_run_model(
         run_options.model, distributed.local_device(run_options.device), run_options.dtype, run_options.n_devices
     )
     show_progress = show_progress and distributed.world().is_main
@@ -166,9 +196,10 @@ def run(
     return distributed.from_main(lambda: write_report(Path(out)))
 
 
-def _save_manifest(store: Store, manifest: dict) -> None:
+def _save_manifest(store: Store, manifest: dict[str, Any]) -> None:
     """The manifest as it stands (finished analyses only)."""
     from workbench.runs import distributed
 
-    if store.folder is not None:
-        distributed.on_main(lambda: save_json(store.folder / MANIFEST, manifest))
+    folder = store.folder
+    if folder is not None:
+        distributed.on_main(lambda: save_json(folder / MANIFEST, manifest))

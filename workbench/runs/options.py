@@ -1,10 +1,12 @@
 """Settings of an analysis: dataclass fields with their default, help text and checks, defined once.
 
-Every analysis declares its settings as a frozen dataclass subclassing [`Options`][workbench.runs.options.Options], each
-field made with [`option`][workbench.runs.options.option]. Everything else is derived from those fields: the command line
-(``workbench <analysis> --<field>``, ``workbench run --<analysis>-<field>``), the validation
-(choices, lower bounds, then the class's own [`Options.validate`][workbench.runs.options.Options.validate]), the nested run
-configuration saved in the manifest, and the fingerprint that keys checkpoints.
+Every analysis declares its settings as a frozen dataclass subclassing
+[`Options`][workbench.runs.options.Options], each field made with
+[`option`][workbench.runs.options.option]. Everything else is derived from those fields: the
+command line (``workbench <analysis> --<field>``, ``workbench run --<analysis>-<field>``), the
+validation (choices, lower bounds, then the class's own
+[`Options.validate`][workbench.runs.options.Options.validate]), the nested run configuration saved
+in the manifest, and the fingerprint that keys checkpoints.
 
 This module imports nothing heavy (no torch), so the command line checks its input at once.
 """
@@ -15,10 +17,14 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import Field, asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.models.model import Model
 
 
 class OptionError(WorkbenchError, ValueError):
@@ -30,8 +36,18 @@ def option(
 ) -> Any:
     """A settings field: its default, its help text (shown by ``--help``), and what it accepts.
 
-    ``choices``: the values a scalar may take; ``each_of``: the values every item of a tuple may
-    take; ``minimum``: the smallest number allowed (for a tuple, for each item).
+    Args:
+        default: The field's default (a tuple for a many-valued field).
+        help: The help text.
+        choices: The values a scalar may take.
+        minimum: The smallest number allowed (for a tuple, for each item).
+        each_of: The values every item of a tuple may take.
+
+    Returns:
+        The dataclass field.
+
+    Raises:
+        TypeError: The default is a list (options are frozen: use a tuple).
     """
     meta = {"help": help, "choices": choices, "minimum": minimum, "each_of": each_of}
     if isinstance(default, list):
@@ -40,8 +56,9 @@ def option(
 
 
 def value_kind(hint: Any) -> tuple[type, bool, bool]:
-    """``(item type, many, optional)`` of a field's type hint: ``tuple[int, ...]`` is
-    ``(int, True, False)``, ``float | None`` is ``(float, False, True)``.
+    """``(item type, many, optional)`` of a field's type hint.
+
+    ``tuple[int, ...]`` is ``(int, True, False)``, ``float | None`` is ``(float, False, True)``.
     """
     optional = False
     origin = typing.get_origin(hint)
@@ -56,12 +73,18 @@ def value_kind(hint: Any) -> tuple[type, bool, bool]:
 
 @dataclass(frozen=True)
 class Options:
-    """Base of every analysis's settings. Subclasses add [`option`][workbench.runs.options.option] fields and may override
-    ``validate`` for checks across fields.
+    """Base of every analysis's settings.
+
+    Subclasses add [`option`][workbench.runs.options.option] fields and may override ``validate``
+    for checks across fields.
+
+    Attributes:
+        ANALYSIS: The analysis these options belong to (also the command line's prefix).
+        PRESETS: Preset name -> the field values it sets.
     """
 
-    ANALYSIS: ClassVar[str] = ""  # the analysis these options belong to (also the CLI prefix)
-    PRESETS: ClassVar[dict[str, dict]] = {}  # preset name -> field values it sets
+    ANALYSIS: ClassVar[str] = ""
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -69,9 +92,10 @@ class Options:
         self.validate()
 
     def _check_field(self, f: Field) -> None:
+        """Check one field's value(s); freeze lists as tuples and ints as floats where the hint says."""
         value = getattr(self, f.name)
         item, many, optional = value_kind(self.hints()[f.name])
-        if value is None and optional:
+        if optional and value is None:
             return
         values = tuple(self._checked(f, item, v) for v in (value if many else (value,)))
         object.__setattr__(self, f.name, values if many else values[0])  # lists frozen as tuples, ints as floats
@@ -92,27 +116,32 @@ class Options:
         return value
 
     def validate(self) -> None:
-        """Checks across fields (raise [`OptionError`][workbench.runs.options.OptionError] naming the flag to change)."""
+        """Checks across fields.
 
-    def check_run(self, run: RunOptions) -> None:
-        """Checks against the run's settings (e.g. languages among the run's), made by the job
-        before the model loads.
+        Raises:
+            OptionError: Fields that do not go together; the message names the flag to change.
         """
 
+    def check_run(self, run: RunOptions) -> None:
+        """Checks against the run's settings (e.g. languages among the run's), before the model loads."""
+
     def needs(self) -> tuple[str, ...]:
-        """Analyses these settings need besides the slice's ``requires`` (run first, their
-        results in the store, part of this one's fingerprint): e.g. clt-diff of the run's own
-        fine-tune needs finetune.
+        """Analyses these settings need besides the slice's ``requires``.
+
+        They run first, their results are in the store, and their fingerprints are part of this
+        one's: e.g. clt-diff of the run's own fine-tune needs finetune.
         """
         return ()
 
-    def check_model(self, model: Any) -> None:
-        """Checks against the loaded model (e.g. a computation its architecture or load route
-        does not support), made by the job before any analysis runs.
+    def check_model(self, model: Model) -> None:
+        """Checks against the loaded model, made by the job before any analysis runs.
+
+        E.g. a computation the model's architecture or load route does not support.
         """
 
     @classmethod
     def hints(cls) -> dict[str, Any]:
+        """The fields' type hints, resolved."""
         return typing.get_type_hints(cls)
 
     @classmethod
@@ -121,12 +150,17 @@ class Options:
         stem = name.replace("_", "-")
         return f"--{cls.ANALYSIS}-{stem}" if prefixed and cls.ANALYSIS else f"--{stem}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> Options:
-        """Options from a saved dict; keys this version does not know are refused."""
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Options from a saved dict.
+
+        Raises:
+            OptionError: A key this version does not know, or a value out of range.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -134,8 +168,9 @@ class Options:
         return cls(**data)
 
     def fingerprint(self, *parts: Any) -> str:
-        """A short hash of these settings and ``parts`` (other fingerprints, the run's context):
-        checkpoints made with other settings have another fingerprint and are never mixed in.
+        """A short hash of these settings and ``parts`` (other fingerprints, the run's context).
+
+        Checkpoints made with other settings have another fingerprint and are never mixed in.
         """
         text = json.dumps([_FINGERPRINT_LABEL, self.to_dict(), *parts], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -146,9 +181,13 @@ class Options:
 _FINGERPRINT_LABEL = "Options"
 
 
-def among_run(chosen, run_languages: list[str], flag: str) -> list[str]:
-    """``chosen`` languages of an analysis, each of which must be among the run's (whose
-    documents the aligned samples and PLND cover).
+def among_run(chosen: Iterable[str], run_languages: list[str], flag: str) -> list[str]:
+    """``chosen`` languages of an analysis, each of which must be among the run's.
+
+    The run's languages are those whose documents the aligned samples and PLND cover.
+
+    Raises:
+        OptionError: A chosen language is not among the run's; the message names ``flag``.
     """
     outside = [lang for lang in chosen if lang not in run_languages]
     if outside:
@@ -174,20 +213,27 @@ DEFAULT_LANGUAGES: tuple[str, ...] = (
     "hi",
     "sw",
 )
+"""The languages of the ``paper`` preset."""
 DEMO_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "ru", "zh", "sw")
-# The transcoder study on Gemma: the parallel prompt set's eight languages (Latin, Cyrillic, Han,
-# Arabic and Devanagari scripts), and a workshop's four.
+"""The run's languages by default: six languages, five scripts."""
 GEMMA_CLT_LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "ru", "zh", "ar", "hi")
+"""The transcoder study on Gemma: the parallel prompt set's eight languages.
+
+Latin, Cyrillic, Han, Arabic and Devanagari scripts.
+"""
 WORKSHOP_LANGUAGES: tuple[str, ...] = ("en", "ru", "zh", "ar")
+"""A workshop's four languages of the transcoder study."""
 LENGTH_POLICIES: tuple[str, ...] = ("truncate", "error")
+"""What ``--on-too-long`` accepts (see [`LengthPolicy`][workbench.data.batching.LengthPolicy])."""
 DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+"""What ``--dtype`` accepts: torch dtype names."""
 
 
 @dataclass(frozen=True)
 class RunOptions(Options):
     """The run's own settings, shared by every analysis (flags without a prefix)."""
 
-    PRESETS: ClassVar[dict[str, dict]] = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"languages": DEFAULT_LANGUAGES},
         "gemma-clt": {"languages": GEMMA_CLT_LANGUAGES, "batch_tokens": 2048},
         "gemma-clt-workshop": {"languages": WORKSHOP_LANGUAGES, "batch_tokens": 2048},
@@ -216,6 +262,7 @@ class RunOptions(Options):
     )
 
     def validate(self) -> None:
+        """Lower-case and de-duplicate the languages; refuse none, and translations without ``=``."""
         object.__setattr__(self, "languages", tuple(dict.fromkeys(lang.lower() for lang in self.languages)))
         if not self.languages:
             raise OptionError("--languages is empty; give at least one language code, e.g. en,de.")
@@ -224,9 +271,10 @@ class RunOptions(Options):
             raise OptionError(f"--translations takes LANG=CODE items (e.g. en=k); got {', '.join(bad)}.")
 
     def translation_map(self) -> dict[str, str]:
+        """The Bible translations asked for: language -> translation code or name."""
         return dict(item.split("=", 1) for item in self.translations)
 
-    def context(self) -> dict:
+    def context(self) -> dict[str, Any]:
         """What decides every analysis's numbers (not where or on which devices it runs)."""
         data = self.to_dict()
         data.pop("device")

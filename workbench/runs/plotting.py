@@ -16,3 +16,4 @@ PALETTE = [
     "#D62728",
     "#9467BD",
 ]
+"""The colours of the figures' series, in order."""

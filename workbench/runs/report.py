@@ -3,8 +3,8 @@
 The report is rebuilt from the files in the folder (never from objects in memory), so it can be
 regenerated at any time with ``workbench report FOLDER``. plotly.js is embedded once, so the
 file opens offline in any browser. Each analysis listed in the folder's manifest contributes
-the section its slice makes (``section`` of its slice, found in [`workbench.runs.slices`][workbench.runs.slices]); this module only
-lays them out.
+the section its slice makes (``section`` of its slice, found in
+[`workbench.runs.slices`][workbench.runs.slices]); this module only lays them out.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
@@ -24,22 +25,29 @@ from workbench.runs import slices
 from workbench.runs.results import atomic_write_bytes, read_manifest
 
 REPORT = "report.html"
+"""The report's file name in a results folder."""
 
 
 @dataclass
 class Section:
-    """One part of the report: a title, explanatory HTML, a verdict computed from the numbers,
-    figures and tables.
+    """One part of the report: a title, explanatory HTML, a verdict, figures and tables.
+
+    Attributes:
+        title: The section's heading.
+        intro: Explanatory HTML (trusted: written by the slice, not escaped).
+        verdict: What the numbers say, in one sentence computed from them.
+        figures: The section's figures, in order.
+        tables: Tables, each a list of same-keyed rows.
     """
 
     title: str
     intro: str = ""
     verdict: str = ""
     figures: list[go.Figure] = field(default_factory=list)
-    tables: list[list[dict]] = field(default_factory=list)
+    tables: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
-def html_table(rows: list[dict]) -> str:
+def html_table(rows: list[dict[str, Any]]) -> str:
     """A plain HTML table from a list of same-keyed dicts."""
     if not rows:
         return "<p><em>No rows.</em></p>"
@@ -48,7 +56,8 @@ def html_table(rows: list[dict]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _fmt(value) -> str:
+def _fmt(value: object) -> str:
+    """A table cell's text: floats to 4 significant digits, lists item by item."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list | tuple):
@@ -56,7 +65,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def finished(folder: Path, manifest: dict) -> Iterator[tuple[ModuleType, object]]:
+def finished(folder: Path, manifest: dict[str, Any]) -> Iterator[tuple[ModuleType, object]]:
     """``(slice, result)`` of every analysis of the manifest whose result is in the folder."""
     for name in slices.names():
         if name not in manifest.get("analyses", {}):
@@ -76,7 +85,8 @@ def collect_figures(folder: Path) -> dict[str, go.Figure]:
     return figures
 
 
-def _header(manifest: dict) -> str:
+def _header(manifest: dict[str, Any]) -> str:
+    """The report's head: model, weights, corpus, languages, versions, translations and settings."""
     model, corpus = manifest.get("model", {}), manifest.get("corpus", {})
     rows = [
         ("Model", f"{model.get('name', '?')} (spec {model.get('spec', '?')}, route {model.get('route', '?')})"),
@@ -101,15 +111,18 @@ def _header(manifest: dict) -> str:
     )
 
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
-th{background:#f5f5f5} p.verdict{font-weight:600;background:#f3f7fb;padding:.6em;border-left:3px solid #4C78A8} table.meta th{width:8em} pre{background:#f8f8f8;padding:.6em;overflow-x:auto}
-"""
+_STYLE = (
+    "\nbody{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;"
+    "padding:0 1em;color:#222}\n"
+    "h1{font-size:1.6em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}\n"
+    "table{border-collapse:collapse;margin:.8em 0;font-size:.9em} "
+    "td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}\n"
+    "th{background:#f5f5f5} p.verdict{font-weight:600;background:#f3f7fb;padding:.6em;border-left:3px solid #4C78A8} "
+    "table.meta th{width:8em} pre{background:#f8f8f8;padding:.6em;overflow-x:auto}\n"
+)
 
 
-def render(manifest: dict, sections: list[Section]) -> str:
+def render(manifest: dict[str, Any], sections: list[Section]) -> str:
     """The whole report as one HTML string (plotly.js inlined)."""
     parts = []
     for section in sections:
@@ -131,7 +144,11 @@ def render(manifest: dict, sections: list[Section]) -> str:
 
 
 def write_report(folder: Path) -> Path:
-    """Build ``report.html`` in ``folder`` from the results saved there; return its path."""
+    """Build ``report.html`` in ``folder`` from the results saved there; return its path.
+
+    Raises:
+        MissingResultError: ``folder`` has no manifest, or no finished analysis yet.
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     found = [piece.section(result) for piece, result in finished(folder, manifest)]

@@ -1,7 +1,7 @@
 """Result files: the shared base every analysis's result saves and loads through, and the manifest.
 
-A result is a plain dataclass (subclass of [`Result`][workbench.runs.results.Result]) saved as one JSON file named by its
-``JSON`` class attribute. Saving and loading are derived from the fields' type hints: nested
+A result is a plain dataclass (subclass of [`Result`][workbench.runs.results.Result]) saved as one
+JSON file named by its ``JSON`` class attribute. Saving and loading are derived from the fields' type hints: nested
 dataclasses, ``dict[str, X]``, ``list[X]``, tuples, numbers, strings, and classes with
 ``to_dict``/``from_dict`` (e.g. [`NeuronSet`][workbench.neurons.sets.NeuronSet]). NaN is written as
 ``null`` (strict JSON, readable by any tool) and read back as NaN where the hint says ``float``.
@@ -24,26 +24,33 @@ import platform
 import tempfile
 import types
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from workbench.errors import MissingResultError
 
 MANIFEST = "manifest.json"
+"""The manifest's file name in a results folder."""
 _TRACKED_PACKAGES = ("torch", "transformer-lens", "transformers", "tokenizers", "datasets", "numpy", "plotly")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+@contextmanager
+def _replaced_atomically(path: Path, suffix: str = "") -> Iterator[str]:
+    """A temporary file beside ``path`` for the block to write; renamed onto ``path`` once it has.
+
+    If the block fails, the temporary file is removed and ``path`` is left as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes files private; results are for sharing
         os.replace(tmp, path)
     except BaseException:
@@ -51,17 +58,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder."""
+    with _replaced_atomically(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
 def save_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as strict JSON ([`encode`][workbench.runs.results.encode]d), atomically."""
     text = json.dumps(encode(obj), indent=2, ensure_ascii=False, allow_nan=False)
     atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
 def load_json(path: Path) -> Any:
+    """The JSON value in ``path``."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def read_manifest(folder: Path) -> dict:
-    """The manifest of a results folder, or an error that says what the folder should be."""
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a results folder.
+
+    Raises:
+        MissingResultError: ``folder`` has no manifest; the message says what it should be.
+    """
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise MissingResultError(
@@ -72,20 +91,13 @@ def read_manifest(folder: Path) -> dict:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Arrays by name into one ``.npz`` (no pickled objects: plain numeric arrays only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    named = {k: np.asarray(v) for k, v in arrays.items()}
+    with _replaced_atomically(Path(path), suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **named)  # pyright: ignore[reportArgumentType]  # array names, never allow_pickle
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` by name (pickled objects refused)."""
     with np.load(Path(path), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
@@ -109,9 +121,24 @@ def environment() -> dict[str, str]:
     return env
 
 
-def make_manifest(model: dict, corpus: dict, languages: list[str], run: dict, analyses: dict) -> dict:
-    """The manifest of a run: what made the results in its folder. ``run``: the run's own
-    settings; ``analyses``: per analysis, its options and fingerprint.
+def make_manifest(
+    model: dict[str, Any],
+    corpus: dict[str, Any],
+    languages: list[str],
+    run: dict[str, Any],
+    analyses: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest of a run: what made the results in its folder.
+
+    Args:
+        model: Where the model came from ([`model_source`][workbench.models.model.model_source]).
+        corpus: The corpus's ``describe()``.
+        languages: The run's languages.
+        run: The run's own settings.
+        analyses: Per analysis, its options and fingerprint.
+
+    Returns:
+        The manifest, with the library versions and the time added.
     """
     return {
         "model": model,
@@ -147,8 +174,10 @@ def encode(value: Any) -> Any:
 
 
 def _own(cls: type, method: str) -> bool:
-    """Whether ``cls`` defines its own ``to_dict`` / ``from_dict`` (e.g. NeuronSet), rather than
-    having none or inheriting [`Result`][workbench.runs.results.Result]'s, which this module derives from the fields.
+    """Whether ``cls`` defines its own ``to_dict`` / ``from_dict`` (e.g. NeuronSet).
+
+    Rather than having none or inheriting [`Result`][workbench.runs.results.Result]'s, which this
+    module derives from the fields.
     """
     found = inspect.getattr_static(cls, method, None)
     return found is not None and found is not inspect.getattr_static(Result, method)
@@ -167,7 +196,7 @@ def decode(hint: Any, data: Any) -> Any:
         return data
     if isinstance(hint, type) and _own(hint, "from_dict"):
         return hint.from_dict(data)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         names = {f.name for f in dataclasses.fields(hint) if f.init}
         return hint(**{k: decode(hints[k], v) for k, v in data.items() if k in names})
@@ -182,26 +211,38 @@ def decode(hint: Any, data: Any) -> Any:
 
 
 class Result:
-    """Base of every analysis's result (a dataclass): saved as ``folder/JSON``, loaded back
-    from its type hints. Subclasses give ``JSON`` and their fields, and a ``table()``.
+    """Base of every analysis's result (a dataclass): saved as ``folder/JSON``, loaded back from its type hints.
+
+    Subclasses give ``JSON`` and their fields, and a ``table()``.
+
+    Attributes:
+        JSON: The result's file name in a results folder.
     """
 
     JSON: ClassVar[str] = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data ([`encode`][workbench.runs.results.encode])."""
         return encode(self)
 
     @classmethod
-    def from_dict(cls, data: dict):
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The result that [`to_dict`][workbench.runs.results.Result.to_dict] wrote as ``data``."""
         return decode(cls, data)
 
     def save(self, folder: Path) -> Path:
+        """Save the result as ``folder/JSON``; return the file's path."""
         path = Path(folder) / self.JSON
         save_json(path, self.to_dict())
         return path
 
     @classmethod
-    def load(cls, folder: Path):
+    def load(cls, folder: Path) -> Self:
+        """The result saved in ``folder``.
+
+        Raises:
+            MissingResultError: ``folder`` has no such result.
+        """
         path = Path(folder) / cls.JSON
         if not path.is_file():
             raise MissingResultError(f"{folder} has no {cls.JSON}; run the analysis that writes it first.")

@@ -14,39 +14,66 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from workbench.data.batching import tokenize
+import torch
+from jaxtyping import Int
+
+from workbench.data.batching import LengthPolicy, tokenize
 from workbench.errors import MissingResultError
 from workbench.runs import distributed
 from workbench.runs.options import RunOptions
 from workbench.runs.results import decode, encode, load_json, read_manifest, save_json
 from workbench.runs.slices import load_slice
 
+if TYPE_CHECKING:
+    from workbench.data.corpora.base import Corpus, Split
+    from workbench.models.model import Model
+
 T = TypeVar("T")
 PARTS = "parts"
+"""The folder of the finished parts, in a run's folder."""
 
 
 @dataclass
 class Store:
-    """A run's folder (or none), its settings, and the results finished so far."""
+    """A run's folder (or none), its settings, and the results finished so far.
+
+    Attributes:
+        folder: The run's folder; None keeps everything in memory (notebooks).
+        run: The run's settings.
+        fingerprints: Each analysis's fingerprint, which names its parts' folder.
+        results: The results finished so far, by analysis.
+        show_progress: Whether the analyses show progress bars.
+        parts: The parts found or computed this session, by (analysis, key).
+    """
 
     folder: Path | None
     run: RunOptions = field(default_factory=RunOptions)
     fingerprints: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
-    parts: dict[tuple[str, str], Any] = field(default_factory=dict)  # (analysis, key) -> part, this session
+    parts: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     @classmethod
-    def memory(cls, languages: list[str] | tuple[str, ...], show_progress: bool = True, **run) -> Store:
-        """A store that saves nothing (for notebooks): ``languages`` and other run settings."""
+    def memory(cls, languages: list[str] | tuple[str, ...], show_progress: bool = True, **run: Any) -> Store:
+        """A store that saves nothing (for notebooks): ``languages`` and other run settings.
+
+        Args:
+            languages: The run's languages.
+            show_progress: Whether the analyses show progress bars.
+            **run: Other [`RunOptions`][workbench.runs.options.RunOptions] fields (``seed``, ...).
+        """
         return cls(None, RunOptions(languages=tuple(languages), **run), show_progress=show_progress)
 
     @classmethod
     def open(cls, folder: Path | str, show_progress: bool = True) -> Store:
-        """A finished (or partly finished) run folder: its run settings and fingerprints from its
-        manifest, so ``result(name)`` loads what the job saved instead of recomputing it.
+        """A finished (or partly finished) run folder, with the settings and fingerprints of its manifest.
+
+        So ``result(name)`` loads what the job saved instead of recomputing it.
+
+        Raises:
+            MissingResultError: ``folder`` has no manifest.
         """
         manifest = read_manifest(Path(folder))
         run = RunOptions.from_dict(manifest["run"])
@@ -55,17 +82,20 @@ class Store:
 
     @property
     def languages(self) -> list[str]:
+        """The run's languages."""
         return list(self.run.languages)
 
-    def documents(self, model, corpus, n: int, split: str, seed_offset: int = 0) -> dict:
-        """``n`` parallel verses of ``split`` per language of the run (sampled with the run's seed
-        plus ``seed_offset``), as token lists, BOS first.
+    def documents(
+        self, model: Model, corpus: Corpus, n: int, split: Split, seed_offset: int = 0
+    ) -> dict[str, list[Int[torch.Tensor, " pos"]]]:
+        """``n`` parallel documents of ``split`` per language of the run, as token ids, BOS first.
+
+        Sampled with the run's seed plus ``seed_offset``; tokenised under the run's length policy.
         """
         ids = corpus.sample_ids(self.languages, n, split, self.run.seed + seed_offset)
         texts = corpus.parallel(self.languages, ids)
-        return {
-            lang: tokenize(model, texts[lang]["text"], ids, on_too_long=self.run.on_too_long) for lang in self.languages
-        }
+        policy = cast(LengthPolicy, self.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+        return {lang: tokenize(model, texts[lang]["text"], ids, on_too_long=policy) for lang in self.languages}
 
     def part(self, analysis: str, key: str) -> Path | None:
         """The file of one part (``key`` includes its suffix), or None without a folder."""
@@ -81,9 +111,17 @@ class Store:
         load: Callable[[Path], T],
         save: Callable[[T, Path], None],
     ) -> T:
-        """The part ``key`` of ``analysis``: loaded when a run with the same settings finished it,
-        else computed and saved at once; kept in ``parts`` for this session (so a store without a
-        folder still offers them, e.g. PLND's per-language summaries).
+        """The part ``key`` of ``analysis``: loaded where a run with the same settings finished it.
+
+        Otherwise computed and saved at once. Kept in ``parts`` for this session, so a store
+        without a folder still offers them (e.g. PLND's per-language summaries).
+
+        Args:
+            analysis: The analysis the part belongs to.
+            key: The part's file name in its folder (with its suffix).
+            compute: Makes the part.
+            load: Reads it from its file.
+            save: Writes it to its file.
         """
         if (analysis, key) not in self.parts:
             path = self.part(analysis, key)
@@ -102,10 +140,11 @@ class Store:
         load: Callable[[Path], T],
         save: Callable[[T, Path], None],
     ) -> list[T]:
-        """[`reuse`][workbench.runs.store.Store.reuse] of every ``key: compute`` of ``work``, in order; under ``torchrun`` the
-        missing parts are shared out: in rounds of one part per process (process ``r`` computing
-        the round's ``r``-th), each round's parts gathered on every process and saved at once, so an
-        interrupted run loses at most one round.
+        """[`reuse`][workbench.runs.store.Store.reuse] of every ``key: compute`` of ``work``, in order.
+
+        Under ``torchrun`` the missing parts are shared out: in rounds of one part per process
+        (process ``r`` computing the round's ``r``-th), each round's parts gathered on every
+        process and saved at once, so an interrupted run loses at most one round.
         """
         w = distributed.world()
         if w.size > 1:
@@ -122,11 +161,15 @@ class Store:
         return [self.reuse(analysis, key, compute, load, save) for key, compute in work.items()]
 
     def _found(self, analysis: str, key: str) -> bool:
+        """Whether the part is known this session or saved in the folder."""
         path = self.part(analysis, key)
         return (analysis, key) in self.parts or (path is not None and path.exists())
 
     def reuse_json_each(self, analysis: str, work: dict[str, Callable[[], T]], cls: type[T]) -> list[T]:
-        """[`reuse_each`][workbench.runs.store.Store.reuse_each] for parts that are dataclasses saved as JSON (``key``: a ``.json`` name)."""
+        """[`reuse_each`][workbench.runs.store.Store.reuse_each] for parts that are dataclasses saved as JSON.
+
+        Each ``key`` is a ``.json`` name; ``cls`` is the parts' class.
+        """
         return self.reuse_each(
             analysis,
             work,
@@ -135,7 +178,7 @@ class Store:
         )
 
     def reuse_json(self, analysis: str, key: str, compute: Callable[[], T], cls: type[T]) -> T:
-        """[`reuse`][workbench.runs.store.Store.reuse] for a part that is a dataclass, saved as ``key`` (a ``.json`` name)."""
+        """[`reuse`][workbench.runs.store.Store.reuse] for a dataclass part, saved as ``key`` (a ``.json`` name)."""
         return self.reuse(
             analysis,
             key,
@@ -152,13 +195,19 @@ class Store:
         return result
 
     def result_if_run(self, analysis: str) -> Any | None:
-        """The result of ``analysis`` if this run includes it (it then finished before any analysis
-        that comes after it in run order), else None: for an analysis that uses it where there.
+        """The result of ``analysis`` if this run includes it, else None.
+
+        For an analysis that uses it where it is there: it then finished before any analysis that
+        comes after it in run order.
         """
         return self.result(analysis) if analysis in self.fingerprints else None
 
     def result(self, analysis: str) -> Any:
-        """The result of an analysis this one needs: from this run, or from the folder."""
+        """The result of an analysis this one needs: from this run, or from the folder.
+
+        Raises:
+            MissingResultError: The result is neither in this run nor in the folder.
+        """
         if analysis not in self.results:
             if self.folder is None:
                 raise MissingResultError(f"No {analysis} result in this store; run that analysis first.")

@@ -1,6 +1,7 @@
-"""The model zoo: small multilingual causal LMs trained here on controlled language mixtures of the
-Bible corpus (and at several depths), so the workbench can ask what changes when a model sees
-less English, on models no hub offers.
+"""The model zoo: small multilingual causal LMs trained here on controlled language mixtures.
+
+They train on the Bible corpus (and at several depths), so the workbench can ask what changes when
+a model sees less English, on models no hub offers.
 
 * [`mixture`][workbench.zoo.mixture]: the language mixture (``en=0.5,fr=0.125,...``), checked and
   normalised;

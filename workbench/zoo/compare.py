@@ -1,9 +1,10 @@
 """What the zoo shows: the workbench's analyses on every model of a family, side by side.
 
 ``workbench zoo compare --preset mixtures --out results/zoo-mixtures`` runs the ordinary job
-([`workbench.runs.job`][workbench.runs.job]: lens, PLND, FFN, ...) on each zoo model into ``OUT/NAME/`` (resumable,
-each with its own full report), then gathers what compares across the family into
-[`ZooComparison`][workbench.zoo.compare.ZooComparison] (``OUT/zoo-compare.json``) and ``OUT/report.html``:
+([`workbench.runs.job`][workbench.runs.job]: lens, PLND, FFN, ...) on each zoo model into
+``OUT/NAME/`` (resumable, each with its own full report), then gathers what compares across the
+family into [`ZooComparison`][workbench.zoo.compare.ZooComparison] (``OUT/zoo-compare.json``) and
+``OUT/report.html``:
 
 * held-out loss per language against that language's share of the training mixture (manifests);
 * the logit lens: the English share of the decoded tokens per layer for non-English inputs
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,32 +34,48 @@ from workbench.zoo.mixture import Mixture
 from workbench.zoo.presets import PRESETS
 
 DEFAULT_COMPARE_ANALYSES = ("lens", "plnd", "ffn")
+"""What ``workbench zoo compare`` runs on each model unless ``--analyses`` says otherwise."""
 
 
 @dataclass
 class ModelFindings:
-    """One zoo model's numbers that compare across a family (None: that analysis was not run)."""
+    """One zoo model's numbers that compare across a family (None: that analysis was not run).
+
+    Attributes:
+        name: The zoo model.
+        layers: Its depth.
+        mixture: Its training mixture, as written.
+        shares: Language -> share of the training tokens.
+        heldout_loss: Language -> nats per token on held-out verses.
+        lens_english: Non-English input -> English share of the decoded top-k, per lens layer (0:
+            the embeddings, i: the residual after i blocks).
+        lens_input: The same input -> input-language share, per lens layer.
+        plnd_sizes: Language -> specific neurons (all structures).
+        plnd_exclusive: Language -> those not specific to every language.
+        plnd_layers: Language -> specific neurons per layer.
+        plnd_total: Neurons of the model PLND ranked.
+        ffn_similarity: Sublayer -> CKA between the model's own layers.
+        ffn_cross_language: Sublayer -> mean cross-language rank correlation, per layer.
+    """
 
     name: str
     layers: int
     mixture: str
-    shares: dict[str, float]  # language -> share of the training tokens
-    heldout_loss: dict[str, float]  # language -> nats per token on held-out verses
-    lens_english: dict[str, list[float]] | None = None  # non-English input -> English share of the decoded top-k,
-    # per lens layer (0: the embeddings, i: the residual after i blocks)
-    lens_input: dict[str, list[float]] | None = None  # the same input -> input-language share, per lens layer
-    plnd_sizes: dict[str, int] | None = None  # language -> specific neurons (all structures)
-    plnd_exclusive: dict[str, int] | None = None  # language -> those not specific to every language
-    plnd_layers: dict[str, list[int]] | None = None  # language -> specific neurons per layer
-    plnd_total: int | None = None  # neurons of the model PLND ranked
-    ffn_similarity: dict[str, list[list[float]]] | None = None  # sublayer -> CKA between the model's own layers
-    ffn_cross_language: dict[str, list[float]] | None = (
-        None  # sublayer -> mean cross-language rank correlation, per layer
-    )
+    shares: dict[str, float]
+    heldout_loss: dict[str, float]
+    lens_english: dict[str, list[float]] | None = None
+    lens_input: dict[str, list[float]] | None = None
+    plnd_sizes: dict[str, int] | None = None
+    plnd_exclusive: dict[str, int] | None = None
+    plnd_layers: dict[str, list[int]] | None = None
+    plnd_total: int | None = None
+    ffn_similarity: dict[str, list[list[float]]] | None = None
+    ffn_cross_language: dict[str, list[float]] | None = None
 
     def english_peak(self) -> tuple[float, int] | None:
-        """The highest mean English share over the non-English inputs before the last layer, and
-        its lens layer (blocks read; None without lens results or non-English inputs).
+        """The highest mean English share over the non-English inputs before the last layer, and its lens layer.
+
+        The lens layer counts the blocks read; None without lens results or non-English inputs.
         """
         if not self.lens_english:
             return None
@@ -83,8 +101,10 @@ class ModelFindings:
 
 @dataclass
 class ZooComparison(Result):
-    """A family of zoo models under the same analyses: per model its findings, and the CKA
-    between the layers of the deepest model and every other (FFN).
+    """A family of zoo models under the same analyses.
+
+    Per model its findings, and the CKA between the layers of the deepest model and every other
+    (FFN).
     """
 
     family: str
@@ -96,6 +116,7 @@ class ZooComparison(Result):
     JSON = "zoo-compare.json"
 
     def model(self, name: str) -> ModelFindings:
+        """The findings of the model ``name``."""
         return next(m for m in self.models if m.name == name)
 
     def table(self) -> list[dict]:
@@ -137,7 +158,11 @@ def family_languages(names: list[str], zoo: Path | None = None) -> tuple[str, ..
 
 
 def run_family(
-    names: list[str], run_options: RunOptions, analyses: dict[str, Options], out: Path, show_progress: bool = True
+    names: list[str],
+    run_options: RunOptions,
+    analyses: dict[str, Options],
+    out: Path,
+    show_progress: bool = True,
 ) -> list[Path]:
     """The job on each model (``OUT/NAME/``, resumable); the reports' paths."""
     from workbench.runs.job import run
@@ -163,7 +188,7 @@ def gather(names: list[str], out: Path, family: str, zoo: Path | None = None) ->
     return ZooComparison(family, list(first["languages"]), models, across_models(names, models, out), settings)
 
 
-def findings(name: str, info: dict, folder: Path) -> ModelFindings:
+def findings(name: str, info: dict[str, Any], folder: Path) -> ModelFindings:
     """One model's findings from its manifest and whichever analyses its folder holds."""
     shares = dict(Mixture.parse(info["mixture"], list(info["heldout_loss"])).shares)
     found = ModelFindings(name, info["options"]["layers"], info["mixture"], shares, info["heldout_loss"])
@@ -187,15 +212,17 @@ def findings(name: str, info: dict, folder: Path) -> ModelFindings:
 
 
 def _load(analysis: str, folder: Path):
+    """The result of ``analysis`` in ``folder``, as its slice's own ``Result`` class."""
     from workbench.analyses import load_slice
 
     return load_slice(analysis).Result.load(folder)
 
 
 def across_models(names: list[str], models: list[ModelFindings], out: Path) -> list[dict]:
-    """CKA between the layers of the deepest model (the first, if several) and each other model,
-    from the per-verse layer vectors the FFN analysis saved (the same verses in every folder, as
-    the job samples them from the same seed).
+    """CKA between the layers of the deepest model (the first, if several) and each other model.
+
+    From the per-verse layer vectors the FFN analysis saved: the same verses in every folder, as the
+    job samples them from the same seed.
     """
     from workbench.ffn.similarity import layer_similarity
 
@@ -221,17 +248,18 @@ def across_models(names: list[str], models: list[ModelFindings], out: Path) -> l
 
 
 def _pooled_vectors(folder: Path) -> dict[str, np.ndarray]:
-    """Per sublayer, ``[verses x languages, layers, units]``: the FFN analysis's parallel verses'
-    layer vectors, languages one after the other (as ``ffn`` compares models).
+    """Per sublayer, ``[verses x languages, layers, units]``: the FFN analysis's parallel verses' layer vectors.
+
+    Languages one after the other, as ``ffn`` compares models.
     """
     from workbench.analyses.ffn.analysis import pooled_layers
     from workbench.ffn.statistics import FFNSummary
     from workbench.runs.store import Store
 
     store = Store.open(folder, show_progress=False)
-    return pooled_layers(
-        {lang: FFNSummary.load(store.part("ffn", f"{lang}-parallel.safetensors")) for lang in store.languages}
-    )
+    # a store opened on a folder has a path for every part
+    paths = {lang: cast(Path, store.part("ffn", f"{lang}-parallel.safetensors")) for lang in store.languages}
+    return pooled_layers({lang: FFNSummary.load(path) for lang, path in paths.items()})
 
 
 __all__ = [

@@ -1,16 +1,16 @@
-"""Training text for zoo models: every translation of a language, analysis split only, and the
-plan that decides which language each training sequence comes from.
+"""Training text for zoo models, and the plan that decides which language each training sequence reads.
 
-Held-out verses never reach training: a verse id is held out in every translation at once
-([`workbench.data.corpus.split_of`][workbench.data.corpus.split_of] hashes the id, not the text), so the analyses' held-out
-evaluation is unseen text for every zoo model, whatever translation it reads.
+The text is every translation of a language, analysis split only. Held-out verses never reach
+training: a verse id is held out in every translation at once
+([`split_of`][workbench.data.corpora.base.split_of] hashes the id, not the text), so the
+analyses' held-out evaluation is unseen text for every zoo model, whatever translation it reads.
 
 A language's *stream* is its analysis verses, translation after translation in canonical order,
 each verse's tokens followed by ``<eos>``. A training sequence is ``<bos>`` plus a window of
-``context`` tokens of one stream (``context`` predictions). The [`SequencePlan`][workbench.zoo.data.SequencePlan] is a pure
-function of the mixture, the stream lengths, the budget and the seed: sequence ``i`` always
-comes from the same language and window, so a resumed run reads exactly what an uninterrupted
-one would have.
+``context`` tokens of one stream (``context`` predictions). The
+[`SequencePlan`][workbench.zoo.data.SequencePlan] is a pure function of the mixture, the stream
+lengths, the budget and the seed: sequence ``i`` always comes from the same language and window,
+so a resumed run reads exactly what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -18,12 +18,18 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from jaxtyping import Int
 
-from workbench.data.corpus import BIBLE_TRANSLATIONS, DEFAULT_BIBLE_TRANSLATIONS, BibleCorpus, split_of
+from workbench.data.corpora.base import split_of
+from workbench.data.corpora.bible import BIBLE_TRANSLATIONS, DEFAULT_BIBLE_TRANSLATIONS, BibleCorpus
 from workbench.errors import WorkbenchError
 from workbench.zoo.mixture import Mixture
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class BudgetError(WorkbenchError, ValueError):
@@ -36,8 +42,9 @@ def available_languages() -> list[str]:
 
 
 def training_verses(language: str) -> list[tuple[str, str]]:
-    """``(translation:verse id, text)`` of every analysis-split verse in every translation of
-    ``language``, translation by translation in the catalogue's order, verses in canonical order.
+    """``(translation:verse id, text)`` of every analysis-split verse in every translation of ``language``.
+
+    Translation by translation in the catalogue's order, verses in canonical order.
     """
     out = []
     for translation in (t for t in BIBLE_TRANSLATIONS if t.language == language):
@@ -51,8 +58,11 @@ def training_verses(language: str) -> list[tuple[str, str]]:
     return out
 
 
-def language_stream(tokenizer, language: str, cache: Path | None = None) -> np.ndarray:
+def language_stream(
+    tokenizer: PreTrainedTokenizerBase, language: str, cache: Path | None = None
+) -> Int[np.ndarray, " token"]:
     """The token stream of ``language`` (int32): each training verse's tokens, then ``<eos>``.
+
     Cached as ``cache/<language>.npy`` when a cache folder is given (one per tokenizer).
     """
     path = cache / f"{language}.npy" if cache else None
@@ -83,8 +93,8 @@ class SequencePlan:
     windows: tuple[int, ...]  # non-overlapping windows of ``context`` tokens per language
     context: int
     seed: int
-    language_of: np.ndarray
-    rank: np.ndarray
+    language_of: Int[np.ndarray, " sequence"]
+    rank: Int[np.ndarray, " sequence"]
 
     @classmethod
     def build(
@@ -96,6 +106,19 @@ class SequencePlan:
         seed: int,
         max_epochs: float = 1.0,
     ) -> SequencePlan:
+        """The plan of ``n_sequences`` sequences, each language within one sequence of its share.
+
+        Args:
+            mixture: The languages and their shares (those with share 0 get no sequences).
+            lengths: Each trained language's stream length, in tokens.
+            context: Tokens per window.
+            n_sequences: Sequences in the plan (the budget over ``context``).
+            seed: Seeds the order of each language's windows.
+            max_epochs: Most passes allowed over any language's stream.
+
+        Raises:
+            BudgetError: The plan reads a language more often than ``max_epochs``.
+        """
         languages = tuple(mixture.trained)
         shares = np.array([mixture.share(lang) for lang in languages])
         language_of = np.empty(n_sequences, dtype=np.int64)
@@ -111,6 +134,7 @@ class SequencePlan:
         return plan
 
     def sequences_per_language(self) -> dict[str, int]:
+        """How many sequences each language gives."""
         counts = np.bincount(self.language_of, minlength=len(self.languages))
         return {lang: int(n) for lang, n in zip(self.languages, counts)}
 
@@ -120,6 +144,7 @@ class SequencePlan:
         return {lang: counts[lang] / max(w, 1) for lang, w in zip(self.languages, self.windows)}
 
     def check_epochs(self, max_epochs: float) -> None:
+        """Refuse a plan that reads any language more than ``max_epochs`` times, naming the fixes."""
         over = [(lang, e, w) for (lang, e), w in zip(self.epochs().items(), self.windows) if e > max_epochs]
         if over:
             detail = ", ".join(f"{lang} {e:.2f} passes over {w * self.context:,} tokens" for lang, e, w in over)
@@ -133,7 +158,9 @@ class SequencePlan:
         n = self.windows[language]
         return int(_permutation(self.seed, language, k // n, n)[k % n])
 
-    def batch(self, indices: range, streams: dict[str, np.ndarray], bos: int) -> np.ndarray:
+    def batch(
+        self, indices: range, streams: dict[str, Int[np.ndarray, " token"]], bos: int
+    ) -> Int[np.ndarray, "batch pos"]:
         """``[len(indices), context + 1]`` token ids: ``<bos>`` then each sequence's window."""
         out = np.empty((len(indices), self.context + 1), dtype=np.int64)
         out[:, 0] = bos
@@ -145,5 +172,5 @@ class SequencePlan:
 
 
 @functools.lru_cache(maxsize=32)
-def _permutation(seed: int, language: int, epoch: int, n: int) -> np.ndarray:
+def _permutation(seed: int, language: int, epoch: int, n: int) -> Int[np.ndarray, " window"]:
     return np.random.default_rng([seed, language, epoch]).permutation(n)

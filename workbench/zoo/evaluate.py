@@ -1,21 +1,36 @@
-"""Held-out loss of a zoo model per language: mean next-token loss (nats) over held-out verses of
-each language's default translation, verses the training never saw in any translation.
+"""Held-out loss of a zoo model per language: mean next-token loss (nats) over held-out verses.
+
+The verses are of each language's default translation, and the training never saw them in any
+translation.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from workbench.data.corpus import BibleCorpus
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 
 @torch.no_grad()
 def heldout_losses(
-    model, tokenizer, languages: list[str], verses: int, context: int, device: str = "cpu", batch: int = 32
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    languages: list[str],
+    verses: int,
+    context: int,
+    device: str = "cpu",
+    batch: int = 32,
 ) -> dict[str, float]:
-    """Language -> mean loss per predicted token on ``verses`` held-out verses (``<bos>`` + the
-    verse, cut at ``context`` tokens), from a Hugging Face causal LM.
+    """Language -> mean loss per predicted token on ``verses`` held-out verses, from a Hugging Face causal LM.
+
+    Each verse is ``<bos>`` and the verse, cut at ``context`` tokens; ``batch`` verses go through
+    the model at once.
     """
     corpus = BibleCorpus()
     out = {}

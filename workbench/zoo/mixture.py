@@ -67,6 +67,7 @@ class Mixture:
         return [language for language, share in self.shares if share > 0]
 
     def share(self, language: str) -> float:
+        """The language's share of the training tokens (0 for a language not named)."""
         return dict(self.shares).get(language, 0.0)
 
     def __str__(self) -> str:

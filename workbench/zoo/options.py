@@ -1,6 +1,7 @@
-"""The settings of a zoo model, defined once ([`workbench.runs.options`][workbench.runs.options]): the command lines
-``workbench zoo train`` and ``workbench zoo finetune`` are generated from them, and their
-fingerprint keys a run's checkpoints.
+"""The settings of a zoo model, defined once ([`workbench.runs.options`][workbench.runs.options]).
+
+The command lines ``workbench zoo train`` and ``workbench zoo finetune`` are generated from them,
+and their fingerprint keys a run's checkpoints.
 
 The defaults are sized so that a whole preset trains in under an hour on 2 CPU cores (measured:
 see README, "Model zoo").
@@ -11,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from workbench.runs.options import OptionError, Options, option
 
 DEFAULT_MIXTURE = "en=0.5,fr=0.125,de=0.125,ar=0.125,zh=0.125"
-RUN_ONLY = ("device", "checkpoint_every")  # where and how often: they never change the weights
-SHAPE = ("layers", "d_model", "heads", "d_mlp", "context", "vocab_size")  # a fine-tune keeps its base's
+"""Half English, the rest split evenly over French, German, Arabic and Chinese."""
+RUN_ONLY = ("device", "checkpoint_every")
+"""Where and how often a run trains: settings that never change the weights."""
+SHAPE = ("layers", "d_model", "heads", "d_mlp", "context", "vocab_size")
+"""The settings of a model's shape, which a fine-tune keeps from its base."""
 FINETUNE_DEFAULTS = {"tokens": 200_000, "lr": 5e-4, "warmup": 5}
 """A short, gentle run from trained weights."""
 
@@ -54,6 +58,7 @@ class ZooOptions(Options):
     )
 
     def validate(self) -> None:
+        """Refuse a shape that cannot be built and a step shorter than a sequence; tidy the tokenizer languages."""
         if self.d_model % self.heads:
             raise OptionError(f"--d-model {self.d_model} is not a multiple of --heads {self.heads}.")
         if (self.d_model // self.heads) % 2:
@@ -68,23 +73,32 @@ class ZooOptions(Options):
         )
 
     def identity(self) -> dict:
-        """The settings that decide the weights (not the device or checkpoint interval). ``base``
-        only when set, so a model trained from scratch keeps the identity (and fingerprint) it had
-        before fine-tuning existed.
+        """The settings that decide the weights (not the device or checkpoint interval).
+
+        ``base`` only when set, so a model trained from scratch keeps the identity (and
+        fingerprint) it had before fine-tuning existed.
         """
         return {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY and (k != "base" or v)}
 
     def weights_fingerprint(self) -> str:
-        """A hash of [`identity`][workbench.zoo.options.ZooOptions.identity]: a checkpoint resumes only a run that would make the same weights."""
+        """A hash of [`identity`][workbench.zoo.options.ZooOptions.identity].
+
+        A checkpoint resumes only a run that would make the same weights.
+        """
         text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def finetune_options(base: str, manifest: dict, given: dict) -> ZooOptions:
-    """The settings of a fine-tune of zoo model ``base`` (whose ``zoo.json`` is ``manifest``):
-    the base's settings and tokenizer languages, [`FINETUNE_DEFAULTS`][workbench.zoo.options.FINETUNE_DEFAULTS], the base's seed + 1
-    (so it reads other sequences than the base's first ones), then ``given`` (what the command
-    line set, ``mixture`` among it), which wins.
+    """The settings of a fine-tune of zoo model ``base``, whose ``zoo.json`` is ``manifest``.
+
+    The base's settings and tokenizer languages,
+    [`FINETUNE_DEFAULTS`][workbench.zoo.options.FINETUNE_DEFAULTS], the base's seed + 1 (so it
+    reads other sequences than the base's first ones), then ``given`` (what the command line set,
+    ``mixture`` among it), which wins.
+
+    Raises:
+        OptionError: ``given`` has no mixture.
     """
     if "mixture" not in given:
         raise OptionError(f"Say what to fine-tune zoo:{base} on: --language LANG, or --mixture LANG=SHARE,...")
@@ -95,4 +109,4 @@ def finetune_options(base: str, manifest: dict, given: dict) -> ZooOptions:
         **FINETUNE_DEFAULTS,
         "base": base,
     }
-    return ZooOptions.from_dict({**start, **given})
+    return cast(ZooOptions, ZooOptions.from_dict({**start, **given}))  # from_dict builds the class it is called on

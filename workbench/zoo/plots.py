@@ -17,14 +17,32 @@ from workbench.ffn.statistics import spearman
 from workbench.runs.plotting import PALETTE
 from workbench.runs.report import Section, render
 from workbench.runs.results import atomic_write_bytes, read_manifest
-from workbench.zoo.compare import ZooComparison
+from workbench.zoo.compare import ModelFindings, ZooComparison
 
 REPORT = "report.html"
+"""The comparison's report, in its folder."""
+
+
+def _lens_models(
+    comparison: ZooComparison,
+) -> list[tuple[ModelFindings, dict[str, list[float]], dict[str, list[float]]]]:
+    """The models with lens findings, each with its English and input-language shares."""
+    return [(m, m.lens_english, m.lens_input) for m in comparison.models if m.lens_english and m.lens_input is not None]
+
+
+def _plnd_models(comparison: ZooComparison) -> list[tuple[ModelFindings, dict[str, int], int, dict[str, list[int]]]]:
+    """The models with PLND findings, each with its set sizes, the neurons ranked and the sizes per layer."""
+    return [
+        (m, m.plnd_sizes, m.plnd_total, m.plnd_layers)
+        for m in comparison.models
+        if m.plnd_sizes and m.plnd_total is not None and m.plnd_layers is not None
+    ]
 
 
 def _depth(n: int, comparison: ZooComparison) -> list[float]:
-    """X values of a model's ``n`` layers: their index, or their fraction of depth when the
-    family's depths differ (so a 2-layer and an 8-layer model share one axis).
+    """X values of a model's ``n`` layers: their index, or their fraction of depth when the family's depths differ.
+
+    So a 2-layer and an 8-layer model share one axis.
     """
     if len({m.layers for m in comparison.models}) == 1:
         return list(range(n))
@@ -32,6 +50,7 @@ def _depth(n: int, comparison: ZooComparison) -> list[float]:
 
 
 def _depth_title(comparison: ZooComparison, what: str = "layer") -> str:
+    """The layer axis's title, as ``_depth`` counts the layers."""
     return what if len({m.layers for m in comparison.models}) == 1 else f"{what}, as a fraction of depth"
 
 
@@ -58,13 +77,15 @@ def loss_figure(comparison: ZooComparison) -> go.Figure:
 
 
 def lens_figure(comparison: ZooComparison) -> go.Figure:
-    """Per model, the mean share of English (left) and input-language (right) tokens in the decoded
-    top-k of the non-English inputs, per layer.
+    """Per model and lens layer, the share of English and of input-language tokens among the decoded top-k.
+
+    The shares are means over the non-English inputs; English on the left, the input language on
+    the right.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=["English tokens", "input-language tokens"])
-    for i, m in enumerate(m for m in comparison.models if m.lens_english):
+    for i, (m, english, inputs) in enumerate(_lens_models(comparison)):
         style = dict(color=PALETTE[i % len(PALETTE)])
-        for col, values in ((1, m.lens_english), (2, m.lens_input)):
+        for col, values in ((1, english), (2, inputs)):
             mean = np.mean(list(values.values()), axis=0)
             fig.add_scatter(
                 x=_depth(len(mean), comparison),
@@ -89,7 +110,9 @@ def lens_figure(comparison: ZooComparison) -> go.Figure:
 
 
 def plnd_figure(comparison: ZooComparison) -> go.Figure:
-    """Left: neurons specific to each language (share of all neurons) against its share of the
+    """PLND across the family: specific neurons against the share of the mixture, and per layer.
+
+    Left: neurons specific to each language (share of all neurons) against its share of the
     mixture. Right: per model, specific neurons per layer, summed over languages.
     """
     fig = make_subplots(
@@ -97,10 +120,10 @@ def plnd_figure(comparison: ZooComparison) -> go.Figure:
         cols=2,
         subplot_titles=["specific neurons vs share of the mixture", "specific neurons per layer (all languages)"],
     )
-    models = [m for m in comparison.models if m.plnd_sizes]
+    models = _plnd_models(comparison)
     for i, lang in enumerate(comparison.languages):
         points = sorted(
-            (m.shares.get(lang, 0.0), m.plnd_sizes[lang] / m.plnd_total, m.name) for m in models if lang in m.plnd_sizes
+            (m.shares.get(lang, 0.0), sizes[lang] / total, m.name) for m, sizes, total, _ in models if lang in sizes
         )
         fig.add_scatter(
             x=[p[0] for p in points],
@@ -114,10 +137,10 @@ def plnd_figure(comparison: ZooComparison) -> go.Figure:
             col=1,
             hovertemplate=f"{lang} in %{{text}}: %{{y:.2%}} of neurons<extra></extra>",
         )
-    for i, m in enumerate(models):
+    for i, (m, _, _, per_layer) in enumerate(models):
         fig.add_scatter(
             x=_depth(m.layers, comparison),
-            y=np.sum(list(m.plnd_layers.values()), axis=0),
+            y=np.sum(list(per_layer.values()), axis=0),
             mode="lines+markers",
             name=m.name,
             line=dict(color=PALETTE[(i + 5) % len(PALETTE)], dash="dot"),
@@ -133,15 +156,16 @@ def plnd_figure(comparison: ZooComparison) -> go.Figure:
 
 
 def similarity_figure(comparison: ZooComparison, sublayer: str = "detector") -> go.Figure:
-    """CKA heatmaps: each model's layers against its own (first row) and the deepest model's
-    layers against each other model's (second row).
+    """CKA heatmaps: each model's layers against its own, and the deepest model's against each other model's.
+
+    The first row has each model against itself, the second the deepest model against the others.
     """
-    own = [m for m in comparison.models if m.ffn_similarity]
+    own = [(m, m.ffn_similarity) for m in comparison.models if m.ffn_similarity]
     across = [s for s in comparison.across if s["sublayer"] == sublayer]
     cols = max(len(own), len(across), 1)
-    titles = [m.name for m in own] + [""] * (cols - len(own)) + [f"{s['a']} vs {s['b']}" for s in across]
+    titles = [m.name for m, _ in own] + [""] * (cols - len(own)) + [f"{s['a']} vs {s['b']}" for s in across]
     fig = make_subplots(rows=1 + bool(across), cols=cols, subplot_titles=titles, vertical_spacing=0.16)
-    panels = [(1, k, m.name, m.name, m.ffn_similarity[sublayer]) for k, m in enumerate(own)]
+    panels = [(1, k, m.name, m.name, similarity[sublayer]) for k, (m, similarity) in enumerate(own)]
     panels += [(2, k, s["a"], s["b"], s["matrix"]) for k, s in enumerate(across)]
     for row, k, a, b, matrix in panels:
         fig.add_trace(
@@ -167,14 +191,17 @@ def similarity_figure(comparison: ZooComparison, sublayer: str = "detector") -> 
 
 
 def cross_language_figure(comparison: ZooComparison, sublayer: str = "detector") -> go.Figure:
-    """Per model, the mean rank correlation of the units' mean activations between languages on
-    parallel verses, per layer: how much the languages share each layer's units.
+    """Per model and layer, how much the languages share the layer's units.
+
+    The measure is the mean rank correlation of the units' mean activations between languages, on
+    parallel verses.
     """
     fig = go.Figure()
-    for i, m in enumerate(m for m in comparison.models if m.ffn_cross_language):
+    shared = [(m, m.ffn_cross_language) for m in comparison.models if m.ffn_cross_language]
+    for i, (m, cross_language) in enumerate(shared):
         fig.add_scatter(
             x=_depth(m.layers, comparison),
-            y=m.ffn_cross_language[sublayer],
+            y=cross_language[sublayer],
             mode="lines+markers",
             name=m.name,
             line=dict(color=PALETTE[i % len(PALETTE)]),
@@ -189,6 +216,7 @@ def cross_language_figure(comparison: ZooComparison, sublayer: str = "detector")
 
 
 def figures(comparison: ZooComparison) -> dict[str, go.Figure]:
+    """The comparison's figures by name: loss, then those of the analyses the family was run with."""
     out = {"zoo_loss": loss_figure(comparison)}
     if any(m.lens_english for m in comparison.models):
         out["zoo_lens"] = lens_figure(comparison)
@@ -204,8 +232,9 @@ def figures(comparison: ZooComparison) -> dict[str, go.Figure]:
 
 
 def loss_verdict(comparison: ZooComparison) -> str:
-    """Per language, held-out loss at its smallest and largest share, and the rank correlation of
-    share and loss over every (model, language) pair.
+    """Per language, held-out loss at its smallest and largest share; and how share and loss rank-correlate.
+
+    The correlation is over every (model, language) pair.
     """
     parts, pairs = [], []
     for lang in comparison.languages:
@@ -235,10 +264,10 @@ def loss_verdict(comparison: ZooComparison) -> str:
 def lens_verdict(comparison: ZooComparison) -> str:
     """Each model's English peak before the last layer for non-English inputs, next to its English share."""
     parts = []
-    for m in comparison.models:
+    for m, english, _ in _lens_models(comparison):
         peak = m.english_peak()
         if peak is not None:
-            last = np.mean([v[-1] for v in m.lens_english.values()])
+            last = np.mean([v[-1] for v in english.values()])
             parts.append(
                 f"{m.name} (English {m.shares.get('en', 0):.0%} of training): {peak[0]:.1%} after "
                 f"{peak[1]} of {m.layers} blocks, {last:.1%} after the last"
@@ -255,24 +284,25 @@ def lens_verdict(comparison: ZooComparison) -> str:
 
 def plnd_verdict(comparison: ZooComparison) -> str:
     """Set sizes per model and the rank correlation of a language's share and its set's size."""
-    models = [m for m in comparison.models if m.plnd_sizes]
+    models = _plnd_models(comparison)
     if not models:
         return ""
-    pairs = [(m.shares.get(lang, 0.0), m.plnd_sizes[lang] / m.plnd_total) for m in models for lang in m.plnd_sizes]
-    sizes = "; ".join(f"{m.name}: " + ", ".join(f"{k} {v}" for k, v in m.plnd_sizes.items()) for m in models)
-    text = f"Language-specific neurons per model and language: {sizes}."
+    pairs = [(m.shares.get(lang, 0.0), sizes[lang] / total) for m, sizes, total, _ in models for lang in sizes]
+    listing = "; ".join(f"{m.name}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) for m, sizes, _, _ in models)
+    text = f"Language-specific neurons per model and language: {listing}."
     if len({p[0] for p in pairs}) > 1:
         rho = spearman(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
         text += f" A language's share and its set's size rank-correlate at {rho:+.2f}."
-    depths = [d for m in models for lang in m.plnd_sizes if (d := m.plnd_depth(lang)) is not None]
+    depths = [d for m, sizes, _, _ in models for lang in sizes if (d := m.plnd_depth(lang)) is not None]
     if depths:
         text += f" The sets' mean layer lies at {np.mean(depths):.0%} of depth (0% first layer, 100% last)."
     return text
 
 
 def ffn_verdict(comparison: ZooComparison) -> str:
-    """Adjacent-layer CKA per model next to its held-out loss: over-layerization is deeper models
-    whose layers repeat each other without a lower loss.
+    """Adjacent-layer CKA per model next to its held-out loss.
+
+    Over-layerization is deeper models whose layers repeat each other without a lower loss.
     """
     models = [m for m in comparison.models if m.ffn_similarity]
     if not models:

@@ -1,13 +1,16 @@
-"""The presets that reproduce the papers' designs: families of zoo models trained alike but for one
-setting (the English share of the mixture, or the depth).
+"""The presets that reproduce the papers' designs: families of zoo models trained alike but for one setting.
+
+The setting is the English share of the mixture, or the depth.
 """
 
 from __future__ import annotations
 
-TOKENIZER_LANGUAGES = ("en", "fr", "de", "ar", "zh")  # the third paper's five languages
+TOKENIZER_LANGUAGES = ("en", "fr", "de", "ar", "zh")
+"""The presets' tokenizer languages: the third paper's five."""
 
 
 def _rest(english: float) -> str:
+    """A mixture with ``english`` for English and the rest split evenly over the other languages."""
     others = [lang for lang in TOKENIZER_LANGUAGES if lang != "en"]
     share = (1 - english) / len(others)
     return ",".join([f"en={english:g}", *(f"{lang}={share:g}" for lang in others)])
@@ -25,3 +28,4 @@ PRESETS: dict[str, dict[str, dict]] = {
         for n in (2, 4, 8)
     },
 }
+"""Each preset's models by name, with the settings that set them apart."""

@@ -1,11 +1,13 @@
-"""The family tokenizer: one byte-level BPE, trained with the ``tokenizers`` library on the
-training verses of a set of languages, shared by every zoo model that names those languages,
-so their vocabularies (and the token language labels) are the same and the models compare.
+"""The family tokenizer: one byte-level BPE, shared by every zoo model that names the same languages.
+
+It is trained with the ``tokenizers`` library on the training verses of a set of languages, so the
+models' vocabularies (and the token language labels) are the same and the models compare.
 
 Each language contributes the same number of verses, so no language's words dominate the merges
 because it has more translations. Tokenizers are kept in ``<zoo>/tokenizers/<key>/`` (the key
-hashes the languages, the vocabulary size and [`TOKENIZER_FORMAT`][workbench.zoo.tokenizer.TOKENIZER_FORMAT]), with the token streams
-of their languages beside them.
+hashes the languages, the vocabulary size and
+[`TOKENIZER_FORMAT`][workbench.zoo.tokenizer.TOKENIZER_FORMAT]), with the token streams of their
+languages beside them.
 """
 
 from __future__ import annotations
@@ -15,21 +17,30 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.zoo.data import training_verses
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 TOKENIZER_FORMAT = 1
 """The version of the saved tokenizer's layout; a folder of another version is rebuilt."""
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+"""The special tokens, first in the vocabulary."""
 VERSES_PER_LANGUAGE = 20_000
+"""Training verses each language gives the tokenizer (fewer where it has fewer)."""
 
 
 def tokenizer_key(languages: list[str] | tuple[str, ...], vocab_size: int) -> str:
+    """The tokenizer's folder name: vocabulary size, languages, and a hash that includes the format."""
     text = f"{TOKENIZER_FORMAT}:{','.join(sorted(languages))}:{vocab_size}"
     return f"bpe{vocab_size}-{'-'.join(sorted(languages))}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
-def family_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, zoo: Path):
+def family_tokenizer(
+    languages: list[str] | tuple[str, ...], vocab_size: int, zoo: Path
+) -> tuple[PreTrainedTokenizerBase, Path]:
     """``(tokenizer, folder)``: the family's tokenizer, trained on first use and reused after."""
     from transformers import AutoTokenizer
 
@@ -43,9 +54,11 @@ def family_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, zo
     return AutoTokenizer.from_pretrained(str(folder)), folder
 
 
-def train_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, seed: int = 0):
-    """A byte-level BPE over ``VERSES_PER_LANGUAGE`` training verses of each language (fewer where
-    a language has fewer), as a ``PreTrainedTokenizerFast`` that prepends ``<bos>``.
+def train_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, seed: int = 0) -> PreTrainedTokenizerFast:
+    """A byte-level BPE over the languages' training verses, as a tokenizer that prepends ``<bos>``.
+
+    Each language gives [`VERSES_PER_LANGUAGE`][workbench.zoo.tokenizer.VERSES_PER_LANGUAGE] verses
+    (fewer where it has fewer), sampled with ``seed``.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast

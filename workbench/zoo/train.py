@@ -1,6 +1,7 @@
-"""Training a zoo model: a small Llama-architecture causal LM (RMSNorm, rotary, gated MLP, which
-TransformerLens converts natively, so every analysis, Q/K PLND included, runs on it) trained from
-scratch on a language mixture of the Bible corpus's training verses.
+"""Training a zoo model: a small Llama-architecture causal LM, from scratch, on a language mixture.
+
+The architecture (RMSNorm, rotary, gated MLP) is one TransformerLens converts natively, so every
+analysis, Q/K PLND included, runs on it; the mixture is of the Bible corpus's training verses.
 
 The run is a pure function of its settings ([`ZooOptions`][workbench.zoo.options.ZooOptions]): the
 initial weights come from the seed, sequence ``i`` of the [`SequencePlan`][workbench.zoo.data.SequencePlan]
@@ -26,9 +27,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from jaxtyping import Int
 from tqdm.auto import tqdm
 
 from workbench.data.corpus import BibleCorpus
@@ -40,16 +44,27 @@ from workbench.zoo.mixture import Mixture, MixtureError
 from workbench.zoo.options import SHAPE, ZooOptions
 from workbench.zoo.tokenizer import family_tokenizer, tokenizer_key
 
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
+
 CHECKPOINT = "checkpoint.pt"
+"""A run's checkpoint, in its work folder ``<zoo>/.NAME.partial/``."""
 
 
 class ZooExistsError(WorkbenchError, FileExistsError):
     """A zoo name that is taken (by a trained model, or by a run with other settings)."""
 
 
-def plan_run(options: ZooOptions, zoo: Path):
-    """Everything a run reads, checked before any training: ``(mixture, tokenizer, tokenizer
-    folder, streams, plan)``. Bad mixtures and budgets fail here, in seconds.
+def plan_run(
+    options: ZooOptions, zoo: Path
+) -> tuple[Mixture, PreTrainedTokenizerBase, Path, dict[str, Int[np.ndarray, " token"]], SequencePlan]:
+    """Everything a run reads, checked before any training.
+
+    Bad mixtures, tokenizers and budgets fail here, in seconds.
+
+    Returns:
+        ``(mixture, tokenizer, tokenizer folder, streams, plan)``: the streams are each trained
+        language's tokens.
     """
     mixture = Mixture.parse(options.mixture, available_languages())
     languages = list(options.tokenizer_languages) or mixture.languages
@@ -74,7 +89,7 @@ def plan_run(options: ZooOptions, zoo: Path):
     return mixture, tokenizer, folder, streams, plan
 
 
-def build_model(options: ZooOptions, tokenizer):
+def build_model(options: ZooOptions, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
     """A freshly initialised ``LlamaForCausalLM`` of the options' size (seeded)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -89,17 +104,23 @@ def build_model(options: ZooOptions, tokenizer):
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
         hidden_act="silu",
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=_token_id(tokenizer, "bos"),
+        eos_token_id=_token_id(tokenizer, "eos"),
+        pad_token_id=_token_id(tokenizer, "pad"),
     )
     torch.manual_seed(options.seed)
     return LlamaForCausalLM(config)
 
 
+def _token_id(tokenizer: PreTrainedTokenizerBase, name: str) -> int:
+    """The id of the family tokenizer's special token ``<name>`` (it has every one of them)."""
+    return cast(int, getattr(tokenizer, f"{name}_token_id"))
+
+
 def base_manifest(name: str, zoo: Path) -> dict:
-    """``zoo.json`` of the zoo model ``name`` a fine-tune starts from; one that is not trained
-    (or whose run is unfinished) is refused with the command that trains it.
+    """``zoo.json`` of the zoo model ``name`` a fine-tune starts from.
+
+    One that is not trained (or whose run is unfinished) is refused with the command that trains it.
     """
     path = zoo / name / MANIFEST
     if path.exists():
@@ -113,9 +134,11 @@ def base_manifest(name: str, zoo: Path) -> dict:
 
 
 def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
-    """The base's manifest, once the fine-tune is known to keep its shape (``SHAPE``) and family
-    tokenizer (``languages``: the fine-tune's tokenizer languages), so its weights load and its
-    token ids mean the same.
+    """The base's manifest, once the fine-tune is known to keep its shape and family tokenizer.
+
+    The shape is [`SHAPE`][workbench.zoo.options.SHAPE]'s settings; ``languages`` are the
+    fine-tune's tokenizer languages. Kept, they let the base's weights load and its token ids mean
+    the same.
     """
     info = base_manifest(options.base, zoo)
     theirs, base_languages = info["options"], info["tokenizer"]["languages"]
@@ -142,8 +165,9 @@ def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
 
 
 def base_record(name: str, zoo: Path) -> dict:
-    """What a fine-tune's manifest says of its base: name, mixture, settings, held-out loss, and
-    the SHA-256 of its weights file (which exact weights it started from).
+    """What a fine-tune's manifest says of its base: name, mixture, settings, held-out loss, weights.
+
+    The weights are the SHA-256 of its weights file: which exact weights the fine-tune started from.
     """
     info = base_manifest(name, zoo)
     digest = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()).hexdigest()
@@ -156,7 +180,7 @@ def base_record(name: str, zoo: Path) -> dict:
     }
 
 
-def start_model(options: ZooOptions, tokenizer, zoo: Path):
+def start_model(options: ZooOptions, tokenizer: PreTrainedTokenizerBase, zoo: Path) -> LlamaForCausalLM:
     """The model step 0 starts from: the base's trained weights for a fine-tune, else fresh seeded ones."""
     if not options.base:
         return build_model(options, tokenizer)
@@ -187,8 +211,10 @@ def train(
     show_progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
 ) -> Path:
-    """Train (or resume) the zoo model ``name``; returns its folder. ``on_step(step, loss)`` is
-    called after each optimiser step (and after its checkpoint, when one is due).
+    """Train (or resume) the zoo model ``name``; returns its folder.
+
+    ``on_step(step, loss)`` is called after each optimiser step (and after its checkpoint, when one
+    is due).
     """
     zoo = zoo or zoo_root()
     folder, work = check_name(name, zoo, force)
@@ -197,7 +223,8 @@ def train(
     fingerprint = run_fingerprint(options, base)
     per_step = max(1, options.batch_tokens // options.context)
     steps = math.ceil(len(plan.language_of) / per_step)
-    model = start_model(options, tokenizer, zoo).to(options.device)
+    model = start_model(options, tokenizer, zoo)
+    model = model.to(options.device)  # pyright: ignore[reportArgumentType]  # transformers' @wraps loses self
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, betas=(0.9, 0.95), weight_decay=0.1)
     state = resume(work, options, fingerprint, model, optimizer)
     model.train()
@@ -205,13 +232,7 @@ def train(
         while state["step"] < steps:
             started = time.perf_counter()
             step = state["step"]
-            batch = torch.from_numpy(
-                plan.batch(
-                    range(step * per_step, min((step + 1) * per_step, len(plan.language_of))),
-                    streams,
-                    tokenizer.bos_token_id,
-                )
-            ).to(options.device)
+            batch = _batch(plan, streams, _token_id(tokenizer, "bos"), step, per_step, options.device)
             loss = training_step(model, optimizer, batch, learning_rate(options, step, steps))
             state["step"] += 1
             state["losses"].append(loss)
@@ -225,9 +246,8 @@ def train(
     model.eval()
     from workbench.zoo.evaluate import heldout_losses
 
-    evaluated = list(
-        dict.fromkeys([*mixture.languages, *(base["heldout_loss"] if base else ())])
-    )  # a fine-tune: the base's too
+    # a fine-tune: the base's languages too
+    evaluated = list(dict.fromkeys([*mixture.languages, *(base["heldout_loss"] if base else ())]))
     held = heldout_losses(model, tokenizer, evaluated, options.heldout_verses, options.context, options.device)
     model.save_pretrained(work / "model")
     tokenizer.save_pretrained(work / "model")
@@ -241,11 +261,25 @@ def train(
     return folder
 
 
+def _batch(
+    plan: SequencePlan,
+    streams: dict[str, Int[np.ndarray, " token"]],
+    bos: int,
+    step: int,
+    per_step: int,
+    device: str,
+) -> Int[torch.Tensor, "batch pos"]:
+    """The sequences of optimiser step ``step``: ``per_step`` of the plan's (fewer at its end), on ``device``."""
+    indices = range(step * per_step, min((step + 1) * per_step, len(plan.language_of)))
+    return torch.from_numpy(plan.batch(indices, streams, bos)).to(device)
+
+
 def trained_twin(options: ZooOptions, zoo: Path) -> str | None:
-    """The name of a trained zoo model with the same weight-deciding settings as ``options``, if
-    any: training is a pure function of those, so its weights are the ones a new run would make
-    (on the same kind of device; the manifest says which). A fine-tune's twin also started from
-    the same base weights.
+    """The name of a trained zoo model with the same weight-deciding settings as ``options``, if any.
+
+    Training is a pure function of those, so its weights are the ones a new run would make (on the
+    same kind of device; the manifest says which). A fine-tune's twin also started from the same
+    base weights.
     """
     wanted = json.loads(json.dumps(options.identity()))
     start = base_record(options.base, zoo)["weights_sha256"] if options.base else None
@@ -275,15 +309,16 @@ def manifest(
     options: ZooOptions,
     mixture: Mixture,
     plan: SequencePlan,
-    model,
+    model: LlamaForCausalLM,
     tokenizer_folder: Path,
-    state: dict,
+    state: dict[str, Any],
     heldout: dict[str, float],
     base: dict | None = None,
 ) -> dict:
-    """``zoo.json``: what made the model (settings, mixture, tokens and passes per language, the
-    tokenizer, and for a fine-tune its ``base``), how training went (steps, time, every step's
-    loss) and its held-out loss.
+    """``zoo.json``: what made the model, how training went, and its held-out loss.
+
+    What made it: settings, mixture, tokens and passes per language, the tokenizer, and for a
+    fine-tune its ``base``; how training went: steps, time, every step's loss.
     """
     counts = plan.sequences_per_language()
     tokens = sum(counts.values()) * options.context
@@ -313,7 +348,9 @@ def manifest(
     }
 
 
-def training_step(model, optimizer, batch: torch.Tensor, lr: float) -> float:
+def training_step(
+    model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, batch: Int[torch.Tensor, "batch pos"], lr: float
+) -> float:
     """One AdamW step on ``batch [n, context + 1]`` (inputs ``[:, :-1]``, targets ``[:, 1:]``)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -327,8 +364,10 @@ def training_step(model, optimizer, batch: torch.Tensor, lr: float) -> float:
 
 
 def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
-    """``(folder, work folder)`` of ``name``; a trained model of that name is refused unless
-    ``force`` (which also drops an unfinished run's checkpoint).
+    """``(folder, work folder)`` of ``name``.
+
+    A trained model of that name is refused unless ``force`` (which also drops an unfinished run's
+    checkpoint).
     """
     if not name or "/" in name or name.startswith("."):
         raise WorkbenchError(f"Zoo name {name!r} must be a plain folder name, e.g. mix-en50.")
@@ -343,9 +382,12 @@ def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
     return folder, work
 
 
-def save_checkpoint(work: Path, fingerprint: str, model, optimizer, state: dict) -> None:
-    """Weights, optimiser state, step and losses, written atomically (tensors and numbers only),
-    under the run's [`run_fingerprint`][workbench.zoo.train.run_fingerprint].
+def save_checkpoint(
+    work: Path, fingerprint: str, model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Weights, optimiser state, step and losses, written atomically (tensors and numbers only).
+
+    Saved under the run's [`run_fingerprint`][workbench.zoo.train.run_fingerprint].
     """
     partial = work / f"{CHECKPOINT}.tmp"
     torch.save(
@@ -354,7 +396,9 @@ def save_checkpoint(work: Path, fingerprint: str, model, optimizer, state: dict)
     partial.replace(work / CHECKPOINT)
 
 
-def resume(work: Path, options: ZooOptions, fingerprint: str, model, optimizer) -> dict:
+def resume(
+    work: Path, options: ZooOptions, fingerprint: str, model: LlamaForCausalLM, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """The state to start from: a checkpoint of a run with the same settings (and base weights), or step 0."""
     path = work / CHECKPOINT
     if not path.exists():

@@ -1,7 +1,12 @@
 """Deactivation: switch a language's neurons off and measure every language (MWork Tables 1-5)."""
 
+from typing import TYPE_CHECKING
+
 from workbench.analyses import lazy_exports
 from workbench.analyses.ablate.options import Options, requires
+
+if TYPE_CHECKING:  # the type checker sees what __getattr__ loads on first use
+    from workbench.analyses.ablate.analysis import Result, figures, run, section
 
 __all__ = ["Options", "requires", "run", "Result", "figures", "section"]
 __getattr__ = lazy_exports(__name__, "analysis", ("run", "Result", "figures", "section"))

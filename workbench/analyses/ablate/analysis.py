@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import cast
 
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
@@ -14,13 +15,14 @@ from workbench.analyses.ablate.plots import (
     deactivation_figure,
     settings_figure,
 )
-from workbench.data.batching import tokenize
+from workbench.data.batching import LengthPolicy, tokenize
 from workbench.data.corpus import Corpus
 from workbench.interventions.deactivation import AblationResult as Result
 from workbench.interventions.deactivation import DeactivationResult, run_deactivation
 from workbench.interventions.measures import MeasureMemo
 from workbench.language.langid import default_classifier, vocab_languages
 from workbench.lens.layer_language import token_categories
+from workbench.models.model import Model
 from workbench.neurons.selection import SET_NAMES
 from workbench.runs.report import Section
 from workbench.runs.store import Store
@@ -28,20 +30,27 @@ from workbench.runs.store import Store
 NAME = Options.ANALYSIS
 
 
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
-    """One deactivation experiment per kind of set in ``options.sets``, on the same held-out
-    verses; every measurement is checkpointed (one memo for all kinds, sharing the baseline).
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """One deactivation experiment per kind of set in ``options.sets``, on the same held-out verses.
+
+    Every measurement is checkpointed (one memo for all kinds, sharing the baseline).
     """
     plnd = store.result("plnd")
     langs = options.language_list(store.languages)
     vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
     ids = corpus.sample_ids(store.languages, options.documents, "heldout", store.run.seed)
     docs = corpus.parallel(langs, ids)
-    tokens = {lang: tokenize(model, docs[lang]["text"], ids, on_too_long=store.run.on_too_long) for lang in langs}
+    policy = cast(LengthPolicy, store.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+    tokens = {lang: tokenize(model, docs[lang]["text"], ids, on_too_long=policy) for lang in langs}
     categories = {lang: token_categories(vocab, lang) for lang in langs}
     memo = MeasureMemo(store.part(NAME, "measurements.json"))
     experiments = {}
     with tqdm(desc="deactivation", unit=" runs", disable=not store.show_progress) as bar:
+
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update()
+
         for kind in options.sets:
             sets = plnd.named_sets(kind)
             experiments[kind] = run_deactivation(
@@ -53,13 +62,14 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
                 memo=memo,
                 prefix=f"{kind}/",
                 settings={"split": "heldout", "documents": len(ids), "neuron_sets": kind},
-                progress=lambda label: (bar.set_postfix_str(label), bar.update()),
+                progress=progress,
                 batch_tokens=store.run.batch_tokens,
             )
     return store.keep(NAME, Result(experiments, {"split": "heldout", **options.to_dict()}))
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """The kinds side by side, then per kind its damage, cross-language and settings figures."""
     out = {"ablate_comparison": comparison_figure(result)}
     for kind, experiment in result.experiments.items():
         label = f" · {kind}"
@@ -93,6 +103,7 @@ def experiment_verdict(result: DeactivationResult) -> str:
 
 
 def verdict(result: Result) -> str:
+    """Each kind of set's [`experiment_verdict`][workbench.analyses.ablate.analysis.experiment_verdict]."""
     return " ".join(f"{SET_NAMES.get(kind, kind)}: {experiment_verdict(e)}" for kind, e in result.experiments.items())
 
 
@@ -113,6 +124,7 @@ def continuation_table(result: DeactivationResult) -> list[dict]:
 
 
 def section(result: Result) -> Section:
+    """The report's section: how neurons are switched off and measured, the controls, and the verdict."""
     first = next(iter(result.experiments.values()))
     groups, opts = first.layer_groups, first.options
     kinds = "; ".join(f"<em>{kind}</em>: {html.escape(SET_NAMES.get(kind, kind))}" for kind in result.experiments)

@@ -1,4 +1,7 @@
-"""Settings of the deactivation experiment (defined with it, in [`workbench.interventions.options`][workbench.interventions.options])."""
+"""Settings of the deactivation experiment.
+
+They are defined with it, in [`workbench.interventions.options`][workbench.interventions.options].
+"""
 
 from workbench.interventions.options import GROUPS, LANGUAGES
 from workbench.interventions.options import DeactivationOptions as Options

@@ -16,9 +16,11 @@ _UNITS = {"loss": "loss increase (nats/token)", "accuracy": "accuracy drop", "fi
 
 
 def comparison_figure(result: AblationResult, measure: str = "loss") -> go.Figure:
-    """The claim in one figure: per set kind (a panel each), each language's damage when its own
-    neurons are off beside the mean damage to the other languages. Specific neurons hurt their
-    own language more than the others; shared ones hurt every language alike.
+    """The claim in one figure: per set kind, each language's damage beside the other languages'.
+
+    One panel per set kind: each language's damage when its own neurons are off, beside the mean
+    damage to the other languages. Specific neurons hurt their own language more than the others;
+    shared ones hurt every language alike.
     """
     kinds = list(result.experiments)
     fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, subplot_titles=[SET_NAMES.get(k, k) for k in kinds])
@@ -56,9 +58,11 @@ def comparison_figure(result: AblationResult, measure: str = "loss") -> go.Figur
 
 
 def deactivation_figure(result: DeactivationResult, measure: str = "loss", label: str = "") -> go.Figure:
-    """The paper's Table 1 as bars: per language, the damage when its own neurons are off, when
-    as many random neurons are off (mean over seeds, sd as error bar), and the mean damage to
-    the other languages when its neurons are off.
+    """The paper's Table 1 as bars: per language, its own neurons off against random ones.
+
+    Per language: the damage when its own neurons are off, when as many random neurons are off
+    (mean over seeds, sd as error bar), and the mean damage to the other languages when its
+    neurons are off.
     """
     rows = result.table1(measure)
     x = [f"{r['language']} · {language_name(r['language'])}" for r in rows]
@@ -124,8 +128,10 @@ def cross_language_figure(result: DeactivationResult, measure: str = "loss", lab
 
 
 def settings_figure(result: DeactivationResult, measure: str = "loss", label: str = "") -> go.Figure:
-    """Tables 2-5 as a heatmap: rows = settings (language-specific or random, per layer group),
-    columns = languages, then Delta_Eng, Delta_nEng and Delta.
+    """Tables 2-5 as a heatmap: one row per setting, one column per language.
+
+    Rows: language-specific or random, per layer group; columns: the languages, then Delta_Eng,
+    Delta_nEng and Delta.
     """
     rows = result.settings_table(measure)
     columns = [c for c in rows[0] if c != "setting"]

@@ -1,41 +1,47 @@
-"""The clt-diff slice: the run's transcoder (made for the base model) applied to the base model and
-to a fine-tuned one ([`workbench.clt.diff`][workbench.clt.diff]): per feature and language the change in
+"""The clt-diff slice: the run's transcoder (made for the base model) read on the base model and on a fine-tuned one.
+
+Through [`workbench.clt.diff`][workbench.clt.diff]: per feature and language the change in
 frequency and magnitude, per layer the change in reconstruction error, per language the change in
 its identity features' strength; the features that changed most, with cards; and one prompt's
 attribution graph before and after, with the overlap of their kept features per layer.
 
 The fine-tuned model is a finetune delta applied to the run's model by parametrization (the
-model's weights are never edited in place), or another model of the same shape and tokenizer.
-Each side's statistics per language are parts, reused on resume.
+model's weights are never edited in place), or another model of the same shape and tokenizer
+([`tuned_model`][workbench.analyses.clt_diff.tuned.tuned_model]). Each side's statistics per
+language are parts, reused on resume.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
+from jaxtyping import Int
 
 from workbench.analyses.clt_diff.options import Options
 from workbench.analyses.clt_diff.plots import fvu_figure, identity_figure, layers_figure, strength_figure
-from workbench.analyses.clt_graph import Options as GraphOptions
-from workbench.analyses.clt_graph.analysis import GraphRow, answer_rank, stored_view, summarise, view_of
-from workbench.analyses.clt_graph.plots import view_figure
-from workbench.analyses.clt_train.analysis import transcoder
+from workbench.analyses.clt_diff.result import ChangeCard, Result
+from workbench.analyses.clt_diff.tuned import run_delta, tuned_model
 from workbench.clt.attribution import attribute
-from workbench.clt.diff import Diff, FeatureChange, Side
-from workbench.clt.features import Context, FeatureStats, feature_stats, top_contexts
+from workbench.clt.diff import Diff, Side
+from workbench.clt.feature_cards import card_contexts
 from workbench.clt.graph import Graph, jaccard
-from workbench.clt.quality import LayerQuality, layer_quality
+from workbench.clt.graph_options import GraphOptions
+from workbench.clt.graph_summary import GraphRow, answer_rank, summarise
+from workbench.clt.run_measures import Documents, quality_per_language, stats_per_language
+from workbench.clt.run_transcoder import transcoder
+from workbench.clt.stored_views import stored_view, view_figure, view_of
+from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus
-from workbench.data.prompts import PromptSet
+from workbench.data.prompts import ParallelPrompt, PromptSet
 from workbench.errors import WorkbenchError
+from workbench.models.model import Model
 from workbench.runs.report import Section
-from workbench.runs.results import Result as Base
 from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
@@ -44,167 +50,38 @@ SIDE_NAMES = {"base": "base", "tuned": "fine-tuned"}
 
 
 @dataclass
-class ChangeCard:
-    """A feature that changed most, with its top contexts per language (on the base model)."""
+class _Read:
+    """One model read through the transcoder: its statistics, the prompt's graph summarised, and its view."""
 
-    change: FeatureChange
-    contexts: dict[str, list[Context]] = field(default_factory=dict)
-
-
-@dataclass
-class Result(Base):
-    """What changed, by layer, language and feature, and the graph before and after."""
-
-    JSON = "clt-diff.json"
-
-    tuned: str
-    languages: list[str]
-    n_layers: int
-    layers: list[dict]
-    fvu: dict[str, list[list[float]]]  # language -> per layer (base, fine-tuned)
-    identity: list[dict]
-    changed: list[ChangeCard]
-    graphs: list[GraphRow] = field(default_factory=list)  # the prompt's graph: base, then fine-tuned
-    graph_overlap: list[float] = field(default_factory=list)  # per layer, Jaccard of their kept features
-    views: list[dict] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)
-    target: str = ""  # the fine-tuned language, where the tuned model is a finetune delta
-    strength: list[dict] = field(default_factory=list)  # per layer and language: its specific features, before/after
-
-    def strength_change(self, language: str, what: str = "frequency") -> dict[int, float]:
-        """Per layer, the change (fine-tuned minus base) of ``language``'s specific features'
-        mean ``frequency`` or ``mean`` activation on its own tokens.
-        """
-        return {
-            r["layer"]: r[f"{what} fine-tuned"] - r[f"{what} base"] for r in self.strength if r["language"] == language
-        }
-
-    def table(self) -> list[dict]:
-        return self.layers
-
-    def changed_table(self) -> list[dict]:
-        return [
-            {
-                "feature": c.change.name(),
-                "largest change of mean activation": c.change.change,
-                **{f"freq {lang}": f"{b:.3f} -> {t:.3f}" for lang, (b, t) in c.change.frequency.items()},
-                "top contexts (base)": " | ".join(
-                    x.text.replace("\n", " ") for ctx in list(c.contexts.values())[:1] for x in ctx
-                ),
-            }
-            for c in self.changed
-        ]
+    side: Side
+    row: GraphRow
+    view: dict[str, Any]
 
 
-@contextmanager
-def tuned_model(spec: str, model, store: Store) -> Iterator:
-    """The fine-tuned model for the block, and the language it was fine-tuned on ("" where
-    unknown): a delta applied to ``model`` (its metadata names the language), or another model loaded.
-    """
-    path = Path(spec)
-    if path.suffix == ".safetensors":
-        from workbench.interventions.finetune import NeuronDelta
-
-        if not path.is_file():
-            raise WorkbenchError(f"No delta file {path}; finetune deltas are under RESULTS/parts/finetune-*/deltas/.")
-        delta = NeuronDelta.load(path)
-        try:
-            delta.check_fits(model)
-        except ValueError as exc:
-            raise WorkbenchError(f"{exc} Run clt-diff with --model the base model the delta was trained on.") from None
-        with delta.applied(model):
-            yield model, str(delta.meta.get("target", ""))
-        return
-    from workbench.models.loading import load_model
-
-    other = load_model(spec, device=store.run.device)
-    _check_same_shape(model, other, spec)
-    yield other, ""
-
-
-def run_delta(options: Options, store: Store) -> Path:
-    """The delta of this run's finetune of ``options.finetune_language``'s neurons (default: the
-    finetune's first target) trained on the most documents.
-    """
-    finetune = store.result("finetune")
-    runs = [r for r in finetune.runs if r.kind == "language" and r.delta_file]
-    language = options.finetune_language or (runs[0].target if runs else "")
-    mine = [r for r in runs if r.target == language]
-    if not mine:
-        raise WorkbenchError(
-            f"This run's finetune saved no delta of {language or 'any language'}'s neurons "
-            f"(trained: {', '.join(sorted({r.target for r in runs})) or 'none'}); add it with "
-            f"--finetune-languages {language or 'LANG'}, and give the run an --out folder."
-        )
-    return Path(store.folder) / max(mine, key=lambda r: r.size).delta_file
-
-
-def _check_same_shape(model, other, spec: str) -> None:
-    keys = (
-        "n_layers",
-        "d_model",
-        "d_vocab",
-        "d_mlp",
-        "n_heads",
-        "gated_mlp",
-        "normalization_type",
-        "act_fn",
-        "positional_embedding_type",
-    )
-    differ = [k for k in keys if getattr(model.cfg, k) != getattr(other.cfg, k)]
-    if differ:
-        raise WorkbenchError(
-            f"{spec} differs from the run's model in {', '.join(differ)}; the base transcoder reads "
-            "only a fine-tune of the run's model (same shape and tokenizer)."
-        )
-    sample = "In the beginning God created the heaven and the earth."
-    if (
-        other.tokenizer is not None
-        and model.tokenizer is not None
-        and other.to_tokens(sample).tolist() != model.to_tokens(sample).tolist()
-    ):
-        raise WorkbenchError(
-            f"{spec} tokenizes text differently from the run's model; diff a fine-tune of the same model."
-        )
-
-
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Both sides' statistics (parts), what changed, the cards, and the prompt's graph before and after."""
     clt = transcoder(store)
     held = store.documents(model, corpus, options.documents, "heldout", seed_offset=1)
     prompt = _prompt(options, store)
     tokens = tokenize(model, [prompt.prompt], on_too_long="error")[0].to(model.cfg.device)
-    thresholds = (GraphOptions().node_threshold, GraphOptions().edge_threshold)
-    sides, graphs, pruned, ranks, views = {}, {}, {}, {}, {}
-
-    def read(which, side: str) -> None:
-        sides[side], graphs[side] = _side(which, clt, held, tokens, prompt, side, store)
-        pruned[side] = graphs[side].prune(*thresholds)
-        ranks[side] = answer_rank(which, tokens, prompt.continuation)
-        views[side] = {**stored_view(which, clt, graphs[side], pruned[side], prompt), "side": SIDE_NAMES[side]}
-
     spec = str(run_delta(options, store)) if options.run_finetune else options.tuned
     with tuned_model(spec, model, store) as (tuned, target):  # a delta patches the run's model for this block only
-        read(tuned, "tuned")
-    read(model, "base")
-    diff = Diff(sides["base"], sides["tuned"])
+        reads = {"tuned": _read(tuned, clt, held, tokens, prompt, "tuned", store)}
+    reads["base"] = _read(model, clt, held, tokens, prompt, "base", store)
+    diff = Diff(reads["base"].side, reads["tuned"].side)
     changed = [ChangeCard(c) for c in diff.top_changed(options.top)]
-    for lang in diff.languages:  # one pass over a language's verses for every card
-        found = top_contexts(
-            model,
-            clt,
-            held[lang],
-            [(c.change.layer, c.change.feature) for c in changed],
-            options.contexts,
-            batch_tokens=store.run.batch_tokens,
-        )
-        for card, contexts in zip(changed, found):
-            if contexts:
-                card.contexts[lang] = contexts
-    rows = [summarise(prompt, graphs[side], pruned[side], ranks[side], "") for side in SIDES]
+    features = [(c.change.layer, c.change.feature) for c in changed]
+    batch = store.run.batch_tokens
+    for card, contexts in zip(
+        changed, card_contexts(model, clt, held, diff.languages, features, options.contexts, batch)
+    ):
+        card.contexts.update(contexts)
+    rows = [reads[side].row for side in SIDES]
     overlap = [jaccard(set(a), set(b)) for a, b in zip(rows[0].kept, rows[1].kept)]
     fvu = {lang: [list(pair) for pair in pairs] for lang, pairs in diff.fvu().items()}
-    shown = f"{options.tuned}: {Path(spec).relative_to(store.folder)}" if options.run_finetune else spec
+    shown = spec
+    if options.run_finetune and store.folder is not None:  # run_delta found the delta in the run folder
+        shown = f"{options.tuned}: {Path(spec).relative_to(store.folder)}"
     result = Result(
         shown,
         diff.languages,
@@ -215,7 +92,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         changed,
         rows,
         overlap,
-        [views[side] for side in SIDES],
+        [reads[side].view for side in SIDES],
         options.to_dict(),
         target,
         diff.language_strength(),
@@ -223,7 +100,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     return store.keep(NAME, result)
 
 
-def _prompt(options: Options, store: Store):
+def _prompt(options: Options, store: Store) -> ParallelPrompt:
     language = options.language or store.languages[0]
     prompts = PromptSet.load().prompts([options.task], [language])
     if not prompts:
@@ -233,43 +110,38 @@ def _prompt(options: Options, store: Store):
     return prompts[0]
 
 
-def _side(model, clt, held: dict, tokens, prompt, side: str, store: Store) -> tuple[Side, Graph]:
-    """One model's statistics per language and the prompt's graph (parts, reused on resume)."""
-    stats = {
-        lang: store.reuse(
-            NAME,
-            f"{side}-{lang}-stats.npz",
-            lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
-            FeatureStats.load,
-            lambda s, path: s.save(path),
-        )
-        for lang in store.languages
-    }
-    quality = {
-        lang: store.reuse_json(
-            NAME,
-            f"{side}-{lang}-quality.json",
-            lambda: _Quality(layer_quality(model, clt, held[lang], store.run.batch_tokens)),
-            _Quality,
-        ).rows
-        for lang in store.languages
-    }
+def _read(
+    model: Model,
+    clt: CrossLayerTranscoder,
+    held: Documents,
+    tokens: Int[torch.Tensor, " pos"],
+    prompt: ParallelPrompt,
+    side: str,
+    store: Store,
+) -> _Read:
+    """One model's statistics per language and the prompt's graph (parts, reused on resume), pruned and drawn."""
+    stats = stats_per_language(store, NAME, lambda lang: f"{side}-{lang}-stats.npz", model, clt, held)
+    quality = quality_per_language(store, NAME, lambda lang: f"{side}-{lang}-quality.json", model, clt, held)
     graph = store.reuse(
         NAME,
         f"{side}-graph",
         lambda: attribute(model, clt, tokens, prompt=prompt.prompt),
         Graph.load,
-        lambda g, path: g.save(path),
+        _save_graph,
     )
-    return Side(stats, quality), graph
+    defaults = GraphOptions()  # pruned as clt-graph prunes by default
+    pruned = graph.prune(defaults.node_threshold, defaults.edge_threshold)
+    row = summarise(prompt, graph, pruned, answer_rank(model, tokens, prompt.continuation), "")
+    view = {**stored_view(model, clt, graph, pruned, prompt), "side": SIDE_NAMES[side]}
+    return _Read(Side(stats, quality), row, view)
 
 
-@dataclass
-class _Quality:
-    rows: list[LayerQuality]
+def _save_graph(graph: Graph, path: Path) -> None:
+    graph.save(path)
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """The layer, FVU, identity and strength figures, and the prompt's graph on each side."""
     out = {
         "clt_diff_layers": layers_figure(result),
         "clt_diff_fvu": fvu_figure(result),
@@ -302,8 +174,8 @@ def verdict(result: Result) -> str:
     ]
     text = (
         f"Features whose frequency moved by more than 0.05 in some language, per layer: {', '.join(map(str, moved))}; "
-        f"the mean change is largest in layer {peak}. Reconstruction error (FVU, mean over languages) per layer, base -> "
-        f"fine-tuned: {', '.join(f'{b:.3f} -> {t:.3f}' for b, t in fvu)}."
+        f"the mean change is largest in layer {peak}. Reconstruction error (FVU, mean over languages) per layer, "
+        f"base -> fine-tuned: {', '.join(f'{b:.3f} -> {t:.3f}' for b, t in fvu)}."
     )
     for lang in result.languages:
         rows = [r for r in result.identity if r["language"] == lang]
@@ -334,7 +206,7 @@ def _strength_verdict(result: Result) -> str:
     others = [v for lang in result.languages if lang != result.target for v in result.strength_change(lang).values()]
     if not own:
         return f" {result.target} has no specific features in the base transcoder to follow."
-    top = max(own, key=own.get)
+    top = max(own, key=lambda layer: own[layer])
     return (
         f" The fine-tuned language {result.target}'s specific features change in frequency on its own tokens by "
         f"{np.mean(list(own.values())):+.4f} on average over layers (most in layer {top}, {own[top]:+.4f}), against "
@@ -343,14 +215,16 @@ def _strength_verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: what was read on which model, and the verdict."""
     s = result.settings
     intro = (
         f"The run's transcoder, made for the base model, read on the base model and on the fine-tuned one "
-        f"(<code>{result.tuned}</code>) over the same {s.get('documents', '?')} held-out verses per language. Its features "
-        "are the base model's, so the changes say how fine-tuning changed their use: frequency (share of tokens active), "
-        "magnitude (mean activation where active), reconstruction error per layer, and the identity score of each "
-        "language's best identity features. Cards show the base model's top contexts of the features that changed most. "
-        f"The prompt of task <em>{s.get('task')}</em> is attributed on both models with the same transcoder."
+        f"(<code>{result.tuned}</code>) over the same {s.get('documents', '?')} held-out verses per language. Its "
+        "features are the base model's, so the changes say how fine-tuning changed their use: frequency (share of "
+        "tokens active), magnitude (mean activation where active), reconstruction error per layer, and the identity "
+        "score of each language's best identity features. Cards show the base model's top contexts of the features "
+        f"that changed most. The prompt of task <em>{s.get('task')}</em> is attributed on both models with the same "
+        "transcoder."
     )
     return Section(
         "Model diffing through the base transcoder",
@@ -362,6 +236,6 @@ def section(result: Result) -> Section:
             result.strength,
             result.identity,
             result.changed_table(),
-            [{k: v for k, v in r.__dict__.items() if k not in ("kept", "part")} for r in result.graphs],
+            [r.summary() for r in result.graphs],
         ],
     )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from workbench.runs.options import OptionError, RunOptions, option
 from workbench.runs.options import Options as Base
 
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
 requires: tuple[str, ...] = ("clt-train",)
-RUN_FINETUNE = "finetune"  # --clt-diff-tuned finetune[:LANG]: this run's own finetune delta
+RUN_FINETUNE = "finetune"
+"""``--clt-diff-tuned finetune[:LANG]``: this run's own finetune delta."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,11 @@ class Options(Base):
         return self.tuned.partition(":")[2] if self.run_finetune else ""
 
     def needs(self) -> tuple[str, ...]:
+        """``finetune`` where the fine-tuned model is this run's own finetune."""
         return (RUN_FINETUNE,) if self.run_finetune else ()
 
     def check_run(self, run: RunOptions) -> None:
+        """Refuse a missing fine-tuned model, and languages outside the run's."""
         if not self.tuned:
             raise OptionError(
                 "--clt-diff-tuned is needed: 'finetune' (this run's), a finetune delta (.safetensors) "
@@ -64,7 +70,8 @@ class Options(Base):
                 f"({', '.join(run.languages)}); add it there."
             )
 
-    def check_model(self, model) -> None:
+    def check_model(self, model: Model) -> None:
+        """Refuse a model attribution cannot run on (a bridged one), before the transcoder is trained."""
         from workbench.clt.attribution import check_hooked
 
         check_hooked(model)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.analyses.clt_diff.result import Result
 from workbench.data.languages import language_name
 
 
-def layers_figure(result) -> go.Figure:
+def layers_figure(result: Result) -> go.Figure:
     """Per layer: the mean |frequency change| over features and languages, and how many features moved."""
     layers = [row["layer"] for row in result.layers]
     moved_key = next(k for k in result.layers[0] if k.startswith("features |d frequency|"))
@@ -26,7 +27,7 @@ def layers_figure(result) -> go.Figure:
     return fig
 
 
-def fvu_figure(result) -> go.Figure:
+def fvu_figure(result: Result) -> go.Figure:
     """Per language and layer, the reconstruction error before (dashed) and after (solid) fine-tuning."""
     fig = go.Figure()
     layers = list(range(result.n_layers))
@@ -54,7 +55,7 @@ def fvu_figure(result) -> go.Figure:
     return fig
 
 
-def identity_figure(result) -> go.Figure:
+def identity_figure(result: Result) -> go.Figure:
     """Each language's identity features: identity score in the base (x) and fine-tuned (y) model."""
     fig = go.Figure()
     for lang in result.languages:
@@ -80,9 +81,10 @@ def identity_figure(result) -> go.Figure:
     return fig
 
 
-def strength_figure(result) -> go.Figure:
-    """Per layer, the change of each language's specific features' frequency on its own tokens
-    (the fine-tuned language drawn thick).
+def strength_figure(result: Result) -> go.Figure:
+    """Per layer, the change of each language's specific features' frequency on its own tokens.
+
+    The fine-tuned language is drawn thick.
     """
     fig = go.Figure()
     for lang in result.languages:

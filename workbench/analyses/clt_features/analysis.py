@@ -1,114 +1,48 @@
-"""The clt-features slice: every transcoder feature's frequency and mean activation per language on
-parallel held-out verses; language-specific, multilingual and rare features per layer; identity
-features with their cards; agreement with PLND's FFN neurons where a PLND result is in the run.
+"""The clt-features slice: every transcoder feature's frequency and mean activation per language.
+
+On parallel held-out verses ([`workbench.clt.features`][workbench.clt.features]): language-specific,
+multilingual and rare features per layer; identity features with their cards
+([`workbench.clt.feature_cards`][workbench.clt.feature_cards]); agreement with PLND's FFN neurons where a
+PLND result is in the run ([`workbench.clt.feature_layers`][workbench.clt.feature_layers]).
 
 The per-language statistics are parts (``<lang>-stats.npz``), reused by a resumed run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import plotly.graph_objects as go
 
 from workbench.analyses.clt_features.options import Options
 from workbench.analyses.clt_features.plots import cards_figure, counts_figure, share_figure
-from workbench.analyses.clt_train.analysis import transcoder
-from workbench.clt.features import Context, FeatureStats, LanguageFeatures, feature_stats, top_contexts
+from workbench.analyses.clt_features.result import Result
+from workbench.clt.feature_cards import FeatureCard, card_contexts, identity_cards, multilingual_cards
+from workbench.clt.feature_layers import plnd_agreement, share_bins
+from workbench.clt.features import LanguageFeatures
+from workbench.clt.run_measures import stats_per_language
+from workbench.clt.run_transcoder import transcoder
 from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError
-from workbench.ffn.statistics import spearman
+from workbench.models.model import Model
 from workbench.runs.report import Section
-from workbench.runs.results import Result as Base
 from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
 
-@dataclass
-class FeatureCard:
-    """One feature: where it is, how often and how strongly each language uses it, its contexts."""
-
-    layer: int
-    feature: int
-    kind: str  # the language it is an identity feature of, or "multilingual"
-    frequency: dict[str, float]
-    active_mean: dict[str, float]  # mean activation where active
-    score: float  # identity score (identity features) or lowest frequency over languages (multilingual)
-    contexts: dict[str, list[Context]] = field(default_factory=dict)  # language -> top activations
-
-    def name(self) -> str:
-        return f"L{self.layer}/{self.feature}"
-
-
-@dataclass
-class Result(Base):
-    """Features per layer by kind, the identity features of every language, cards, PLND agreement."""
-
-    JSON = "clt-features.json"
-
-    languages: list[str]
-    n_layers: int
-    n_features: int
-    tokens: dict[str, int]
-    layer_counts: list[dict]
-    identity: dict[str, list[FeatureCard]]
-    multilingual: list[FeatureCard]
-    share_bins: list[list[int]]  # per layer, used features by their top language's share (10 bins up to 1)
-    plnd: dict = field(default_factory=dict)  # cells (language, layer, plnd, clt) and their Spearman
-    settings: dict = field(default_factory=dict)
-
-    def table(self) -> list[dict]:
-        return self.layer_counts
-
-    def identity_table(self) -> list[dict]:
-        return [
-            {
-                "language": lang,
-                "feature": c.name(),
-                "score": c.score,
-                **{f"freq {k}": v for k, v in c.frequency.items()},
-                "mean where active": c.active_mean[lang],
-            }
-            for lang, cards in self.identity.items()
-            for c in cards
-        ]
-
-
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Statistics per language (saved as they finish), then what they make of every feature."""
     clt = transcoder(store)
     held = store.documents(model, corpus, options.documents, "heldout", seed_offset=1)
-    stats = {
-        lang: store.reuse(
-            NAME,
-            f"{lang}-stats.npz",
-            lambda: feature_stats(model, clt, held[lang], store.run.batch_tokens),
-            FeatureStats.load,
-            lambda s, path: s.save(path),
-        )
-        for lang in store.languages
-    }
+    stats = stats_per_language(store, NAME, lambda lang: f"{lang}-stats.npz", model, clt, held)
     feats = LanguageFeatures.of(stats, options.min_frequency, options.specific_share)
-    identity = {
-        lang: [_card(feats, layer, f, lang) for layer, f in feats.identity_features(lang, options.identity)]
-        for lang in feats.languages
-    }
-    multilingual = _multilingual(feats, options.cards)
+    identity = identity_cards(feats, options.identity)
+    multilingual = multilingual_cards(feats, options.cards)
     cards = [c for cards in identity.values() for c in cards[: options.cards]] + multilingual
-    for lang in feats.languages:  # one pass over a language's verses for every card
-        found = top_contexts(
-            model,
-            clt,
-            held[lang],
-            [(c.layer, c.feature) for c in cards],
-            options.contexts,
-            batch_tokens=store.run.batch_tokens,
-        )
-        for card, contexts in zip(cards, found):
-            if contexts:
-                card.contexts[lang] = contexts
+    features = [(c.layer, c.feature) for c in cards]
+    found = card_contexts(model, clt, held, feats.languages, features, options.contexts, store.run.batch_tokens)
+    for card, contexts in zip(cards, found):
+        card.contexts.update(contexts)
     result = Result(
         feats.languages,
         clt.config.n_layers,
@@ -117,74 +51,27 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
         feats.layer_counts(),
         identity,
         multilingual,
-        _share_bins(feats),
+        share_bins(feats),
         _plnd_agreement(store, feats),
         options.to_dict(),
     )
     return store.keep(NAME, result)
 
 
-def _card(feats: LanguageFeatures, layer: int, feature: int, kind: str) -> FeatureCard:
-    langs = feats.languages
-    score = (
-        feats.identity_score()[langs.index(kind), layer, feature]
-        if kind in langs
-        else feats.frequency[:, layer, feature].min()
-    )
-    return FeatureCard(
-        layer,
-        feature,
-        kind,
-        {lang: float(feats.frequency[i, layer, feature]) for i, lang in enumerate(langs)},
-        {lang: float(feats.active_mean[i, layer, feature]) for i, lang in enumerate(langs)},
-        float(score),
-    )
-
-
-def _multilingual(feats: LanguageFeatures, n: int) -> list[FeatureCard]:
-    """The ``n`` multilingual features used most evenly: highest lowest frequency over languages."""
-    low = np.where(feats.multilingual(), feats.frequency.min(0), -np.inf)
-    order = np.argsort(-low, axis=None, kind="stable")[:n]
-    return [_card(feats, *divmod(int(j), low.shape[1]), "multilingual") for j in order if np.isfinite(low.flat[j])]
-
-
-def _share_bins(feats: LanguageFeatures) -> list[list[int]]:
-    """Per layer, a histogram of used features' top-language share (10 bins over [0, 1])."""
-    top = feats.share.max(0)
-    used = feats.used.any(0)
-    return [
-        np.histogram(top[layer][used[layer]], bins=10, range=(0.0, 1.0))[0].tolist() for layer in range(top.shape[0])
-    ]
-
-
 def _plnd_agreement(store: Store, feats: LanguageFeatures) -> dict:
-    """Per (language, layer), PLND's FFN neurons and the transcoder's specific features, and the
-    rank correlation of the two over those cells: do both find a language in the same layers?
+    """[`plnd_agreement`][workbench.clt.feature_layers.plnd_agreement] with the run's PLND result.
+
     Empty without a PLND result in the run (``--analyses plnd,clt-features``).
     """
     try:
         plnd = store.result("plnd")
     except MissingResultError:
         return {}
-    specific = feats.specific()
-    cells = [
-        {
-            "language": lang,
-            "layer": layer,
-            "plnd": int(plnd.per_layer(lang).get("ffn", [0] * plnd.n_layers)[layer]),
-            "clt": int(specific[i, layer].sum()),
-        }
-        for i, lang in enumerate(feats.languages)
-        if lang in plnd.sets
-        for layer in range(plnd.n_layers)
-    ]
-    if not cells or plnd.n_layers != specific.shape[1]:
-        return {}
-    rho = spearman(np.array([c["plnd"] for c in cells], float), np.array([c["clt"] for c in cells], float))
-    return {"cells": cells, "spearman": float(rho)}
+    return plnd_agreement(plnd, feats)
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """The feature kinds per layer, the languages' shares, and the identity cards."""
     return {
         "clt_feature_kinds": counts_figure(result),
         "clt_feature_share": share_figure(result),
@@ -215,15 +102,7 @@ def verdict(result: Result) -> str:
     )
     strongest = [(lang, cards[0]) for lang, cards in result.identity.items() if cards]
     if strongest:
-        text += (
-            " Strongest identity feature per language: "
-            + "; ".join(
-                f"{lang} {c.name()} (active on {c.frequency[lang]:.0%} of {lang} tokens, at most "
-                f"{max(v for k, v in c.frequency.items() if k != lang):.0%} of another's)"
-                for lang, c in strongest
-            )
-            + "."
-        )
+        text += " Strongest identity feature per language: " + "; ".join(map(_strongest, strongest)) + "."
     if result.plnd:
         rho = result.plnd["spearman"]
         said = "undefined (one side is the same in every cell)" if rho is None or np.isnan(rho) else f"{rho:+.2f}"
@@ -231,34 +110,26 @@ def verdict(result: Result) -> str:
     return text
 
 
-def _card_rows(result: Result) -> list[dict]:
-    cards = [c for cards in result.identity.values() for c in cards if c.contexts] + result.multilingual
-    return [
-        {
-            "feature": c.name(),
-            "kind": c.kind,
-            "language": lang,
-            "frequency": c.frequency[lang],
-            "top contexts ([token] active)": " | ".join(x.text.replace("\n", " ") for x in ctx),
-        }
-        for c in cards
-        for lang, ctx in c.contexts.items()
-    ]
+def _strongest(language_card: tuple[str, FeatureCard]) -> str:
+    lang, c = language_card
+    other = max(v for k, v in c.frequency.items() if k != lang)
+    return f"{lang} {c.name()} (active on {c.frequency[lang]:.0%} of {lang} tokens, at most {other:.0%} of another's)"
 
 
 def section(result: Result) -> Section:
+    """The report's section: what makes a feature specific, multilingual or an identity feature, and the verdict."""
     s = result.settings
     intro = (
-        f"Every feature's frequency (share of a language's tokens it is active on) on {s.get('documents', '?')} parallel "
-        f"held-out verses per language. A feature is <em>used</em> by a language at frequency >= "
-        f"{s.get('min_frequency')}; <em>specific</em> to one when that language holds >= {s.get('specific_share')} of its "
-        "summed frequency; <em>multilingual</em> when every language uses it. The identity score of a feature for a "
-        "language is its frequency there minus its highest frequency in any other: the paper's high-frequency "
+        f"Every feature's frequency (share of a language's tokens it is active on) on {s.get('documents', '?')} "
+        f"parallel held-out verses per language. A feature is <em>used</em> by a language at frequency >= "
+        f"{s.get('min_frequency')}; <em>specific</em> to one when that language holds >= {s.get('specific_share')} "
+        "of its summed frequency; <em>multilingual</em> when every language uses it. The identity score of a feature "
+        "for a language is its frequency there minus its highest frequency in any other: the paper's high-frequency "
         "language-identity features score near 1. Cards list each feature's top activating tokens in context "
         "([token] is where it fires). Where the run has PLND, its FFN neurons per language and layer are set beside "
         "the specific features per language and layer."
     )
-    tables = [result.layer_counts, result.identity_table(), _card_rows(result)]
+    tables = [result.layer_counts, result.identity_table(), result.card_rows()]
     if result.plnd:
         tables.append(result.plnd["cells"])
     return Section(

@@ -13,8 +13,9 @@ requires: tuple[str, ...] = ("clt-train",)
 
 @dataclass(frozen=True)
 class Options(Base):
-    """The held-out verses features are counted on, what makes a feature language-specific or
-    multilingual, and how many identity features and cards to keep.
+    """The held-out verses features are counted on, what makes a feature language-specific or multilingual.
+
+    And how many identity features and cards to keep.
     """
 
     ANALYSIS: ClassVar[str] = "clt-features"
@@ -37,6 +38,7 @@ class Options(Base):
     contexts: int = option(5, "top activating contexts per card and language", minimum=1)
 
     def validate(self) -> None:
+        """Refuse shares outside their range."""
         if not 0 < self.specific_share <= 1:
             raise OptionError(f"--clt-features-specific-share is a share in (0, 1]; got {self.specific_share}.")
         if self.min_frequency > 1:

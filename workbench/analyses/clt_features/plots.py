@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from workbench.analyses.clt_features.result import Result
 from workbench.data.languages import language_name
 
 
-def counts_figure(result) -> go.Figure:
+def counts_figure(result: Result) -> go.Figure:
     """Per layer, features by kind: specific to each language, multilingual, other used, rare."""
     layers = [row["layer"] for row in result.layer_counts]
     fig = go.Figure()
@@ -32,7 +33,7 @@ def counts_figure(result) -> go.Figure:
     return fig
 
 
-def share_figure(result) -> go.Figure:
+def share_figure(result: Result) -> go.Figure:
     """Per layer, used features by the share of their frequency that falls on their top language."""
     bins = [f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)]
     fig = go.Figure(
@@ -50,9 +51,10 @@ def share_figure(result) -> go.Figure:
     return fig
 
 
-def cards_figure(result) -> go.Figure:
-    """Frequency per language of every language's identity features (rows) — a clean diagonal
-    block structure means each language has features of its own.
+def cards_figure(result: Result) -> go.Figure:
+    """Frequency per language of every language's identity features (rows).
+
+    A clean diagonal block structure means each language has features of its own.
     """
     cards = [c for lang in result.languages for c in result.identity.get(lang, [])]
     z = [[c.frequency[lang] for lang in result.languages] for c in cards]

@@ -1,14 +1,18 @@
-"""Figures of the clt-graph slice. Plotting only: every function takes a result (or a stored view)."""
+"""Figures of the clt-graph slice. Plotting only: every function takes a result, computes nothing.
+
+A stored view's figure is [`view_figure`][workbench.clt.stored_views.view_figure].
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 
+from workbench.analyses.clt_graph.result import Result
 from workbench.data.languages import language_name
 
 
-def jaccard_figure(result) -> go.Figure:
+def jaccard_figure(result: Result) -> go.Figure:
     """Per layer, the overlap of kept features across languages, per task and over all tasks."""
     fig = go.Figure()
     layers = list(range(result.n_layers))
@@ -33,7 +37,7 @@ def jaccard_figure(result) -> go.Figure:
     return fig
 
 
-def kept_figure(result) -> go.Figure:
+def kept_figure(result: Result) -> go.Figure:
     """Per layer, the kept feature nodes per graph, averaged per language."""
     fig = go.Figure()
     for lang in result.languages:
@@ -49,11 +53,3 @@ def kept_figure(result) -> go.Figure:
         height=380,
     )
     return fig
-
-
-def view_figure(graph, pruned, labels: dict[int, str], view: dict) -> go.Figure:
-    """One stored graph drawn by [`workbench.clt.graph_view.graph_figure`][workbench.clt.graph_view.graph_figure]."""
-    from workbench.clt.graph_view import graph_figure
-
-    title = f"{view['task']} {view['item']} · {view['language']}: {graph.prompt!r}"
-    return graph_figure(graph, pruned, labels, title=title)

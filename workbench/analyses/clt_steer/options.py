@@ -37,10 +37,12 @@ class Options(Base):
     targets: tuple[str, ...] = option((), "languages steered towards (default: the run's)")
 
     def validate(self) -> None:
+        """Refuse an empty sweep."""
         if not self.strengths:
             raise OptionError("--clt-steer-strengths is empty; give at least one, e.g. 0,2,8.")
 
     def check_run(self, run: RunOptions) -> None:
+        """Refuse source or target languages outside the run's (their identity features come from it)."""
         for flag, chosen in (("--clt-steer-sources", self.sources), ("--clt-steer-targets", self.targets)):
             outside = [lang for lang in chosen if lang not in run.languages]
             if outside:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.analyses.clt_steer.result import Result
 
-def strength_figure(result) -> go.Figure:
-    """Target language's share of continuation tokens and mass against strength, averaged over
-    pairs: identity features against the matched control.
+
+def strength_figure(result: Result) -> go.Figure:
+    """Target language's share of continuation tokens and mass against strength, averaged over pairs.
+
+    Identity features against the matched control.
     """
     strengths = sorted({r.strength for r in result.rows})
     fig = make_subplots(
@@ -38,7 +41,7 @@ def strength_figure(result) -> go.Figure:
     return fig
 
 
-def pairs_figure(result) -> go.Figure:
+def pairs_figure(result: Result) -> go.Figure:
     """Per (source, target), the target's share at the best strength: identity and control."""
     best = result.best()
     sources = list(dict.fromkeys(b["source"] for b in best))

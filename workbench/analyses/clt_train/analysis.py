@@ -1,92 +1,42 @@
-"""The clt-train slice: train a cross-layer transcoder on the run's languages (or load one), then
-measure it per layer and language on held-out verses: FVU, L0, dead features, and the replacement
-model's next-token loss against the original model's.
+"""The clt-train slice: train a cross-layer transcoder on the run's languages (or load one), then measure it.
 
-Training streams the model's own activations ([`workbench.clt.train.train_clt`][workbench.clt.train.train_clt]) and
-checkpoints into the run's parts, so an interrupted run resumes where it stopped; the finished
-transcoder is a part too (``parts/clt-train-<fingerprint>/transcoder``: ``config.json`` and
-safetensors), which the features and steering slices load.
+Per layer and language, on held-out verses: FVU, L0, dead features, and the replacement model's
+next-token loss against the original model's. Training streams the model's own activations
+([`workbench.clt.train.train_clt`][workbench.clt.train.train_clt]) and checkpoints into the run's
+parts, so an interrupted run resumes where it stopped; the finished transcoder is a part too
+([`workbench.clt.run_transcoder`][workbench.clt.run_transcoder]), which the other clt slices load.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 
 import plotly.graph_objects as go
 
 from workbench.analyses.clt_train.options import Options
 from workbench.analyses.clt_train.plots import loss_figure, quality_figure, training_figure
-from workbench.clt.quality import LayerQuality, layer_quality, replacement_loss
+from workbench.analyses.clt_train.result import Result
+from workbench.clt.run_measures import loss_per_language, quality_per_language
+from workbench.clt.run_transcoder import (
+    Training,
+    keep_transcoder,
+    load_given,
+    transcoder,
+    transcoder_folder,
+)
 from workbench.clt.train import TrainSettings, train_clt
-from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, check_fits
+from workbench.clt.transcoder import CLTConfig
 from workbench.data.corpus import Corpus
-from workbench.errors import MissingResultError, WorkbenchError
-from workbench.models.loading import model_source
-from workbench.runs import distributed
+from workbench.models.model import Model, model_source
 from workbench.runs.report import Section
-from workbench.runs.results import Result as Base
 from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
-TRANSCODER = "transcoder"  # the part holding the finished transcoder
 GOAL_FVU, GOAL_L0 = 0.2, 64.0  # the issue's goal on the default zoo model
 
 
-@dataclass
-class Training:
-    """How the transcoder was trained: time, rows per second, and the loss curve (every ``every`` steps)."""
-
-    seconds: float
-    rows: int
-    steps: int
-    every: int
-    log: list[dict] = field(default_factory=list)
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows / self.seconds if self.seconds else float("nan")
-
-
-@dataclass
-class Replacement:
-    """Next-token loss (nats) of the original model and of the model with every MLP replaced."""
-
-    original: float
-    replacement: float
-
-
-@dataclass
-class Result(Base):
-    """The transcoder's shape, how it was made, and its quality per language and layer."""
-
-    JSON = "clt-train.json"
-
-    config: dict
-    source: str  # "trained", or the folder(s) it was loaded from
-    transcoder: str  # the folder holding it, relative to the results folder ("" without one)
-    quality: dict[str, list[LayerQuality]]  # language -> per layer, on held-out verses
-    loss: dict[str, Replacement]
-    training: Training | None = None
-    settings: dict = field(default_factory=dict)
-
-    def table(self) -> list[dict]:
-        return [
-            {"language": lang, "layer": q.layer, "fvu": q.fvu, "l0": q.l0, "dead": q.dead}
-            for lang, rows in self.quality.items()
-            for q in rows
-        ]
-
-    def worst(self) -> list[LayerQuality]:
-        """Per covered layer, the worst FVU and L0 over languages (the goal must hold in every one)."""
-        columns = list(zip(*self.quality.values()))  # per layer: that layer's row in every language
-        return [
-            LayerQuality(rows[0].layer, max(q.fvu for q in rows), max(q.l0 for q in rows), min(q.dead for q in rows))
-            for rows in columns
-        ]
-
-
 def train_settings(options: Options, store: Store) -> TrainSettings:
+    """The training schedule of ``options``, with the run's forward batch size and seed."""
     return TrainSettings(
         tokens=options.tokens,
         batch_tokens=options.batch,
@@ -100,65 +50,26 @@ def train_settings(options: Options, store: Store) -> TrainSettings:
     )
 
 
-def transcoder(store: Store) -> CrossLayerTranscoder:
-    """The run's transcoder (trained or loaded by this slice), for the slices that read it."""
-
-    def missing() -> CrossLayerTranscoder:
-        raise MissingResultError("No transcoder in this run yet; run clt-train first.")
-
-    return store.reuse(
-        NAME,
-        TRANSCODER,
-        missing,
-        lambda path: CrossLayerTranscoder.load(path, store.run.device),
-        lambda clt, path: clt.save(path),
-    )
-
-
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Train (or resume, or load) the transcoder, then measure it on held-out verses."""
     name = model_source(model).get("name", store.run.model)
     training = None
     if options.load:
-        clt, source = _keep(store, _loaded(options.load, model, name)), options.load
+        clt, source = keep_transcoder(store, load_given(options.load, model, name)), options.load
     else:
         training = store.reuse_json(
             NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training
         )
         clt, source = transcoder(store), "trained"
     held = store.documents(model, corpus, options.heldout, "heldout")
-    quality = {
-        lang: store.reuse_json(
-            NAME,
-            f"quality-{lang}.json",
-            lambda: _Quality(layer_quality(model, clt, held[lang], store.run.batch_tokens)),
-            _Quality,
-        ).rows
-        for lang in store.languages
-    }
-    loss = {
-        lang: store.reuse_json(
-            NAME,
-            f"loss-{lang}.json",
-            lambda: Replacement(*replacement_loss(model, clt, held[lang], store.run.batch_tokens)),
-            Replacement,
-        )
-        for lang in store.languages
-    }
-    part = store.part(NAME, TRANSCODER)
-    folder = str(part.relative_to(store.folder)) if part is not None else ""
-    result = Result(
-        asdict(clt.config), source, folder, quality, loss, training, {"split": "heldout", **options.to_dict()}
-    )
+    quality = quality_per_language(store, NAME, lambda lang: f"quality-{lang}.json", model, clt, held)
+    loss = loss_per_language(store, NAME, lambda lang: f"loss-{lang}.json", model, clt, held)
+    settings = {"split": "heldout", **options.to_dict()}
+    result = Result(asdict(clt.config), source, transcoder_folder(store), quality, loss, training, settings)
     return store.keep(NAME, result)
 
 
-@dataclass
-class _Quality:
-    rows: list[LayerQuality]
-
-
-def _train(model, corpus: Corpus, options: Options, store: Store, name: str) -> Training:
+def _train(model: Model, corpus: Corpus, options: Options, store: Store, name: str) -> Training:
     """Train the transcoder (resuming from the run's checkpoint), keep it as a part, log the run."""
     config = CLTConfig(
         model.cfg.n_layers,
@@ -174,42 +85,12 @@ def _train(model, corpus: Corpus, options: Options, store: Store, name: str) -> 
         doc for lang_docs in store.documents(model, corpus, options.documents, "analysis").values() for doc in lang_docs
     ]
     clt, state = train_clt(model, docs, config, settings, store.part(NAME, "checkpoint"), store.show_progress)
-    _keep(store, clt.eval())
-    every = max(1, settings.steps // 200)
-    log = [
-        {"step": i + 1, **entry} for i, entry in enumerate(state.log) if (i + 1) % every == 0 or i + 1 == len(state.log)
-    ]
-    return Training(state.seconds, settings.steps * settings.batch_tokens, settings.steps, every, log)
-
-
-def _keep(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTranscoder:
-    """The run's transcoder, kept for this session and saved as the part the other slices load."""
-    store.parts[NAME, TRANSCODER] = clt
-    part = store.part(NAME, TRANSCODER)
-    if part is not None:
-        distributed.on_main(lambda: clt.save(part))  # under torchrun every rank holds the same transcoder
-    return clt
-
-
-def _loaded(spec: str, model, name: str) -> CrossLayerTranscoder:
-    """A transcoder from ``spec`` (ours, featflow's, circuit-tracer's, or SAELens folders one per
-    layer: [`load_transcoder`][workbench.clt.checkpoints.load_transcoder] tells which), checked against the model.
-    """
-    from workbench.clt.checkpoints import load_transcoder
-
-    folders = [Path(part.strip()) for part in spec.split(",") if part.strip()]
-    missing = [str(f) for f in folders if not f.is_dir()]
-    if missing:
-        raise WorkbenchError(
-            f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder "
-            "(ours, featflow's or circuit-tracer's) or SAELens transcoder folders, one per layer."
-        )
-    clt = load_transcoder(folders, model_name=name, model=model, device=model.cfg.device)
-    check_fits(clt, model, name)
-    return clt
+    keep_transcoder(store, clt.eval())
+    return Training.of(state, settings)
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """The quality and loss figures, and the training curve where the transcoder was trained."""
     out = {"clt_quality": quality_figure(result), "clt_replacement_loss": loss_figure(result)}
     if result.training is not None:
         out["clt_training"] = training_figure(result)
@@ -223,11 +104,12 @@ def verdict(result: Result) -> str:
     gaps = [r.replacement - r.original for r in result.loss.values()]
     cost = f"Replacing every MLP costs {min(gaps):+.3f} to {max(gaps):+.3f} nats per token across languages."
     fvu, l0 = max(q.fvu for q in worst), max(q.l0 for q in worst)
+    goal = f"(FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f})"
     if not failing:
-        head = f"Every layer meets the goal (FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f}) in every language: worst FVU {fvu:.3f}, worst L0 {l0:.1f}."
+        head = f"Every layer meets the goal {goal} in every language: worst FVU {fvu:.3f}, worst L0 {l0:.1f}."
     else:
         head = (
-            f"Layers {', '.join(map(str, failing))} miss the goal (FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f}) in "
+            f"Layers {', '.join(map(str, failing))} miss the goal {goal} in "
             f"some language; worst FVU {fvu:.3f}, worst L0 {l0:.1f}."
         )
     speed = ""
@@ -237,6 +119,7 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: what was measured, how, and the verdict."""
     c = result.config
     config = CLTConfig(**c)
     reach = (

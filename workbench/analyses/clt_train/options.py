@@ -13,8 +13,10 @@ requires: tuple[str, ...] = ()
 
 @dataclass(frozen=True)
 class Options(Base):
-    """The transcoder's width and kind, its training data and schedule, and the held-out verses
-    its quality is measured on; or a trained transcoder to load instead of training.
+    """The transcoder's width and kind, its training data and schedule, and its held-out verses.
+
+    The held-out verses are those its quality is measured on; ``load`` names a trained transcoder
+    to use instead of training one.
     """
 
     ANALYSIS: ClassVar[str] = "clt-train"
@@ -77,6 +79,7 @@ class Options(Base):
     )
 
     def validate(self) -> None:
+        """Refuse a window on per-layer transcoders, and a warmup longer than the training."""
         if self.per_layer and self.window not in (None, 0):
             raise OptionError(
                 f"--clt-train-per-layer writes each feature's own layer only; drop it or "

@@ -5,10 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.analyses.clt_train.result import Result
 from workbench.data.languages import language_name
 
 
-def quality_figure(result) -> go.Figure:
+def quality_figure(result: Result) -> go.Figure:
     """FVU, L0 and dead share per layer, one line per language."""
     fig = make_subplots(
         rows=1,
@@ -24,14 +25,15 @@ def quality_figure(result) -> go.Figure:
                 row=1,
                 col=col,
             )
-    fig.add_hline(y=0.2, line_dash="dot", line_color="grey", row=1, col=1)
-    fig.add_hline(y=64, line_dash="dot", line_color="grey", row=1, col=2)
+    goal = {"line_dash": "dot", "line_color": "grey"}
+    fig.add_hline(y=0.2, row=1, col=1, **goal)  # pyright: ignore[reportArgumentType]  # plotly takes int row/col
+    fig.add_hline(y=64, row=1, col=2, **goal)  # pyright: ignore[reportArgumentType]  # plotly takes int row/col
     fig.update_xaxes(title_text="layer", dtick=1)
     fig.update_layout(title="Transcoder quality per layer on held-out verses (dotted: the goal)", height=380)
     return fig
 
 
-def loss_figure(result) -> go.Figure:
+def loss_figure(result: Result) -> go.Figure:
     """Next-token loss of the original and the replacement model per language."""
     langs = list(result.loss)
     labels = [f"{lang} · {language_name(lang)}" for lang in langs]
@@ -54,9 +56,16 @@ def loss_figure(result) -> go.Figure:
     return fig
 
 
-def training_figure(result) -> go.Figure:
-    """The training curve: reconstruction error and L0 (all layers) over the steps."""
-    log = result.training.log
+def training_figure(result: Result) -> go.Figure:
+    """The training curve: reconstruction error and L0 (all layers) over the steps.
+
+    Raises:
+        ValueError: The transcoder was loaded, not trained: there is no curve.
+    """
+    training = result.training
+    if training is None:
+        raise ValueError("The transcoder was loaded, not trained: it has no training curve.")
+    log = training.log
     steps = [entry["step"] for entry in log]
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("squared error (scaled units, summed over layers)", "L0 (all layers)")
@@ -66,7 +75,7 @@ def training_figure(result) -> go.Figure:
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step")
     fig.update_layout(
-        title=f"Training ({result.training.rows:,} rows, {result.training.seconds / 60:.1f} min)",
+        title=f"Training ({training.rows:,} rows, {training.seconds / 60:.1f} min)",
         height=340,
         showlegend=False,
     )

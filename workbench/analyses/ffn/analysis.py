@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import numpy as np
 import plotly.graph_objects as go
@@ -10,12 +11,13 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.ffn.options import Options
 from workbench.analyses.ffn.plots import ffn_correlation_figure, ffn_heatmap_figure, ffn_layer_figure, similarity_figure
-from workbench.data.batching import tokenize
+from workbench.data.batching import LengthPolicy, tokenize
 from workbench.data.corpus import Corpus
 from workbench.ffn.similarity import MEASURES, layer_similarity
 from workbench.ffn.statistics import SUBLAYERS, FFNSummary, summarise
 from workbench.ffn.statistics import FFNResult as Result
-from workbench.models.loading import load_model, model_source
+from workbench.models.loading import load_model
+from workbench.models.model import Model, model_source
 from workbench.runs.report import Section
 from workbench.runs.store import Store
 
@@ -23,12 +25,13 @@ NAME = Options.ANALYSIS
 
 
 def _summary(
-    model, corpus: Corpus, options: Options, store: Store, lang: str, ids: list[str], pooled: bool, key: str
+    model: Model, corpus: Corpus, options: Options, store: Store, lang: str, ids: list[str], pooled: bool, key: str
 ) -> FFNSummary:
     """One language's FFN summary on ``ids``, saved at once and reused on resume."""
 
     def compute() -> FFNSummary:
-        tokens = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=store.run.on_too_long)
+        policy = cast(LengthPolicy, store.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+        tokens = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=policy)
         return summarise(
             model,
             lang,
@@ -49,9 +52,10 @@ def pooled_layers(summaries: dict[str, FFNSummary]) -> dict[str, np.ndarray]:
     return {sub: np.concatenate([s.pooled[sub] for s in summaries.values()]) for sub in SUBLAYERS}
 
 
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
-    """Detectors and combinators per language on parallel analysis verses and on unrelated ones;
-    layer similarity within the model and against ``options.compare_models``.
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """Detectors and combinators per language on parallel analysis verses and on unrelated ones.
+
+    Then layer similarity within the model and against ``options.compare_models``.
     """
     langs, seed = store.languages, store.run.seed
     parallel_ids = corpus.sample_ids(langs, options.documents, "analysis", seed)
@@ -100,6 +104,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """Detectors and combinators per layer, their sharing between languages, and layer similarity."""
     return {
         "ffn_detector_layers": ffn_layer_figure(result, "detector"),
         "ffn_detector_correlation": ffn_correlation_figure(result, "detector"),
@@ -130,17 +135,18 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: what detectors and combinators are, how they are compared, and the verdict."""
     st = result.settings
     intro = (
         "arXiv 2404.13855: each FFN read as <em>detectors</em> (the first sublayer's activations, "
-        "<code>mlp.hook_post</code>) and <em>combinators</em> (the second sublayer's output, before any post-FFN norm). "
-        f"{st.get('documents')} analysis verses per language, {st.get('positions')} positions"
-        f"{'' if st.get('include_bos') else ' (BOS excluded)'}; a value counts as zero when |a| &le; {st.get('tolerance')}. "
-        "Flatness is the mean entropy of each token's min-max normalised activation row, as a share of its maximum. "
-        "Rank correlations compare the units' mean activations between two languages on the same (translated) verses "
-        "and on unrelated verses: a high correlation means the languages use the same units; parallel minus unrelated "
-        "is what the shared content adds. Layer similarity compares one vector per verse (a layer's mean over positions) "
-        "across layers and models."
+        "<code>mlp.hook_post</code>) and <em>combinators</em> (the second sublayer's output, before any post-FFN "
+        f"norm). {st.get('documents')} analysis verses per language, {st.get('positions')} positions"
+        f"{'' if st.get('include_bos') else ' (BOS excluded)'}; a value counts as zero when |a| &le; "
+        f"{st.get('tolerance')}. Flatness is the mean entropy of each token's min-max normalised activation row, as a "
+        "share of its maximum. Rank correlations compare the units' mean activations between two languages on the "
+        "same (translated) verses and on unrelated verses: a high correlation means the languages use the same units; "
+        "parallel minus unrelated is what the shared content adds. Layer similarity compares one vector per verse (a "
+        "layer's mean over positions) across layers and models."
     )
     return Section(
         "FFN detectors and combinators (arXiv 2404.13855)",

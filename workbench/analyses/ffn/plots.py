@@ -1,4 +1,7 @@
-"""Figures of the FFN detector/combinator slice (arXiv 2404.13855). Plotting only: every function takes a result, computes nothing."""
+"""Figures of the FFN detector/combinator slice (arXiv 2404.13855).
+
+Plotting only: every function takes a result, computes nothing.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +46,9 @@ def ffn_layer_figure(result: FFNResult, sublayer: str = "detector") -> go.Figure
 
 
 def ffn_correlation_figure(result: FFNResult, sublayer: str = "detector") -> go.Figure:
-    """Per layer, the mean Spearman correlation of the units' mean activations between languages:
-    on parallel verses, on unrelated verses, their difference, and a language against itself on
+    """Per layer, the mean Spearman correlation of the units' mean activations between languages.
+
+    On parallel verses, on unrelated verses, their difference, and a language against itself on
     other verses.
     """
     cross = result.cross_language(sublayer)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
-from workbench.analyses.ablate import Options as AblateOptions
 from workbench.analyses.finetune.options import Options
 from workbench.analyses.finetune.plots import enhancement_figure, enhancement_matrix_figure, training_curve_figure
-from workbench.data.batching import tokenize
+from workbench.data.batching import LengthPolicy, tokenize
 from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
 from workbench.interventions.enhancement import EnhancementResult as Result
 from workbench.interventions.enhancement import run_enhancement
 from workbench.interventions.measures import MeasureMemo
+from workbench.interventions.options import DeactivationOptions
 from workbench.language.langid import default_classifier, vocab_languages
 from workbench.lens.layer_language import token_categories
+from workbench.models.model import Model
+from workbench.neurons.plnd import PLNDResult
 from workbench.runs.options import OptionError
 from workbench.runs.report import Section
 from workbench.runs.store import Store
@@ -26,8 +29,12 @@ NAME = Options.ANALYSIS
 
 
 def training_ids(corpus: Corpus, language: str, n: int, exclude: set[str], seed: int) -> list[str]:
-    """``n`` analysis-split ids of ``language`` outside ``exclude``, in a seeded random order: the
-    first ``k`` of them are a random sample for every ``k`` (nested training sets).
+    """``n`` analysis-split ids of ``language`` outside ``exclude``, in a seeded random order.
+
+    The first ``k`` of them are a random sample for every ``k`` (nested training sets).
+
+    Raises:
+        WorkbenchError: The language has fewer than ``n`` such documents.
     """
     pool = [i for i in corpus.ids([language], "analysis") if i not in exclude]
     if len(pool) < n:
@@ -35,10 +42,11 @@ def training_ids(corpus: Corpus, language: str, n: int, exclude: set[str], seed:
     return random.Random(seed).sample(pool, n)
 
 
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
-    """Train each target's neurons (and a random control) on its analysis verses, none of them a
-    PLND verse; measure the evaluated languages on held-out verses. Deltas and measurements are
-    checkpointed and reused on resume.
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """Train each target's neurons (and a random control), then measure the evaluated languages.
+
+    Training reads the target's analysis verses, none of them a PLND verse; the measurements are on
+    held-out verses. Deltas and measurements are checkpointed and reused on resume.
     """
     plnd = store.result("plnd")
     sets = plnd.named_sets(options.sets)
@@ -50,9 +58,10 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             "(e.g. --plnd-specificity 0.9 or a larger --plnd-value), choose other --finetune-languages, or another "
             "--finetune-sets."
         )
-    evaluated = options.evaluated(store.languages, AblateOptions().language_list(store.languages))
+    evaluated = options.evaluated(store.languages, DeactivationOptions().language_list(store.languages))
     used = set(corpus.sample_ids(store.languages, plnd_documents(plnd), "analysis", store.run.seed))
-    seed, on_too_long = store.run.seed, store.run.on_too_long
+    seed = store.run.seed
+    on_too_long = cast(LengthPolicy, store.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
     documents = {}
     for lang in targets:
         ids = training_ids(corpus, lang, options.documents_needed, used, seed)
@@ -64,6 +73,11 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
     categories = {lang: token_categories(vocab, lang) for lang in evaluated}
     deltas = store.part(NAME, "deltas")
     with tqdm(desc="finetune", unit=" steps", disable=not store.show_progress) as bar:
+
+        def progress(label: str) -> None:
+            bar.set_postfix_str(label, refresh=False)
+            bar.update()
+
         result = run_enhancement(
             model,
             documents,
@@ -72,7 +86,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             categories,
             options,
             folder=store.folder,
-            deltas=str(deltas.relative_to(store.folder)) if deltas else "finetune",
+            deltas=str(deltas.relative_to(store.folder)) if deltas is not None and store.folder else "finetune",
             memo=MeasureMemo(store.part(NAME, "measurements.json")),
             seed=seed,
             batch_tokens=store.run.batch_tokens,
@@ -81,17 +95,18 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
                 "documents": len(heldout),
                 **options.to_dict(),
             },
-            progress=lambda label: (bar.set_postfix_str(label, refresh=False), bar.update()),
+            progress=progress,
         )
     return store.keep(NAME, result)
 
 
-def plnd_documents(plnd) -> int:
+def plnd_documents(plnd: PLNDResult) -> int:
     """How many analysis verses per language PLND read (they are never training verses)."""
     return max((d["n_documents"] for d in plnd.documents.values()), default=0)
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """Gains per training size (loss, accuracy), the gains matrix, and the training curves."""
     return {
         "finetune_loss": enhancement_figure(result, "loss"),
         "finetune_matrix": enhancement_matrix_figure(result, "loss"),
@@ -101,8 +116,10 @@ def figures(result: Result) -> dict[str, go.Figure]:
 
 
 def verdict(result: Result) -> str:
-    """One sentence per target, computed from the numbers: the target's gain with its own
-    neurons against the other languages' and the random control's, at the control's size.
+    """One sentence per target, computed from the numbers.
+
+    The target's gain with its own neurons against the other languages' and the random control's,
+    at the control's size.
     """
     sentences = []
     for target in result.targets:
@@ -125,6 +142,7 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: what is trained, on what, how it is measured, and the verdict."""
     options = result.options
     n_docs = result.settings.get("documents", "?")
     intro = (

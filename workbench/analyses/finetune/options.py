@@ -1,5 +1,6 @@
-"""Settings of neuron fine-tuning and the enhancement experiment (defined with them, in
-[`workbench.interventions.options`][workbench.interventions.options]).
+"""Settings of neuron fine-tuning and the enhancement experiment.
+
+They are defined with them, in [`workbench.interventions.options`][workbench.interventions.options].
 """
 
 from workbench.interventions.options import TARGETS, TrainOptions

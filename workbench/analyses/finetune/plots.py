@@ -12,8 +12,10 @@ _GAIN_UNITS = {"loss": "loss decrease (nats/token)", "accuracy": "accuracy gain"
 
 
 def enhancement_figure(result: EnhancementResult, measure: str = "loss") -> go.Figure:
-    """MWork Figure 4 form: per target, the gain against training documents for the target,
-    English and the other languages (mean), with the random-neuron control as separate markers.
+    """MWork Figure 4 form: per target, the gain against training documents.
+
+    For the target, English and the other languages (mean), with the random-neuron control as
+    separate markers.
     """
     targets = result.targets
     fig = make_subplots(
@@ -48,7 +50,8 @@ def enhancement_figure(result: EnhancementResult, measure: str = "loss") -> go.F
                     col=col,
                     hovertemplate=f"{target}, {label}: %{{x}} documents, gain %{{y:.3f}}<extra></extra>",
                 )
-        fig.add_hline(y=0, line=dict(color="#999", width=1), row=1, col=col)
+        zero = dict(color="#999", width=1)
+        fig.add_hline(y=0, line=zero, row=1, col=col)  # pyright: ignore[reportArgumentType]  # plotly takes int row/col
     fig.update_xaxes(title_text="training documents", type="log")
     fig.update_yaxes(title_text=_GAIN_UNITS.get(measure, measure), col=1)
     fig.update_layout(

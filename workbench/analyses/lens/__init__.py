@@ -1,7 +1,12 @@
 """Logit lens: the language of every layer's decoded tokens, and the latent language (MWork Fig. 1)."""
 
+from typing import TYPE_CHECKING
+
 from workbench.analyses import lazy_exports
 from workbench.analyses.lens.options import Options, requires
+
+if TYPE_CHECKING:  # the type checker sees what __getattr__ loads on first use
+    from workbench.analyses.lens.analysis import Result, figures, run, section
 
 __all__ = ["Options", "requires", "run", "Result", "figures", "section"]
 __getattr__ = lazy_exports(__name__, "analysis", ("run", "Result", "figures", "section"))

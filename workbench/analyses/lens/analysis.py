@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import plotly.graph_objects as go
 
 from workbench.analyses.lens.options import Options
 from workbench.analyses.lens.plots import lens_mass_figure, lens_share_figure
+from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
 from workbench.language.langid import default_classifier, heldout_accuracy, vocab_languages
 from workbench.lens.layer_language import LayerLanguages, layer_names, lens_language
 from workbench.lens.layer_language import LensResult as Result
+from workbench.lens.logit_lens import Positions
+from workbench.models.model import Model
 from workbench.runs.report import Section
 from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
 
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
-    """The logit lens per input language on aligned analysis verses; the token classifier's
-    accuracy on held-out verses. A finished language is saved at once and reused.
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """The logit lens per input language on aligned analysis verses.
+
+    Then the token classifier's accuracy on held-out verses. A finished language is saved at once
+    and reused.
     """
     classifier = default_classifier(corpus)
     vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, classifier)
@@ -34,12 +41,12 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             docs[lang]["text"],
             ids,
             k=options.k,
-            positions=options.positions,
+            positions=cast(Positions, options.positions),  # one of POSITIONS, checked by Options
             per_doc=options.per_document,
             final_norm=options.final_norm,
             batch_tokens=store.run.batch_tokens,
             seed=store.run.seed,
-            on_too_long=store.run.on_too_long,
+            on_too_long=cast(LengthPolicy, store.run.on_too_long),  # one of LENGTH_POLICIES, checked by RunOptions
             show_progress=store.show_progress,
         )
 
@@ -56,6 +63,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """The languages' shares of the decoded tokens per layer, and the probability mass on English."""
     return {"lens_share": lens_share_figure(result), "lens_mass": lens_mass_figure(result)}
 
 
@@ -79,6 +87,7 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: how the lens reads and labels tokens, and the verdict."""
     settings = result.settings
     first = next(iter(result.languages.values()))
     intro = (

@@ -1,4 +1,7 @@
-"""Figures of the logit-lens slice (MWork Figure 1; Wendler et al.). Plotting only: every function takes a result, computes nothing."""
+"""Figures of the logit-lens slice (MWork Figure 1; Wendler et al.).
+
+Plotting only: every function takes a result, computes nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from workbench.runs.plotting import PALETTE
 
 
 def lens_share_figure(result: LensResult) -> go.Figure:
-    """MWork Figure 1: per layer, the share of English and of input-language tokens among the
-    lens's top-k tokens, one line per input language (English input drawn dashed).
+    """MWork Figure 1: per layer, the share of English and of input-language tokens in the top-k.
+
+    Among the lens's top-k tokens, one line per input language (English input drawn dashed).
     """
     fig = make_subplots(
         rows=1,
@@ -47,8 +51,9 @@ def lens_share_figure(result: LensResult) -> go.Figure:
 
 
 def lens_mass_figure(result: LensResult, cols: int = 4) -> go.Figure:
-    """Latent language: probability mass on English vs input-language tokens per layer, with 95%
-    bootstrap bands over documents; one panel per input language.
+    """Latent language: probability mass on English vs input-language tokens per layer.
+
+    With 95% bootstrap bands over documents; one panel per input language.
     """
     langs = list(result.languages)
     rows = -(-len(langs) // cols)

@@ -1,7 +1,12 @@
 """Per-language next-token loss on held-out parallel verses: the baseline of every intervention."""
 
+from typing import TYPE_CHECKING
+
 from workbench.analyses import lazy_exports
 from workbench.analyses.loss.options import Options, requires
+
+if TYPE_CHECKING:  # the type checker sees what __getattr__ loads on first use
+    from workbench.analyses.loss.analysis import Result, figures, run, section
 
 __all__ = ["Options", "requires", "run", "Result", "figures", "section"]
 __getattr__ = lazy_exports(__name__, "analysis", ("run", "Result", "figures", "section"))

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import plotly.graph_objects as go
 
 from workbench.analyses.loss.options import Options
 from workbench.analyses.loss.plots import loss_figure
+from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
 from workbench.interventions.perplexity import LanguageLoss, language_loss
 from workbench.interventions.perplexity import LossResult as Result
+from workbench.models.model import Model
 from workbench.runs.report import Section
 from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
 
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
-    """Loss of every language of the run on the same held-out verses; a finished language is
-    saved at once and reused by a resumed run.
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """Loss of every language of the run on the same held-out verses.
+
+    A finished language is saved at once and reused by a resumed run.
     """
     ids = corpus.sample_ids(store.languages, options.documents, "heldout", store.run.seed)
 
@@ -30,7 +35,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             texts,
             store.run.batch_tokens,
             corpus.source_of(lang),
-            store.run.on_too_long,
+            cast(LengthPolicy, store.run.on_too_long),  # one of LENGTH_POLICIES, checked by RunOptions
             store.show_progress,
         )
 
@@ -41,6 +46,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """Loss per token and bits per byte, per language."""
     return {"loss": loss_figure(result)}
 
 
@@ -60,6 +66,7 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: what the loss is measured on, why per byte too, and the verdict."""
     n_docs = next(iter(result.languages.values())).n_documents if result.languages else 0
     intro = (
         f"Mean next-token cross-entropy (nats per token) on {n_docs} held-out verses per language. "

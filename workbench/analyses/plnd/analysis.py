@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import plotly.graph_objects as go
 
 from workbench.analyses.plnd.options import Options
 from workbench.analyses.plnd.plots import overlap_figure, plnd_layer_figure
+from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
+from workbench.models.model import Model
 from workbench.neurons.plnd import ImportanceSummary, language_importance
 from workbench.neurons.plnd import PLNDResult as Result
 from workbench.runs.report import Section
@@ -17,9 +20,10 @@ from workbench.runs.store import Store
 NAME = Options.ANALYSIS
 
 
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
-    """PLND (and LAPE counts) per language on aligned analysis verses; each language's summary is
-    saved as soon as it is done and reused by a resumed run.
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
+    """PLND (and LAPE counts) per language on aligned analysis verses.
+
+    Each language's summary is saved as soon as it is done and reused by a resumed run.
     """
     selection = options.selection()
     ids = corpus.sample_ids(store.languages, options.documents, "analysis", store.run.seed)
@@ -36,7 +40,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
             lape=True,
             include_bos=options.include_bos,
             batch_tokens=store.run.batch_tokens,
-            on_too_long=store.run.on_too_long,
+            on_too_long=cast(LengthPolicy, store.run.on_too_long),  # one of LENGTH_POLICIES, checked by RunOptions
             show_progress=store.show_progress,
         )
 
@@ -55,6 +59,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """Specific neurons per layer, and the overlap of the languages' sets."""
     return {"plnd_layers": plnd_layer_figure(result), "plnd_overlap": overlap_figure(result)}
 
 
@@ -84,6 +89,7 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: how neurons are scored and selected, and the verdict."""
     sel = result.selection
     n_docs = max((d["n_documents"] for d in result.documents.values()), default=0)
     rule = {

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
-from workbench.neurons.selection import RULES, STRUCTURES, Selection
+from workbench.neurons.selection import RULES, STRUCTURES, Rule, Selection
 from workbench.runs.options import OptionError, option
 from workbench.runs.options import Options as Base
+
+if TYPE_CHECKING:
+    from workbench.models.model import Model
 
 requires: tuple[str, ...] = ()
 _DEFAULT = Selection()
@@ -15,8 +18,9 @@ _DEFAULT = Selection()
 
 @dataclass(frozen=True)
 class Options(Base):
-    """The documents PLND reads, the structures it scores, and the selection rule (its defaults
-    are [`Selection`][workbench.neurons.selection.Selection]'s).
+    """The documents PLND reads, the structures it scores, and the selection rule.
+
+    The rule's defaults are [`Selection`][workbench.neurons.selection.Selection]'s.
     """
 
     ANALYSIS: ClassVar[str] = "plnd"
@@ -35,6 +39,7 @@ class Options(Base):
     include_bos: bool = option(False, "count the BOS position in importances")
 
     def validate(self) -> None:
+        """Refuse no structure, and a selection rule that cannot select."""
         if not self.structures:
             raise OptionError("--plnd-structures is empty; give at least one of " + ", ".join(STRUCTURES) + ".")
         try:
@@ -42,10 +47,13 @@ class Options(Base):
         except ValueError as exc:
             raise OptionError(f"{exc} (--plnd-rule, --plnd-value, --plnd-specificity)") from None
 
-    def check_model(self, model) -> None:
+    def check_model(self, model: Model) -> None:
+        """Refuse structures the model does not have."""
         from workbench.neurons.importance import check_structures_fit
 
         check_structures_fit(model, list(self.structures))
 
     def selection(self) -> Selection:
-        return Selection(self.rule, self.value, self.specificity, self.exclusive)
+        """The selection rule these options give."""
+        rule = cast(Rule, self.rule)  # one of RULES: the option's choices
+        return Selection(rule, self.value, self.specificity, self.exclusive)

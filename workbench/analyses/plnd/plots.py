@@ -1,4 +1,7 @@
-"""Figures of the PLND slice (MWork Figure 3, Appendix C). Plotting only: every function takes a result, computes nothing."""
+"""Figures of the PLND slice (MWork Figure 3, Appendix C).
+
+Plotting only: every function takes a result, computes nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from workbench.runs.plotting import PALETTE
 
 
 def plnd_layer_figure(result: PLNDResult) -> go.Figure:
-    """MWork Figure 3: language-specific neurons per layer, attention (Q, K, V, O together) vs
-    FFN, one line per language; below, the same without the neurons every language shares.
+    """MWork Figure 3: language-specific neurons per layer, attention vs FFN.
+
+    Attention's Q, K, V and O together, one line per language; below, the same without the
+    neurons every language shares.
     """
     exclusive = not result.selection.exclusive and len(result.languages) > 1
     titles = ["attention neurons (Q, K, V, O)", "FFN neurons"]
@@ -52,8 +57,9 @@ def plnd_layer_figure(result: PLNDResult) -> go.Figure:
 
 
 def overlap_figure(result: PLNDResult) -> go.Figure:
-    """Appendix C: Jaccard overlap between languages' neuron sets: PLND's, PLND's without the
-    neurons all languages share, and LAPE's.
+    """Appendix C: Jaccard overlap between languages' neuron sets.
+
+    PLND's, PLND's without the neurons all languages share, and LAPE's.
     """
     panels = [("PLND", "plnd")]
     if not result.selection.exclusive:

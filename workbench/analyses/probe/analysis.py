@@ -1,57 +1,30 @@
-"""The probe slice: per residual point, a linear probe for the token's language
-([`workbench.lens.probe`][workbench.lens.probe]), trained on analysis verses and scored on held-out ones, against
-the token-identity and majority baselines, on all tokens and on tokens shared between languages.
+"""The probe slice: per residual point, a linear probe for the token's language.
+
+The probes ([`workbench.lens.probe`][workbench.lens.probe]) are trained on analysis verses and scored
+on held-out ones, against the token-identity and majority baselines, on all tokens and on tokens
+shared between languages.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
 from workbench.analyses.probe.options import Options
 from workbench.analyses.probe.plots import accuracy_figure
+from workbench.analyses.probe.result import Result
 from workbench.data.corpus import Corpus
-from workbench.lens.probe import PointScore, probe_points, residual_rows
+from workbench.lens.probe import probe_points, residual_rows
+from workbench.models.model import Model
 from workbench.runs.report import Section
-from workbench.runs.results import Result as Base
 from workbench.runs.store import Store
 
 NAME = Options.ANALYSIS
 
 
-@dataclass
-class Result(Base):
-    """Held-out accuracy per residual point, the baselines, and the settings."""
-
-    JSON = "probe.json"
-
-    languages: list[str]
-    n_layers: int
-    scores: list[PointScore]
-    baselines: dict[str, float]
-    tokens: dict[str, int]  # training and held-out tokens (all languages)
-    settings: dict = field(default_factory=dict)
-
-    def table(self) -> list[dict]:
-        return [
-            {
-                "point": s.point,
-                "accuracy": s.accuracy,
-                "shared tokens": s.shared,
-                **{lang: s.per_language[i] for i, lang in enumerate(self.languages)},
-            }
-            for s in self.scores
-        ]
-
-    def readable_from(self, threshold: float) -> int | None:
-        """The first residual point whose probe reaches ``threshold`` on shared tokens (None: none does)."""
-        return next((s.point for s in self.scores if not math.isnan(s.shared) and s.shared >= threshold), None)
-
-
-def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
+def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Read the residual rows of both splits, fit and score a probe per point."""
     batch = store.run.batch_tokens
     train = residual_rows(model, store.documents(model, corpus, options.documents, "analysis"), options.tokens, batch)
@@ -69,6 +42,7 @@ def run(model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 
 def figures(result: Result) -> dict[str, go.Figure]:
+    """Held-out accuracy per residual point against the baselines."""
     return {"probe_accuracy": accuracy_figure(result)}
 
 
@@ -104,6 +78,7 @@ def verdict(result: Result) -> str:
 
 
 def section(result: Result) -> Section:
+    """The report's section: how the probes are trained and scored, the baselines, and the verdict."""
     intro = (
         "Per residual point (0: the embeddings; l: the input of block l; the last: the last block's output), a "
         "multinomial logistic probe (L2-penalised, on standardised rows) is trained to tell a token's language from "

@@ -31,5 +31,6 @@ class Options(Base):
     )
 
     def validate(self) -> None:
+        """Refuse a readability threshold above 1."""
         if self.readable > 1:
             raise OptionError(f"--probe-readable is an accuracy, at most 1; got {self.readable}.")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.analyses.probe.result import Result
 
-def accuracy_figure(result) -> go.Figure:
-    """Held-out accuracy per residual point (all tokens, shared tokens) against the baselines;
-    and per language.
-    """
+
+def accuracy_figure(result: Result) -> go.Figure:
+    """Held-out accuracy per residual point (all tokens, shared tokens) against the baselines, and per language."""
     points = [s.point for s in result.scores]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("held-out accuracy", "per language"))
     fig.add_trace(

@@ -1,19 +1,20 @@
-"""Parallel prompts: the same short prompt in several languages, with the word that should follow.
+r"""Parallel prompts: the same short prompt in several languages, with the word that should follow.
 
 Attribution graphs are compared across languages on prompts that ask for the same thing in each
 language (an antonym, the next weekday, ...). The workbench ships such a set in
-``parallel.json`` next to this module; [`PromptSet.load`][workbench.data.prompts.PromptSet.load] reads it, or a user's file of the
-same shape::
+``parallel.json`` next to this module; [`PromptSet.load`][workbench.data.prompts.PromptSet.load]
+reads it, or a user's file of the same shape::
 
     {"about": "...", "languages": ["en", "fr"],
      "tasks": {"antonym": [{"id": "small_big",
-                            "en": {"prompt": "The opposite of \\"small\\" is \\"",
+                            "en": {"prompt": "The opposite of \"small\" is \"",
                                    "answer": "big"},
-                            "fr": {"prompt": "Le contraire de \\"petit\\" est \\"",
+                            "fr": {"prompt": "Le contraire de \"petit\" est \"",
                                    "answer": "grand"}}]}}
 
-An item may lack languages. [`PromptSet.from_text`][workbench.data.prompts.PromptSet.from_text] turns a plain text file (one prompt per
-line) into a set with one task, ``custom``, whose answers are empty.
+An item may lack languages. [`PromptSet.from_text`][workbench.data.prompts.PromptSet.from_text]
+turns a plain text file (one prompt per line) into a set with one task, ``custom``, whose answers
+are empty.
 """
 
 from __future__ import annotations
@@ -71,9 +72,11 @@ class ParallelPrompt:
 
     @property
     def continuation(self) -> str:
-        """The answer as the text that follows the prompt: with a leading space where the
-        language writes spaces between words and the prompt does not end in an opening quote.
-        This is what a target token should be made of (e.g. ``" big"``, ``"大"``).
+        """The answer as the text that follows the prompt.
+
+        With a leading space where the language writes spaces between words and the prompt does
+        not end in an opening quote. This is what a target token should be made of (e.g.
+        ``" big"``, ``"大"``).
         """
         if not self.answer or self.language in _NO_SPACE_LANGUAGES:
             return self.answer
@@ -100,9 +103,13 @@ class PromptSet:
 
     @classmethod
     def from_text(cls, text: str, language: str = "custom") -> PromptSet:
-        """One prompt per non-blank line of ``text`` (answers empty), as task ``custom`` with
-        items ``"1"``, ``"2"``, ... — so a plain text file of prompts can stand in for a JSON
-        set.
+        """One prompt per non-blank line of ``text`` (answers empty), as task ``custom``.
+
+        Its items are ``"1"``, ``"2"``, ..., so a plain text file of prompts can stand in for a
+        JSON set.
+
+        Raises:
+            PromptFileError: The text has no prompt.
         """
         lines = [line for line in text.splitlines() if line.strip()]
         if not lines:
@@ -120,8 +127,17 @@ class PromptSet:
         return {lang for item in self.tasks[task] for lang in _item_languages(item)}
 
     def prompts(self, tasks: list[str] | None = None, languages: list[str] | None = None) -> list[ParallelPrompt]:
-        """Every item of ``tasks`` (all when None) in every one of ``languages`` (all when None)
-        that the item has, task by task, item by item, languages in the order asked.
+        """Every item of ``tasks`` in every one of ``languages`` that the item has.
+
+        Task by task, item by item, languages in the order asked.
+
+        Args:
+            tasks: The tasks (all when None).
+            languages: The languages (all of the set's when None).
+
+        Raises:
+            UnknownTaskError: A task is not in the set.
+            UnknownLanguageError: No item of ``tasks`` has one of ``languages``.
         """
         tasks = self.task_names() if tasks is None else list(tasks)
         self._check_task_names(tasks)
@@ -136,7 +152,7 @@ class PromptSet:
         ]
 
     def _check_task_names(self, tasks: list[str]) -> None:
-        """Raise [`UnknownTaskError`][workbench.data.prompts.UnknownTaskError] listing the known tasks if one is not in the set."""
+        """Raise [`UnknownTaskError`][workbench.data.prompts.UnknownTaskError] for a task not in the set."""
         unknown = [t for t in tasks if t not in self.tasks]
         if unknown:
             raise UnknownTaskError(
@@ -144,7 +160,7 @@ class PromptSet:
             )
 
     def _check_languages_for(self, tasks: list[str], languages: list[str]) -> None:
-        """Raise [`UnknownLanguageError`][workbench.errors.UnknownLanguageError] for a language no item of ``tasks`` has."""
+        """Raise [`UnknownLanguageError`][workbench.errors.UnknownLanguageError] for a language ``tasks`` lack."""
         have = set().union(*(self.languages_of(t) for t in tasks)) if tasks else set()
         missing = [lang for lang in languages if lang not in have]
         if missing:
@@ -161,8 +177,14 @@ def default_path() -> Path:
 
 
 def read_prompts(path: Path | str | None = None, language: str = "custom") -> PromptSet:
-    """A prompt set from a ``.json`` file ([`PromptSet.load`][workbench.data.prompts.PromptSet.load]) or any other text file, one
-    prompt per line ([`PromptSet.from_text`][workbench.data.prompts.PromptSet.from_text], in ``language``); the shipped set for None.
+    """A prompt set from a ``.json`` file, or any other text file with one prompt per line.
+
+    A ``.json`` file is read by [`PromptSet.load`][workbench.data.prompts.PromptSet.load], any
+    other by [`PromptSet.from_text`][workbench.data.prompts.PromptSet.from_text] (its prompts in
+    ``language``); None gives the shipped set.
+
+    Raises:
+        PromptFileError: The file is missing, or not of the parallel-prompt shape.
     """
     if path is None or Path(path).suffix.lower() == ".json":
         return PromptSet.load(path)
@@ -177,7 +199,7 @@ from_text = PromptSet.from_text
 
 
 def _read_json(path: Path) -> dict:
-    """The JSON object in ``path``, or a [`PromptFileError`][workbench.data.prompts.PromptFileError] saying what to fix."""
+    """The JSON object in ``path``, or a [`PromptFileError`][workbench.data.prompts.PromptFileError] with the fix."""
     if not path.is_file():
         raise _not_found(path)
     try:

@@ -1,4 +1,4 @@
-"""Per-layer transcoders to and from SAELens's transcoder folders.
+"""Per-layer transcoders to and from SAELens's transcoder folders, one folder per layer.
 
 SAELens (6.x, ``sae_lens/saes/transcoder.py``) saves a ``JumpReLUTranscoder`` as a folder with
 ``cfg.json`` (``architecture: "jumprelu_transcoder"``, ``d_in``, ``d_sae``, ``d_out``, ``dtype``,
@@ -10,38 +10,41 @@ SAELens (6.x, ``sae_lens/saes/transcoder.py``) saves a ``JumpReLUTranscoder`` as
 subtracts ``b_dec`` from its input (``apply_b_dec_to_input`` must be false: ``b_dec`` lives in the
 output space).
 
-Layer ``l`` of a per-layer [`CrossLayerTranscoder`][workbench.clt.transcoder.CrossLayerTranscoder] is that map
-once its scalars are folded in: ``(x * in_scale) @ W_enc == x @ (in_scale * W_enc)``, so
-``W_enc' = in_scale[l] * W_enc[l]`` with ``b_enc`` and the threshold unchanged, and
+Layer ``l`` of a per-layer [`CrossLayerTranscoder`][workbench.clt.transcoder.CrossLayerTranscoder]
+is that map once its scalars are folded in: ``(x * in_scale) @ W_enc == x @ (in_scale * W_enc)``,
+so ``W_enc' = in_scale[l] * W_enc[l]`` with ``b_enc`` and the threshold unchanged, and
 ``W_dec' = W_dec[l][0] / out_scale[l]``, ``b_dec' = b_dec[l] / out_scale[l]``. Our threshold is
 positive, so SAELens's extra ReLU changes nothing. A cross-layer CLT has no such export: its
 features write to several layers and SAELens's transcoder has one output.
 
-Going back, [`load_saelens`][workbench.clt.saelens.load_saelens] reads one folder per layer with SAELens's own loader into a
-per-layer CLT with unit scales. A SAELens threshold ``<= 0`` becomes threshold 0
-(``log_threshold = -inf``), which is exact since SAELens applies a ReLU before its threshold; a
-plain ReLU ``transcoder`` is the same with threshold 0. Skip transcoders (an extra ``x @ W_skip``)
-and run-time input normalisation have no counterpart and are refused.
+Going back, [`load_saelens`][workbench.clt.formats.saelens.load_saelens] reads one folder per layer
+with SAELens's own loader into a per-layer CLT with unit scales. A SAELens threshold ``<= 0``
+becomes threshold 0 (``log_threshold = -inf``), which is exact since SAELens applies a ReLU before
+its threshold; a plain ReLU ``transcoder`` is the same with threshold 0. Skip transcoders (an extra
+``x @ W_skip``) and run-time input normalisation have no counterpart and are refused.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from workbench.clt.transcoder import (
-    CLTConfig,
-    CrossLayerTranscoder,
-    mlp_in_hook,
-    mlp_out_hook,
-)
+from workbench.clt.formats._common import CheckpointError, fold_norm, model_facts, to_cpu
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.errors import WorkbenchError
 
-SAELENS_FORMAT_VERSION = "6.54.12"  # the SAELens version whose folder format this writes (>= 6 matters)
+if TYPE_CHECKING:
+    from sae_lens import Transcoder
+
+    from workbench.models.model import Model
+
+SAELENS_FORMAT_VERSION = "6.54.12"
+"""The SAELens version whose folder format this writes (>= 6 matters)."""
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 EXACT_ARCHITECTURES = ("jumprelu_transcoder", "transcoder")
@@ -51,10 +54,27 @@ class SAELensError(WorkbenchError, ValueError):
     """A transcoder that cannot go to or come from SAELens's format as it is."""
 
 
+def recognises(folder: Path) -> bool:
+    """Whether ``folder`` holds a SAELens config and weights."""
+    return (folder / CFG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
 def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, hook_model_name: str = "") -> Path:
-    """Write layer ``layer`` of a per-layer CLT as a SAELens ``jumprelu_transcoder`` folder that
-    works in model units (scales folded into the weights); returns the folder. ``hook_model_name``
-    is recorded as the model's name (default: the CLT's own ``config.model``).
+    """Write layer ``layer`` of a per-layer CLT as a SAELens ``jumprelu_transcoder`` folder.
+
+    The folder works in model units: the scales are folded into the weights.
+
+    Args:
+        clt: A per-layer transcoder.
+        layer: The layer to write (one with features).
+        folder: Where to write (made if missing).
+        hook_model_name: The model's name recorded in ``cfg.json`` (default: the transcoder's own).
+
+    Returns:
+        The folder.
+
+    Raises:
+        SAELensError: A cross-layer transcoder, or a layer out of range or without features.
     """
     from safetensors.torch import save_file
 
@@ -79,11 +99,21 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
             "W_dec": clt.W_dec[layer][0] / clt.out_scale[layer],
             "b_dec": clt.b_dec[layer] / clt.out_scale[layer],
         }
-    cfg = {
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(to_cpu(weights), folder / WEIGHTS_FILE)
+    cfg = _cfg(clt, layer, hook_model_name or config.model)
+    (folder / CFG_FILE).write_text(json.dumps(cfg, indent=1), encoding="utf-8")
+    return folder
+
+
+def _cfg(clt: CrossLayerTranscoder, layer: int, model_name: str) -> dict[str, object]:
+    """SAELens's ``cfg.json`` for layer ``layer`` of ``clt``."""
+    return {
         "architecture": "jumprelu_transcoder",
-        "d_in": config.d_model,
-        "d_sae": config.n_features,
-        "d_out": config.d_model,
+        "d_in": clt.config.d_model,
+        "d_sae": clt.config.n_features,
+        "d_out": clt.config.d_model,
         "dtype": "float32",
         "device": "cpu",
         "apply_b_dec_to_input": False,
@@ -92,34 +122,50 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
         "metadata": {
             "sae_lens_version": SAELENS_FORMAT_VERSION,
             "sae_lens_training_version": SAELENS_FORMAT_VERSION,
-            "model_name": hook_model_name or config.model,
+            "model_name": model_name,
             "hook_name": mlp_in_hook(layer),
             "hook_name_out": mlp_out_hook(layer),
             "hook_head_index": None,
             "hook_head_index_out": None,
         },
     }
+
+
+def save_saelens(clt: CrossLayerTranscoder, folder: Path | str, model_name: str = "") -> list[Path]:
+    """Write every layer of a per-layer CLT with [`export_saelens`][workbench.clt.formats.saelens.export_saelens].
+
+    Layer ``l`` goes to ``folder/layer_{l}``; every layer must have features.
+
+    Returns:
+        The folders, in layer order (what [`load_saelens`][workbench.clt.formats.saelens.load_saelens]
+        reads back).
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in weights.items()}, folder / WEIGHTS_FILE)
-    (folder / CFG_FILE).write_text(json.dumps(cfg, indent=1), encoding="utf-8")
-    return folder
+    return [export_saelens(clt, layer, folder / f"layer_{layer}", model_name) for layer in range(clt.config.n_layers)]
 
 
 def load_saelens(
-    sources: list[Any],
+    sources: Sequence[Path | str | Transcoder],
     model_name: str = "",
-    norm_weights: list[torch.Tensor] | None = None,
+    norm_weights: Sequence[torch.Tensor] | None = None,
 ) -> CrossLayerTranscoder:
-    """A per-layer CLT (``in_scale = out_scale = 1``) whose activations and reconstructions equal
-    SAELens's, from one SAELens transcoder per layer of the model, in layer order: a folder
-    (read with SAELens's ``SAE.load_from_disk``) or an already loaded SAELens transcoder.
+    """A per-layer CLT whose activations and reconstructions equal SAELens's, with unit scales.
 
-    Each must read ``blocks.{l}.ln2.hook_normalized`` (the MLP input after normalisation, before
-    the norm's weight) and write ``blocks.{l}.hook_mlp_out``. A transcoder that reads the norm's
-    *output* instead (Gemma Scope 2's read ``pre_feedforward_layernorm.output``, which SAELens names
-    ``blocks.{l}.hook_mlp_in``) is exact after folding that weight into its encoder: pass
-    ``norm_weights=[model.blocks[l].ln2.w for l in layers]`` and every input hook is taken as that.
+    Each source must read ``blocks.{l}.ln2.hook_normalized`` (the MLP input after normalisation,
+    before the norm's weight) and write ``blocks.{l}.hook_mlp_out``. A transcoder that reads the
+    norm's *output* instead (Gemma Scope 2's read ``pre_feedforward_layernorm.output``, which SAELens
+    names ``blocks.{l}.hook_mlp_in``) is exact after folding that weight into its encoder.
+
+    Args:
+        sources: One SAELens transcoder per layer of the model, in layer order: a folder (read with
+            SAELens's ``SAE.load_from_disk``) or an already loaded SAELens transcoder.
+        model_name: Recorded as the transcoder's model (default: the first one's ``model_name``).
+        norm_weights: ``[model.blocks[l].ln2.w for l in layers]``: every input hook is then taken as
+            the norm's output, and the weight folded into the encoder.
+
+    Raises:
+        SAELensError: Sources that are not transcoders of the model's layers in order, of one
+            width, or that a workbench transcoder cannot reproduce exactly.
     """
     if not sources:
         raise SAELensError("No SAELens transcoders given; pass one folder per layer, in layer order.")
@@ -144,8 +190,9 @@ def load_saelens(
         for layer, t in enumerate(transcoders):
             W_enc = t.W_enc.float()
             if norm_weights is not None:
-                W_enc = norm_weights[layer].float().to(W_enc.device)[:, None] * W_enc
-            threshold = t.threshold.float() if hasattr(t, "threshold") else torch.zeros(first.d_sae)
+                W_enc, _ = fold_norm(W_enc, t.b_enc, norm_weights[layer])
+            threshold = getattr(t, "threshold", None)
+            threshold = threshold.float() if threshold is not None else torch.zeros(first.d_sae)
             clt.W_enc[layer] = W_enc
             clt.b_enc[layer] = t.b_enc.float()
             clt.log_threshold[layer] = threshold.clamp_min(0).log()  # <= 0 is threshold 0: exact after the ReLU
@@ -155,8 +202,10 @@ def load_saelens(
 
 
 def reads_norm_output(folder: Path | str) -> bool:
-    """Whether a SAELens transcoder folder reads the MLP norm's output (``hook_mlp_in``, as Gemma
-    Scope 2's do): then [`load_saelens`][workbench.clt.saelens.load_saelens] needs the norm weights to fold in.
+    """Whether a SAELens transcoder folder reads the MLP norm's output (``hook_mlp_in``).
+
+    Gemma Scope 2's do: then [`load_saelens`][workbench.clt.formats.saelens.load_saelens] needs the
+    norm weights to fold in.
     """
     cfg = Path(folder) / CFG_FILE
     if not cfg.is_file():
@@ -164,15 +213,16 @@ def reads_norm_output(folder: Path | str) -> bool:
     return json.loads(cfg.read_text(encoding="utf-8")).get("metadata", {}).get("hook_name", "").endswith("hook_mlp_in")
 
 
-def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
-    """Layer ``layer``'s SAELens transcoder from ``source`` (a folder or a loaded one), checked to
-    map exactly onto a workbench per-layer transcoder at that layer.
+def _read(source: Path | str | Transcoder, layer: int, reads_norm_output: bool) -> Transcoder:
+    """Layer ``layer``'s SAELens transcoder, checked to map exactly onto ours at that layer.
+
+    ``source``: a folder or a loaded transcoder.
     """
     from sae_lens import SAE, Transcoder
 
     if isinstance(source, (str, Path)):
         folder = Path(source)
-        if not (folder / CFG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        if not recognises(folder):
             problem = "is not a SAELens folder" if folder.is_dir() else "does not exist"
             raise SAELensError(
                 f"{folder} {problem} (one needs {CFG_FILE} and {WEIGHTS_FILE}). Give the folder "
@@ -189,6 +239,12 @@ def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
             f"{folder} is a SAELens {architecture}, which a workbench transcoder cannot reproduce exactly "
             f"(a skip transcoder adds x @ W_skip); use a {' or '.join(EXACT_ARCHITECTURES)}."
         )
+    _check_hooks(folder, sae, layer, reads_norm_output)
+    return sae
+
+
+def _check_hooks(folder: object, sae: Transcoder, layer: int, reads_norm_output: bool) -> None:
+    """Refuse run-time normalisation and hooks other than layer ``layer``'s MLP input and output."""
     if (
         sae.cfg.normalize_activations in ("layer_norm", "constant_norm_rescale")
         or sae.cfg.reshape_activations != "none"
@@ -210,7 +266,37 @@ def _read(source: Any, layer: int, reads_norm_output: bool) -> Any:
         )
     if reads_norm_output and re.match(rf"blocks\.{layer}\.", hook_in or "") is None:
         raise SAELensError(f"{folder} reads {hook_in!r}, not layer {layer}; give the transcoders in layer order.")
-    return sae
 
 
-__all__ = ["SAELensError", "export_saelens", "load_saelens", "reads_norm_output"]
+def load_for_model(folders: list[Path], model_name: str, model: Model | None) -> CrossLayerTranscoder:
+    """SAELens folders as [`load_saelens`][workbench.clt.formats.saelens.load_saelens] reads them for ``model``.
+
+    The model's norm weights are folded in when the transcoders read the norm's output.
+
+    Raises:
+        CheckpointError: They do, and the model's norm weights are folded away (or no model is given).
+    """
+    weights = None
+    if reads_norm_output(folders[0]):
+        norms = model_facts(model)[0]
+        if norms is None:
+            raise CheckpointError(
+                f"{folders[0]} reads the MLP norm's output, but this model's norm weights are "
+                "folded into its weights (or no model was given); load the model without "
+                "folding layer norms."
+            )
+        weights = [w for w, _ in norms]
+    return load_saelens(folders, model_name=model_name, norm_weights=weights)
+
+
+__all__ = [
+    "CFG_FILE",
+    "SAELensError",
+    "WEIGHTS_FILE",
+    "export_saelens",
+    "load_for_model",
+    "load_saelens",
+    "reads_norm_output",
+    "recognises",
+    "save_saelens",
+]
