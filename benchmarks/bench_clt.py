@@ -15,7 +15,7 @@ batches (``workbench.data.batching.iter_batches``, ``--batch-tokens`` per batch)
   clt_encode: the encoder alone;
 * replacement: the forward of ``with replacement(model, clt)``, every MLP output replaced
   (same stop, same batches);
-* train: ``workbench.clt.train.train_clt`` on ``--tokens`` rows (``--batch`` per step) from
+* train: ``workbench.clt.training.train.train_clt`` on ``--tokens`` rows (``--batch`` per step) from
   the same documents, with the clt-train slice's defaults. ``state.seconds`` times the steps
   including the block reads inside the stream, but not the first block (read before the loop);
   the wall time covers the whole call.
@@ -54,7 +54,7 @@ from bench_plnd import timed  # noqa: E402
 from workbench.analyses.clt_train.options import Options as CLTOptions  # noqa: E402
 from workbench.clt.activations import document_rows  # noqa: E402
 from workbench.clt.quality import replacement  # noqa: E402
-from workbench.clt.train import TrainSettings, train_clt  # noqa: E402
+from workbench.clt.training.train import TrainSettings, train_clt  # noqa: E402
 from workbench.clt.transcoder import CLTConfig  # noqa: E402
 from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
 from workbench.data.corpus import BibleCorpus  # noqa: E402

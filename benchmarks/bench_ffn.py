@@ -20,8 +20,8 @@ from bench_forward import add_device_argument, synchronize  # noqa: E402
 
 from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
 from workbench.data.corpus import BibleCorpus  # noqa: E402
+from workbench.ffn.collector import summarise  # noqa: E402
 from workbench.ffn.similarity import layer_similarity  # noqa: E402
-from workbench.ffn.statistics import summarise  # noqa: E402
 from workbench.models.loading import load_model  # noqa: E402
 from workbench.runs.results import environment, save_json  # noqa: E402
 

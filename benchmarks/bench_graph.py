@@ -7,7 +7,7 @@ else one trained here on ``--tokens`` rows with the clt-train slice's defaults (
 matter for timing; the number of active features does, and is reported). Prompts: held-out verses
 of ``--language`` cut to each ``--lengths`` (BOS included), the same verses for every setting.
 
-A graph is ``workbench.clt.attribution.attribute`` (the replacement model's pass, the logit
+A graph is ``workbench.clt.graphs.attribution.attribute`` (the replacement model's pass, the logit
 targets, batched backward passes visiting up to ``--max-features`` features by influence) plus
 pruning (``Graph.prune``, defaults 0.8 / 0.98). The baseline is ``model(tokens)``, the top
 logit's ``backward()`` (parameters frozen, the embeddings' output requiring grad). Times are
@@ -33,8 +33,8 @@ from bench_forward import PeakRSS, add_device_argument  # noqa: E402
 from bench_plnd import timed  # noqa: E402
 
 from workbench.analyses.clt_train.options import Options as CLTOptions  # noqa: E402
-from workbench.clt.attribution import attribute  # noqa: E402
-from workbench.clt.train import TrainSettings, train_clt  # noqa: E402
+from workbench.clt.graphs.attribution import attribute  # noqa: E402
+from workbench.clt.training.train import TrainSettings, train_clt  # noqa: E402
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder  # noqa: E402
 from workbench.data.batching import tokenize  # noqa: E402
 from workbench.data.corpus import BibleCorpus  # noqa: E402

@@ -18,7 +18,8 @@ from bench_forward import PeakRSS, add_device_argument, synchronize  # noqa: E40
 
 from workbench.data.batching import iter_batches, pad_id_of, tokenize  # noqa: E402
 from workbench.data.corpus import BibleCorpus  # noqa: E402
-from workbench.language.langid import default_classifier, vocab_languages  # noqa: E402
+from workbench.language.classifier import default_classifier  # noqa: E402
+from workbench.language.vocabulary import vocab_languages  # noqa: E402
 from workbench.lens.layer_language import lens_groups  # noqa: E402
 from workbench.lens.logit_lens import logit_lens  # noqa: E402
 from workbench.models.loading import load_model  # noqa: E402

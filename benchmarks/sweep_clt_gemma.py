@@ -3,7 +3,7 @@ three layers (3, 9, 15) of per-layer transcoders, trained on cached activations.
 
 The rows are the MLP inputs and outputs of ``--documents`` analysis verses per language of the
 Gemma study's eight languages (BOS dropped), shuffled by document; the last ``--heldout`` rows are
-held out. Each configuration trains with ``workbench.clt.loss.clt_loss`` (lambda ramped
+held out. Each configuration trains with ``workbench.clt.training.loss.clt_loss`` (lambda ramped
 over the first half, Adam, clipping at 1, as ``train_clt``) for ``epochs`` passes over the training
 rows and reports FVU and L0 per layer on the held-out rows, and training rows/s.
 
@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from bench_clt import documents  # noqa: E402
 
 from workbench.clt.activations import document_rows  # noqa: E402
-from workbench.clt.loss import clt_loss  # noqa: E402
+from workbench.clt.training.loss import clt_loss  # noqa: E402
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder  # noqa: E402
 from workbench.models.loading import load_model  # noqa: E402
 from workbench.runs.options import GEMMA_CLT_LANGUAGES  # noqa: E402

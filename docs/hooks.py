@@ -130,6 +130,11 @@ def on_files(files: Files, config) -> Files:
     return files
 
 
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """A docs page's link to the repository's CONTRIBUTING.md points at the site's Contributing page."""
+    return markdown.replace("](../CONTRIBUTING.md)", "](contributing.md)")
+
+
 def on_post_page(output: str, page, config) -> str:
     """No script from a CDN (nor an empty ``src``): MathJax 3 and plotly.js come from the site itself."""
     return _SCRIPT.sub(lambda m: "" if _REMOTE.search(m.group(1)) or _REMOTE.search(m.group(2)) else m.group(0), output)

@@ -114,7 +114,8 @@ MEASURED_LANGID = {
 
 
 def test_token_classifier_meets_its_measured_accuracy(gemma, bible):
-    from workbench.language.langid import accuracy_table, default_classifier, vocab_languages
+    from workbench.language.classifier import default_classifier
+    from workbench.language.vocabulary import accuracy_table, vocab_languages
 
     vocab = vocab_languages(gemma.tokenizer, gemma.cfg.d_vocab, default_classifier(bible))
     langs = list(MEASURED_LANGID)
@@ -132,7 +133,8 @@ def test_gemma_lens_shows_an_english_middle_for_german(gemma, bible):
     """MWork's observation on the default model: for German input, English tokens among the
     lens's top-10 peak in the middle layers and vanish again by the last layer."""
     from workbench.data.batching import tokenize
-    from workbench.language.langid import default_classifier, vocab_languages
+    from workbench.language.classifier import default_classifier
+    from workbench.language.vocabulary import vocab_languages
     from workbench.lens.layer_language import lens_groups, summarise
     from workbench.lens.logit_lens import logit_lens
 
@@ -150,7 +152,9 @@ def test_gemma_has_language_specific_neurons_for_ten_languages(gemma, bible):
     languages overlap much less once the shared neurons are removed."""
     import numpy as np
 
-    from workbench.neurons.plnd import PLNDResult, Selection, language_importance
+    from workbench.neurons.plnd import language_importance
+    from workbench.neurons.plnd_sets import PLNDResult
+    from workbench.neurons.selection import Selection
 
     langs = ["en", "de", "fr", "es", "zh", "ru", "ja", "ar", "hi", "sw"]
     ids = bible.sample_ids(langs, 16, "analysis", seed=0)
@@ -264,7 +268,8 @@ def test_gemma_ffn_detectors_on_parallel_verses(gemma, bible):
     import numpy as np
 
     from workbench.data.batching import tokenize
-    from workbench.ffn.statistics import FFNResult, summarise
+    from workbench.ffn.collector import summarise
+    from workbench.ffn.result import FFNResult
 
     langs = ["en", "de", "zh"]
     ids = bible.sample_ids(langs, 12, "analysis", seed=0)

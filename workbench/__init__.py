@@ -36,8 +36,8 @@ _EXPORTS: dict[str, str] = {
     "NeuronSet": "workbench.neurons.sets",
     "switched_off": "workbench.neurons.masking",
     "logit_lens": "workbench.lens.logit_lens",
-    "vocab_languages": "workbench.language.langid",
-    "default_classifier": "workbench.language.langid",
+    "vocab_languages": "workbench.language.vocabulary",
+    "default_classifier": "workbench.language.classifier",
     "token_categories": "workbench.lens.layer_language",
     "measure": "workbench.interventions.measures",
     "Measures": "workbench.interventions.measures",
@@ -58,7 +58,8 @@ if TYPE_CHECKING:  # the type checker and editors see what __getattr__ loads on 
     from workbench.data.corpus import open_corpus
     from workbench.interventions.finetune import NeuronDelta, train_neurons
     from workbench.interventions.measures import Measures, measure, random_like
-    from workbench.language.langid import default_classifier, vocab_languages
+    from workbench.language.classifier import default_classifier
+    from workbench.language.vocabulary import vocab_languages
     from workbench.lens.layer_language import token_categories
     from workbench.lens.logit_lens import logit_lens
     from workbench.models.loading import load_model

@@ -9,7 +9,7 @@ import torch
 
 from workbench.clt.activations import mlp_io
 from workbench.clt.jumprelu import JumpReLU, threshold_surrogate
-from workbench.clt.loss import clt_loss
+from workbench.clt.training.loss import clt_loss
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.models.loading import tiny_model
 
@@ -90,7 +90,7 @@ def test_shapes_are_checked_and_survive_json(tmp_path):
 def test_compiled_loss_equals_the_eager_one(shape):
     """``torch.compile`` once miscompiled an index_add into a broadcast bias (mse off by 500x):
     the compiled loss and its gradients are held to the eager ones."""
-    from workbench.clt.loss import loss_terms
+    from workbench.clt.training.loss import loss_terms
 
     clt = _clt(**SHAPES[shape][0]).float()
     covered = list(clt.config.covered)
@@ -193,7 +193,7 @@ def _documents(n: int = 24) -> list[torch.Tensor]:
 
 
 def test_streamed_training_lowers_the_loss_and_resume_equals_uninterrupted(tmp_path):
-    from workbench.clt.train import TrainSettings, block_documents, train_clt
+    from workbench.clt.training.train import TrainSettings, block_documents, train_clt
 
     model = tiny_model("tiny-gated")
     docs = _documents()
@@ -232,7 +232,7 @@ def test_a_subset_trains_its_layers_only_and_the_replacement_keeps_the_others(tm
     """Layers (1,) of a 2-layer model: training leaves layer 0's parameters zero (and everything
     finite), quality is measured on layer 1 only, and the replacement model keeps layer 0's MLP."""
     from workbench.clt.quality import layer_quality, replacement
-    from workbench.clt.train import TrainSettings, train_clt
+    from workbench.clt.training.train import TrainSettings, train_clt
     from workbench.clt.transcoder import mlp_out_hook
 
     model = tiny_model("tiny-gated")

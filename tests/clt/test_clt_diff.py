@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.clt.diff import Diff, measure
+from workbench.clt.features.diff import Diff, measure
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.models.loading import tiny_model
 

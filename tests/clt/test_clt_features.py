@@ -12,7 +12,7 @@ from workbench.analyses import clt_features, clt_steer, clt_train
 from workbench.analyses.clt_train import analysis as train_analysis
 from workbench.cli import main
 from workbench.clt.activations import mlp_io
-from workbench.clt.features import FeatureStats, LanguageFeatures, feature_stats, top_contexts
+from workbench.clt.features.stats import FeatureStats, LanguageFeatures, feature_stats, top_contexts
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.data.batching import tokenize
 from workbench.errors import WorkbenchError

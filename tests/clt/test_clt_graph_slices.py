@@ -13,8 +13,8 @@ import pytest
 
 from workbench.analyses import clt_diff, clt_graph, clt_train
 from workbench.cli import main
-from workbench.clt.export import read_viewer_folder
-from workbench.clt.graph import jaccard
+from workbench.clt.graphs.export import read_viewer_folder
+from workbench.clt.graphs.graph import jaccard
 from workbench.errors import WorkbenchError
 from workbench.interventions.finetune import NeuronDelta, neuron_indices
 from workbench.models.loading import tiny_model

@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import spread_clt
 
-from workbench.clt.steering import (
+from workbench.clt.steering.plan import write_vectors
+from workbench.clt.steering.steer import (
     Intervention,
     check_intervention,
     matched_control,
@@ -18,9 +19,9 @@ from workbench.clt.steering import (
     steer_measures,
     steering,
 )
-from workbench.clt.steering_plan import write_vectors
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
-from workbench.language.langid import SPECIAL_LABELS, VocabLanguages
+from workbench.language.classifier import SPECIAL_LABELS
+from workbench.language.vocabulary import VocabLanguages
 from workbench.lens.readout import greedy
 from workbench.models.loading import tiny_model
 

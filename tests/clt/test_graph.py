@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import spread_clt
 
-from workbench.clt.attribution import (
+from workbench.clt.graphs.attribution import (
     attribute,
     completeness_error,
     logit_target,
@@ -21,8 +21,8 @@ from workbench.clt.attribution import (
     mean_unembedding,
     token_target,
 )
-from workbench.clt.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, jaccard, threshold_of
-from workbench.clt.local_replacement import frozen_forward, read_prompt
+from workbench.clt.graphs.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, jaccard, threshold_of
+from workbench.clt.graphs.local_replacement import frozen_forward, read_prompt
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.errors import WorkbenchError
 from workbench.models.loading import tiny_model

@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import spread_clt
 
-from workbench.clt.attribution import attribute, logit_target, mean_unembedding
-from workbench.clt.export import (
+from workbench.clt.graphs.attribution import attribute, logit_target, mean_unembedding
+from workbench.clt.graphs.export import (
     VIEWER_INDEX,
     parse_logit_label,
     read_circuit_tracer,
@@ -23,8 +23,8 @@ from workbench.clt.export import (
     top_tokens,
     write_circuit_tracer,
 )
-from workbench.clt.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, Pruned
-from workbench.clt.graph_view import graph_figure
+from workbench.clt.graphs.graph import ERROR, FEATURE, TARGET, TOKEN, Graph, Pruned
+from workbench.clt.graphs.view import graph_figure
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.errors import WorkbenchError
 from workbench.models.loading import tiny_model

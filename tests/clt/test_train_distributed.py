@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.clt.graph import Graph
+from workbench.clt.graphs.graph import Graph
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.runs.results import load_json
 

@@ -5,18 +5,11 @@ import pytest
 import torch
 from conftest import save_tiny_hf
 
+from workbench.ffn.collector import summarise
+from workbench.ffn.metrics import frequency, ranks, row_flatness, sparsity, spearman
+from workbench.ffn.result import FFNResult, rank_correlations
 from workbench.ffn.similarity import correlation_of_correlations, layer_similarity, linear_cka
-from workbench.ffn.statistics import (
-    FFNResult,
-    FFNSummary,
-    frequency,
-    rank_correlations,
-    ranks,
-    row_flatness,
-    sparsity,
-    spearman,
-    summarise,
-)
+from workbench.ffn.summary import FFNSummary
 
 TEXTS = [
     "In the beginning God created the heaven and the earth.",

@@ -9,14 +9,9 @@ from workbench.data.batching import tokenize
 from workbench.errors import WorkbenchError
 from workbench.interventions import deactivation as deact
 from workbench.interventions import measures as measures_module
-from workbench.interventions.deactivation import (
-    AblationResult,
-    DeactivationOptions,
-    DeactivationResult,
-    LayerGroups,
-    paper_deltas,
-    run_deactivation,
-)
+from workbench.interventions.deactivation import run_deactivation
+from workbench.interventions.deactivation_results import AblationResult, DeactivationResult, paper_deltas
+from workbench.interventions.layer_groups import LayerGroups
 from workbench.interventions.measures import (
     MeasureMemo,
     Measures,
@@ -29,6 +24,7 @@ from workbench.interventions.measures import (
     random_like,
     verse_prompts,
 )
+from workbench.interventions.options import GROUPS, DeactivationOptions
 from workbench.lens.layer_language import ENGLISH, INPUT, NONE_CAT, OTHER
 from workbench.lens.readout import greedy, next_token_predictions
 from workbench.neurons.masking import switched_off
@@ -156,7 +152,7 @@ def _experiment(model, tmp_path=None, **options):
         lang: np.random.default_rng(1).choice([ENGLISH, INPUT, OTHER], model.cfg.d_vocab).astype(np.int8)
         for lang in TEXTS
     }
-    opts = DeactivationOptions(**{"seeds": 2, "prompt_tokens": 4, "new_tokens": 3, "groups": deact.GROUPS, **options})
+    opts = DeactivationOptions(**{"seeds": 2, "prompt_tokens": 4, "new_tokens": 3, "groups": GROUPS, **options})
     memo = MeasureMemo(tmp_path / "parts.json" if tmp_path else None)
     return run_deactivation(model, tokens, sets, categories, opts, memo=memo), sets
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.interventions.deactivation import DeactivationOptions
+from workbench.interventions.options import DeactivationOptions
 from workbench.interventions.tasks import (
     TASKS,
     contains_answer,

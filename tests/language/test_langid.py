@@ -1,15 +1,9 @@
 import numpy as np
 import pytest
 
-from workbench.language.langid import (
-    AMBIGUOUS,
-    NONE,
-    UNKNOWN,
-    TokenClassifier,
-    accuracy_table,
-    corpus_frequencies,
-    label_vocab,
-)
+from workbench.language.classifier import AMBIGUOUS, NONE, UNKNOWN, TokenClassifier
+from workbench.language.vocabulary import accuracy_table, label_vocab
+from workbench.language.wordlists import corpus_frequencies
 
 LANGS = ["en", "de", "fr", "es", "pt", "it", "ru", "uk", "zh", "ja", "ko", "ar", "fa", "hi", "sw"]
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from workbench.data.batching import tokenize
-from workbench.language.langid import SPECIAL_LABELS, VocabLanguages
+from workbench.language.classifier import SPECIAL_LABELS
+from workbench.language.vocabulary import VocabLanguages
 from workbench.lens.layer_language import (
     CATEGORIES,
     LensResult,

@@ -38,7 +38,7 @@ from workbench.analyses import (
     plnd,
     probe,
 )
-from workbench.clt.attribution import attribute, completeness_error
+from workbench.clt.graphs.attribution import attribute, completeness_error
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import Batch
 from workbench.models.families import FAMILIES, save_family

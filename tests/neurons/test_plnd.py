@@ -8,14 +8,10 @@ from workbench.data.batching import Batch, tokenize
 from workbench.neurons import plnd as plnd_module
 from workbench.neurons.importance import batch_importance
 from workbench.neurons.lape import LapeOptions, lape_entropy, lape_masks
-from workbench.neurons.plnd import (
-    ImportanceSummary,
-    PLNDResult,
-    Selection,
-    language_importance,
-    language_sets,
-    specific_masks,
-)
+from workbench.neurons.plnd import language_importance
+from workbench.neurons.plnd_sets import PLNDResult, language_sets, specific_masks
+from workbench.neurons.plnd_summary import ImportanceSummary
+from workbench.neurons.selection import Selection
 from workbench.neurons.sets import STRUCTURES, NeuronSet, structure_size, total_neurons
 from workbench.runs.job import run
 from workbench.runs.options import RunOptions

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.neurons.plnd import ImportanceSummary, PLNDResult
+from workbench.neurons.plnd_sets import PLNDResult
+from workbench.neurons.plnd_summary import ImportanceSummary
 from workbench.runs import distributed
 from workbench.runs.results import load_json
 

@@ -16,11 +16,12 @@ from workbench.data.corpus import BibleCorpus
 from workbench.errors import UnknownLanguageError, UnknownModelError
 from workbench.models.catalog import trained
 from workbench.models.model import source_of
+from workbench.zoo.checkpoint import ZooExistsError
 from workbench.zoo.data import BudgetError, SequencePlan, training_verses
 from workbench.zoo.mixture import Mixture, MixtureError
 from workbench.zoo.options import ZooOptions
 from workbench.zoo.presets import PRESETS
-from workbench.zoo.train import ZooExistsError, train
+from workbench.zoo.train import train
 
 LANGS = ["ar", "de", "en", "fr", "zh"]
 TINY = dict(

@@ -12,7 +12,8 @@ def cmd_langid(args: argparse.Namespace) -> int:
     """``workbench langid``: precision and recall of the token labels per language."""
     from workbench.data.corpus import BibleCorpus
     from workbench.data.languages import parse_languages
-    from workbench.language.langid import default_classifier, heldout_accuracy, vocab_languages
+    from workbench.language.classifier import default_classifier
+    from workbench.language.vocabulary import heldout_accuracy, vocab_languages
     from workbench.models.loading import load_model
 
     model = load_model(args.model)

@@ -24,7 +24,7 @@ def cmd_task(args: argparse.Namespace) -> int:
     from workbench.data.languages import parse_languages
     from workbench.interventions.tasks import get_task, load_examples, task_deactivation
     from workbench.models.loading import load_model, model_source
-    from workbench.neurons.plnd import PLNDResult
+    from workbench.neurons.plnd_sets import PLNDResult
 
     task = get_task(args.task)
     if args.deltas_from:

@@ -32,7 +32,8 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
         name: ZooOptions(**{**base.to_dict(), **{k: v for k, v in changes.items() if k not in given}})
         for name, changes in plans.items()
     }
-    from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
+    from workbench.zoo.manifest import copy_twin, trained_twin
+    from workbench.zoo.train import plan_run, train
 
     zoo = zoo_root_of(args)
     for options in runs.values():  # every mixture and budget checked before the first model trains
@@ -57,8 +58,8 @@ def finetune_options_from(args: argparse.Namespace, zoo: Path) -> ZooOptions:
     The base's settings and tokenizer, the fine-tuning defaults, then the flags given
     (``--language X`` meaning ``--mixture X=1``).
     """
+    from workbench.zoo.manifest import base_manifest
     from workbench.zoo.options import finetune_options
-    from workbench.zoo.train import base_manifest
 
     given = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("run.")}
     if "base" not in given:
@@ -75,7 +76,8 @@ def cmd_zoo_finetune(args: argparse.Namespace) -> int:
 
     An interrupted fine-tune resumes; the two models compare (model diffing).
     """
-    from workbench.zoo.train import copy_twin, plan_run, train, trained_twin
+    from workbench.zoo.manifest import copy_twin, trained_twin
+    from workbench.zoo.train import plan_run, train
 
     zoo = zoo_root_of(args)
     options = finetune_options_from(args, zoo)

@@ -22,7 +22,7 @@ reads to its own dtype and device, and whoever writes its reconstruction into a 
 the model's. Its files are [`workbench.clt.formats.ours`][workbench.clt.formats.ours].
 
 The features' activation is [`workbench.clt.jumprelu`][workbench.clt.jumprelu]; the training
-loss is [`workbench.clt.loss`][workbench.clt.loss].
+loss is [`workbench.clt.training.loss`][workbench.clt.training.loss].
 """
 
 from __future__ import annotations

@@ -2,30 +2,33 @@
 
 Switch a language's neurons off (hooks, [`workbench.neurons.masking`][workbench.neurons.masking])
 and measure what each language loses on held-out verses, against random neurons drawn with the same
-count in every layer and structure. The layers are split as in MWork into *understanding* (the
-first N), *task-solving* (the middle; its attention and its FFN count as separate groups) and
-*generation* (the last M).
+count in every layer and structure, in all layers and in each of MWork's layer groups
+([`LayerGroups`][workbench.interventions.layer_groups.LayerGroups]).
 
 Measures per language ([`Measures`][workbench.interventions.measures.Measures]): next-token loss
 (nats/token), next-token accuracy, the *fidelity* of the model's top-1 predictions (teacher-forced:
 the share of predicted tokens in the input language among predictions that carry a language
-label), and optionally the fidelity of greedy continuations of verse beginnings. Deltas are "how
-much worse": loss up, accuracy and fidelity down, so a positive delta is damage, as the paper's
-Delta_Eng, Delta_nEng and Delta = Delta_Eng - Delta_nEng.
+label), and optionally the fidelity of greedy continuations of verse beginnings.
+
+[`run_deactivation`][workbench.interventions.deactivation.run_deactivation] plans every
+measurement under a key, measures what the memo lacks, many settings per forward pass, and reads
+the plan back into a [`DeactivationResult`][workbench.interventions.deactivation_results.DeactivationResult]
+(the tables are there).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Int
 
 from workbench.data.batching import DEFAULT_BATCH_TOKENS
+from workbench.interventions.deactivation_results import DeactivationResult
+from workbench.interventions.layer_groups import LayerGroups
 from workbench.interventions.measures import (
     MeasureMemo,
     Measures,
@@ -34,187 +37,14 @@ from workbench.interventions.measures import (
     in_language,
     measure_many,
     random_like,
-    rounded,
     verse_prompts,
 )
-from workbench.interventions.options import GROUPS, DeactivationOptions
+from workbench.interventions.options import DeactivationOptions
 from workbench.models.model import Model
 from workbench.neurons.sets import NeuronDims, NeuronSet
-from workbench.runs.results import Result
 
 SETTINGS_PER_PASS = 16
 """Measurements batched together (and saved together: what an interruption can lose)."""
-UNDERSTANDING_SHARE = 0.25
-"""The default understanding layers: this share of the depth."""
-GENERATION_SHARE = 0.125
-"""The default generation layers: this share of the depth."""
-MEASURES: tuple[str, ...] = ("loss", "accuracy", "fidelity", "continuation_fidelity")
-"""What every setting measures (the ``measure`` the tables take)."""
-
-
-@dataclass(frozen=True)
-class LayerGroups:
-    """MWork's layer split: the first ``understanding`` layers, the last ``generation``, task-solving between.
-
-    The paper tuned N and M on Chinese XQuAD for 32-layer models (its Appendix F, whose values
-    we do not have). The defaults here are ours: the first quarter and the last eighth of the depth
-    (8 and 4 of 32 layers; 4 and 2 of Gemma 3 270M's 18).
-    """
-
-    n_layers: int
-    understanding: int
-    generation: int
-
-    def __post_init__(self) -> None:
-        if self.understanding < 0 or self.generation < 0 or self.understanding + self.generation > self.n_layers:
-            raise ValueError(
-                f"{self.understanding} understanding + {self.generation} generation layers do not fit "
-                f"in {self.n_layers} layers."
-            )
-
-    @classmethod
-    def default(cls, n_layers: int, understanding: int | None = None, generation: int | None = None) -> LayerGroups:
-        """The split of ``n_layers``: the sizes given, else the first quarter and the last eighth."""
-        u = understanding if understanding is not None else min(n_layers, max(1, round(n_layers * UNDERSTANDING_SHARE)))
-        # the automatic sizes always fit (a one-layer model has no generation layers); given ones are checked
-        g = (
-            generation
-            if generation is not None
-            else max(0, min(n_layers - u, max(1, round(n_layers * GENERATION_SHARE))))
-        )
-        return cls(n_layers, u, g)
-
-    def layers(self, group: str) -> range:
-        """The layers of a group (``all``, ``understanding``, ``task_attention``, ``task_ffn``, ``generation``)."""
-        if group == "all":
-            return range(self.n_layers)
-        if group == "understanding":
-            return range(self.understanding)
-        if group == "generation":
-            return range(self.n_layers - self.generation, self.n_layers)
-        if group in ("task_attention", "task_ffn"):
-            return range(self.understanding, self.n_layers - self.generation)
-        raise ValueError(f"Unknown layer group {group!r}; choose from {', '.join(GROUPS)}.")
-
-    def restrict(self, neurons: NeuronSet, group: str) -> NeuronSet:
-        """The neurons of ``neurons`` in a group's layers (and, for task groups, structures)."""
-        layers = self.layers(group)
-        keep = {}
-        for s, rows in neurons.neurons.items():
-            if (group == "task_ffn" and s != "ffn") or (group == "task_attention" and s == "ffn"):
-                continue
-            keep[s] = rows[(rows[:, 0] >= layers.start) & (rows[:, 0] < layers.stop)]
-        return NeuronSet(keep)
-
-
-# ----------------------------------------------------------------------------- the experiment
-
-
-@dataclass
-class DeactivationResult(Result):
-    """Everything one deactivation experiment (one kind of neuron set) measured.
-
-    Saved as part of [`AblationResult`][workbench.interventions.deactivation.AblationResult].
-    """
-
-    languages: list[str]
-    layer_groups: dict[str, int]
-    baseline: dict[str, Measures]
-    own: dict[str, dict[str, Measures]]  # group -> language -> its own set (in that group) off
-    random: dict[str, dict[str, list[Measures]]]  # group -> language -> one per seed
-    cross: dict[str, dict[str, Measures]]  # switched-off language -> measured language
-    set_sizes: dict[str, dict[str, int]]  # group -> language -> neurons switched off
-    options: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-
-    # ------------------------------------------------------------------------- tables
-    def delta(self, measures: Measures, language: str, measure: str = "loss") -> float | None:
-        """The damage of ``measures`` over the language's baseline (None: not measured)."""
-        return measures.delta(self.baseline[language])[measure]
-
-    def random_delta(self, group: str, language: str, measure: str = "loss") -> tuple[float, float]:
-        """Mean and standard deviation over seeds of the random control's delta."""
-        values = [self.delta(m, language, measure) for m in self.random[group][language]]
-        values = np.array([v for v in values if v is not None], dtype=float)
-        if not len(values):
-            return math.nan, math.nan
-        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-    def table1(self, measure: str = "loss") -> list[dict]:
-        """The paper's Table 1 form: per language, its own neurons off vs as many random ones."""
-        rows = []
-        for lang in self.languages:
-            mean, std = self.random_delta("all", lang, measure)
-            rows.append(
-                {
-                    "language": lang,
-                    "neurons off": self.set_sizes["all"][lang],
-                    f"baseline {measure}": rounded(getattr(self.baseline[lang], measure)),
-                    "language-specific: delta": rounded(self.delta(self.own["all"][lang], lang, measure)),
-                    "random: delta (mean)": rounded(mean),
-                    "random: delta (sd)": rounded(std),
-                    "other languages: mean delta": rounded(self.mean_cross_delta(lang, measure)),
-                }
-            )
-        return rows
-
-    def mean_cross_delta(self, switched_off_language: str, measure: str = "loss") -> float:
-        """Mean delta over the *other* languages when one language's neurons are off."""
-        values = [
-            self.delta(m, b, measure)
-            for b, m in self.cross[switched_off_language].items()
-            if b != switched_off_language
-        ]
-        values = [v for v in values if v is not None]
-        return float(np.mean(values)) if values else math.nan
-
-    def settings_table(self, measure: str = "loss") -> list[dict]:
-        """Tables 2-5 form: one row per setting; columns: languages, Delta_Eng, Delta_nEng, Delta.
-
-        A setting is each language with its own set, or random ones of the same counts, in a layer
-        group.
-        """
-        rows = []
-        for group in self.own:
-            for kind in ("language-specific", "random"):
-                deltas = {}
-                for lang in self.languages:
-                    if kind == "random":
-                        deltas[lang] = self.random_delta(group, lang, measure)[0]
-                    else:
-                        value = self.delta(self.own[group][lang], lang, measure)
-                        deltas[lang] = math.nan if value is None else value
-                rows.append(
-                    {
-                        "setting": f"{kind} · {group}",
-                        **{k: rounded(v) for k, v in deltas.items()},
-                        **{k: rounded(v) for k, v in paper_deltas(deltas).items()},
-                    }
-                )
-        return rows
-
-    def cross_matrix(self, measure: str = "loss") -> Float[np.ndarray, "language language"]:
-        """``[switched off, measured]`` deltas (rows: whose neurons are off)."""
-        return np.array(
-            [
-                [
-                    self.delta(self.cross[a][b], b, measure)
-                    if self.delta(self.cross[a][b], b, measure) is not None
-                    else math.nan
-                    for b in self.languages
-                ]
-                for a in self.languages
-            ],
-            dtype=float,
-        )
-
-
-def paper_deltas(deltas: dict[str, float]) -> dict[str, float]:
-    """Delta_Eng, Delta_nEng (mean over non-English languages) and Delta = Delta_Eng - Delta_nEng."""
-    d_eng = deltas.get("en", math.nan)
-    others = [v for k, v in deltas.items() if k != "en" and not math.isnan(v)]
-    d_neng = float(np.mean(others)) if others else math.nan
-    return {"Delta_Eng": d_eng, "Delta_nEng": d_neng, "Delta": d_eng - d_neng}
 
 
 _Plan = list[tuple[str, str, NeuronSet | None]]  # (memo key, measured language, neurons off or None)
@@ -416,42 +246,4 @@ def run_deactivation(
     )
 
 
-@dataclass
-class AblationResult(Result):
-    """Deactivation experiments side by side, one per kind of neuron set, on the same verses and baseline.
-
-    The kinds are ``plnd``, ``exclusive`` and ``lape``; the held-out verses and the baseline are
-    shared.
-    """
-
-    experiments: dict[str, DeactivationResult]
-    settings: dict = field(default_factory=dict)
-
-    JSON = "deactivation.json"
-
-    @property
-    def languages(self) -> list[str]:
-        """The measured languages (the experiments share them)."""
-        return next(iter(self.experiments.values())).languages if self.experiments else []
-
-    def comparison(self, measure: str = "loss") -> list[dict]:
-        """Per set kind and language: the damage to the language whose neurons are off, and to the others.
-
-        The others' damage is their mean; the set's specificity is the gap between the two.
-        """
-        rows = []
-        for kind, result in self.experiments.items():
-            for row in result.table1(measure):
-                own, others = row["language-specific: delta"], row["other languages: mean delta"]
-                rows.append(
-                    {
-                        "sets": kind,
-                        "language": row["language"],
-                        "neurons off": row["neurons off"],
-                        "own language: delta": own,
-                        "other languages: mean delta": others,
-                        "random: delta (mean)": row["random: delta (mean)"],
-                        "own minus others": None if own is None or others is None else round(own - others, 4),
-                    }
-                )
-        return rows
+__all__ = ["SETTINGS_PER_PASS", "run_deactivation"]

@@ -34,9 +34,11 @@ from typing import Any, cast
 import torch
 
 from workbench.errors import WorkbenchError
-from workbench.interventions.deactivation import DeactivationOptions, LayerGroups, paper_deltas
+from workbench.interventions.deactivation_results import paper_deltas
 from workbench.interventions.finetune import NeuronDelta
+from workbench.interventions.layer_groups import LayerGroups
 from workbench.interventions.measures import random_like
+from workbench.interventions.options import DeactivationOptions
 from workbench.lens.readout import greedy
 from workbench.models.model import Model
 from workbench.neurons.masking import switched_off

@@ -26,7 +26,8 @@ from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from workbench.data.batching import DEFAULT_BATCH_TOKENS, LengthPolicy, tokenize
-from workbench.language.langid import NONE, UNKNOWN, VocabLanguages
+from workbench.language.classifier import NONE, UNKNOWN
+from workbench.language.vocabulary import VocabLanguages
 from workbench.lens.logit_lens import LensReadout, Positions, lens_hook_names, logit_lens
 from workbench.models.model import Model
 from workbench.runs.distributed import shard

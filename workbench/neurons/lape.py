@@ -22,7 +22,10 @@ from workbench.neurons.sets import NeuronSet
 
 
 class ActivationCounts(Protocol):
-    """What LAPE reads of a language's summary ([`ImportanceSummary`][workbench.neurons.plnd.ImportanceSummary])."""
+    """What LAPE reads of a language's summary.
+
+    PLND's [`ImportanceSummary`][workbench.neurons.plnd_summary.ImportanceSummary] is one.
+    """
 
     @property
     def positive(self) -> Float[np.ndarray, "layer d_mlp"] | None:

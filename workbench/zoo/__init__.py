@@ -10,8 +10,10 @@ a model sees less English, on models no hub offers.
 * [`tokenizer`][workbench.zoo.tokenizer]: the family's byte-level BPE, shared by every model naming the
   same languages;
 * [`options`][workbench.zoo.options]: a model's settings, defined once (the CLI comes from them);
-* [`train`][workbench.zoo.train]: training with checkpoints and exact resume, saved as a Hugging
-  Face folder plus ``zoo.json``;
+* [`train`][workbench.zoo.train]: the training run, from scratch or from a base's weights;
+* [`checkpoint`][workbench.zoo.checkpoint]: a run's work folder and checkpoints, for exact resume;
+* [`manifest`][workbench.zoo.manifest]: the finished Hugging Face folder's ``zoo.json``, a
+  fine-tune's base and a trained twin read from it;
 * [`evaluate`][workbench.zoo.evaluate]: held-out loss per language;
 * [`presets`][workbench.zoo.presets]: the presets that reproduce the papers' designs (where trained
   models are found is [`workbench.models.catalog`][workbench.models.catalog]).

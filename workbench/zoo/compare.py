@@ -253,7 +253,7 @@ def _pooled_vectors(folder: Path) -> dict[str, np.ndarray]:
     Languages one after the other, as ``ffn`` compares models.
     """
     from workbench.analyses.ffn.analysis import pooled_layers
-    from workbench.ffn.statistics import FFNSummary
+    from workbench.ffn.summary import FFNSummary
     from workbench.runs.store import Store
 
     store = Store.open(folder, show_progress=False)

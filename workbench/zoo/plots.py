@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.data.languages import language_name
-from workbench.ffn.statistics import spearman
+from workbench.ffn.metrics import spearman
 from workbench.runs.plotting import PALETTE
 from workbench.runs.report import Section, render
 from workbench.runs.results import atomic_write_bytes, read_manifest

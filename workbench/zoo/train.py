@@ -6,9 +6,10 @@ analysis, Q/K PLND included, runs on it; the mixture is of the Bible corpus's tr
 The run is a pure function of its settings ([`ZooOptions`][workbench.zoo.options.ZooOptions]): the
 initial weights come from the seed, sequence ``i`` of the [`SequencePlan`][workbench.zoo.data.SequencePlan]
 from the mixture and the seed, and the learning rate from the step. So a checkpoint (weights,
-optimiser state, step, losses) is all a resumed run needs to continue exactly where an
-uninterrupted run would be. The finished model is a standard Hugging Face folder (config,
-safetensors, tokenizer) plus ``zoo.json``, its manifest.
+optimiser state, step, losses; [`workbench.zoo.checkpoint`][workbench.zoo.checkpoint]) is all a
+resumed run needs to continue exactly where an uninterrupted run would be. The finished model is a
+standard Hugging Face folder (config, safetensors, tokenizer) plus ``zoo.json``, its manifest
+([`workbench.zoo.manifest`][workbench.zoo.manifest]).
 
 A *fine-tune* (``options.base`` set) is the same run starting from a trained zoo model's weights
 instead of the seed's: it keeps the base's shape and family tokenizer (so token ids and layers
@@ -19,15 +20,12 @@ mixed in.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -36,23 +34,17 @@ from jaxtyping import Int
 from tqdm.auto import tqdm
 
 from workbench.data.corpus import BibleCorpus
-from workbench.errors import UnknownModelError, WorkbenchError
-from workbench.models.catalog import MANIFEST, ZOO_FORMAT, trained, zoo_root
-from workbench.runs.results import environment, save_json
+from workbench.models.catalog import MANIFEST, zoo_root
+from workbench.runs.results import save_json
+from workbench.zoo.checkpoint import check_name, resume, run_fingerprint, save_checkpoint
 from workbench.zoo.data import SequencePlan, available_languages, language_stream
+from workbench.zoo.manifest import base_record, check_base, manifest
 from workbench.zoo.mixture import Mixture, MixtureError
-from workbench.zoo.options import SHAPE, ZooOptions
-from workbench.zoo.tokenizer import family_tokenizer, tokenizer_key
+from workbench.zoo.options import ZooOptions
+from workbench.zoo.tokenizer import family_tokenizer
 
 if TYPE_CHECKING:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
-
-CHECKPOINT = "checkpoint.pt"
-"""A run's checkpoint, in its work folder ``<zoo>/.NAME.partial/``."""
-
-
-class ZooExistsError(WorkbenchError, FileExistsError):
-    """A zoo name that is taken (by a trained model, or by a run with other settings)."""
 
 
 def plan_run(
@@ -117,69 +109,6 @@ def _token_id(tokenizer: PreTrainedTokenizerBase, name: str) -> int:
     return cast(int, getattr(tokenizer, f"{name}_token_id"))
 
 
-def base_manifest(name: str, zoo: Path) -> dict:
-    """``zoo.json`` of the zoo model ``name`` a fine-tune starts from.
-
-    One that is not trained (or whose run is unfinished) is refused with the command that trains it.
-    """
-    path = zoo / name / MANIFEST
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    if (zoo / f".{name}.partial" / CHECKPOINT).exists():
-        fix = f"its run is unfinished; finish it with 'workbench zoo train {name}' and the settings it started with"
-    else:
-        fix = f"train it first with 'workbench zoo train {name} --mixture ...'"
-    names = ", ".join(trained(zoo)) or "none yet"
-    raise UnknownModelError(f"--base {name}: no trained zoo model {name!r} in {zoo} (trained: {names}); {fix}.")
-
-
-def check_base(options: ZooOptions, languages: list[str], zoo: Path) -> dict:
-    """The base's manifest, once the fine-tune is known to keep its shape and family tokenizer.
-
-    The shape is [`SHAPE`][workbench.zoo.options.SHAPE]'s settings; ``languages`` are the
-    fine-tune's tokenizer languages. Kept, they let the base's weights load and its token ids mean
-    the same.
-    """
-    info = base_manifest(options.base, zoo)
-    theirs, base_languages = info["options"], info["tokenizer"]["languages"]
-    differ = [
-        f"{ZooOptions.flag(k)} {getattr(options, k)} (base: {theirs[k]})"
-        for k in SHAPE
-        if getattr(options, k) != theirs[k]
-    ]
-    if sorted(languages) != sorted(base_languages):
-        differ.append(f"--tokenizer-languages {','.join(languages)} (base: {','.join(base_languages)})")
-    if differ:
-        raise WorkbenchError(
-            f"A fine-tune keeps the shape and tokenizer of its base zoo:{options.base}, but "
-            f"{'; '.join(differ)}. Drop these options ('workbench zoo finetune' takes them from "
-            f"the base), or train a new model with 'workbench zoo train'."
-        )
-    if tokenizer_key(languages, options.vocab_size) != info["tokenizer"]["key"]:
-        raise WorkbenchError(
-            f"The family tokenizer changed since zoo:{options.base} was trained "
-            f"({info['tokenizer']['key']}); train the base again with 'workbench zoo train "
-            f"{options.base} --force' and its settings."
-        )
-    return info
-
-
-def base_record(name: str, zoo: Path) -> dict:
-    """What a fine-tune's manifest says of its base: name, mixture, settings, held-out loss, weights.
-
-    The weights are the SHA-256 of its weights file: which exact weights the fine-tune started from.
-    """
-    info = base_manifest(name, zoo)
-    digest = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()).hexdigest()
-    return {
-        "name": name,
-        "mixture": info["mixture"],
-        "options": info["options"],
-        "heldout_loss": info["heldout_loss"],
-        "weights_sha256": digest,
-    }
-
-
 def start_model(options: ZooOptions, tokenizer: PreTrainedTokenizerBase, zoo: Path) -> LlamaForCausalLM:
     """The model step 0 starts from: the base's trained weights for a fine-tune, else fresh seeded ones."""
     if not options.base:
@@ -188,11 +117,6 @@ def start_model(options: ZooOptions, tokenizer: PreTrainedTokenizerBase, zoo: Pa
 
     torch.manual_seed(options.seed)
     return LlamaForCausalLM.from_pretrained(str(zoo / options.base), dtype=torch.float32)
-
-
-def run_fingerprint(options: ZooOptions, base: dict | None) -> str:
-    """What a checkpoint must match to be resumed: the settings, and a fine-tune's base weights."""
-    return options.weights_fingerprint() + (f"+{base['weights_sha256'][:12]}" if base else "")
 
 
 def learning_rate(options: ZooOptions, step: int, steps: int) -> float:
@@ -274,80 +198,6 @@ def _batch(
     return torch.from_numpy(plan.batch(indices, streams, bos)).to(device)
 
 
-def trained_twin(options: ZooOptions, zoo: Path) -> str | None:
-    """The name of a trained zoo model with the same weight-deciding settings as ``options``, if any.
-
-    Training is a pure function of those, so its weights are the ones a new run would make (on the
-    same kind of device; the manifest says which). A fine-tune's twin also started from the same
-    base weights.
-    """
-    wanted = json.loads(json.dumps(options.identity()))
-    start = base_record(options.base, zoo)["weights_sha256"] if options.base else None
-    return next(
-        (
-            name
-            for name, info in trained(zoo).items()
-            if info["options"] == wanted and (info.get("base") or {}).get("weights_sha256") == start
-        ),
-        None,
-    )
-
-
-def copy_twin(name: str, twin: str, zoo: Path) -> Path:
-    """Make zoo model ``name`` a copy of its trained twin (manifest renamed, ``copy_of`` set)."""
-    folder, work = check_name(name, zoo, force=False)
-    shutil.copytree(zoo / twin, work / "model")
-    info = json.loads((work / "model" / MANIFEST).read_text(encoding="utf-8"))
-    save_json(work / "model" / MANIFEST, {**info, "name": name, "copy_of": twin})
-    (work / "model").rename(folder)
-    shutil.rmtree(work)
-    return folder
-
-
-def manifest(
-    name: str,
-    options: ZooOptions,
-    mixture: Mixture,
-    plan: SequencePlan,
-    model: LlamaForCausalLM,
-    tokenizer_folder: Path,
-    state: dict[str, Any],
-    heldout: dict[str, float],
-    base: dict | None = None,
-) -> dict:
-    """``zoo.json``: what made the model, how training went, and its held-out loss.
-
-    What made it: settings, mixture, tokens and passes per language, the tokenizer, and for a
-    fine-tune its ``base``; how training went: steps, time, every step's loss.
-    """
-    counts = plan.sequences_per_language()
-    tokens = sum(counts.values()) * options.context
-    return {
-        "format": ZOO_FORMAT,
-        "name": name,
-        "options": options.identity(),
-        "mixture": str(mixture),
-        "architecture": "LlamaForCausalLM",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "tokenizer": {
-            "key": tokenizer_folder.name,
-            "languages": list(options.tokenizer_languages) or mixture.languages,
-            "vocab_size": model.config.vocab_size,
-        },
-        "tokens": {"total": tokens, "per_language": {lang: n * options.context for lang, n in counts.items()}},
-        "epochs": {lang: round(e, 4) for lang, e in plan.epochs().items()},
-        "steps": len(state["losses"]),
-        "seconds": round(state["seconds"], 1),
-        "tokens_per_second": round(tokens / max(state["seconds"], 1e-9), 1),
-        "device": options.device,
-        "losses": [round(x, 5) for x in state["losses"]],
-        "heldout_loss": heldout,
-        **({"base": base} if base else {}),
-        "versions": environment(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-
 def training_step(
     model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, batch: Int[torch.Tensor, "batch pos"], lr: float
 ) -> float:
@@ -363,64 +213,11 @@ def training_step(
     return float(loss.detach())
 
 
-def check_name(name: str, zoo: Path, force: bool) -> tuple[Path, Path]:
-    """``(folder, work folder)`` of ``name``.
-
-    A trained model of that name is refused unless ``force`` (which also drops an unfinished run's
-    checkpoint).
-    """
-    if not name or "/" in name or name.startswith("."):
-        raise WorkbenchError(f"Zoo name {name!r} must be a plain folder name, e.g. mix-en50.")
-    folder, work = zoo / name, zoo / f".{name}.partial"
-    if force:
-        shutil.rmtree(work, ignore_errors=True)
-    elif (folder / MANIFEST).exists():
-        raise ZooExistsError(
-            f"Zoo model {name!r} exists ({folder}); pass --force to train it again, or pick another name."
-        )
-    work.mkdir(parents=True, exist_ok=True)
-    return folder, work
-
-
-def save_checkpoint(
-    work: Path, fingerprint: str, model: LlamaForCausalLM, optimizer: torch.optim.Optimizer, state: dict[str, Any]
-) -> None:
-    """Weights, optimiser state, step and losses, written atomically (tensors and numbers only).
-
-    Saved under the run's [`run_fingerprint`][workbench.zoo.train.run_fingerprint].
-    """
-    partial = work / f"{CHECKPOINT}.tmp"
-    torch.save(
-        {"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state}, partial
-    )
-    partial.replace(work / CHECKPOINT)
-
-
-def resume(
-    work: Path, options: ZooOptions, fingerprint: str, model: LlamaForCausalLM, optimizer: torch.optim.Optimizer
-) -> dict[str, Any]:
-    """The state to start from: a checkpoint of a run with the same settings (and base weights), or step 0."""
-    path = work / CHECKPOINT
-    if not path.exists():
-        return {"step": 0, "losses": [], "seconds": 0.0}
-    saved = torch.load(path, map_location=options.device, weights_only=True)
-    if saved["fingerprint"] != fingerprint:
-        raise ZooExistsError(
-            f"{work} holds an unfinished run with other settings (or another base's weights); "
-            "re-run with those settings to resume it, or pass --force to start over."
-        )
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    return {"step": saved["step"], "losses": list(saved["losses"]), "seconds": saved["seconds"]}
-
-
 __all__ = [
-    "ZooExistsError",
-    "base_manifest",
     "build_model",
-    "copy_twin",
     "learning_rate",
     "plan_run",
+    "start_model",
     "train",
-    "trained_twin",
+    "training_step",
 ]

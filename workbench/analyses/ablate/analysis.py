@@ -17,10 +17,12 @@ from workbench.analyses.ablate.plots import (
 )
 from workbench.data.batching import LengthPolicy, tokenize
 from workbench.data.corpus import Corpus
-from workbench.interventions.deactivation import AblationResult as Result
-from workbench.interventions.deactivation import DeactivationResult, run_deactivation
+from workbench.interventions.deactivation import run_deactivation
+from workbench.interventions.deactivation_results import AblationResult as Result
+from workbench.interventions.deactivation_results import DeactivationResult
 from workbench.interventions.measures import MeasureMemo
-from workbench.language.langid import default_classifier, vocab_languages
+from workbench.language.classifier import default_classifier
+from workbench.language.vocabulary import vocab_languages
 from workbench.lens.layer_language import token_categories
 from workbench.models.model import Model
 from workbench.neurons.selection import SET_NAMES

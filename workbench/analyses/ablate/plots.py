@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.data.languages import language_name
-from workbench.interventions.deactivation import AblationResult, DeactivationResult
+from workbench.interventions.deactivation_results import AblationResult, DeactivationResult
 from workbench.neurons.selection import SET_NAMES
 
 _UNITS = {"loss": "loss increase (nats/token)", "accuracy": "accuracy drop", "fidelity": "fidelity drop"}

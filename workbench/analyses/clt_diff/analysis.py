@@ -1,6 +1,6 @@
 """The clt-diff slice: the run's transcoder (made for the base model) read on the base model and on a fine-tuned one.
 
-Through [`workbench.clt.diff`][workbench.clt.diff]: per feature and language the change in
+Through [`workbench.clt.features.diff`][workbench.clt.features.diff]: per feature and language the change in
 frequency and magnitude, per layer the change in reconstruction error, per language the change in
 its identity features' strength; the features that changed most, with cards; and one prompt's
 attribution graph before and after, with the overlap of their kept features per layer.
@@ -26,15 +26,15 @@ from workbench.analyses.clt_diff.options import Options
 from workbench.analyses.clt_diff.plots import fvu_figure, identity_figure, layers_figure, strength_figure
 from workbench.analyses.clt_diff.result import ChangeCard, Result
 from workbench.analyses.clt_diff.tuned import run_delta, tuned_model
-from workbench.clt.attribution import attribute
-from workbench.clt.diff import Diff, Side
-from workbench.clt.feature_cards import card_contexts
-from workbench.clt.graph import Graph, jaccard
-from workbench.clt.graph_options import GraphOptions
-from workbench.clt.graph_summary import GraphRow, answer_rank, summarise
-from workbench.clt.run_measures import Documents, quality_per_language, stats_per_language
-from workbench.clt.run_transcoder import transcoder
-from workbench.clt.stored_views import stored_view, view_figure, view_of
+from workbench.clt.features.cards import card_contexts
+from workbench.clt.features.diff import Diff, Side
+from workbench.clt.graphs.attribution import attribute
+from workbench.clt.graphs.graph import Graph, jaccard
+from workbench.clt.graphs.options import GraphOptions
+from workbench.clt.graphs.stored_views import stored_view, view_figure, view_of
+from workbench.clt.graphs.summary import GraphRow, answer_rank, summarise
+from workbench.clt.runs.measures import Documents, quality_per_language, stats_per_language
+from workbench.clt.runs.transcoder import transcoder
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus

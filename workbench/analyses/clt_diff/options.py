@@ -72,6 +72,6 @@ class Options(Base):
 
     def check_model(self, model: Model) -> None:
         """Refuse a model attribution cannot run on (a bridged one), before the transcoder is trained."""
-        from workbench.clt.attribution import check_hooked
+        from workbench.clt.graphs.attribution import check_hooked
 
         check_hooked(model)

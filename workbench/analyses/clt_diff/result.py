@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.clt.diff import FeatureChange
-from workbench.clt.features import Context
-from workbench.clt.graph_summary import GraphRow
+from workbench.clt.features.diff import FeatureChange
+from workbench.clt.features.stats import Context
+from workbench.clt.graphs.summary import GraphRow
 from workbench.runs.results import Result as Base
 
 

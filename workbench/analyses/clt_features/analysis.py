@@ -1,9 +1,9 @@
 """The clt-features slice: every transcoder feature's frequency and mean activation per language.
 
-On parallel held-out verses ([`workbench.clt.features`][workbench.clt.features]): language-specific,
+On parallel held-out verses ([`workbench.clt.features.stats`][workbench.clt.features.stats]): language-specific,
 multilingual and rare features per layer; identity features with their cards
-([`workbench.clt.feature_cards`][workbench.clt.feature_cards]); agreement with PLND's FFN neurons where a
-PLND result is in the run ([`workbench.clt.feature_layers`][workbench.clt.feature_layers]).
+([`workbench.clt.features.cards`][workbench.clt.features.cards]); agreement with PLND's FFN neurons where a
+PLND result is in the run ([`workbench.clt.features.layers`][workbench.clt.features.layers]).
 
 The per-language statistics are parts (``<lang>-stats.npz``), reused by a resumed run.
 """
@@ -16,11 +16,11 @@ import plotly.graph_objects as go
 from workbench.analyses.clt_features.options import Options
 from workbench.analyses.clt_features.plots import cards_figure, counts_figure, share_figure
 from workbench.analyses.clt_features.result import Result
-from workbench.clt.feature_cards import FeatureCard, card_contexts, identity_cards, multilingual_cards
-from workbench.clt.feature_layers import plnd_agreement, share_bins
-from workbench.clt.features import LanguageFeatures
-from workbench.clt.run_measures import stats_per_language
-from workbench.clt.run_transcoder import transcoder
+from workbench.clt.features.cards import FeatureCard, card_contexts, identity_cards, multilingual_cards
+from workbench.clt.features.layers import plnd_agreement, share_bins
+from workbench.clt.features.stats import LanguageFeatures
+from workbench.clt.runs.measures import stats_per_language
+from workbench.clt.runs.transcoder import transcoder
 from workbench.data.corpus import Corpus
 from workbench.errors import MissingResultError
 from workbench.models.model import Model
@@ -59,7 +59,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
 
 
 def _plnd_agreement(store: Store, feats: LanguageFeatures) -> dict:
-    """[`plnd_agreement`][workbench.clt.feature_layers.plnd_agreement] with the run's PLND result.
+    """[`plnd_agreement`][workbench.clt.features.layers.plnd_agreement] with the run's PLND result.
 
     Empty without a PLND result in the run (``--analyses plnd,clt-features``).
     """

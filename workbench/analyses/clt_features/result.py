@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.clt.feature_cards import FeatureCard
+from workbench.clt.features.cards import FeatureCard
 from workbench.runs.results import Result as Base
 
 

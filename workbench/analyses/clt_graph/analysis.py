@@ -1,9 +1,10 @@
 """The clt-graph slice: an attribution graph per parallel prompt and language, and their overlap across languages.
 
-Each graph is made on the run's transcoder ([`workbench.clt.attribution`][workbench.clt.attribution]) and pruned
-by influence; per layer, the overlap (Jaccard) of the graphs' feature sets across languages
-([`workbench.clt.graph_summary`][workbench.clt.graph_summary]) has, in the paper, little overlap at the first
-layer, a peak in the middle and less again late.
+Each graph is made on the run's transcoder
+([`workbench.clt.graphs.attribution`][workbench.clt.graphs.attribution]) and pruned by influence;
+per layer, the overlap (Jaccard) of the graphs' feature sets across languages
+([`workbench.clt.graphs.summary`][workbench.clt.graphs.summary]) has, in the paper, little overlap
+at the first layer, a peak in the middle and less again late.
 
 Each graph is a part (``parts/clt-graph-<fp>/graphs/<task>-<item>-<lang>``, reused on resume);
 with ``--export`` each is also written as circuit-tracer JSON under ``graphs/`` in the run folder.
@@ -22,13 +23,13 @@ from tqdm.auto import tqdm
 from workbench.analyses.clt_graph.options import Options
 from workbench.analyses.clt_graph.plots import jaccard_figure, kept_figure
 from workbench.analyses.clt_graph.result import Result
-from workbench.clt.attribution import Target, attribute
-from workbench.clt.export import top_tokens, write_circuit_tracer
-from workbench.clt.graph import Graph, Pruned
-from workbench.clt.graph_summary import GraphRow, answer_rank, overlaps, summarise
-from workbench.clt.graph_targets import TargetsOf, targets_of
-from workbench.clt.run_transcoder import transcoder
-from workbench.clt.stored_views import stored_view, view_figure, view_of
+from workbench.clt.graphs.attribution import Target, attribute
+from workbench.clt.graphs.export import top_tokens, write_circuit_tracer
+from workbench.clt.graphs.graph import Graph, Pruned
+from workbench.clt.graphs.stored_views import stored_view, view_figure, view_of
+from workbench.clt.graphs.summary import GraphRow, answer_rank, overlaps, summarise
+from workbench.clt.graphs.targets import TargetsOf, targets_of
+from workbench.clt.runs.transcoder import transcoder
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus

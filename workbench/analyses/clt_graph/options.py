@@ -1,10 +1,10 @@
 """Settings of the attribution graphs.
 
-They are defined with the graphs, in [`workbench.clt.graph_options`][workbench.clt.graph_options].
+They are defined with the graphs, in [`workbench.clt.graphs.options`][workbench.clt.graphs.options].
 """
 
-from workbench.clt.graph_options import TARGET_KINDS
-from workbench.clt.graph_options import GraphOptions as Options
+from workbench.clt.graphs.options import TARGET_KINDS
+from workbench.clt.graphs.options import GraphOptions as Options
 
 requires: tuple[str, ...] = ("clt-train",)
 

@@ -1,6 +1,6 @@
 """Figures of the clt-graph slice. Plotting only: every function takes a result, computes nothing.
 
-A stored view's figure is [`view_figure`][workbench.clt.stored_views.view_figure].
+A stored view's figure is [`view_figure`][workbench.clt.graphs.stored_views.view_figure].
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.clt.graph_summary import GraphRow
+from workbench.clt.graphs.summary import GraphRow
 from workbench.runs.results import Result as Base
 
 

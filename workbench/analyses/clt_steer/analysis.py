@@ -1,7 +1,7 @@
 """The clt-steer slice: steer prompts in a source language towards a target language with identity features.
 
 On prompts in a source language, switch its identity features off and a target language's on
-([`workbench.clt.identity_steering`][workbench.clt.identity_steering]), at a sweep of strengths; measure
+([`workbench.clt.steering.identity`][workbench.clt.steering.identity]), at a sweep of strengths; measure
 the greedy continuation's language (the token language labels) and the probability mass on target
 tokens, against a control that makes the same changes along random features' decoders.
 
@@ -20,11 +20,12 @@ from jaxtyping import Int
 from workbench.analyses.clt_steer.options import Options
 from workbench.analyses.clt_steer.plots import pairs_figure, strength_figure
 from workbench.analyses.clt_steer.result import Result
-from workbench.clt.identity_steering import WORKS_MARGIN, WORKS_SHARE, SteerRow, sweep
-from workbench.clt.run_transcoder import transcoder
+from workbench.clt.runs.transcoder import transcoder
+from workbench.clt.steering.identity import WORKS_MARGIN, WORKS_SHARE, SteerRow, sweep
 from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
-from workbench.language.langid import default_classifier, vocab_languages
+from workbench.language.classifier import default_classifier
+from workbench.language.vocabulary import vocab_languages
 from workbench.models.model import Model
 from workbench.runs.report import Section
 from workbench.runs.store import Store

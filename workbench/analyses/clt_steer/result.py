@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from workbench.clt.identity_steering import SteerRow, best_per_pair
+from workbench.clt.steering.identity import SteerRow, best_per_pair
 from workbench.runs.results import Result as Base
 
 
@@ -36,5 +36,5 @@ class Result(Base):
         return float(np.mean(kept)) if kept else float("nan")
 
     def best(self) -> list[dict]:
-        """Per pair, the strength that steers best: [`best_per_pair`][workbench.clt.identity_steering.best_per_pair]."""
+        """Per pair, the strength that steers best: [`best_per_pair`][workbench.clt.steering.identity.best_per_pair]."""
         return best_per_pair(self.rows)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from workbench.clt.feature_cards import FeatureCard
-from workbench.clt.graph_summary import GraphRow
+from workbench.clt.features.cards import FeatureCard
+from workbench.clt.graphs.summary import GraphRow
 from workbench.clt.quality import LayerQuality
-from workbench.clt.run_measures import Replacement
+from workbench.clt.runs.measures import Replacement
 from workbench.lens.probe import PointScore
 
 

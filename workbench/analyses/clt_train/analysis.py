@@ -2,9 +2,9 @@
 
 Per layer and language, on held-out verses: FVU, L0, dead features, and the replacement model's
 next-token loss against the original model's. Training streams the model's own activations
-([`workbench.clt.train.train_clt`][workbench.clt.train.train_clt]) and checkpoints into the run's
+([`workbench.clt.training.train.train_clt`][workbench.clt.training.train.train_clt]) and checkpoints into the run's
 parts, so an interrupted run resumes where it stopped; the finished transcoder is a part too
-([`workbench.clt.run_transcoder`][workbench.clt.run_transcoder]), which the other clt slices load.
+([`workbench.clt.runs.transcoder`][workbench.clt.runs.transcoder]), which the other clt slices load.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import plotly.graph_objects as go
 from workbench.analyses.clt_train.options import Options
 from workbench.analyses.clt_train.plots import loss_figure, quality_figure, training_figure
 from workbench.analyses.clt_train.result import Result
-from workbench.clt.run_measures import loss_per_language, quality_per_language
-from workbench.clt.run_transcoder import (
+from workbench.clt.runs.measures import loss_per_language, quality_per_language
+from workbench.clt.runs.transcoder import (
     Training,
     keep_transcoder,
     load_given,
     transcoder,
     transcoder_folder,
 )
-from workbench.clt.train import TrainSettings, train_clt
+from workbench.clt.training.train import TrainSettings, train_clt
 from workbench.clt.transcoder import CLTConfig
 from workbench.data.corpus import Corpus
 from workbench.models.model import Model, model_source

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workbench.clt.quality import LayerQuality
-from workbench.clt.run_measures import Replacement
-from workbench.clt.run_transcoder import Training
+from workbench.clt.runs.measures import Replacement
+from workbench.clt.runs.transcoder import Training
 from workbench.runs.results import Result as Base
 
 

@@ -13,9 +13,10 @@ from workbench.analyses.ffn.options import Options
 from workbench.analyses.ffn.plots import ffn_correlation_figure, ffn_heatmap_figure, ffn_layer_figure, similarity_figure
 from workbench.data.batching import LengthPolicy, tokenize
 from workbench.data.corpus import Corpus
+from workbench.ffn.collector import summarise
+from workbench.ffn.result import FFNResult as Result
 from workbench.ffn.similarity import MEASURES, layer_similarity
-from workbench.ffn.statistics import SUBLAYERS, FFNSummary, summarise
-from workbench.ffn.statistics import FFNResult as Result
+from workbench.ffn.summary import SUBLAYERS, FFNSummary
 from workbench.models.loading import load_model
 from workbench.models.model import Model, model_source
 from workbench.runs.report import Section

@@ -8,7 +8,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.ffn.statistics import FFNResult
+from workbench.ffn.result import FFNResult
 from workbench.runs.plotting import PALETTE
 
 _FFN_MEASURES = {

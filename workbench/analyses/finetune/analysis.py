@@ -17,10 +17,11 @@ from workbench.interventions.enhancement import EnhancementResult as Result
 from workbench.interventions.enhancement import run_enhancement
 from workbench.interventions.measures import MeasureMemo
 from workbench.interventions.options import DeactivationOptions
-from workbench.language.langid import default_classifier, vocab_languages
+from workbench.language.classifier import default_classifier
+from workbench.language.vocabulary import vocab_languages
 from workbench.lens.layer_language import token_categories
 from workbench.models.model import Model
-from workbench.neurons.plnd import PLNDResult
+from workbench.neurons.plnd_sets import PLNDResult
 from workbench.runs.options import OptionError
 from workbench.runs.report import Section
 from workbench.runs.store import Store

@@ -11,7 +11,8 @@ from workbench.analyses.lens.options import Options
 from workbench.analyses.lens.plots import lens_mass_figure, lens_share_figure
 from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
-from workbench.language.langid import default_classifier, heldout_accuracy, vocab_languages
+from workbench.language.classifier import default_classifier
+from workbench.language.vocabulary import heldout_accuracy, vocab_languages
 from workbench.lens.layer_language import LayerLanguages, layer_names, lens_language
 from workbench.lens.layer_language import LensResult as Result
 from workbench.lens.logit_lens import Positions

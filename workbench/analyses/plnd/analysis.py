@@ -12,8 +12,9 @@ from workbench.analyses.plnd.plots import overlap_figure, plnd_layer_figure
 from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
 from workbench.models.model import Model
-from workbench.neurons.plnd import ImportanceSummary, language_importance
-from workbench.neurons.plnd import PLNDResult as Result
+from workbench.neurons.plnd import language_importance
+from workbench.neurons.plnd_sets import PLNDResult as Result
+from workbench.neurons.plnd_summary import ImportanceSummary
 from workbench.runs.report import Section
 from workbench.runs.store import Store
 

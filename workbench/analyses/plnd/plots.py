@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.data.languages import language_name
-from workbench.neurons.plnd import PLNDResult
+from workbench.neurons.plnd_sets import PLNDResult
 from workbench.runs.plotting import PALETTE
 
 

@@ -1,0 +1,118 @@
+"""The run's transcoder: trained or loaded by the ``clt-train`` analysis, kept as one of its parts.
+
+The finished transcoder is the part ``parts/clt-train-<fingerprint>/transcoder`` (``config.json``
+and safetensors): [`keep_transcoder`][workbench.clt.runs.transcoder.keep_transcoder] saves it there
+once, and the analyses that read it (features, steering, graphs, diffing) get it back with
+[`transcoder`][workbench.clt.runs.transcoder.transcoder].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.clt.training.train import TrainSettings, TrainState
+from workbench.clt.transcoder import CrossLayerTranscoder, check_fits
+from workbench.errors import MissingResultError, WorkbenchError
+from workbench.models.model import Model
+from workbench.runs import distributed
+from workbench.runs.store import Store
+
+ANALYSIS = "clt-train"
+"""The analysis that makes the run's transcoder, and whose parts hold it."""
+TRANSCODER = "transcoder"
+"""The part holding the finished transcoder."""
+LOG_ENTRIES = 200
+"""About how many entries of the training log are kept (every n-th step)."""
+
+
+@dataclass
+class Training:
+    """How the transcoder was trained: time, rows per second, and the loss curve (every ``every`` steps)."""
+
+    seconds: float
+    rows: int
+    steps: int
+    every: int
+    log: list[dict] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        """Training rows per second of training time (NaN where no time was measured)."""
+        return self.rows / self.seconds if self.seconds else float("nan")
+
+    @classmethod
+    def of(cls, state: TrainState, settings: TrainSettings) -> Training:
+        """A finished training run, its log thinned to every n-th step (and the last)."""
+        every = max(1, settings.steps // LOG_ENTRIES)
+        log = [
+            {"step": i + 1, **entry}
+            for i, entry in enumerate(state.log)
+            if (i + 1) % every == 0 or i + 1 == len(state.log)
+        ]
+        return cls(state.seconds, settings.steps * settings.batch_tokens, settings.steps, every, log)
+
+
+def transcoder(store: Store) -> CrossLayerTranscoder:
+    """The run's transcoder (trained or loaded by ``clt-train``), for the analyses that read it.
+
+    Raises:
+        MissingResultError: The run has no transcoder yet.
+    """
+
+    def missing() -> CrossLayerTranscoder:
+        raise MissingResultError("No transcoder in this run yet; run clt-train first.")
+
+    return store.reuse(
+        ANALYSIS,
+        TRANSCODER,
+        missing,
+        lambda path: CrossLayerTranscoder.load(path, store.run.device),
+        _save,
+    )
+
+
+def keep_transcoder(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTranscoder:
+    """Keep ``clt`` as the run's transcoder: for this session, and saved as the part the other analyses load."""
+    store.parts[ANALYSIS, TRANSCODER] = clt
+    part = store.part(ANALYSIS, TRANSCODER)
+    if part is not None:
+        distributed.on_main(lambda: _save(clt, part))  # under torchrun every rank holds the same transcoder
+    return clt
+
+
+def transcoder_folder(store: Store) -> str:
+    """The folder of the run's transcoder, relative to the run folder ("" for a store without a folder)."""
+    part = store.part(ANALYSIS, TRANSCODER)
+    return str(part.relative_to(store.folder)) if part is not None and store.folder is not None else ""
+
+
+def load_given(spec: str, model: Model, name: str) -> CrossLayerTranscoder:
+    """The transcoder ``--clt-train-load`` names, checked against the model.
+
+    Args:
+        spec: A folder of ours, of featflow or of circuit-tracer, or SAELens transcoder folders,
+            one per layer, comma-separated ([`load_transcoder`][workbench.clt.formats.load_transcoder]
+            tells which).
+        model: The run's model.
+        name: The model's name, which the transcoder must have been made for.
+
+    Raises:
+        WorkbenchError: A folder is missing, or the transcoder does not fit the model.
+    """
+    from workbench.clt.formats import load_transcoder
+
+    folders = [Path(part.strip()) for part in spec.split(",") if part.strip()]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise WorkbenchError(
+            f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder "
+            "(ours, featflow's or circuit-tracer's) or SAELens transcoder folders, one per layer."
+        )
+    clt = load_transcoder(folders, model_name=name, model=model, device=model.cfg.device or "cpu")
+    check_fits(clt, model, name)
+    return clt
+
+
+def _save(clt: CrossLayerTranscoder, path: Path) -> None:
+    clt.save(path)
