@@ -8,8 +8,8 @@ and [`quality`][workbench.clt.quality] measures how well it stands in for the ML
 features, the replacement model's loss). Around them, one sub-package per use, each importing only
 the top and the sub-packages listed before it:
 
-* [`formats`][workbench.clt.formats]: transcoder files, ours and other tools' (SAELens's, Gemma
-  Scope 2's too, the CLT paper's featflow and circuit-tracer's);
+* [`formats`][workbench.clt.formats]: transcoder files, ours and other tools' (SAELens's, the CLT
+  paper's featflow and circuit-tracer's);
 * [`training`][workbench.clt.training]: the training loss and the streamed, resumable training,
   data-parallel under ``torchrun`` too;
 * [`features`][workbench.clt.features]: which features carry language identity, their cards and

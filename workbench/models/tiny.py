@@ -16,24 +16,27 @@ from workbench.errors import UnknownModelError
 from workbench.models.model import ModelSource, set_source
 
 if TYPE_CHECKING:
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
 
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (4 specials + 256 bytes) that needs no files and prepends <bos>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+def with_bos(tok: Tokenizer, bos_id: int) -> PreTrainedTokenizerFast:
+    """``tok`` as a transformers tokenizer that prepends ``<bos>`` and pads on the right.
+
+    The workbench's own tokenizers (the tiny models' bytes, the zoo's BPE) share its special tokens:
+    ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``.
+
+    Args:
+        tok: A ``tokenizers`` tokenizer whose vocabulary holds those four specials.
+        bos_id: The id of ``<bos>`` in that vocabulary.
+    """
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate(specials + alphabet)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 1)]
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos_id)]
     )
-    fast = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<bos>",
         eos_token="<eos>",
@@ -42,6 +45,19 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
         add_bos_token=True,
         padding_side="right",
     )
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (4 specials + 256 bytes) that needs no files and prepends <bos>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(specials + alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = with_bos(tok, bos_id=1)
     # TransformerLens reads these to decide whether to reload the tokenizer from disk; with
     # add_bos_token set it keeps this in-memory object as it is.
     fast.init_kwargs.update(name_or_path="workbench-bytes", add_bos_token=True)

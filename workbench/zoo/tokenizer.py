@@ -60,8 +60,9 @@ def train_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, see
     Each language gives [`VERSES_PER_LANGUAGE`][workbench.zoo.tokenizer.VERSES_PER_LANGUAGE] verses
     (fewer where it has fewer), sampled with ``seed``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from workbench.models.tiny import with_bos  # imports torch: only when a tokenizer is trained
 
     texts = []
     for language in sorted(languages):
@@ -79,15 +80,5 @@ def train_tokenizer(languages: list[str] | tuple[str, ...], vocab_size: int, see
     )
     tok.train_from_iterator(texts, trainer=trainer)
     bos = tok.token_to_id("<bos>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        add_bos_token=True,
-        padding_side="right",
-    )
+    assert bos is not None, "<bos> is one of the trainer's special tokens"
+    return with_bos(tok, bos_id=bos)
