@@ -7,7 +7,7 @@ runs).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -15,6 +15,7 @@ from jaxtyping import Bool, Float, Int
 from workbench.clt.transcoder import mlp_in_hook, mlp_out_hook
 from workbench.data.batching import iter_batches, pad_id_of
 from workbench.lens.readout import wide
+from workbench.models.model import model_device
 
 if TYPE_CHECKING:
     from workbench.models.model import Model
@@ -54,7 +55,7 @@ def mlp_io(
 
 
 def document_rows(
-    model: Model, documents: list[torch.Tensor], batch_tokens: int, layers: Sequence[int] | None = None
+    model: Model, documents: list[Int[torch.Tensor, " pos"]], batch_tokens: int, layers: Sequence[int] | None = None
 ) -> Iterator[tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]]:
     """The ``(inputs, outputs)`` rows of [`mlp_io`][workbench.clt.activations.mlp_io], batch by batch.
 
@@ -66,7 +67,7 @@ def document_rows(
         batch_tokens: Padded tokens per forward batch.
         layers: The layers read (default: every one).
     """
-    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    device = model_device(model)
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         keep = batch.mask.bool()
         keep[:, 0] = False

@@ -11,20 +11,25 @@ from __future__ import annotations
 from typing import Any, cast
 
 import torch
+from jaxtyping import Float
 
 
 class JumpReLU(torch.autograd.Function):
     """``z * (z > theta)``: straight-through to ``z``, rectangle kernel for ``theta``."""
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(
+        ctx: Any, z: Float[torch.Tensor, "*shape"], theta: Float[torch.Tensor, "*#shape"], eps: float
+    ) -> Float[torch.Tensor, "*shape"]:
         """``z * (z > theta)``, keeping ``z`` and ``theta`` for the backward pass."""
         ctx.save_for_backward(z, theta)
         ctx.eps = eps
         return z * (z > theta)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(
+        ctx: Any, grad: Float[torch.Tensor, "*shape"]
+    ) -> tuple[Float[torch.Tensor, "*shape"], Float[torch.Tensor, "*#shape"], None]:
         """The gradients of ``z`` (straight through where active) and ``theta`` (the kernel), none of ``eps``."""
         z, theta = ctx.saved_tensors
         eps = ctx.eps
@@ -41,7 +46,9 @@ def _reduce_to(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return grad
 
 
-def threshold_surrogate(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+def threshold_surrogate(
+    z: Float[torch.Tensor, "*shape"], theta: Float[torch.Tensor, "*#shape"], eps: float
+) -> Float[torch.Tensor, "*shape"]:
     """The smooth stand-in for ``JumpReLU`` as a function of ``theta``: its derivative is the pseudo-derivative.
 
     ``z`` below the window, 0 above it, ``((z + eps/2)^2 - theta^2) / (2 eps)`` inside
@@ -51,7 +58,9 @@ def threshold_surrogate(z: torch.Tensor, theta: torch.Tensor, eps: float) -> tor
     return torch.where(theta <= z - eps / 2, z, torch.where(theta >= z + eps / 2, torch.zeros_like(z), inside))
 
 
-def jump_relu(z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+def jump_relu(
+    z: Float[torch.Tensor, "*shape"], theta: Float[torch.Tensor, "*#shape"], eps: float
+) -> Float[torch.Tensor, "*shape"]:
     """[`JumpReLU`][workbench.clt.jumprelu.JumpReLU] of ``z`` at thresholds ``theta`` (kernel width ``eps``).
 
     ``JumpReLU.apply`` with its type: ``Function.apply`` is untyped.

@@ -17,14 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Int
 
 from workbench.clt.activations import document_rows
 from workbench.clt.transcoder import CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.data.batching import iter_batches, pad_id_of
 from workbench.lens.readout import next_token_losses
+from workbench.models.model import model_device
 
 if TYPE_CHECKING:
     from workbench.models.model import Model
@@ -49,7 +51,7 @@ class LayerQuality:
 
 @torch.no_grad()
 def layer_quality(
-    model: Model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+    model: Model, clt: CrossLayerTranscoder, documents: list[Int[torch.Tensor, " pos"]], batch_tokens: int = 2048
 ) -> list[LayerQuality]:
     """FVU, L0 and dead share per covered layer over ``documents``.
 
@@ -116,12 +118,12 @@ def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
 
 @torch.no_grad()
 def replacement_loss(
-    model: Model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+    model: Model, clt: CrossLayerTranscoder, documents: list[Int[torch.Tensor, " pos"]], batch_tokens: int = 2048
 ) -> tuple[float, float]:
     """Mean next-token loss (nats) over ``documents`` (token lists, BOS first): ``(original, replacement)``."""
     sums = [0.0, 0.0]
     count = 0
-    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    device = model_device(model)
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         real = batch.mask[:, 1:].bool()
         sums[0] += float(next_token_losses(model, batch.tokens)[real].sum())

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import nn
 
 from workbench.clt.jumprelu import jump_relu
@@ -203,7 +203,7 @@ class CrossLayerTranscoder(nn.Module):
         return self.log_threshold.exp()
 
     @property
-    def index(self) -> torch.Tensor | slice:
+    def index(self) -> Int[torch.Tensor, " covered"] | slice:
         """The covered layers as an index into the layer axis (a slice when all are: no copies)."""
         if len(self.config.covered) == self.config.n_layers:
             return slice(None)

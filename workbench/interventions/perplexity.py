@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 
 from workbench.data.batching import DEFAULT_BATCH_TOKENS, LengthPolicy, iter_batches, pad_id_of, tokenize
 from workbench.lens.readout import next_token_losses
-from workbench.models.model import Model
+from workbench.models.model import Model, model_device
 from workbench.runs.distributed import gather_in_order, shard
 from workbench.runs.results import Result
 
@@ -118,7 +117,7 @@ def document_losses(
     Under ``torchrun`` each rank takes its share and the records are gathered in document order.
     ``progress`` is called with each batch's token count.
     """
-    device = cast(str, model.cfg.device)  # the config sets it when it is built
+    device = model_device(model)
     mine = shard(len(token_lists))
     loss_sum = dict.fromkeys(mine, 0.0)
     counts = dict.fromkeys(mine, 0)

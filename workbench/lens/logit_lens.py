@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from jaxtyping import Bool, Float, Int, Shaped
 
 from workbench.data.batching import DEFAULT_BATCH_TOKENS, Batch, iter_batches, pad_id_of
 from workbench.lens.readout import DEFAULT_CHUNK_ROWS, logits_of_rows
-from workbench.models.model import Model
+from workbench.models.model import Model, model_device
 from workbench.runs.distributed import all_gather, shard
 
 Positions = Literal["all", "last", "sample"]
@@ -218,7 +218,7 @@ def logit_lens(
         else None
     )
     chosen = select_positions([len(t) for t in token_lists], positions, per_doc, np.random.default_rng(seed))
-    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    device = model_device(model)
     parts = []
     for batch in iter_batches(token_lists, pad_id_of(model), batch_tokens, device, shard(len(token_lists))):
         parts.append(_read_batch(model, batch, chosen, k, final_norm, group_matrix, group_names))

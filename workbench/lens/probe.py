@@ -21,14 +21,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 
 from workbench.data.batching import iter_batches, pad_id_of
-from workbench.models.model import Model
+from workbench.models.model import Model, model_device
 
 
 def resid_hook(point: int, n_layers: int) -> str:
@@ -73,7 +72,7 @@ def residual_rows(
         The rows, languages indexed in ``documents``' order.
     """
     L = model.cfg.n_layers
-    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    device = model_device(model)
     names = {resid_hook(p, L) for p in range(L + 1)}
     xs, langs, ids = [], [], []
     for index, docs in enumerate(documents.values()):

@@ -24,7 +24,7 @@ DEFAULT_CHUNK_ROWS = 256
 """Residual rows unembedded at once."""
 
 
-def wide(x: torch.Tensor) -> torch.Tensor:
+def wide(x: Float[torch.Tensor, "*shape"]) -> Float[torch.Tensor, "*shape"]:
     """``x`` in float32, or as it is when wider.
 
     For a half-precision model's values, before they are summed or turned into probabilities.
@@ -32,7 +32,7 @@ def wide(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def final_normed(model: Model, resid: Float[torch.Tensor, "*rows d_model"]) -> torch.Tensor:
+def final_normed(model: Model, resid: Float[torch.Tensor, "*rows d_model"]) -> Float[torch.Tensor, "*rows d_model"]:
     """``resid`` through the model's final norm (as it is for a model without one)."""
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)

@@ -70,3 +70,14 @@ def model_source(model: Model) -> dict[str, Any]:
     if source is None:
         return {"spec": getattr(model.cfg, "model_name", "unknown"), "route": "unknown"}
     return source.to_dict()
+
+
+def model_device(model: Model) -> str:
+    """The device the model's inputs go to: its config's (the first block's, when layers are split).
+
+    Every model the workbench loads names one; a config without one is an error, not a guess.
+    """
+    device = model.cfg.device
+    if device is None:
+        raise ValueError("the model's config names no device: build it with cfg.device set, or load it with load_model")
+    return str(device)

@@ -19,11 +19,12 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import Field, asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
+    from workbench.data.batching import LengthPolicy
     from workbench.models.model import Model
 
 
@@ -260,6 +261,11 @@ class RunOptions(Options):
         "the model's weights and activations; every sum, statistic and loss is still taken in float32",
         choices=DTYPES,
     )
+
+    @property
+    def length_policy(self) -> LengthPolicy:
+        """``on_too_long`` as the batching's policy (the option's choices are exactly its values)."""
+        return cast("LengthPolicy", self.on_too_long)
 
     def validate(self) -> None:
         """Lower-case and de-duplicate the languages; refuse none, and translations without ``=``."""

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from jaxtyping import Int
 
-from workbench.data.batching import LengthPolicy, tokenize
+from workbench.data.batching import tokenize
 from workbench.errors import MissingResultError
 from workbench.runs import distributed
 from workbench.runs.options import RunOptions
@@ -94,7 +94,7 @@ class Store:
         """
         ids = corpus.sample_ids(self.languages, n, split, self.run.seed + seed_offset)
         texts = corpus.parallel(self.languages, ids)
-        policy = cast(LengthPolicy, self.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+        policy = self.run.length_policy
         return {lang: tokenize(model, texts[lang]["text"], ids, on_too_long=policy) for lang in self.languages}
 
     def part(self, analysis: str, key: str) -> Path | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from typing import cast
 
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
@@ -15,7 +14,7 @@ from workbench.analyses.ablate.plots import (
     deactivation_figure,
     settings_figure,
 )
-from workbench.data.batching import LengthPolicy, tokenize
+from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus
 from workbench.interventions.deactivation import run_deactivation
 from workbench.interventions.deactivation_results import AblationResult as Result
@@ -42,7 +41,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     vocab = vocab_languages(model.tokenizer, model.cfg.d_vocab, default_classifier(corpus))
     ids = corpus.sample_ids(store.languages, options.documents, "heldout", store.run.seed)
     docs = corpus.parallel(langs, ids)
-    policy = cast(LengthPolicy, store.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+    policy = store.run.length_policy
     tokens = {lang: tokenize(model, docs[lang]["text"], ids, on_too_long=policy) for lang in langs}
     categories = {lang: token_categories(vocab, lang) for lang in langs}
     memo = MeasureMemo(store.part(NAME, "measurements.json"))

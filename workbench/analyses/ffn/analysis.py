@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from typing import cast
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,7 +10,7 @@ from tqdm.auto import tqdm
 
 from workbench.analyses.ffn.options import Options
 from workbench.analyses.ffn.plots import ffn_correlation_figure, ffn_heatmap_figure, ffn_layer_figure, similarity_figure
-from workbench.data.batching import LengthPolicy, tokenize
+from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus
 from workbench.ffn.collector import summarise
 from workbench.ffn.result import FFNResult as Result
@@ -31,7 +30,7 @@ def _summary(
     """One language's FFN summary on ``ids``, saved at once and reused on resume."""
 
     def compute() -> FFNSummary:
-        policy = cast(LengthPolicy, store.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+        policy = store.run.length_policy
         tokens = tokenize(model, corpus.parallel([lang], ids)[lang]["text"], ids, on_too_long=policy)
         return summarise(
             model,

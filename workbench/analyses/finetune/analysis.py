@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import random
-from typing import cast
 
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
 from workbench.analyses.finetune.options import Options
 from workbench.analyses.finetune.plots import enhancement_figure, enhancement_matrix_figure, training_curve_figure
-from workbench.data.batching import LengthPolicy, tokenize
+from workbench.data.batching import tokenize
 from workbench.data.corpus import Corpus
 from workbench.errors import WorkbenchError
 from workbench.interventions.enhancement import EnhancementResult as Result
@@ -62,7 +61,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     evaluated = options.evaluated(store.languages, DeactivationOptions().language_list(store.languages))
     used = set(corpus.sample_ids(store.languages, plnd_documents(plnd), "analysis", store.run.seed))
     seed = store.run.seed
-    on_too_long = cast(LengthPolicy, store.run.on_too_long)  # one of LENGTH_POLICIES, checked by RunOptions
+    on_too_long = store.run.length_policy
     documents = {}
     for lang in targets:
         ids = training_ids(corpus, lang, options.documents_needed, used, seed)

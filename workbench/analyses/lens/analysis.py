@@ -9,7 +9,6 @@ import plotly.graph_objects as go
 
 from workbench.analyses.lens.options import Options
 from workbench.analyses.lens.plots import lens_mass_figure, lens_share_figure
-from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
 from workbench.language.classifier import default_classifier
 from workbench.language.vocabulary import heldout_accuracy, vocab_languages
@@ -47,7 +46,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
             final_norm=options.final_norm,
             batch_tokens=store.run.batch_tokens,
             seed=store.run.seed,
-            on_too_long=cast(LengthPolicy, store.run.on_too_long),  # one of LENGTH_POLICIES, checked by RunOptions
+            on_too_long=store.run.length_policy,
             show_progress=store.show_progress,
         )
 

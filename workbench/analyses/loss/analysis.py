@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 import plotly.graph_objects as go
 
 from workbench.analyses.loss.options import Options
 from workbench.analyses.loss.plots import loss_figure
-from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
 from workbench.interventions.perplexity import LanguageLoss, language_loss
 from workbench.interventions.perplexity import LossResult as Result
@@ -35,7 +32,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
             texts,
             store.run.batch_tokens,
             corpus.source_of(lang),
-            cast(LengthPolicy, store.run.on_too_long),  # one of LENGTH_POLICIES, checked by RunOptions
+            store.run.length_policy,
             store.show_progress,
         )
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import cast
 
 import plotly.graph_objects as go
 
 from workbench.analyses.plnd.options import Options
 from workbench.analyses.plnd.plots import overlap_figure, plnd_layer_figure
-from workbench.data.batching import LengthPolicy
 from workbench.data.corpus import Corpus
 from workbench.models.model import Model
 from workbench.neurons.plnd import language_importance
@@ -41,7 +39,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
             lape=True,
             include_bos=options.include_bos,
             batch_tokens=store.run.batch_tokens,
-            on_too_long=cast(LengthPolicy, store.run.on_too_long),  # one of LENGTH_POLICIES, checked by RunOptions
+            on_too_long=store.run.length_policy,
             show_progress=store.show_progress,
         )
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from jaxtyping import Int
 
 from workbench.clt.features.stats import FeatureStats, LanguageFeatures, feature_stats
 from workbench.clt.quality import LayerQuality, layer_quality
@@ -48,7 +49,10 @@ class Side:
 
 
 def measure(
-    model: Model, clt: CrossLayerTranscoder, documents: dict[str, list[torch.Tensor]], batch_tokens: int = 2048
+    model: Model,
+    clt: CrossLayerTranscoder,
+    documents: dict[str, list[Int[torch.Tensor, " pos"]]],
+    batch_tokens: int = 2048,
 ) -> Side:
     """Feature statistics and FVU per layer of ``model`` on each language's ``documents`` (token lists, BOS first)."""
     return Side(

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
+from jaxtyping import Int
 
 from workbench.clt.activations import document_rows, mlp_io
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.data.batching import iter_batches, pad_id_of
+from workbench.models.model import model_device
 from workbench.runs.results import load_arrays, save_arrays
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ class FeatureStats:
 
 @torch.no_grad()
 def feature_stats(
-    model: Model, clt: CrossLayerTranscoder, documents: list[torch.Tensor], batch_tokens: int = 2048
+    model: Model, clt: CrossLayerTranscoder, documents: list[Int[torch.Tensor, " pos"]], batch_tokens: int = 2048
 ) -> FeatureStats:
     """Active counts and activation sums of every feature over ``documents`` (token lists, BOS first; dropped)."""
     L, F = clt.config.n_layers, clt.config.n_features
@@ -208,7 +210,7 @@ class Context:
 def top_contexts(
     model: Model,
     clt: CrossLayerTranscoder,
-    documents: list[torch.Tensor],
+    documents: list[Int[torch.Tensor, " pos"]],
     features: list[tuple[int, int]],
     k: int = 5,
     window: int = 8,
@@ -230,7 +232,7 @@ def top_contexts(
     layers = torch.tensor([layer for layer, _ in features])
     index = torch.tensor([f for _, f in features])
     found: list[list[tuple[float, int, int]]] = [[] for _ in features]
-    device = cast(str, model.cfg.device)  # every loaded model's config names its device
+    device = model_device(model)
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         rows, _ = mlp_io(model, batch.tokens)  # [batch * positions, L, d]
         acts = clt.encode(rows)[:, layers, index].view(*batch.tokens.shape, len(features)).cpu()

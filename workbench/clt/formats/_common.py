@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeAlias
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Shaped
 
 from workbench.errors import WorkbenchError
 
@@ -82,7 +82,7 @@ def covered_only(
     return b_enc * mask[:, None]
 
 
-def to_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_cpu(tensors: dict[str, Shaped[torch.Tensor, "*shape"]]) -> dict[str, Float[torch.Tensor, "*shape"]]:
     """Tensors ready for a safetensors file: detached, float32, contiguous, on the CPU."""
     return {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float
 
 from workbench.clt.formats._common import CheckpointError, fold_norm, model_facts, to_cpu
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
@@ -147,7 +148,7 @@ def save_saelens(clt: CrossLayerTranscoder, folder: Path | str, model_name: str 
 def load_saelens(
     sources: Sequence[Path | str | Transcoder],
     model_name: str = "",
-    norm_weights: Sequence[torch.Tensor] | None = None,
+    norm_weights: Sequence[Float[torch.Tensor, " d_model"]] | None = None,
 ) -> CrossLayerTranscoder:
     """A per-layer CLT whose activations and reconstructions equal SAELens's, with unit scales.
 

@@ -102,7 +102,9 @@ class Gradients:
         with torch.enable_grad():
             self.mlp_in, self.final = frozen_forward(model, state, self.start, self.writes)
 
-    def rows(self, nodes: list[tuple[int | None, torch.Tensor | None]], sources: Sources) -> np.ndarray:
+    def rows(
+        self, nodes: list[tuple[int | None, Float[torch.Tensor, " d_model"] | None]], sources: Sources
+    ) -> np.ndarray:
         """Direct effects into each of ``nodes``, one batch row each.
 
         A node is a feature's column, or a target's vector (``(None, vector)``).

@@ -106,7 +106,7 @@ def frozen_model(
     state: PromptState,
     start: Float[torch.Tensor, "batch pos d_model"],
     writes: list[Float[torch.Tensor, "batch pos d_model"]],
-    mlp_in: list[torch.Tensor],
+    mlp_in: list[Float[torch.Tensor, "batch pos d_model"]],
 ) -> Iterator[None]:
     """The local replacement model, as hooks on ``model`` (removed on exit).
 

@@ -106,7 +106,7 @@ class OffLayer:
     vectors: torch.Tensor  # [n, L, d]
 
     def activations(
-        self, x: Float[torch.Tensor, "... d_model"], in_scale: torch.Tensor
+        self, x: Float[torch.Tensor, "... d_model"], in_scale: Float[torch.Tensor, ""]
     ) -> Float[torch.Tensor, "... read"]:
         """Only these features' JumpReLU activations, from the MLP input ``x``."""
         pre = (x.to(self.W_enc) * in_scale) @ self.W_enc + self.b_enc  # the transcoder's dtype and device
@@ -163,7 +163,13 @@ class Plan:
     targets: frozenset[int]  # the layers whose MLP output it changes
 
     @classmethod
-    def of(cls, clt: CrossLayerTranscoder, strength: float, off: dict[int, OffLayer], on: torch.Tensor | None) -> Plan:
+    def of(
+        cls,
+        clt: CrossLayerTranscoder,
+        strength: float,
+        off: dict[int, OffLayer],
+        on: Float[torch.Tensor, "layer d_model"] | None,
+    ) -> Plan:
         """The plan that reads ``off`` and adds ``on``, with the layers it changes."""
         targets = {t for t in range(clt.config.n_layers) if any(clt.config.writes(layer, t) for layer in off)}
         if on is not None:
@@ -204,7 +210,7 @@ class SteeringHooks:
         ]
         return hooks
 
-    def kept(self, change: torch.Tensor) -> torch.Tensor:
+    def kept(self, change: Float[torch.Tensor, "... pos X"]) -> Float[torch.Tensor, "... pos X"]:
         """``change`` ``[..., pos, X]`` with the positions before ``start`` zeroed."""
         start = self.start
         return change * (torch.arange(change.shape[-2], device=change.device) >= start)[:, None] if start else change
@@ -221,7 +227,9 @@ class SteeringHooks:
 
         return hook
 
-    def delta(self, k: int, plan: Plan, target: int, like: torch.Tensor) -> torch.Tensor:
+    def delta(
+        self, k: int, plan: Plan, target: int, like: Float[torch.Tensor, "batch pos d_model"]
+    ) -> Float[torch.Tensor, "... pos d_model"]:
         """What block ``k`` adds at ``target``'s MLP output (``like``: that output)."""
         clt = self.clt
         total = torch.zeros((), dtype=clt.b_dec.dtype, device=clt.b_dec.device)

@@ -41,7 +41,7 @@ def clt_loss(
     sparsity: float,
     c: float = SPARSITY_C,
     dead: float = DEAD_PENALTY,
-    terms: Callable[..., tuple[torch.Tensor, ...]] | None = None,
+    terms: Callable[..., tuple[Float[torch.Tensor, ""], ...]] | None = None,
 ) -> LossParts:
     """The training loss on MLP inputs ``x`` and outputs ``target`` (model units).
 
@@ -67,10 +67,10 @@ def loss_terms(
     clt: CrossLayerTranscoder,
     x: Float[torch.Tensor, "row covered d_model"],
     target: Float[torch.Tensor, "row covered d_model"],
-    sparsity: torch.Tensor,
+    sparsity: Float[torch.Tensor, ""],
     c: float = SPARSITY_C,
     dead: float = DEAD_PENALTY,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[Float[torch.Tensor, ""], ...]:
     """The loss's terms as tensors ``(total, mse, sparsity, dead, l0)``, from the covered layers' rows.
 
     [`clt_loss`][workbench.clt.training.loss.clt_loss] without leaving the graph, so it compiles whole.

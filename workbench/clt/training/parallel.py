@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from jaxtyping import Float, Int
 
 from workbench.clt.activations import document_rows
 from workbench.clt.training.loss import LossParts
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
 
 def read_shared(
-    model: Model, docs: list[torch.Tensor], forward_tokens: int, layers: list[int] | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model: Model, docs: list[Int[torch.Tensor, " pos"]], forward_tokens: int, layers: list[int] | None
+) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
     """``docs``' rows in one process's order, each rank reading every ``W``-th document of it.
 
     One process's batches read the documents longest first, ties in block order; the rows are
@@ -65,7 +66,7 @@ def read_shared(
     return torch.cat([by_document[i][0] for i in order]), torch.cat([by_document[i][1] for i in order])
 
 
-def gather_rows(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
+def gather_rows(rows: Float[torch.Tensor, "share ..."], counts: list[int]) -> list[Float[torch.Tensor, "share ..."]]:
     """Every rank's ``rows`` (rank ``r`` holding ``counts[r]`` of them), in rank order, on every rank.
 
     One tensor collective (padded to the longest), not a pickled object per rank.
@@ -77,7 +78,9 @@ def gather_rows(rows: torch.Tensor, counts: list[int]) -> list[torch.Tensor]:
     return [part[:count] for part, count in zip(parts, counts)]
 
 
-def share(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+def share(
+    x: Float[torch.Tensor, "row layer d_model"], y: Float[torch.Tensor, "row layer d_model"]
+) -> tuple[Float[torch.Tensor, "share layer d_model"], Float[torch.Tensor, "share layer d_model"], float]:
     """This rank's contiguous share of a batch's rows and its weight (its rows over the batch's).
 
     The whole batch, weight 1, in a world of one.

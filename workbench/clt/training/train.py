@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from workbench.clt.activations import document_rows
@@ -116,7 +116,7 @@ def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[
 
 def read_block(
     model: Model,
-    documents: list[torch.Tensor],
+    documents: list[Int[torch.Tensor, " pos"]],
     settings: TrainSettings,
     block: int,
     layers: list[int] | None = None,
@@ -138,10 +138,10 @@ def read_block(
 
 def stream(
     model: Model,
-    documents: list[torch.Tensor],
+    documents: list[Int[torch.Tensor, " pos"]],
     settings: TrainSettings,
     state: TrainState,
-    first: tuple[torch.Tensor, torch.Tensor] | None = None,
+    first: tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]] | None = None,
     layers: list[int] | None = None,
 ) -> Iterator[tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]]:
     """Batches of ``(inputs, outputs)`` rows from ``state.block``/``state.row`` on, advancing the state as it yields.
@@ -166,7 +166,7 @@ def stream(
 
 def train_clt(
     model: Model,
-    documents: list[torch.Tensor],
+    documents: list[Int[torch.Tensor, " pos"]],
     config: CLTConfig,
     settings: TrainSettings,
     folder: Path | None = None,
