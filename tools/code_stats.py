@@ -3,7 +3,7 @@
 Counts public functions (module level and methods, names without a leading underscore, in modules
 whose names are public) and how many carry a full signature (every parameter but ``self``/``cls``
 and the return annotated) and a docstring; ``# fmt: skip`` markers; modules over 400 lines;
-functions over 60 lines.
+functions over 60 lines; tensor annotations of public functions and how many carry a jaxtyping shape.
 """
 
 from __future__ import annotations
@@ -33,8 +33,17 @@ def _annotated(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return fn.returns is not None and all(a.annotation is not None for a in [*args, *extra])
 
 
+SHAPED = ("Float[", "Int[", "Bool[", "Shaped[", "Num[")
+
+
+def _tensor_annotations(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    args = [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
+    notes = [a.annotation for a in args if a.annotation is not None] + ([fn.returns] if fn.returns else [])
+    return [text for text in map(ast.unparse, notes) if "Tensor" in text]
+
+
 def main(root: str = "workbench") -> None:
-    public = annotated = documented = long_functions = skips = 0
+    public = annotated = documented = long_functions = skips = tensors = shaped = 0
     big_modules: list[str] = []
     for path in sorted(Path(root).rglob("*.py")):
         text = path.read_text(encoding="utf-8")
@@ -49,9 +58,13 @@ def main(root: str = "workbench") -> None:
                 public += 1
                 annotated += _annotated(fn)
                 documented += ast.get_docstring(fn) is not None
+                notes = _tensor_annotations(fn)
+                tensors += len(notes)
+                shaped += sum(any(k in text for k in SHAPED) for text in notes)
     print(f"public functions: {public}")
     print(f"  fully annotated: {annotated} ({annotated / public:.0%})")
     print(f"  with a docstring: {documented} ({documented / public:.0%})")
+    print(f"  tensor annotations: {tensors}, with a jaxtyping shape: {shaped}")
     print(f"fmt: skip markers: {skips}")
     print(f"modules over 400 lines: {len(big_modules)} {big_modules}")
     print(f"functions over 60 lines: {long_functions}")
