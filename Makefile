@@ -64,7 +64,7 @@ test: lint model assets-deps
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/basedpyright
+	$(BIN)/basedpyright --project pyproject.toml
 	$(BIN)/lint-imports
 
 ## The README's model table, each cell from the coverage matrix (tests/models/test_families.py).
