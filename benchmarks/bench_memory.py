@@ -82,86 +82,29 @@ SIZES: dict[str, tuple[str, str, dict]] = {
 TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
 
 # Each analysis at a few verses (memory depends on the batch, not on how many batches run).
+SMALL_TRANSCODER = (
+    "--clt-train-features 256 --clt-train-documents 8 --clt-train-tokens 512 --clt-train-batch 256 "
+    "--clt-train-heldout 4"
+)
 ANALYSES: dict[str, list[str]] = {
-    "loss": ["--loss-documents", "8"],
-    "lens": ["--lens-documents", "4", "--lens-per-document", "4", "--lens-accuracy-documents", "4"],
-    "probe": ["--probe-documents", "8", "--probe-heldout", "4", "--probe-tokens", "200", "--probe-steps", "10"],
-    "plnd": ["--plnd-documents", "8"],
-    "ablate": [
-        "--plnd-documents",
-        "8",
-        "--ablate-documents",
-        "4",
-        "--ablate-prompt-tokens",
-        "8",
-        "--ablate-new-tokens",
-        "4",
-    ],
-    "finetune": [
-        "--plnd-documents",
-        "8",
-        "--finetune-sizes",
-        "64",
-        "--finetune-random-size",
-        "0",
-        "--finetune-documents",
-        "4",
-        "--finetune-epochs",
-        "1",
-    ],
-    "ffn": ["--ffn-documents", "8"],
-    "clt-train": [
-        "--clt-train-features",
-        "256",
-        "--clt-train-documents",
-        "8",
-        "--clt-train-tokens",
-        "512",
-        "--clt-train-batch",
-        "256",
-        "--clt-train-heldout",
-        "4",
-        "--clt-train-block-documents",
-        "16",
-    ],
-    "clt-steer": [
-        "--clt-train-features",
-        "256",
-        "--clt-train-documents",
-        "8",
-        "--clt-train-tokens",
-        "512",
-        "--clt-train-batch",
-        "256",
-        "--clt-train-heldout",
-        "4",
-        "--clt-features-documents",
-        "8",
-        "--clt-steer-prompts",
-        "2",
-        "--clt-steer-new-tokens",
-        "4",
-        "--clt-steer-strengths",
-        "0,4",
-        "--clt-steer-targets",
-        "de",
-    ],
-    "clt-graph": [
-        "--clt-train-features",
-        "256",
-        "--clt-train-documents",
-        "8",
-        "--clt-train-tokens",
-        "512",
-        "--clt-train-batch",
-        "256",
-        "--clt-train-heldout",
-        "4",
-        "--clt-graph-tasks",
-        "weekday",
-        "--clt-graph-max-features",
-        "64",
-    ],
+    name: flags.split()
+    for name, flags in {
+        "loss": "--loss-documents 8",
+        "lens": "--lens-documents 4 --lens-per-document 4 --lens-accuracy-documents 4",
+        "probe": "--probe-documents 8 --probe-heldout 4 --probe-tokens 200 --probe-steps 10",
+        "plnd": "--plnd-documents 8",
+        "ablate": "--plnd-documents 8 --ablate-documents 4 --ablate-prompt-tokens 8 --ablate-new-tokens 4",
+        "finetune": (
+            "--plnd-documents 8 --finetune-sizes 64 --finetune-random-size 0 --finetune-documents 4 --finetune-epochs 1"
+        ),
+        "ffn": "--ffn-documents 8",
+        "clt-train": f"{SMALL_TRANSCODER} --clt-train-block-documents 16",
+        "clt-steer": (
+            f"{SMALL_TRANSCODER} --clt-features-documents 8 --clt-steer-prompts 2 --clt-steer-new-tokens 4 "
+            "--clt-steer-strengths 0,4 --clt-steer-targets de"
+        ),
+        "clt-graph": f"{SMALL_TRANSCODER} --clt-graph-tasks weekday --clt-graph-max-features 64",
+    }.items()
 }
 
 
