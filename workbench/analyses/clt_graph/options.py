@@ -3,9 +3,8 @@
 They are defined with the graphs, in [`workbench.clt.graphs.options`][workbench.clt.graphs.options].
 """
 
-from workbench.clt.graphs.options import TARGET_KINDS
 from workbench.clt.graphs.options import GraphOptions as Options
 
 requires: tuple[str, ...] = ("clt-train",)
 
-__all__ = ["TARGET_KINDS", "Options", "requires"]
+__all__ = ["Options", "requires"]

@@ -17,9 +17,6 @@ from workbench.runs.options import Options as Base
 if TYPE_CHECKING:
     from workbench.models.model import Model
 
-TARGET_KINDS: tuple[str, ...] = ("logits", "answer", "token:", "language:")
-"""What a graph can explain: ``--clt-graph-target`` is one of these (the last two with an argument)."""
-
 
 @dataclass(frozen=True)
 class GraphOptions(Base):
