@@ -86,16 +86,21 @@ def test_shapes_are_checked_and_survive_json(tmp_path):
     torch.testing.assert_close(again(x)[0], clt(x)[0])
 
 
-@pytest.mark.parametrize("shape", ["per-layer", "window-1-layers-0-1"])
+@pytest.mark.parametrize("shape", ["per-layer", "window-1-layers-0-1", "per-layer-skip"])
 def test_compiled_loss_equals_the_eager_one(shape):
     """``torch.compile`` once miscompiled an index_add into a broadcast bias (mse off by 500x):
     the compiled loss and its gradients are held to the eager ones."""
     from workbench.clt.training.loss import loss_terms
 
-    clt = _clt(**SHAPES[shape][0]).float()
+    skip = shape.endswith("-skip")
+    clt = _clt(**SHAPES[shape.removesuffix("-skip")][0], skip=skip).float()
     covered = list(clt.config.covered)
+    if clt.W_skip is not None:
+        with torch.no_grad():
+            clt.W_skip.normal_(0, 0.3)
     x, y = torch.randn(32, 3, 8), torch.randn(32, 3, 8)
-    args = (x[:, covered], y[:, covered], torch.tensor(0.7))
+    lam = torch.linspace(0.5, 1.0, len(covered)) if skip else torch.tensor(0.7)  # one lambda per layer, or one
+    args = (x[:, covered], y[:, covered], lam)
     grads = []
     for terms in (loss_terms, torch.compile(loss_terms, dynamic=False)):
         clt.zero_grad()
@@ -103,7 +108,8 @@ def test_compiled_loss_equals_the_eager_one(shape):
         out[0].backward()
         grads.append([torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in clt.parameters()])
         assert all(g.isfinite().all() for g in grads[-1])
-        torch.testing.assert_close(torch.stack(out[:5]).detach(), torch.stack(loss_terms(clt, *args)).detach())
+        for got, want in zip(out, loss_terms(clt, *args)):
+            torch.testing.assert_close(got.detach(), want.detach())
     for eager, compiled in zip(*grads):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
 

@@ -132,6 +132,7 @@ def test_the_gemma_study_presets_parse_and_give_per_layer_transcoders(preset):
     assert list(resolve(analyses)) == list(analyses)
     train = analyses["clt-train"]
     assert train.per_layer and train.tokens == 999 and len(run.languages) >= 4 and "probe" in analyses
+    assert train.skip and train.reuse  # the levers that paid (docs/clt.md, the sweep)
     assert (0 < len(train.layers) < 18) == (preset == "gemma-clt-workshop")
     for options in analyses.values():
         options.check_run(run)

@@ -8,6 +8,12 @@ decoder to the MLP output (``blocks.{l'}.hook_mlp_out``) of its own and every la
 Tracing"). With ``per_layer`` a feature writes only to its own layer: a plain per-layer transcoder;
 with ``window = K`` to its own and the next ``K`` layers (a windowed CLT).
 
+With ``skip`` it is a *skip transcoder* (Gemma Scope 2's ``_affine`` transcoders, SAELens's
+``jumprelu_skip_transcoder``, circuit-tracer's ``W_skip``): each covered layer also writes
+``x @ W_skip[l]``, a linear map of its own MLP input ``x`` (model units), beside the features. A
+least-squares fit of it ([`workbench.clt.skip`][workbench.clt.skip]) takes what a linear map can;
+the sparse features then model the rest.
+
 A transcoder may cover only some ``layers``. The others have no features (their parameters are zero
 and stay zero): the replacement model leaves their MLPs as they are, an attribution graph holds
 their whole MLP output as an error node, and no decoder writes into them.
@@ -74,6 +80,7 @@ class CLTConfig:
     model: str = ""  # the model's name, checked when the CLT is used on a model
     window: int | None = None  # a feature writes its own and the next `window` layers (None: every later one)
     layers: tuple[int, ...] = ()  # the layers with features (empty: all of them)
+    skip: bool = False  # an affine skip from each covered layer's MLP input to its output
 
     def __post_init__(self) -> None:
         if min(self.n_layers, self.d_model, self.n_features) < 1:
@@ -118,6 +125,8 @@ class CLTConfig:
             if span is None
             else f"a windowed cross-layer transcoder (each feature writes its own and the next {span} layers)"
         )
+        if self.skip:
+            kind = kind.replace("transcoder", "skip transcoder", 1)
         if self.layers and len(self.layers) < self.n_layers:
             kind += f" on layers {', '.join(map(str, self.layers))} of {self.n_layers}"
         return kind
@@ -162,6 +171,7 @@ class CrossLayerTranscoder(nn.Module):
     b_dec: nn.Parameter  # [L, d]
     in_scale: torch.Tensor  # [L] (a buffer)
     out_scale: torch.Tensor  # [L] (a buffer)
+    W_skip: nn.Parameter | None  # [L, d, d] in model units, with config.skip (else None)
 
     def __init__(self, config: CLTConfig, seed: int = 0):
         super().__init__()
@@ -180,6 +190,7 @@ class CrossLayerTranscoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(L, d))
         self.register_buffer("in_scale", torch.ones(L))
         self.register_buffer("out_scale", torch.ones(L))
+        self.W_skip = nn.Parameter(torch.zeros(L, d, d)) if config.skip else None
         self.clear_uncovered()
         self._plan = _decode_plan(config)
 
@@ -193,6 +204,8 @@ class CrossLayerTranscoder(nn.Module):
             if not self.config.covers(layer):
                 self.W_enc[layer].zero_()
                 self.b_dec[layer].zero_()
+                if self.W_skip is not None:
+                    self.W_skip[layer].zero_()
             for k in range(self.config.targets(layer)):
                 if not self.config.writes(layer, layer + k):
                     self.W_dec[layer][k].zero_()
@@ -292,12 +305,30 @@ class CrossLayerTranscoder(nn.Module):
                 out = out + acts[source] @ self.W_dec[source][layer - source]
         return out / self.out_scale[layer]
 
+    def skip_layer(self, x: Float[torch.Tensor, "... d_model"], layer: int) -> Float[torch.Tensor, "... d_model"]:
+        """What layer ``layer``'s skip writes from its MLP input ``x`` (zeros without a skip or features)."""
+        if self.W_skip is None or not self.config.covers(layer):
+            return x.new_zeros(*x.shape[:-1], self.config.d_model).to(self.b_dec)
+        return x.to(self.W_skip) @ self.W_skip[layer]
+
+    def compact_skip(self, x: Float[torch.Tensor, "... covered d_model"]) -> Float[torch.Tensor, "... covered d_model"]:
+        """What the covered layers' skips write from their MLP inputs ``x`` (zeros without a skip)."""
+        if self.W_skip is None:
+            return torch.zeros_like(x, dtype=self.b_dec.dtype)
+        return torch.einsum("...ld,lde->...le", x.to(self.W_skip), self.W_skip[self.index])
+
+    def reconstruct_layer(
+        self, x: Float[torch.Tensor, "... d_model"], acts: Sequence[Float[torch.Tensor, "... feature"]], layer: int
+    ) -> Float[torch.Tensor, "... d_model"]:
+        """Layer ``layer``'s whole replacement: its decoded features plus its skip of the MLP input ``x``."""
+        return self.decode_layer(acts, layer) + self.skip_layer(x, layer)
+
     def forward(
         self, x: Float[torch.Tensor, "... layer d_model"]
     ) -> tuple[Float[torch.Tensor, "... layer d_model"], Float[torch.Tensor, "... layer feature"]]:
-        """``(reconstruction, activations)`` of the MLP inputs ``x`` (model units)."""
-        acts = self.encode(x)
-        return self.decode(acts), acts
+        """``(reconstruction, activations)`` of the MLP inputs ``x`` (model units), the skip included."""
+        recon, acts = self.compact_forward(x[..., list(self.config.covered), :])
+        return self._full(recon), self._full(acts)
 
     def decoder_norms(self, layers: Sequence[int] | None = None) -> Float[torch.Tensor, "layer feature"]:
         """Each feature's decoder norm over all its target layers, concatenated.
@@ -324,9 +355,10 @@ class CrossLayerTranscoder(nn.Module):
     def compact_forward(
         self, x: Float[torch.Tensor, "... covered d_model"]
     ) -> tuple[Float[torch.Tensor, "... covered d_model"], Float[torch.Tensor, "... covered feature"]]:
-        """``(reconstruction, activations)`` over the covered layers, from their MLP inputs ``x``."""
+        """``(reconstruction, activations)`` over the covered layers, from their MLP inputs ``x`` (skip included)."""
         acts = self.compact_encode(x)
-        return self.compact_decode(acts), acts
+        recon = self.compact_decode(acts)
+        return (recon if self.W_skip is None else recon + self.compact_skip(x)), acts
 
     def save(self, folder: Path | str) -> None:
         """Write ``config.json`` and ``clt.safetensors`` in ``folder`` ([`ours`][workbench.clt.formats.ours])."""
@@ -345,7 +377,7 @@ class CrossLayerTranscoder(nn.Module):
         folder = Path(folder)
         config = CLTConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
         clt = cls(config)
-        clt.load_state_dict(load_file(folder / WEIGHTS_FILE))
+        clt.load_state_dict(load_file(folder / WEIGHTS_FILE))  # W_skip is there exactly when config.skip
         clt.clear_uncovered()
         return clt.to(device)
 

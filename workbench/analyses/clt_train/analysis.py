@@ -47,6 +47,9 @@ def train_settings(options: Options, store: Store) -> TrainSettings:
         block_documents=options.block_documents,
         forward_tokens=store.run.batch_tokens,
         seed=store.run.seed,
+        reuse=options.reuse,
+        target_l0=options.target_l0,
+        tied_init=options.tied_init,
     )
 
 
@@ -55,7 +58,7 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     name = model_source(model).get("name", store.run.model)
     training = None
     if options.load:
-        clt, source = keep_transcoder(store, load_given(options.load, model, name)), options.load
+        clt, source = keep_transcoder(store, load_given(options.load, model, name, options.load_variant)), options.load
     else:
         training = store.reuse_json(
             NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training
@@ -79,6 +82,7 @@ def _train(model: Model, corpus: Corpus, options: Options, store: Store, name: s
         model=name,
         window=options.window,
         layers=options.layers,
+        skip=options.skip,
     )
     settings = train_settings(options, store)
     docs = [

@@ -21,25 +21,30 @@ class Options(Base):
 
     ANALYSIS: ClassVar[str] = "clt-train"
     TITLE: ClassVar[str] = "clt train"
-    # Gemma 3 270M: per-layer transcoders, more steps at a higher rate and sparsity (a sweep on
-    # layers 3, 9 and 15: see docs/clt.md); the workshop trains every third layer and the last.
+    # Gemma 3 270M: per-layer skip transcoders (the affine skip fitted in closed form), the training
+    # verses' activations read once and reused over several passes, lambda 0.3: the levers that paid
+    # in benchmarks/sweep_clt_gemma.py (docs/clt.md). The workshop trains every third layer and the last.
     PRESETS: ClassVar[dict[str, dict]] = {
         "gemma-clt": {
             "per_layer": True,
-            "documents": 1000,
-            "tokens": 300_000,
+            "skip": True,
+            "reuse": True,
+            "documents": 500,
+            "tokens": 400_000,
             "batch": 256,
             "lr": 3e-3,
-            "sparsity": 1.5,
+            "sparsity": 0.3,
         },
         "gemma-clt-workshop": {
             "per_layer": True,
+            "skip": True,
+            "reuse": True,
             "layers": (0, 3, 6, 9, 12, 15, 17),
             "documents": 400,
-            "tokens": 60_000,
+            "tokens": 120_000,
             "batch": 256,
             "lr": 3e-3,
-            "sparsity": 1.5,
+            "sparsity": 0.3,
         },
     }
 
@@ -57,6 +62,11 @@ class Options(Base):
         "others keep their MLPs and are error nodes in graphs",
         minimum=0,
     )
+    skip: bool = option(
+        False,
+        "skip transcoders: an affine map from each layer's MLP input to its output (fitted in closed form "
+        "before training) beside the features, which then model what a linear map cannot",
+    )
     documents: int = option(400, "training verses per language (analysis split)", minimum=1)
     tokens: int = option(300_000, "training rows (token positions; each holds every layer)", minimum=1)
     batch: int = option(1024, "rows per optimiser step", minimum=1)
@@ -70,16 +80,34 @@ class Options(Base):
         minimum=0,
     )
     block_documents: int = option(500, "documents whose activations are shuffled together (memory)", minimum=1)
+    reuse: bool = option(
+        False,
+        "read the training verses' activations once (kept in half precision, one block of them all) and take "
+        "every pass over them from memory",
+    )
+    target_l0: float | None = option(
+        None,
+        "aim every layer at this L0: lambda is scaled per layer, up where more features fire, down where "
+        "fewer (default: one fixed lambda)",
+        minimum=1,
+    )
+    tied_init: bool = option(False, "start each encoder as its decoder's transpose (rescaled)")
     heldout: int = option(50, "held-out verses per language for FVU, L0, dead share and replacement loss", minimum=1)
     load: str | None = option(
         None,
         "use this transcoder instead of training one: a folder of ours (config.json), "
         "of the CLT paper's featflow (clt_cfg.json) or of circuit-tracer (config.yaml), or "
-        "SAELens transcoder folders, one per layer, comma-separated (see docs/clt.md)",
+        "SAELens transcoder folders, one per layer, comma-separated, or Gemma Scope 2's downloaded "
+        "transcoder_all or clt folder (see docs/clt.md)",
+    )
+    load_variant: str | None = option(
+        None,
+        "with --clt-train-load a Gemma Scope 2 folder holding several variants: the one to use, as its "
+        "folder names end (e.g. width_16k_l0_small_affine)",
     )
 
     def validate(self) -> None:
-        """Refuse a window on per-layer transcoders, and a warmup longer than the training."""
+        """Refuse a window on per-layer transcoders, a warmup longer than the training, a variant of nothing."""
         if self.per_layer and self.window not in (None, 0):
             raise OptionError(
                 f"--clt-train-per-layer writes each feature's own layer only; drop it or "
@@ -87,3 +115,7 @@ class Options(Base):
             )
         if self.warmup > 1:
             raise OptionError(f"--clt-train-warmup is a share of the steps, at most 1; got {self.warmup}.")
+        if self.load_variant and not self.load:
+            raise OptionError(
+                "--clt-train-load-variant picks a variant of the folder --clt-train-load names; give that folder too."
+            )

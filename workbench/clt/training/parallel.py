@@ -107,13 +107,14 @@ def combine_gradients(clt: CrossLayerTranscoder, weight: float) -> None:
         grad.copy_(part.view_as(grad))
 
 
-def combine_log(parts: LossParts, weight: float) -> dict[str, float]:
-    """The step's log entry (mse, sparsity, dead, l0: means over rows) over the whole batch."""
+def combine_log(parts: LossParts, weight: float) -> tuple[dict[str, float], list[float]]:
+    """The step's log entry (mse, sparsity, dead, l0: means over rows) and L0 per layer, over the whole batch."""
     entry = {"mse": parts.mse, "sparsity": parts.sparsity, "dead": parts.dead, "l0": parts.l0}
     if distributed.world().size == 1:
-        return entry
-    summed = distributed.all_reduce(torch.tensor(list(entry.values()), dtype=torch.float64) * weight)
-    return dict(zip(entry, summed.tolist()))
+        return entry, parts.l0_layers
+    values = torch.tensor([*entry.values(), *parts.l0_layers], dtype=torch.float64)
+    summed = distributed.all_reduce(values * weight).tolist()
+    return dict(zip(entry, summed[: len(entry)])), summed[len(entry) :]
 
 
 __all__ = ["combine_gradients", "combine_log", "gather_rows", "read_shared", "share"]

@@ -1,15 +1,20 @@
 """Training a cross-layer transcoder on a model's own activations, streamed.
 
-Documents are read in *blocks*: block ``k`` is the next ``block_documents`` of a seeded
-permutation of the documents (a new permutation each pass). A block's MLP inputs and outputs
-([`mlp_io`][workbench.clt.activations.mlp_io], BOS and padding dropped) are shuffled with a seed of
-their own and consumed in batches of ``batch_tokens`` rows; then the next block is read. Memory is
-one block's activations, never the corpus's, and the state of the stream is two numbers (block,
-row), so a checkpoint (transcoder, optimiser, step, block, row, log) resumes exactly where an
-uninterrupted run would be: the block is recomputed from the model, bit for bit the same.
+The rows come in blocks of documents ([`workbench.clt.training.rows`][workbench.clt.training.rows]);
+the state of the stream is two numbers (block, row), so a checkpoint (transcoder, optimiser, step,
+block, row, log) resumes exactly where an uninterrupted run would be: the block is recomputed from
+the model, bit for bit the same.
 
 The sparsity coefficient is ramped linearly from 0 over ``sparsity_warmup`` of the steps (the
-CLT paper ramps it over training); Adam, gradient clipping at 1.
+CLT paper ramps it over training); Adam, gradient clipping at 1. What makes a transcoder faithful
+on a small budget (the levers of ``benchmarks/sweep_clt_gemma.py``), each a setting:
+
+* a skip transcoder's affine skip (``CLTConfig.skip``) is fitted in closed form on the first
+  block's rows before the first step ([`workbench.clt.skip`][workbench.clt.skip]) and held fixed;
+  the features then learn what it leaves;
+* ``reuse`` reads the activations once and takes every pass from memory;
+* ``target_l0`` scales lambda per layer after the warm-up, towards that many active features;
+* ``tied_init`` starts each encoder as its decoder's transpose.
 
 Speed: only the covered layers are read (the forward stops after the last), encoded and decoded;
 the decoders are one batched product per offset; and on a transcoder of at least ``COMPILE_FROM``
@@ -27,18 +32,19 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from tqdm.auto import tqdm
 
-from workbench.clt.activations import document_rows
+from workbench.clt.skip import fit_skip, moments_of
 from workbench.clt.training.loss import DEAD_PENALTY, LossParts, clt_loss, loss_terms
-from workbench.clt.training.parallel import combine_gradients, combine_log, read_shared, share
+from workbench.clt.training.parallel import combine_gradients, combine_log, share
+from workbench.clt.training.rows import Block, block_documents, read_block, stream
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.runs import distributed
 
@@ -49,6 +55,10 @@ CHECKPOINT = "checkpoint.pt"
 """The checkpoint's file name in a run's folder."""
 COMPILE_FROM = 20_000_000
 """Parameters from which the loss is compiled: smaller transcoders train eagerly (compiling would outlast the gain)."""
+L0_GAIN = 0.01
+"""How far the L0 controller moves a layer's lambda per step: at most this much in log."""
+SKIP_ROWS = 8192
+"""Rows per call when the skip's moments are summed."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,9 @@ class TrainSettings:
         seed: Seeds the transcoder, the document order and the row shuffles.
         checkpoint_every: Steps between checkpoints.
         compile: Compile the loss (None: from ``COMPILE_FROM`` parameters on).
+        reuse: Read every document's activations once (half precision) and take each pass from memory.
+        target_l0: After the warm-up, scale lambda per layer towards this L0 (None: one fixed lambda).
+        tied_init: Start each encoder as its decoder's transpose (columns of the random encoder's norm).
     """
 
     tokens: int = 200_000
@@ -80,6 +93,9 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 50
     compile: bool | None = None
+    reuse: bool = False
+    target_l0: float | None = None
+    tied_init: bool = False
 
     @property
     def steps(self) -> int:
@@ -97,6 +113,7 @@ class TrainState:
         row: The next row in that block.
         seconds: Training time, summed over resumed sessions.
         log: Per step: mse, sparsity, dead, l0, lambda.
+        lambdas: Per covered layer, the L0 controller's factor on lambda.
     """
 
     step: int = 0
@@ -104,64 +121,7 @@ class TrainState:
     row: int = 0
     seconds: float = 0.0
     log: list[dict] = field(default_factory=list)
-
-
-def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[int]:
-    """The document indices of block ``block``: consecutive slices of one seeded permutation per pass."""
-    per_pass = math.ceil(n_documents / size)
-    epoch, k = divmod(block, per_pass)
-    order = torch.randperm(n_documents, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-    return order[k * size : (k + 1) * size]
-
-
-def read_block(
-    model: Model,
-    documents: list[Int[torch.Tensor, " pos"]],
-    settings: TrainSettings,
-    block: int,
-    layers: list[int] | None = None,
-) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
-    """A block's ``(inputs, outputs)`` rows, shuffled (BOS and padding dropped).
-
-    Of every layer, or of ``layers`` only; ``documents`` are token lists, BOS first.
-    """
-    chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
-    docs = [documents[i] for i in chosen]
-    if distributed.world().size == 1:
-        inputs, outputs = zip(*document_rows(model, docs, settings.forward_tokens, layers))
-        x, y = torch.cat(inputs), torch.cat(outputs)
-    else:
-        x, y = read_shared(model, docs, settings.forward_tokens, layers)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(settings.seed * 1_000_003 + block + 1))
-    return x[order.to(x.device)], y[order.to(y.device)]
-
-
-def stream(
-    model: Model,
-    documents: list[Int[torch.Tensor, " pos"]],
-    settings: TrainSettings,
-    state: TrainState,
-    first: tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]] | None = None,
-    layers: list[int] | None = None,
-) -> Iterator[tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]]:
-    """Batches of ``(inputs, outputs)`` rows from ``state.block``/``state.row`` on, advancing the state as it yields.
-
-    Args:
-        model: The hooked model.
-        documents: Token lists, BOS first.
-        settings: The run's settings.
-        state: Where the stream is; advanced in place.
-        first: Block ``state.block``'s rows, when they are already read.
-        layers: Read only these layers (default: every one).
-    """
-    while True:
-        x, y = first if first is not None else read_block(model, documents, settings, state.block, layers)
-        first = None
-        while state.row + settings.batch_tokens <= len(x):
-            rows = slice(state.row, state.row + settings.batch_tokens)
-            state.row += settings.batch_tokens
-            yield x[rows], y[rows]
-        state.block, state.row = state.block + 1, 0
+    lambdas: list[float] = field(default_factory=list)
 
 
 def train_clt(
@@ -172,6 +132,7 @@ def train_clt(
     folder: Path | None = None,
     show_progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
+    first: Block | None = None,
 ) -> tuple[CrossLayerTranscoder, TrainState]:
     """Train (or resume from ``folder``'s checkpoint) a transcoder on ``model``'s activations.
 
@@ -183,6 +144,8 @@ def train_clt(
         folder: Where checkpoints go (None: none are written, none resumed).
         show_progress: Show a progress bar (on the main process).
         on_step: ``on_step(step, log)``, called after each step and its checkpoint.
+        first: With ``settings.reuse``, every document's rows already read (``read_block`` of
+            block 0): a sweep trains many settings on one read.
 
     Returns:
         The transcoder and the run's state (its log among it).
@@ -194,12 +157,18 @@ def train_clt(
     _check(model, config, settings)
     device = model.cfg.device
     clt = CrossLayerTranscoder(config, seed=settings.seed).to(device)
+    if clt.W_skip is not None:
+        clt.W_skip.requires_grad_(False)  # fitted in closed form at the start: the features learn what it leaves
     optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
     state = _resume(folder, clt, optimizer, config, settings)
     covered = list(config.covered)  # only these layers are read, and the forward stops after the last
-    first = read_block(model, documents, settings, state.block, covered)  # read once: scales (new run) and batches
+    if first is None or not settings.reuse:
+        first = read_block(model, documents, settings, state.block, covered)  # read once: scales and batches
+    elif state.block:
+        first = read_block(model, documents, settings, state.block, covered, first)  # the resumed pass's order
     if state.step == 0:
-        clt.set_scales(*first)
+        _start(clt, first, settings)
+        state.lambdas = [1.0] * len(covered)
     batches = stream(model, documents, settings, state, first, covered)
     loss = _loss(clt, settings)
     shown = show_progress and distributed.world().is_main
@@ -233,7 +202,7 @@ def _check(model: Model, config: CLTConfig, settings: TrainSettings) -> None:
 def _step(
     clt: CrossLayerTranscoder,
     optimizer: torch.optim.Optimizer,
-    loss: Callable[[torch.Tensor, torch.Tensor, float], LossParts],
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossParts],
     batch: tuple[torch.Tensor, torch.Tensor],
     settings: TrainSettings,
     state: TrainState,
@@ -242,7 +211,8 @@ def _step(
     started = time.perf_counter()
     x, y, weight = share(*batch)
     ramp = min(1.0, (state.step + 1) / max(1, settings.sparsity_warmup * settings.steps))
-    parts = loss(x, y, settings.sparsity * ramp)
+    sparsity = settings.sparsity * ramp * torch.tensor(state.lambdas, device=x.device)
+    parts = loss(x, y, sparsity)
     optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
     combine_gradients(clt, weight)
@@ -250,14 +220,40 @@ def _step(
     optimizer.step()
     state.step += 1
     state.seconds += time.perf_counter() - started
-    entry = {**combine_log(parts, weight), "lambda": settings.sparsity * ramp}
+    log, l0_layers = combine_log(parts, weight)
+    if settings.target_l0 is not None and ramp >= 1:
+        state.lambdas = steer_lambdas(state.lambdas, l0_layers, settings.target_l0)
+    entry = {**log, "lambda": settings.sparsity * ramp}
     state.log.append(entry)
     return entry
 
 
+def steer_lambdas(lambdas: list[float], l0: list[float], target: float) -> list[float]:
+    """The L0 controller's next factors: up where a layer fires more than ``target``, down where less.
+
+    Each moves by ``exp(L0_GAIN * clamp((l0 - target) / target, -1, 1))``.
+    """
+    return [f * math.exp(L0_GAIN * max(-1.0, min(1.0, (a - target) / target))) for f, a in zip(lambdas, l0)]
+
+
+@torch.no_grad()
+def _start(clt: CrossLayerTranscoder, first: Block, settings: TrainSettings) -> None:
+    """A new run's start: scales from the first block, the skip fitted on it, the encoder tied if asked."""
+    x, y = first.shuffled()
+    clt.set_scales(x, y)
+    if clt.W_skip is not None:
+        chunks = ((x[i : i + SKIP_ROWS], y[i : i + SKIP_ROWS]) for i in range(0, len(x), SKIP_ROWS))
+        fit_skip(clt, moments_of(chunks))
+    if settings.tied_init:
+        for layer in clt.config.covered:
+            decoder = clt.W_dec[layer][0]  # [F, d]: to the feature's own layer
+            norm = clt.W_enc[layer].norm(dim=0).mean()
+            clt.W_enc[layer] = (decoder / decoder.norm(dim=1, keepdim=True).clamp_min(1e-12)).T * norm
+
+
 def _loss(
     clt: CrossLayerTranscoder, settings: TrainSettings
-) -> Callable[[torch.Tensor, torch.Tensor, float], LossParts]:
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossParts]:
     """``loss(x, y, sparsity)`` on the covered layers' rows: [`loss_terms`][workbench.clt.training.loss.loss_terms].
 
     Compiled where that pays (see the module's docstring).
@@ -268,7 +264,7 @@ def _loss(
         terms = torch.compile(loss_terms, dynamic=False)
     compiled = terms is not loss_terms
 
-    def loss(x: torch.Tensor, y: torch.Tensor, sparsity: float) -> LossParts:
+    def loss(x: torch.Tensor, y: torch.Tensor, sparsity: torch.Tensor) -> LossParts:
         """The loss, compiled until compiling fails once."""
         nonlocal terms, compiled
         try:
@@ -331,4 +327,4 @@ def _resume(
     return TrainState(**saved["state"])
 
 
-__all__ = ["TrainSettings", "TrainState", "block_documents", "read_block", "train_clt"]
+__all__ = ["L0_GAIN", "TrainSettings", "TrainState", "block_documents", "read_block", "steer_lambdas", "train_clt"]

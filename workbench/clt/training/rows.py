@@ -1,0 +1,172 @@
+"""The rows a transcoder trains on: blocks of documents' activations, shuffled, consumed in batches.
+
+Documents are read in *blocks*: block ``k`` is the next ``block_documents`` of a seeded
+permutation of the documents (a new permutation each pass). A block's MLP inputs and outputs
+([`mlp_io`][workbench.clt.activations.mlp_io], BOS and padding dropped) are consumed in an order
+shuffled with a seed of its own, in batches of ``batch_tokens`` rows; then the next block is read.
+Memory is one block's activations, never the corpus's, and the state of the stream is two numbers
+(block, row), so a resumed run reads exactly the rows an uninterrupted one would.
+
+With ``reuse`` every document is one block, read once (the model's forward is the costly part)
+and kept in half precision; each pass over it is a new seeded order of the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+from jaxtyping import Float, Int
+
+from workbench.clt.activations import document_rows
+from workbench.clt.training.parallel import read_shared
+from workbench.runs import distributed
+
+if TYPE_CHECKING:
+    from workbench.models.model import Model
+
+
+class Schedule(Protocol):
+    """What the stream reads of the training settings (read-only: the settings are frozen)."""
+
+    @property
+    def batch_tokens(self) -> int:
+        """Rows per step."""
+        ...
+
+    @property
+    def block_documents(self) -> int:
+        """Documents per block."""
+        ...
+
+    @property
+    def forward_tokens(self) -> int:
+        """Padded tokens per forward batch."""
+        ...
+
+    @property
+    def seed(self) -> int:
+        """Seeds the document order and the row shuffles."""
+        ...
+
+    @property
+    def reuse(self) -> bool:
+        """Read every document once and keep the rows."""
+        ...
+
+
+class Position(Protocol):
+    """Where the stream is: advanced in place as it yields."""
+
+    block: int
+    row: int
+
+
+@dataclass
+class Block:
+    """One block's rows in reading order and the order they are consumed in.
+
+    Attributes:
+        x: MLP inputs (float32, or float16 when kept for reuse).
+        y: MLP outputs, likewise.
+        order: The shuffled order of the rows.
+    """
+
+    x: Float[torch.Tensor, "row layer d_model"]
+    y: Float[torch.Tensor, "row layer d_model"]
+    order: Int[torch.Tensor, " row"]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def rows(
+        self, start: int, end: int
+    ) -> tuple[Float[torch.Tensor, "batch layer d_model"], Float[torch.Tensor, "batch layer d_model"]]:
+        """Rows ``start:end`` of the shuffled order, in float32."""
+        pick = self.order[start:end].to(self.x.device)
+        return self.x[pick].float(), self.y[pick].float()
+
+    def shuffled(self) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
+        """Every row in the shuffled order, in float32."""
+        return self.rows(0, len(self))
+
+
+def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[int]:
+    """The document indices of block ``block``: consecutive slices of one seeded permutation per pass."""
+    per_pass = math.ceil(n_documents / size)
+    epoch, k = divmod(block, per_pass)
+    order = torch.randperm(n_documents, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    return order[k * size : (k + 1) * size]
+
+
+def read_rows(
+    model: Model, docs: list[Int[torch.Tensor, " pos"]], forward_tokens: int, layers: list[int] | None
+) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
+    """``docs``' rows in order (shared out over the ranks under ``torchrun``)."""
+    if distributed.world().size > 1:
+        return read_shared(model, docs, forward_tokens, layers)
+    inputs, outputs = zip(*document_rows(model, docs, forward_tokens, layers))
+    return torch.cat(inputs), torch.cat(outputs)
+
+
+def read_block(
+    model: Model,
+    documents: list[Int[torch.Tensor, " pos"]],
+    settings: Schedule,
+    block: int,
+    layers: list[int] | None = None,
+    kept: Block | None = None,
+) -> Block:
+    """Block ``block``'s rows (BOS and padding dropped), of every layer or of ``layers`` only.
+
+    Args:
+        model: The hooked model.
+        documents: Token lists, BOS first.
+        settings: The run's settings.
+        block: The block.
+        layers: Read only these layers (default: every one).
+        kept: With ``settings.reuse``, the rows read before (they are not read again).
+    """
+    order_seed = settings.seed * 1_000_003 + block + 1
+    if settings.reuse and kept is not None:
+        x, y = kept.x, kept.y
+    elif settings.reuse:
+        x, y = (part.half() for part in read_rows(model, documents, settings.forward_tokens, layers))
+    else:
+        chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
+        x, y = read_rows(model, [documents[i] for i in chosen], settings.forward_tokens, layers)
+    return Block(x, y, torch.randperm(len(x), generator=torch.Generator().manual_seed(order_seed)))
+
+
+def stream(
+    model: Model,
+    documents: list[Int[torch.Tensor, " pos"]],
+    settings: Schedule,
+    state: Position,
+    first: Block,
+    layers: list[int] | None = None,
+) -> Iterator[tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]]:
+    """Batches of ``(inputs, outputs)`` rows from ``state.block``/``state.row`` on, advancing the state as it yields.
+
+    Args:
+        model: The hooked model.
+        documents: Token lists, BOS first.
+        settings: The run's settings.
+        state: Where the stream is; advanced in place.
+        first: Block ``state.block``'s rows.
+        layers: Read only these layers (default: every one).
+    """
+    block = first
+    while True:
+        while state.row + settings.batch_tokens <= len(block):
+            start = state.row
+            state.row += settings.batch_tokens
+            yield block.rows(start, state.row)
+        state.block, state.row = state.block + 1, 0
+        block = read_block(model, documents, settings, state.block, layers, block)
+
+
+__all__ = ["Block", "block_documents", "read_block", "read_rows", "stream"]
