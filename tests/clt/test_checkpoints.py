@@ -3,7 +3,8 @@ made by hand from their formats and held to literal loops over their blocks (the
 summed biases, circuit-tracer's un-ReLU'd JumpReLU), and written from a known transcoder of every
 kind and read back to the same activations and reconstructions; what cannot map exactly is refused
 with the fix; a checkpoint of another model is refused by ``check_fits``; and ``--clt-train-load``
-reads each format through the slice to the same numbers."""
+reads each format through the slice to the same numbers. (Skip transcoders: ``test_skip_formats.py``;
+Gemma Scope 2: ``test_gemma_scope.py``.)"""
 
 from __future__ import annotations
 
@@ -322,9 +323,11 @@ def _rewrite_yaml(folder, **changes) -> None:
 
 
 def test_what_a_workbench_transcoder_cannot_reproduce_is_refused(tmp_path):
-    _ct_set(tmp_path / "skip", W_skip=torch.zeros(D, D))
-    with pytest.raises(CheckpointError, match="skip transcoder .*W_skip"):
-        load_transcoder(tmp_path / "skip")
+    (tmp_path / "gs").mkdir()
+    save_file({"w_enc": torch.zeros(D, F), "w_dec": torch.zeros(F, D)}, tmp_path / "gs" / "layer_0.safetensors")
+    _yaml(tmp_path / "gs", "transcoder_set")
+    with pytest.raises(CheckpointError, match="lacks W_enc.*it is Gemma Scope 2's: give its transcoder_all or clt"):
+        load_transcoder(tmp_path / "gs")
     _ct_set(tmp_path / "negative", threshold=torch.linspace(-0.1, 0.2, F))
     with pytest.raises(CheckpointError, match="negative JumpReLU thresholds.*no ReLU"):
         load_transcoder(tmp_path / "negative")

@@ -1,7 +1,9 @@
 """Per-layer transcoders to and from SAELens, held to SAELens's own classes: an exported layer,
 loaded by SAELens, encodes and decodes as our layer does; SAELens folders loaded back (ours, a
-plain ReLU transcoder, thresholds <= 0, a norm weight folded in) match SAELens; the formats that
-cannot map exactly are refused with a message that names the fix."""
+plain ReLU transcoder, thresholds <= 0, a norm weight folded in) match SAELens; skip transcoders
+both ways (ours exported as a ``jumprelu_skip_transcoder``, SAELens's own loaded as ours, with and
+without a norm weight folded in); what cannot map exactly is refused with a message that names the
+fix."""
 
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ from workbench.errors import WorkbenchError
 L, D, F = 3, 16, 32
 
 
-def _clt(per_layer: bool = True) -> CrossLayerTranscoder:
+def _clt(per_layer: bool = True, skip: bool = False) -> CrossLayerTranscoder:
     """Random weights, biases, thresholds in [0.01, 0.3] and scales other than 1 (the input scales
-    powers of two, so folding them into W_enc is exact and no feature flips at its threshold)."""
+    powers of two, so folding them into W_enc is exact and no feature flips at its threshold); with
+    ``skip`` a random skip."""
     clt = CrossLayerTranscoder(
-        CLTConfig(n_layers=L, d_model=D, n_features=F, per_layer=per_layer, model="tiny"), seed=1
+        CLTConfig(n_layers=L, d_model=D, n_features=F, per_layer=per_layer, model="tiny", skip=skip), seed=1
     )
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
@@ -41,6 +44,8 @@ def _clt(per_layer: bool = True) -> CrossLayerTranscoder:
         clt.log_threshold.copy_((torch.rand(L, F, generator=g) * 0.29 + 0.01).log())
         clt.in_scale.copy_(torch.tensor([0.5, 2.0, 4.0]))
         clt.out_scale.copy_(torch.tensor([3.0, 0.7, 0.25]))
+        if clt.W_skip is not None:
+            clt.W_skip.copy_(torch.randn(L, D, D, generator=g) * 0.3)
     return clt.eval()
 
 
@@ -150,8 +155,47 @@ def test_loading_refuses_what_does_not_map(tmp_path):
     _save(tmp_path / "wide", JumpReLUTranscoder, JumpReLUTranscoderConfig, 1, d_sae=2 * F)
     with pytest.raises(SAELensError, match="same number of features"):
         load_saelens([good[0], tmp_path / "wide", good[2]])
-    _save(tmp_path / "skip", JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig, 1)
-    with pytest.raises(SAELensError, match="W_skip"):
-        load_saelens([good[0], tmp_path / "skip", good[2]])
     with pytest.raises(SAELensError, match="layer order"):
         load_saelens([good[1], good[0], good[2]])
+
+
+@torch.no_grad()
+def test_a_skip_transcoder_exports_to_saelens_and_matches(tmp_path):
+    clt, x = _clt(skip=True), _x()
+    acts = _acts(clt, x)
+    for l in range(L):
+        sae = SAE.load_from_disk(export_saelens(clt, l, tmp_path / f"layer_{l}"))
+        assert isinstance(sae, JumpReLUSkipTranscoder) and sae.cfg.architecture() == "jumprelu_skip_transcoder"
+        assert 0.2 < (acts[l] > 0).float().mean() < 0.8
+        torch.testing.assert_close(sae.encode(x[:, l]), acts[l], rtol=0, atol=0)
+        ours = clt.reconstruct_layer(x[:, l], acts, l)
+        torch.testing.assert_close(sae(x[:, l]), ours, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(sae(x[:, l]), clt.decode_layer(acts, l), atol=1e-2)  # the skip matters
+    back = load_saelens([tmp_path / f"layer_{l}" for l in range(L)])
+    assert back.config.skip
+    torch.testing.assert_close(back(x)[0], clt(x)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("folded", [False, True], ids=["hook_normalized", "hook_mlp_in"])
+@torch.no_grad()
+def test_saelens_skip_transcoders_load_as_ours(tmp_path, folded):
+    """SAELens's own JumpReLUSkipTranscoder (``x @ W_skip.T``), saved by SAELens, between two plain
+    layers; read at the norm's output its weight is folded into the skip as into the encoder."""
+    x, w = _x(), torch.rand(L, D) + 0.5
+    classes = [
+        (JumpReLUTranscoder, JumpReLUTranscoderConfig),
+        (JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig),
+        (JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig),
+    ]
+    hook = "blocks.{}.hook_mlp_in" if folded else None
+    saes = [
+        _save(tmp_path / str(l), cls, cfg, l, hook_in=hook and hook.format(l)) for l, (cls, cfg) in enumerate(classes)
+    ]
+    clt = load_saelens([tmp_path / str(l) for l in range(L)], norm_weights=list(w) if folded else None)
+    assert clt.config.skip and clt.W_skip is not None and not clt.W_skip[0].any()
+    acts = _acts(clt, x)
+    for l, sae in enumerate(saes):
+        theirs_in = x[:, l] * w[l] if folded else x[:, l]
+        torch.testing.assert_close(acts[l], sae.encode(theirs_in), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(clt.reconstruct_layer(x[:, l], acts, l), sae(theirs_in), rtol=1e-5, atol=1e-5)
+    assert (acts[1] > 0).any() and (acts[1] > 0).float().mean() < 1

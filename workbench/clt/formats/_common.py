@@ -1,13 +1,14 @@
 """What the transcoder formats share: the refusal and the tensor helpers.
 
 The pieces two or more of the format modules need: the model's MLP input norms (folded into the
-encoders of a transcoder that reads the norm's output), our decoder between two layers (zero where
-there is none), the encoder biases of the covered layers only, and tensors made ready for a
-safetensors file.
+encoders and skips of a transcoder that reads the norm's output), the log-threshold of a ReLU, a
+skip written into ours, our decoder between two layers (zero where there is none), the encoder
+biases of the covered layers only, and tensors made ready for a safetensors file.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, TypeAlias
 
 import torch
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 Norms: TypeAlias = "list[tuple[torch.Tensor, torch.Tensor | None]]"
 """Per layer, the MLP input norm's weight ``[d_model]`` and bias (None: the norm has none)."""
+RELU_LOG_THRESHOLD = math.log(torch.finfo(torch.float32).tiny)
+"""The log-threshold of a ReLU: threshold 1.2e-38, the smallest normal float32 (``-inf`` would make
+the threshold's gradient not a number)."""
 
 
 class CheckpointError(WorkbenchError, ValueError):
@@ -62,6 +66,49 @@ def fold_norm(
     return weight.float().to(W_enc.device)[:, None] * W_enc, b_enc
 
 
+def fold_skip(
+    W_skip: Float[torch.Tensor, "d_model d_model"],
+    weight: Float[torch.Tensor, " d_model"],
+    bias: Float[torch.Tensor, " d_model"] | None = None,
+) -> tuple[Float[torch.Tensor, "d_model d_model"], Float[torch.Tensor, " d_model"] | None]:
+    """A skip ``x @ W_skip`` of the norm's output ``n * weight + bias`` as a skip of ``n`` and a constant.
+
+    ``(n * w + b) @ W == n @ (w[:, None] * W) + b @ W``.
+
+    Returns:
+        The folded ``W_skip`` and the constant ``b @ W_skip`` (None without a bias).
+    """
+    constant = None if bias is None else bias.float().to(W_skip.device) @ W_skip.float()
+    return weight.float().to(W_skip.device)[:, None] * W_skip.float(), constant
+
+
+def log_threshold_after_relu(threshold: Float[torch.Tensor, " feature"]) -> Float[torch.Tensor, " feature"]:
+    """Our log-threshold for ``relu(pre) * (pre > threshold)`` (SAELens's and Gemma Scope's JumpReLU).
+
+    After the ReLU a threshold ``<= 0`` gates as 0 does: it becomes ``exp(RELU_LOG_THRESHOLD)``.
+    """
+    return threshold.float().log().nan_to_num(nan=RELU_LOG_THRESHOLD).clamp_min(RELU_LOG_THRESHOLD)
+
+
+def add_skip(
+    clt: CrossLayerTranscoder,
+    layer: int,
+    W_skip: Float[torch.Tensor, "d_model d_model"],
+    constant: Float[torch.Tensor, " d_model"] | None = None,
+) -> None:
+    """Set ``layer``'s skip of ``clt`` (ours: ``x @ W_skip``, model units), its constant term into the decoder bias.
+
+    ``b_dec`` is in the scaled units (decoding divides by ``out_scale``), so the constant goes in
+    times ``out_scale[layer]``. Call it after setting ``b_dec[layer]``.
+    """
+    if clt.W_skip is None:
+        raise CheckpointError("This transcoder has no skip (CLTConfig.skip is False); make it with skip=True.")
+    with torch.no_grad():
+        clt.W_skip[layer] = W_skip.float()
+        if constant is not None:
+            clt.b_dec[layer] += constant.float().to(clt.b_dec) * clt.out_scale[layer]
+
+
 def decoder(clt: CrossLayerTranscoder, source: int, target: int) -> Float[torch.Tensor, "feature d_model"]:
     """Our decoder from ``source``'s features to ``target``'s MLP output: zeros where there is none."""
     k = target - source
@@ -88,11 +135,15 @@ def to_cpu(tensors: dict[str, Shaped[torch.Tensor, "*shape"]]) -> dict[str, Floa
 
 
 __all__ = [
+    "RELU_LOG_THRESHOLD",
     "CheckpointError",
     "Norms",
+    "add_skip",
     "covered_only",
     "decoder",
     "fold_norm",
+    "fold_skip",
+    "log_threshold_after_relu",
     "model_facts",
     "to_cpu",
 ]

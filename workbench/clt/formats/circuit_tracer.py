@@ -1,53 +1,62 @@
 """circuit-tracer's transcoder folders, read into and written from ours.
 
-Read from circuit-tracer 0.5.0 (PyPI: ``transcoder/``, ``utils/hf_utils.py``, ``utils/caching.py``,
-the TransformerLens replacement model; ``decoderesearch/circuit-tracer`` main adds only TopK). A
-folder holds ``config.yaml``:
-``model_kind`` (``transcoder_set`` or ``cross_layer_transcoder``), ``feature_input_hook`` and
+Read from circuit-tracer 0.5.0 (``decoderesearch/circuit-tracer`` tag ``v0.5.0``: ``transcoder/``,
+``utils/hf_utils.py``, ``utils/caching.py``). A folder holds ``config.yaml``: ``model_kind``
+(``transcoder_set`` or ``cross_layer_transcoder``), ``feature_input_hook`` and
 ``feature_output_hook`` (under ``blocks.{l}``), optionally ``model_name``, ``transcoders`` (a list
-of per-layer files, else ``layer_{i}.safetensors``) and, on main, ``activation: relu|topk`` and
-``k``. Then:
+of per-layer files, else ``layer_{i}.safetensors``), ``activation: relu|topk`` and ``k``. Then:
 
-* **per-layer** (``load_relu_transcoder``/``load_transcoder``): ``layer_{i}.safetensors`` with
-  ``W_enc [F, d]`` (``F.linear``: ``x @ W_enc.T``), ``W_dec [F, d]``, ``b_enc [F]``, ``b_dec [d]``,
-  optionally ``activation_function.threshold [F]`` (JumpReLU, else ReLU), ``W_skip [d, d]`` (adds
-  ``x @ W_skip.T``) and ``k`` (TopK);
+* **per-layer** (``load_transcoder``): ``layer_{i}.safetensors`` with ``W_enc [F, d]``
+  (``F.linear``: ``x @ W_enc.T``), ``W_dec [F, d]``, ``b_enc [F]``, ``b_dec [d]``, optionally
+  ``activation_function.threshold [F]`` (JumpReLU, else ReLU), ``W_skip [d, d]`` (a skip
+  transcoder: ``compute_skip`` adds ``x @ W_skip.T``, ``x`` the input hook's value) and ``k`` (TopK);
 * **cross-layer** (``load_clt``; layers = the number of ``W_enc_*.safetensors``):
   ``W_enc_{i}.safetensors`` with ``W_enc_{i} [F, d]``, ``b_enc_{i} [F]``, ``b_dec_{i} [d]``
   (target ``i``'s bias) and optionally ``threshold_{i} [F]`` (JumpReLU when layer 0 has one, else
-  ReLU); ``W_dec_{i}.safetensors`` with ``W_dec_{i} [F, L - i, d]`` (to targets ``i..L-1``).
+  ReLU); ``W_dec_{i}.safetensors`` with ``W_dec_{i} [F, L - i, d]`` (to targets ``i..L-1``). Its
+  ``CrossLayerTranscoder`` has a ``W_skip [L, d, d]``, but these files carry none (``to_safetensors``
+  writes none, ``load_clt`` reads none; ``load_gemma_scope_2_clt`` fills it from Gemma Scope 2's).
 
 Its JumpReLU is ``x * (x > threshold)`` with no ReLU before it, and nothing is scaled.
 
 **What maps exactly.** Inputs: ``ln2.hook_normalized`` as it is; ``mlp.hook_in`` (the norm's
-output ``n * w + b``) with the norm folded into the encoder. Outputs: ``hook_mlp_out``, and
-``mlp.hook_out`` on a model without a post-MLP norm. A threshold of 0 (and a plain ReLU) is a
-JumpReLU with threshold ``exp(RELU_LOG_THRESHOLD)`` (not ``-inf``, whose gradients are not
-numbers). Everything else is refused with the reason: other hooks (``hook_resid_mid`` above all),
-negative thresholds (they pass negative values), ``W_skip`` and TopK.
+output ``n * w + b``) with the norm folded into the encoder and the skip
+(``skip(n * w + b) = n @ (w[:, None] * W) + b @ W``, the constant joining the decoder bias). A
+per-layer ``W_skip`` becomes our ``W_skip[l] = W_skip.T`` (ours adds ``x @ W_skip[l]``). Outputs:
+``hook_mlp_out``, and ``mlp.hook_out`` on a model without a post-MLP norm. A threshold of 0 (and a
+plain ReLU) is a JumpReLU with threshold ``exp(RELU_LOG_THRESHOLD)``. Everything else is refused
+with the reason: other hooks (``hook_resid_mid`` above all), negative thresholds (they pass
+negative values) and TopK; and writing a cross-layer skip transcoder (the CLT files hold no skip).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 
-from workbench.clt.formats._common import CheckpointError, Norms, covered_only, decoder, fold_norm, to_cpu
+from workbench.clt.formats._common import (
+    RELU_LOG_THRESHOLD,
+    CheckpointError,
+    Norms,
+    add_skip,
+    covered_only,
+    decoder,
+    fold_norm,
+    fold_skip,
+    to_cpu,
+)
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 
 CONFIG_FILE = "config.yaml"
-RELU_LOG_THRESHOLD = math.log(torch.finfo(torch.float32).tiny)
-"""The log-threshold of a ReLU: threshold 1.2e-38, the smallest normal float32."""
 NORM_INPUT, NORM_OUTPUT = "ln2.hook_normalized", "mlp.hook_in"  # circuit-tracer's names, under blocks.{l}
 MLP_OUTPUTS = ("hook_mlp_out", "mlp.hook_out")
 
 Layer = dict[str, torch.Tensor | None]
 """One source layer's tensors, ours by name: ``W_enc [F, d]``, ``b_enc``, ``threshold`` (or None),
-``W_dec [F, targets, d]``, ``b_dec``."""
+``W_dec [F, targets, d]``, ``b_dec``, ``W_skip [d, d]`` (circuit-tracer's, or None)."""
 
 
 def recognises(folder: Path) -> bool:
@@ -122,10 +131,9 @@ def _input_norms(folder: Path, config: dict[str, Any], norms: Norms | None) -> N
     if hook == NORM_OUTPUT:
         if norms is None:
             raise CheckpointError(
-                f"{folder} reads {hook} (the MLP norm's output, after its weight and bias); it "
-                "maps onto a workbench transcoder only with that norm folded in. Load it with the "
-                "model (load_transcoder(..., model=model)), and that model without folding "
-                "layer norms."
+                f"{folder} reads {hook} (the MLP norm's output, after its weight and bias); it maps onto a workbench "
+                "transcoder only with that norm folded in. Load it with the model (load_transcoder(..., "
+                "model=model)), and that model without folding layer norms."
             )
         return norms
     raise CheckpointError(
@@ -154,8 +162,7 @@ def _check_output(folder: Path, config: dict[str, Any], post_mlp_norm: bool | No
             + "transcoders for it must write hook_mlp_out."
         )
     raise CheckpointError(
-        f"{folder} writes blocks.{{l}}.{hook}; a workbench transcoder reconstructs the MLP output "
-        f"({', '.join(MLP_OUTPUTS)})."
+        f"{folder} writes blocks.{{l}}.{hook}; ours reconstructs the MLP output ({', '.join(MLP_OUTPUTS)})."
     )
 
 
@@ -188,11 +195,6 @@ def _set_layer(path: Path) -> Layer:
     from safetensors.torch import load_file
 
     t = load_file(path)
-    if "W_skip" in t:
-        raise CheckpointError(
-            f"{path} is a skip transcoder (W_skip adds x @ W_skip.T to the output); a workbench "
-            "transcoder has no skip connection. Use transcoders without one."
-        )
     if "k" in t or "log_thresholds" in t:
         raise CheckpointError(
             f"{path} holds {'k (a TopK transcoder)' if 'k' in t else 'log_thresholds'}, which "
@@ -205,6 +207,7 @@ def _set_layer(path: Path) -> Layer:
         "threshold": t.get("activation_function.threshold"),
         "W_dec": t["W_dec"][:, None],
         "b_dec": t["b_dec"],
+        "W_skip": t.get("W_skip"),
     }
 
 
@@ -238,6 +241,7 @@ def _clt_layers(folder: Path) -> list[Layer]:
                 "b_dec": enc[f"b_dec_{i}"],
                 "threshold": enc[f"threshold_{i}"].reshape(-1) if has_threshold else None,
                 "W_dec": dec[f"W_dec_{i}"],
+                "W_skip": None,
             }
         )
     return layers
@@ -248,8 +252,9 @@ def _require(path: Path, tensors: dict[str, torch.Tensor], keys: list[str]) -> N
     absent = [k for k in keys if k not in tensors]
     if absent:
         raise CheckpointError(
-            f"{path} lacks {', '.join(absent)} (it holds {', '.join(sorted(tensors))}); it is not "
-            "a circuit-tracer transcoder file."
+            f"{path} lacks {', '.join(absent)} (it holds {', '.join(sorted(tensors))}); it is not a circuit-tracer "
+            "transcoder file"
+            + ("; it is Gemma Scope 2's: give its transcoder_all or clt folder." if "w_enc" in tensors else ".")
         )
 
 
@@ -262,7 +267,8 @@ def _build(folder: Path, layers: list[Layer], per_layer: bool, model: str, fold:
             f"The transcoder has {L} layers; the model has {len(fold)}. Use a transcoder made for "
             "this model (or --model the one it was made for)."
         )
-    config = CLTConfig(L, d, F, per_layer=per_layer, model=model)
+    skip = any(t["W_skip"] is not None for t in layers)  # a layer without one adds nothing
+    config = CLTConfig(L, d, F, per_layer=per_layer, model=model, skip=skip)
     clt = CrossLayerTranscoder(config)
     with torch.no_grad():
         for i, t in enumerate(layers):
@@ -275,22 +281,23 @@ def _build(folder: Path, layers: list[Layer], per_layer: bool, model: str, fold:
             clt.log_threshold[i] = _log_threshold(folder, i, t["threshold"], F)
             clt.W_dec[i].copy_(_tensor(t, "W_dec").float().transpose(0, 1))  # [F, T, d] -> [T, F, d]
             clt.b_dec[i] = _tensor(t, "b_dec").float()
+            if t["W_skip"] is not None:
+                W_skip = _tensor(t, "W_skip").float().T  # theirs adds x @ W_skip.T, ours x @ W_skip
+                add_skip(clt, i, *(fold_skip(W_skip, *fold[i]) if fold is not None else (W_skip, None)))
     return clt.eval()
 
 
 def _tensor(layer: Layer, name: str) -> torch.Tensor:
-    """A tensor the layer always has (only the threshold may be None)."""
+    """A tensor the layer always has (only the threshold and the skip may be None)."""
     return cast(torch.Tensor, layer[name])
 
 
 def _check_layer(folder: Path, layer: int, t: Layer, config: CLTConfig) -> None:
     """Refuse a layer whose shapes are not those of the first (a workbench transcoder has one width)."""
     F, d, T = config.n_features, config.d_model, config.targets(layer)
-    expected = {"W_enc": (F, d), "b_enc": (F,), "b_dec": (d,), "W_dec": (F, T, d)}
-    if t["threshold"] is not None:
-        expected["threshold"] = (F,)
-    shapes = {k: tuple(_tensor(t, k).shape) for k in expected}
-    wrong = [f"{k} {shapes[k]} (expected {s})" for k, s in expected.items() if shapes[k] != s]
+    expected = {"W_enc": (F, d), "b_enc": (F,), "b_dec": (d,), "W_dec": (F, T, d), "threshold": (F,), "W_skip": (d, d)}
+    shapes = {k: tuple(v.shape) for k, v in t.items() if v is not None}  # the threshold and skip may be absent
+    wrong = [f"{k} {shapes[k]} (expected {expected[k]})" for k in shapes if shapes[k] != expected[k]]
     if wrong:
         raise CheckpointError(
             f"{folder}, layer {layer}: {'; '.join(wrong)}. A workbench transcoder needs the same "
@@ -316,8 +323,8 @@ def save_circuit_tracer(clt: CrossLayerTranscoder, folder: Path | str, model_nam
     """Write ``clt`` in circuit-tracer's layout, scales folded in.
 
     It reads ``ln2.hook_normalized`` and writes ``hook_mlp_out``. Per-layer transcoders are written
-    as ``layer_{i}.safetensors``, any other as a CLT (``W_enc_{i}``/``W_dec_{i}.safetensors``, zero
-    decoders where ours has none).
+    as ``layer_{i}.safetensors`` (a skip as ``W_skip``), any other as a CLT
+    (``W_enc_{i}``/``W_dec_{i}.safetensors``, zero decoders where ours has none).
 
     Args:
         clt: The transcoder.
@@ -326,37 +333,38 @@ def save_circuit_tracer(clt: CrossLayerTranscoder, folder: Path | str, model_nam
 
     Returns:
         The folder.
+
+    Raises:
+        CheckpointError: A cross-layer skip transcoder (circuit-tracer's CLT files hold no skip).
     """
     from safetensors.torch import save_file
 
     c, L = clt.config, clt.config.n_layers
     per_layer = all(c.targets(layer) == 1 for layer in range(L))
+    if clt.W_skip is not None and not per_layer:
+        raise CheckpointError(
+            f"This is {c.kind}; circuit-tracer 0.5's CLT files (W_enc_i/W_dec_i.safetensors, what its "
+            "to_safetensors writes and load_clt reads) hold no skip, so circuit-tracer would run it without one. "
+            "Save it as ours or in Gemma Scope 2's clt layout (save_transcoder(..., 'gemma-scope-2', model=...)), "
+            "or write a per-layer skip transcoder, whose layer_{i}.safetensors carry W_skip."
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         b_enc = covered_only(clt, clt.b_enc)
         for i in range(L):
-            W_enc = (clt.W_enc[i] * clt.in_scale[i]).T
-            decoders = [decoder(clt, i, k) / clt.out_scale[k] for k in range(i, i + 1 if per_layer else L)]
-            W_dec, b_dec = torch.stack(decoders, dim=1), clt.b_dec[i] / clt.out_scale[i]  # [F, T, d]
             if per_layer:
-                tensors = {
-                    "W_enc": W_enc,
-                    "W_dec": W_dec[:, 0],
-                    "b_enc": b_enc[i],
-                    "b_dec": b_dec,
-                    "activation_function.threshold": clt.threshold[i],
-                }
-                save_file(to_cpu(tensors), folder / f"layer_{i}.safetensors")
+                save_file(to_cpu(_per_layer_tensors(clt, i, b_enc[i])), folder / f"layer_{i}.safetensors")
             else:
                 enc = {
-                    f"W_enc_{i}": W_enc,
+                    f"W_enc_{i}": (clt.W_enc[i] * clt.in_scale[i]).T,
                     f"b_enc_{i}": b_enc[i],
-                    f"b_dec_{i}": b_dec,
+                    f"b_dec_{i}": clt.b_dec[i] / clt.out_scale[i],
                     f"threshold_{i}": clt.threshold[i],
                 }
+                W_dec = torch.stack([decoder(clt, i, k) / clt.out_scale[k] for k in range(i, L)], dim=1)
                 save_file(to_cpu(enc), folder / f"W_enc_{i}.safetensors")
-                save_file(to_cpu({f"W_dec_{i}": W_dec}), folder / f"W_dec_{i}.safetensors")
+                save_file(to_cpu({f"W_dec_{i}": W_dec}), folder / f"W_dec_{i}.safetensors")  # [F, L - i, d]
     config = {
         "model_name": model_name or c.model,
         "model_kind": "transcoder_set" if per_layer else "cross_layer_transcoder",
@@ -365,6 +373,20 @@ def save_circuit_tracer(clt: CrossLayerTranscoder, folder: Path | str, model_nam
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")  # JSON is YAML
     return folder
+
+
+def _per_layer_tensors(clt: CrossLayerTranscoder, layer: int, b_enc: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Layer ``layer`` of a per-layer ``clt`` as circuit-tracer's ``layer_{i}.safetensors`` (scales folded in)."""
+    tensors = {
+        "W_enc": (clt.W_enc[layer] * clt.in_scale[layer]).T,
+        "W_dec": decoder(clt, layer, layer) / clt.out_scale[layer],
+        "b_enc": b_enc,
+        "b_dec": clt.b_dec[layer] / clt.out_scale[layer],
+        "activation_function.threshold": clt.threshold[layer],
+    }
+    if clt.W_skip is not None:
+        tensors["W_skip"] = clt.W_skip[layer].T  # circuit-tracer adds x @ W_skip.T
+    return tensors
 
 
 __all__ = [

@@ -21,6 +21,8 @@ exactly. Where ``x`` is read the code does not agree with itself (the training s
 ``hook_resid_mid``, the replacement model and the attribution loader ``ln2.hook_normalized``,
 ``replacement_forward`` the norm's output); we follow the setup notes and the attribution code:
 ``ln2.hook_normalized``, which is what our transcoder reads.
+
+featflow's CLT has no skip connection: a skip transcoder of ours is not written in its layout.
 """
 
 from __future__ import annotations
@@ -149,10 +151,18 @@ def save_featflow(clt: CrossLayerTranscoder, folder: Path | str, model_name: str
 
     Returns:
         The folder.
+
+    Raises:
+        CheckpointError: A skip transcoder (featflow's CLT has no skip).
     """
     from safetensors.torch import save_file
 
     c, L = clt.config, clt.config.n_layers
+    if clt.W_skip is not None:
+        raise CheckpointError(
+            f"This is {c.kind}; featflow's CLT (the CLT paper's code) has no skip connection, so its files "
+            "cannot hold this one's. Save it as ours, circuit-tracer's or SAELens's (per-layer) or Gemma Scope 2's."
+        )
     cross = any(c.targets(layer) > 1 for layer in range(L))
     blocks = featflow_blocks(L, cross)
     with torch.no_grad():

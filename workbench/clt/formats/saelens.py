@@ -1,6 +1,6 @@
 """Per-layer transcoders to and from SAELens's transcoder folders, one folder per layer.
 
-SAELens (6.x, ``sae_lens/saes/transcoder.py``) saves a ``JumpReLUTranscoder`` as a folder with
+SAELens (6.54, ``sae_lens/saes/transcoder.py``) saves a ``JumpReLUTranscoder`` as a folder with
 ``cfg.json`` (``architecture: "jumprelu_transcoder"``, ``d_in``, ``d_sae``, ``d_out``, ``dtype``,
 ``device``, ``apply_b_dec_to_input``, ``normalize_activations``, ``reshape_activations`` and a
 ``metadata`` dict with ``model_name``, ``hook_name``, ``hook_name_out``, ``sae_lens_version``) and
@@ -8,20 +8,23 @@ SAELens (6.x, ``sae_lens/saes/transcoder.py``) saves a ``JumpReLUTranscoder`` as
 ``W_dec [d_sae, d_out]``, ``b_dec [d_out]``). It computes ``pre = x @ W_enc + b_enc``,
 ``acts = relu(pre) * (pre > threshold)`` and ``out = acts @ W_dec + b_dec``; a transcoder never
 subtracts ``b_dec`` from its input (``apply_b_dec_to_input`` must be false: ``b_dec`` lives in the
-output space).
+output space). A ``JumpReLUSkipTranscoder`` (``architecture: "jumprelu_skip_transcoder"``, the
+same config fields) also has ``W_skip [d_out, d_in]`` and adds ``x @ W_skip.T``; a
+``SkipTranscoder`` (``"skip_transcoder"``) is that with a plain ReLU.
 
 Layer ``l`` of a per-layer [`CrossLayerTranscoder`][workbench.clt.transcoder.CrossLayerTranscoder]
 is that map once its scalars are folded in: ``(x * in_scale) @ W_enc == x @ (in_scale * W_enc)``,
 so ``W_enc' = in_scale[l] * W_enc[l]`` with ``b_enc`` and the threshold unchanged, and
-``W_dec' = W_dec[l][0] / out_scale[l]``, ``b_dec' = b_dec[l] / out_scale[l]``. Our threshold is
-positive, so SAELens's extra ReLU changes nothing. A cross-layer CLT has no such export: its
-features write to several layers and SAELens's transcoder has one output.
+``W_dec' = W_dec[l][0] / out_scale[l]``, ``b_dec' = b_dec[l] / out_scale[l]``; a skip transcoder's
+skip (model units) is ``W_skip' = W_skip[l].T``, written as a ``jumprelu_skip_transcoder``. Our
+threshold is positive, so SAELens's extra ReLU changes nothing. A cross-layer CLT has no such
+export: its features write to several layers and SAELens's transcoder has one output.
 
 Going back, [`load_saelens`][workbench.clt.formats.saelens.load_saelens] reads one folder per layer
-with SAELens's own loader into a per-layer CLT with unit scales. A SAELens threshold ``<= 0``
-becomes threshold 0 (``log_threshold = -inf``), which is exact since SAELens applies a ReLU before
-its threshold; a plain ReLU ``transcoder`` is the same with threshold 0. Skip transcoders (an extra
-``x @ W_skip``) and run-time input normalisation have no counterpart and are refused.
+with SAELens's own loader into a per-layer CLT with unit scales (a skip one where the folders have
+``W_skip``). A SAELens threshold ``<= 0`` becomes threshold 0 (``log_threshold = -inf``), which is
+exact since SAELens applies a ReLU before its threshold; a plain ReLU ``transcoder`` is the same
+with threshold 0. Run-time input normalisation has no counterpart and is refused.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING
 import torch
 from jaxtyping import Float
 
-from workbench.clt.formats._common import CheckpointError, fold_norm, model_facts, to_cpu
+from workbench.clt.formats._common import CheckpointError, add_skip, fold_norm, fold_skip, model_facts, to_cpu
 from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder, mlp_in_hook, mlp_out_hook
 from workbench.errors import WorkbenchError
 
@@ -48,7 +51,7 @@ SAELENS_FORMAT_VERSION = "6.54.12"
 """The SAELens version whose folder format this writes (>= 6 matters)."""
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-EXACT_ARCHITECTURES = ("jumprelu_transcoder", "transcoder")
+EXACT_ARCHITECTURES = ("jumprelu_transcoder", "transcoder", "jumprelu_skip_transcoder", "skip_transcoder")
 
 
 class SAELensError(WorkbenchError, ValueError):
@@ -63,7 +66,8 @@ def recognises(folder: Path) -> bool:
 def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, hook_model_name: str = "") -> Path:
     """Write layer ``layer`` of a per-layer CLT as a SAELens ``jumprelu_transcoder`` folder.
 
-    The folder works in model units: the scales are folded into the weights.
+    A skip transcoder's layer is a ``jumprelu_skip_transcoder``. The folder works in model units:
+    the scales are folded into the weights.
 
     Args:
         clt: A per-layer transcoder.
@@ -100,6 +104,8 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
             "W_dec": clt.W_dec[layer][0] / clt.out_scale[layer],
             "b_dec": clt.b_dec[layer] / clt.out_scale[layer],
         }
+        if clt.W_skip is not None:
+            weights["W_skip"] = clt.W_skip[layer].T  # SAELens adds x @ W_skip.T
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(to_cpu(weights), folder / WEIGHTS_FILE)
@@ -111,7 +117,7 @@ def export_saelens(clt: CrossLayerTranscoder, layer: int, folder: Path | str, ho
 def _cfg(clt: CrossLayerTranscoder, layer: int, model_name: str) -> dict[str, object]:
     """SAELens's ``cfg.json`` for layer ``layer`` of ``clt``."""
     return {
-        "architecture": "jumprelu_transcoder",
+        "architecture": "jumprelu_transcoder" if clt.W_skip is None else "jumprelu_skip_transcoder",
         "d_in": clt.config.d_model,
         "d_sae": clt.config.n_features,
         "d_out": clt.config.d_model,
@@ -183,23 +189,35 @@ def load_saelens(
     if any(t.cfg.d_in != first.d_in or t.cfg.d_out != first.d_in for t in transcoders):
         raise SAELensError("The transcoders' d_in and d_out differ; each must map the model's d_model to d_model.")
     name = model_name or first.metadata.model_name or ""
+    skip = any(getattr(t, "W_skip", None) is not None for t in transcoders)  # a layer without one adds nothing
     config = CLTConfig(
-        n_layers=len(transcoders), d_model=first.d_in, n_features=first.d_sae, per_layer=True, model=name
+        n_layers=len(transcoders), d_model=first.d_in, n_features=first.d_sae, per_layer=True, model=name, skip=skip
     )
     clt = CrossLayerTranscoder(config)
     with torch.no_grad():
         for layer, t in enumerate(transcoders):
-            W_enc = t.W_enc.float()
-            if norm_weights is not None:
-                W_enc, _ = fold_norm(W_enc, t.b_enc, norm_weights[layer])
-            threshold = getattr(t, "threshold", None)
-            threshold = threshold.float() if threshold is not None else torch.zeros(first.d_sae)
-            clt.W_enc[layer] = W_enc
-            clt.b_enc[layer] = t.b_enc.float()
-            clt.log_threshold[layer] = threshold.clamp_min(0).log()  # <= 0 is threshold 0: exact after the ReLU
-            clt.W_dec[layer][0] = t.W_dec.float()
-            clt.b_dec[layer] = t.b_dec.float()
+            _set_layer(clt, layer, t, None if norm_weights is None else norm_weights[layer])
     return clt
+
+
+def _set_layer(
+    clt: CrossLayerTranscoder, layer: int, t: Transcoder, norm_weight: Float[torch.Tensor, " d_model"] | None
+) -> None:
+    """Layer ``layer`` of ``clt`` from SAELens's transcoder ``t`` (the norm weight folded into encoder and skip)."""
+    W_enc = t.W_enc.float()
+    if norm_weight is not None:
+        W_enc, _ = fold_norm(W_enc, t.b_enc, norm_weight)
+    threshold = getattr(t, "threshold", None)
+    threshold = threshold.float() if threshold is not None else torch.zeros(clt.config.n_features)
+    clt.W_enc[layer] = W_enc
+    clt.b_enc[layer] = t.b_enc.float()
+    clt.log_threshold[layer] = threshold.clamp_min(0).log()  # <= 0 is threshold 0: exact after the ReLU
+    clt.W_dec[layer][0] = t.W_dec.float()
+    clt.b_dec[layer] = t.b_dec.float()
+    W_skip = getattr(t, "W_skip", None)
+    if W_skip is not None:
+        W_skip = W_skip.float().T  # SAELens adds x @ W_skip.T, ours x @ W_skip
+        add_skip(clt, layer, fold_skip(W_skip, norm_weight)[0] if norm_weight is not None else W_skip)
 
 
 def reads_norm_output(folder: Path | str) -> bool:
@@ -237,8 +255,8 @@ def _read(source: Path | str | Transcoder, layer: int, reads_norm_output: bool) 
         raise SAELensError(f"{folder} is a SAELens {architecture} SAE, not a transcoder; give a transcoder per layer.")
     if architecture not in EXACT_ARCHITECTURES:
         raise SAELensError(
-            f"{folder} is a SAELens {architecture}, which a workbench transcoder cannot reproduce exactly "
-            f"(a skip transcoder adds x @ W_skip); use a {' or '.join(EXACT_ARCHITECTURES)}."
+            f"{folder} is a SAELens {architecture}, which a workbench transcoder cannot reproduce exactly; "
+            f"use a {', '.join(EXACT_ARCHITECTURES[:-1])} or {EXACT_ARCHITECTURES[-1]}."
         )
     _check_hooks(folder, sae, layer, reads_norm_output)
     return sae

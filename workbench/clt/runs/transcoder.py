@@ -87,18 +87,21 @@ def transcoder_folder(store: Store) -> str:
     return str(part.relative_to(store.folder)) if part is not None and store.folder is not None else ""
 
 
-def load_given(spec: str, model: Model, name: str) -> CrossLayerTranscoder:
+def load_given(spec: str, model: Model, name: str, variant: str | None = None) -> CrossLayerTranscoder:
     """The transcoder ``--clt-train-load`` names, checked against the model.
 
     Args:
-        spec: A folder of ours, of featflow or of circuit-tracer, or SAELens transcoder folders,
-            one per layer, comma-separated ([`load_transcoder`][workbench.clt.formats.load_transcoder]
-            tells which).
+        spec: A folder of ours, of featflow, of circuit-tracer or Gemma Scope 2's downloaded
+            ``transcoder_all`` or ``clt`` folder, or SAELens transcoder folders, one per layer,
+            comma-separated ([`load_transcoder`][workbench.clt.formats.load_transcoder] tells which).
         model: The run's model.
         name: The model's name, which the transcoder must have been made for.
+        variant: ``--clt-train-load-variant``: which of the Gemma Scope 2 variants in the folder to
+            use, as their folder names end (``width_16k_l0_small_affine``); None where it holds one.
 
     Raises:
-        WorkbenchError: A folder is missing, or the transcoder does not fit the model.
+        WorkbenchError: A folder is missing, a variant is missing or not chosen, or the transcoder
+            does not fit the model.
     """
     from workbench.clt.formats import load_transcoder
 
@@ -106,10 +109,10 @@ def load_given(spec: str, model: Model, name: str) -> CrossLayerTranscoder:
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise WorkbenchError(
-            f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder "
-            "(ours, featflow's or circuit-tracer's) or SAELens transcoder folders, one per layer."
+            f"--clt-train-load: no folder {', '.join(missing)}; give a transcoder folder (ours, featflow's, "
+            "circuit-tracer's, Gemma Scope 2's transcoder_all or clt) or SAELens transcoder folders, one per layer."
         )
-    clt = load_transcoder(folders, model_name=name, model=model, device=model.cfg.device or "cpu")
+    clt = load_transcoder(folders, model_name=name, model=model, device=model.cfg.device or "cpu", variant=variant)
     check_fits(clt, model, name)
     return clt
 
