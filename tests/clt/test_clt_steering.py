@@ -98,6 +98,19 @@ def test_steering_equals_a_layer_by_layer_literal(model64, per_layer, iv, start)
         torch.testing.assert_close(steered[:, :start], plain[:, :start], rtol=0, atol=1e-12)
 
 
+def test_a_skip_is_not_steered(model64):
+    """A skip transcoder's skip is no feature: it steers as the same transcoder without a skip (the
+    MLPs still run), against the same literal."""
+    clt = spread_clt(L, D, F, 3, skip=True)
+    assert clt.W_skip is not None
+    with torch.no_grad():
+        clt.W_skip.copy_(torch.randn(L, D, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64) / 8)
+    tokens = _tokens()
+    with torch.no_grad(), steering(model64, clt, IDENTITY):
+        steered = model64(tokens)
+    torch.testing.assert_close(steered, _literal_logits(model64, _clt(), IDENTITY, tokens), rtol=0, atol=1e-9)
+
+
 def test_strength_zero_changes_nothing_and_hooks_go_on_errors(model64):
     clt = _clt()
     tokens = _tokens()

@@ -1,7 +1,8 @@
 """A real attribution graph (tiny model, tiny transcoder, float64) exported to circuit-tracer's graph
-JSON: the file holds the format's exact field list with its types, round-trips, carries the kept
-edges' direct effects, names a direction target by the documented extension, and a broken file is
-refused by the field's name. Also the plotly view (one marker per kept node, labels in the hover)
+JSON, with a plain transcoder and a skip transcoder (its skip is no node: the same format): the file
+holds the format's exact field list with its types, round-trips, carries the kept edges' direct
+effects, names a direction target by the documented extension, and a broken file is refused by the
+field's name. Also the plotly view (one marker per kept node, labels in the hover)
 and the top tokens of a feature's decoder."""
 
 from __future__ import annotations
@@ -50,14 +51,19 @@ NODE_TYPES = {
 FEATURE_TYPES = {"cross layer transcoder", "mlp reconstruction error", "embedding", "logit"}
 
 
-def _clt(seed: int = 3) -> CrossLayerTranscoder:
-    return spread_clt(L, D, F, seed, b_dec=True)
+def _clt(seed: int = 3, skip: bool = False) -> CrossLayerTranscoder:
+    clt = spread_clt(L, D, F, seed, b_dec=True, skip=skip)
+    if clt.W_skip is not None:  # a skip transcoder's graph: the skip is no node, the format is the same
+        with torch.no_grad():
+            clt.W_skip.copy_(torch.randn(L, D, D, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+            clt.W_skip.div_(D**0.5)
+    return clt
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "skip"])
+def setup(request):
     model = tiny_model("tiny").to(torch.float64)
-    clt = _clt()
+    clt = _clt(skip=request.param)
     tokens = torch.tensor([0, 72, 101, 108, 108, 111, 32, 119])
     targets = [logit_target(model, 7, 0.6), mean_unembedding(model, [1, 2, 3], "abc")]
     graph = attribute(model, clt, tokens, targets, batch=7, prompt="Hello w")

@@ -1,14 +1,14 @@
 """How well a transcoder stands in for the MLPs, measured on held-out text.
 
 * Per covered layer (a transcoder may leave some layers to the model): the fraction of variance
-  unexplained (FVU: squared error of the reconstruction over the variance of the true MLP output
-  about its mean), L0 (active features per token) and the share of features never active on the
-  text (dead).
+  unexplained (FVU: squared error of the reconstruction, a skip included, over the variance of the
+  true MLP output about its mean), L0 (active features per token) and the share of features never
+  active on the text (dead).
 * The replacement model: every MLP output replaced, layer by layer, by the transcoder's
-  reconstruction from the features of that and earlier layers (the layers without features keep
-  their MLPs), computed on the *replaced* model's
-  own residual stream (hooks: encode at ``blocks.{l}.ln2.hook_normalized``, write at
-  ``blocks.{l}.hook_mlp_out``). Its next-token loss against the original model's says what the
+  reconstruction from the features of that and earlier layers, plus a skip transcoder's skip of
+  that layer's own MLP input (the layers without features keep their MLPs), computed on the
+  *replaced* model's own residual stream (hooks: encode at ``blocks.{l}.ln2.hook_normalized``,
+  write at ``blocks.{l}.hook_mlp_out``). Its next-token loss against the original model's says what the
   errors cost downstream. The hooks are removed when the pass ends, also on errors.
 """
 
@@ -91,13 +91,19 @@ def layer_quality(
 
 @contextmanager
 def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
-    """The model with every covered layer's MLP output replaced by the transcoder's reconstruction (hooks)."""
+    """The model with every covered layer's MLP output replaced by the transcoder's reconstruction (hooks).
+
+    Layer ``l`` writes ``clt.reconstruct_layer(x_l, acts, l)``: its decoded features and, for a skip
+    transcoder, the skip of its MLP input ``x_l`` (the one its encoder read).
+    """
     acts: list[torch.Tensor] = [torch.zeros(0)] * clt.config.n_layers  # each set before it is read
+    inputs: list[torch.Tensor] = [torch.zeros(0)] * clt.config.n_layers  # likewise: the MLP inputs read
 
     def encode(layer: int) -> Callable[..., None]:
-        """The hook that reads layer ``layer``'s features."""
+        """The hook that reads layer ``layer``'s features (and keeps its MLP input for the skip)."""
 
         def hook(x: torch.Tensor, hook: object) -> None:
+            inputs[layer] = x
             acts[layer] = clt.encode_layer(x, layer)
 
         return hook
@@ -106,7 +112,7 @@ def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
         """The hook that writes layer ``layer``'s reconstruction."""
 
         def hook(out: torch.Tensor, hook: object) -> torch.Tensor:
-            return clt.decode_layer(acts[: layer + 1], layer).to(out)
+            return clt.reconstruct_layer(inputs[layer], acts[: layer + 1], layer).to(out)
 
         return hook
 

@@ -211,7 +211,8 @@ def section(result: Result) -> Section:
     intro = (
         "Attribution graphs on the local replacement model: attention patterns and norm scales frozen at their "
         "values on the prompt, every MLP replaced by the transcoder's features plus an error node per layer and "
-        "position, token embeddings as inputs. Edges are direct effects (a feature's activation times its decoders "
+        "position, token embeddings as inputs (a skip transcoder's skip is no node: a linear path through the "
+        "frozen norm, part of the frozen model). Edges are direct effects (a feature's activation times its decoders "
         "read through the frozen model); influence is the share of the targets' weight that reaches a node through "
         f"the graph. Pruning keeps the nodes holding {s.get('node_threshold')} of the influence, then the edges "
         f"holding {s.get('edge_threshold')}. The replacement score is the share of the inputs' influence that does "

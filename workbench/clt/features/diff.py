@@ -7,8 +7,8 @@ held-out verses:
 
 * per feature: the change in activation frequency (share of tokens active), in magnitude (mean
   activation where active) and in mean activation per token (both together, what ranks features);
-* per layer: the change in reconstruction error (FVU) — features that no longer fit the
-  fine-tuned model's MLPs show up as error;
+* per layer: the change in reconstruction error (FVU, a skip transcoder's skip included) — features
+  that no longer fit the fine-tuned model's MLPs show up as error;
 * per language: the change in its identity features' strength (their identity score, frequency in
   the language minus the highest frequency in any other;
   [`workbench.clt.features.stats`][workbench.clt.features.stats]), and per layer the change of its

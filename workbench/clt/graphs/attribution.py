@@ -9,7 +9,8 @@ A graph's edges are the *direct effects* of its nodes on each other
 its sources, every node's value is a constant (its *bias*: what it reads with every source at zero)
 plus the sum of its direct effects: [`completeness_error`][workbench.clt.graphs.attribution.completeness_error]
 measures this on any graph, and ``tests/clt/test_graph.py`` holds each edge to a finite difference
-on the frozen model.
+on the frozen model. A skip transcoder's skip is part of the frozen model (a linear path through
+the frozen norm), not a node, so this holds with it too (``tests/clt/test_skip_graphs.py``).
 
 With more active features than ``max_features``, features are visited in order of their
 influence on the targets so far (circuit-tracer's greedy order); the rest stay out of the graph,
@@ -258,8 +259,8 @@ def completeness_error(
 
     The largest ``|bias + sum of direct effects - value|`` over its feature and target nodes.
     Values and biases are read on the frozen model (a bias: the node's value with every source at
-    zero, the transcoder writing its decoder bias alone). Only a graph that visited every active
-    feature is complete.
+    zero, the transcoder writing its decoder bias, and a skip transcoder's skip of the MLP inputs
+    that zero sources leave). Only a graph that visited every active feature is complete.
 
     Args:
         model: The model the graph was made on.
@@ -331,6 +332,7 @@ def _graph(
         "active_features": int(sources.n_active),
         "unexplained": unexplained,
         "transcoder": getattr(clt.config, "model", ""),
+        "skip": clt.W_skip is not None,  # the error nodes are net of a skip, which is no node
     }
     return Graph(
         prompt,

@@ -7,6 +7,9 @@ is its pre-activation (equal to its activation, as it is active); a target's is 
 a projection on a direction) at the last position. For a feature ``s`` of layer ``l`` at position
 ``p``: ``a_s * sum_{l' >= l} W_dec[l -> l'][s] . dv/dw_{l'}[p]``, with ``w_{l'}`` the write at
 ``blocks.{l'}.hook_mlp_out``; an error node writes its vector, a token node its embedding.
+A skip transcoder's skip is no source: it is a linear path of the frozen model (the MLP input
+through the frozen norm, times ``W_skip``), so the gradients at the writes already pass through
+the skips of later layers, as they pass through attention's values.
 Gradients come from one forward pass with the prompt repeated ``batch`` times
 ([`Gradients`][workbench.clt.graphs.direct_effects.Gradients]) and one backward pass per ``batch`` target
 nodes, each injecting one target per row; [`Sources`][workbench.clt.graphs.direct_effects.Sources] turns

@@ -11,10 +11,20 @@ The model's own forward pass with, by hooks:
 * the residual stream's start (``blocks.0.hook_resid_pre``: token embeddings, plus positional ones
   where the model has them) as the input nodes, one per position.
 
+A skip transcoder's skip (``x @ W_skip[l]``, a linear map of layer ``l``'s MLP input) is no node:
+the MLP input is the residual stream through the frozen norm, an affine map, so the skip is one
+more linear path of the frozen model. At ``blocks.{l}.hook_mlp_out`` the frozen model writes
+``writes[l] + x_l @ W_skip[l]``, with ``x_l`` the MLP input of that same frozen pass (the norm
+fires before the MLP's output), and ``writes[l]`` holds the decoded features plus the error
+(the error is net of the skip of the prompt's own MLP input). Gradients, and so direct effects,
+pass through the skip like through attention's values, and a node's bias (every source zero)
+includes the skip of the zero-source residual: completeness holds as without a skip.
+
 No features are read at the BOS position (the transcoder never saw it in training): the error
-node there holds the MLP's whole output. [`read_prompt`][workbench.clt.graphs.local_replacement.read_prompt]
-reads what the replacement model holds fixed; [`frozen_forward`][workbench.clt.graphs.local_replacement.frozen_forward]
-runs it from other sources, which is what [`workbench.clt.graphs.attribution`][workbench.clt.graphs.attribution]
+node there holds the MLP's whole output (less the decoder bias and the skip).
+[`read_prompt`][workbench.clt.graphs.local_replacement.read_prompt] reads what the replacement
+model holds fixed; [`frozen_forward`][workbench.clt.graphs.local_replacement.frozen_forward] runs
+it from other sources, which is what [`workbench.clt.graphs.attribution`][workbench.clt.graphs.attribution]
 differentiates.
 """
 
@@ -57,11 +67,15 @@ class PromptState:
         frozen: Hook name -> its value (patterns, norm scales), batch 1.
         start: The residual stream's start.
         acts: Feature activations (none at BOS).
-        errors: MLP output minus the transcoder's reconstruction.
-        writes: The true MLP outputs (reconstruction + error), in the model's dtype.
+        errors: MLP output minus the transcoder's reconstruction (decoded features and skip).
+        writes: What the frozen model writes at each MLP output besides the skip: the decoded
+            features plus the error. Without a skip that is the true MLP output, in the model's
+            dtype; with one, the true output less the skip of the prompt's MLP input, in float32
+            (or wider).
         mlp_in: The transcoder's inputs.
         final: The unembedding's input.
         logits: The logits at the last position.
+        clt: The transcoder; its skip (if any) is part of the frozen forward.
     """
 
     tokens: Int[torch.Tensor, " pos"]
@@ -73,6 +87,11 @@ class PromptState:
     mlp_in: Float[torch.Tensor, "layer pos d_model"]
     final: Float[torch.Tensor, "pos d_model"]
     logits: Float[torch.Tensor, " d_vocab"]
+    clt: CrossLayerTranscoder | None = None
+
+    def skips(self, layer: int) -> bool:
+        """Whether the frozen model adds a skip at ``layer``'s MLP output."""
+        return self.clt is not None and self.clt.W_skip is not None and self.clt.config.covers(layer)
 
 
 @torch.no_grad()
@@ -93,11 +112,13 @@ def read_prompt(model: HookedTransformer, clt: CrossLayerTranscoder, tokens: Int
     acts = torch.stack([clt.encode_layer(mlp_in[l], l) for l in range(L)])
     acts[:, 0] = 0  # no features at BOS
     recon = torch.stack([clt.decode_layer(list(acts[: l + 1]), l) for l in range(L)])
+    errors = wide(writes) - recon
+    if clt.W_skip is not None:  # the frozen model adds the skip itself: the writes leave it out
+        skip = torch.stack([clt.skip_layer(cache[mlp_in_hook(l)][0], l) for l in range(L)])
+        errors, writes = errors - skip, wide(writes) - skip
     final = wide(model.ln_final(cache[f"blocks.{L - 1}.hook_resid_post"])[0])
     frozen = {name: value for name, value in cache.items() if frozen_hook(name)}
-    return PromptState(
-        tokens, frozen, cache[START][0], acts, wide(writes) - recon, writes, mlp_in, final, wide(logits[0, -1])
-    )
+    return PromptState(tokens, frozen, cache[START][0], acts, errors, writes, mlp_in, final, wide(logits[0, -1]), clt)
 
 
 @contextmanager
@@ -112,25 +133,44 @@ def frozen_model(
 
     Args:
         model: The model ``state`` was read from.
-        state: Its pass over the prompt: the patterns and scales held fixed.
+        state: Its pass over the prompt: the patterns and scales held fixed, and the transcoder
+            whose skip (if any) is added to each write.
         start: The residual stream's start (the token nodes' values).
-        writes: Layer ``l``'s MLP output, per layer.
+        writes: Layer ``l``'s MLP output (less its skip), per layer.
         mlp_in: Each layer's MLP input is appended to it as it is computed.
     """
     B = start.shape[0]
+    seen: dict[int, torch.Tensor] = {}  # layer -> its MLP input in this pass
 
     def fixed(value: torch.Tensor) -> Callable[..., torch.Tensor]:
         """A hook that returns ``value``, repeated over the batch."""
         return lambda x, hook: value.to(x.device).expand(B, *value.shape[1:])
 
-    def record(x: torch.Tensor, hook: object) -> None:
-        """A hook that keeps the MLP input."""
-        mlp_in.append(x)
+    def record(layer: int) -> Callable[..., None]:
+        """A hook that keeps layer ``layer``'s MLP input."""
+
+        def hook(x: torch.Tensor, hook: object) -> None:
+            seen[layer] = x
+            mlp_in.append(x)
+
+        return hook
+
+    def write(layer: int, w: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """A hook that writes ``w`` (plus the skip of this pass's MLP input) at ``layer``'s MLP output."""
+        clt = state.clt
+        if clt is None or not state.skips(layer):
+            return lambda x, hook: w.to(x)
+
+        def hook(x: torch.Tensor, hook: object) -> torch.Tensor:
+            skip = clt.skip_layer(seen[layer], layer)  # the transcoder's dtype: added wide, then cast
+            return (w.to(skip) + skip).to(x)
+
+        return hook
 
     hooks = [(name, fixed(value)) for name, value in state.frozen.items()]
     hooks += [(START, lambda x, hook: start.to(x))]  # float32 sources enter a half-precision model cast
-    hooks += [(mlp_out_hook(l), (lambda w: lambda x, hook: w.to(x))(w)) for l, w in enumerate(writes)]
-    hooks += [(mlp_in_hook(l), record) for l in range(len(writes))]
+    hooks += [(mlp_out_hook(l), write(l, w)) for l, w in enumerate(writes)]
+    hooks += [(mlp_in_hook(l), record(l)) for l in range(len(writes))]
     with model.hooks(fwd_hooks=list(hooks)):  # a fresh list: TransformerLens types it wider
         yield
 

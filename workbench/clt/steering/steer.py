@@ -16,6 +16,8 @@ The change is not applied inside a replacement model: the MLPs run as usual, and
 ``blocks.{t}.hook_mlp_out`` for every layer ``t >= l`` the feature writes to (its own layer only
 for a per-layer transcoder). So the model moves by exactly what the transcoder says the feature
 contributes, and everything the features do not explain (the reconstruction error) is left intact.
+A skip transcoder's skip is no feature and is not steered: the MLPs run, so what the skip stands
+for (a linear map of each MLP input) is the model's own response to the steered residual.
 Since an off feature is read on the steered residual, a change at layer ``l`` feeds into the
 activations read at later layers, as it would in the model. What is added where is planned in
 [`workbench.clt.steering.plan`][workbench.clt.steering.plan].
