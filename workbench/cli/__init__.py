@@ -15,13 +15,14 @@ import logging
 import sys
 
 from workbench import __version__
-from workbench.cli import analyses, corpora, export, langid, models, reports, tasks, zoo
+from workbench.cli import analyses, compare, corpora, export, langid, models, reports, tasks, zoo
 from workbench.errors import WorkbenchError
 
 # In the order `workbench --help` lists them.
 COMMANDS = (
     analyses,  # run, loss, lens, plnd, ablate, finetune, ffn, clt train|features|steer|graph|diff, graph, diff
     export,  # export: a finetune delta on its base, as a full state dict
+    compare,  # clt-compare: transcoders of one model side by side
     tasks,  # task: the paper's downstream tasks
     models,  # models, prepare
     corpora,  # corpora
