@@ -277,6 +277,7 @@ def test_replacement_model_equals_an_unrolled_literal_and_leaves_no_hooks():
                 _, cache = model.run_with_cache(tokens)
             acts.append(clt.encode_layer(cache[mlp_in_hook(layer)], layer))
             fixed[layer] = clt.decode_layer(acts, layer)
+            fixed[layer][:, 0] = cache[mlp_out_hook(layer)][:, 0]  # BOS keeps the model's own MLP output
         with model.hooks(fwd_hooks=[(mlp_out_hook(k), lambda out, hook, v=v: v) for k, v in fixed.items()]):
             literal = model(tokens)
         with replacement(model, clt):
@@ -284,6 +285,9 @@ def test_replacement_model_equals_an_unrolled_literal_and_leaves_no_hooks():
         original = model(tokens)
     torch.testing.assert_close(replaced, literal)
     assert not torch.allclose(replaced, original, atol=1e-3)
+    torch.testing.assert_close(replaced[:, 0], original[:, 0])  # BOS's own logits: nothing replaced before it
+    with torch.no_grad(), replacement(model, clt, keep_bos=False):
+        assert not torch.allclose(model(tokens)[:, 0], original[:, 0], atol=1e-4)
     with pytest.raises(RuntimeError), replacement(model, clt):
         raise RuntimeError("interrupted")
     assert all(not model.hook_dict[mlp_out_hook(k)].fwd_hooks for k in range(2))

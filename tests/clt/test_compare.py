@@ -70,7 +70,13 @@ def folders(model, tmp_path_factory):
 
 def _literal_zero_loss(model, documents, layers):
     """Mean next-token loss with the MLP outputs of ``layers`` zeroed, one document at a time."""
-    hooks = [(f"blocks.{layer}.hook_mlp_out", lambda out, hook: out * 0) for layer in layers]
+
+    def zero(out, hook):  # every position but BOS
+        out = out.clone()
+        out[:, 1:] = 0
+        return out
+
+    hooks = [(f"blocks.{layer}.hook_mlp_out", zero) for layer in layers]
     total, count = 0.0, 0
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         for doc in documents:

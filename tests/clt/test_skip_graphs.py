@@ -219,6 +219,7 @@ def test_the_replacement_model_writes_features_plus_skip_against_an_unrolled_lit
             acts.append(pre * (pre > clt.threshold[layer]))
             decoded = clt.b_dec[layer] + sum(acts[s] @ clt.W_dec[s][layer - s] for s in range(layer + 1))
             fixed[layer] = decoded / clt.out_scale[layer] + x @ _skip(clt)[layer]
+            fixed[layer][:, 0] = cache[mlp_out_hook(layer)][:, 0]  # BOS keeps the model's own MLP output
         with model.hooks(fwd_hooks=[(mlp_out_hook(k), lambda out, hook, v=v: v) for k, v in fixed.items()]):
             literal = model(tokens)
         with replacement(model, clt):

@@ -8,7 +8,11 @@
   reconstruction from the features of that and earlier layers, plus a skip transcoder's skip of
   that layer's own MLP input (the layers without features keep their MLPs), computed on the
   *replaced* model's own residual stream (hooks: encode at ``blocks.{l}.ln2.hook_normalized``,
-  write at ``blocks.{l}.hook_mlp_out``). Its next-token loss against the original model's says what the
+  write at ``blocks.{l}.hook_mlp_out``). BOS keeps the model's own MLP output by default: the
+  transcoder is neither trained nor read there (as in attribution graphs, where BOS's MLP output is
+  an error node; SAELens's evaluations likewise exclude special tokens), and a reconstruction it never
+  learned at Gemma's attention-sink position would cost most of the splice's loss (measured in
+  docs/clt.md); ``keep_bos=False`` replaces it too. Its next-token loss against the original model's says what the
   errors cost downstream. The hooks are removed when the pass ends, also on errors.
 """
 
@@ -90,7 +94,7 @@ def layer_quality(
 
 
 @contextmanager
-def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
+def replacement(model: Model, clt: CrossLayerTranscoder, keep_bos: bool = True) -> Iterator[Model]:
     """The model with every covered layer's MLP output replaced by the transcoder's reconstruction (hooks).
 
     Layer ``l`` writes ``clt.reconstruct_layer(x_l, acts, l)``: its decoded features and, for a skip
@@ -112,7 +116,10 @@ def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
         """The hook that writes layer ``layer``'s reconstruction."""
 
         def hook(out: torch.Tensor, hook: object) -> torch.Tensor:
-            return clt.reconstruct_layer(inputs[layer], acts[: layer + 1], layer).to(out)
+            written = clt.reconstruct_layer(inputs[layer], acts[: layer + 1], layer).to(out)
+            if keep_bos:  # every row starts with BOS: its MLP output stays the model's
+                written = torch.cat([out[:, :1], written[:, 1:]], dim=1)
+            return written
 
         return hook
 
@@ -124,16 +131,23 @@ def replacement(model: Model, clt: CrossLayerTranscoder) -> Iterator[Model]:
 
 @torch.no_grad()
 def replacement_loss(
-    model: Model, clt: CrossLayerTranscoder, documents: list[Int[torch.Tensor, " pos"]], batch_tokens: int = 2048
+    model: Model,
+    clt: CrossLayerTranscoder,
+    documents: list[Int[torch.Tensor, " pos"]],
+    batch_tokens: int = 2048,
+    keep_bos: bool = True,
 ) -> tuple[float, float]:
-    """Mean next-token loss (nats) over ``documents`` (token lists, BOS first): ``(original, replacement)``."""
+    """Mean next-token loss (nats) over ``documents`` (token lists, BOS first): ``(original, replacement)``.
+
+    ``keep_bos``: [`replacement`][workbench.clt.quality.replacement]'s.
+    """
     sums = [0.0, 0.0]
     count = 0
     device = model_device(model)
     for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
         real = batch.mask[:, 1:].bool()
         sums[0] += float(next_token_losses(model, batch.tokens)[real].sum())
-        with replacement(model, clt):
+        with replacement(model, clt, keep_bos):
             sums[1] += float(next_token_losses(model, batch.tokens)[real].sum())
         count += int(real.sum())
     return sums[0] / max(count, 1), sums[1] / max(count, 1)

@@ -106,7 +106,9 @@ def verdict(result: Result) -> str:
     worst = result.worst()
     failing = [q.layer for q in worst if not (q.fvu <= GOAL_FVU and q.l0 <= GOAL_L0)]
     gaps = [r.replacement - r.original for r in result.loss.values()]
-    cost = f"Replacing every MLP costs {min(gaps):+.3f} to {max(gaps):+.3f} nats per token across languages."
+    cost = f"Replacing every MLP costs {min(gaps):+.3f} to {max(gaps):+.3f} nats per token across languages"
+    with_bos = [r.with_bos - r.original for r in result.loss.values() if r.with_bos == r.with_bos]  # NaN: not measured
+    cost += f" ({min(with_bos):+.3f} to {max(with_bos):+.3f} with BOS replaced too)." if with_bos else "."
     fvu, l0 = max(q.fvu for q in worst), max(q.l0 for q in worst)
     goal = f"(FVU <= {GOAL_FVU} at L0 <= {GOAL_L0:.0f})"
     if not failing:
@@ -141,7 +143,9 @@ def section(result: Result) -> Section:
         f"{n_docs} held-out verses per language (BOS excluded): FVU is the reconstruction's squared error over the "
         "MLP output's variance; L0 the active features per token; dead the share of features never active on that "
         "text. The replacement model swaps every MLP output for the transcoder's reconstruction, computed on its own "
-        "residual stream; its next-token loss against the original says what the errors cost downstream."
+        "residual stream, at every position but BOS (the transcoder is neither trained nor read there; the verdict "
+        "also gives the cost with BOS replaced); its next-token loss against the original says what the errors cost "
+        "downstream."
     )
     return Section(
         "Cross-layer transcoder: reconstruction quality",

@@ -230,10 +230,13 @@ def gap_recovered(original: float, spliced: float, zero: float) -> float:
 
 @contextmanager
 def zeroed(model: Model, layers: tuple[int, ...] | list[int]) -> Iterator[Model]:
-    """The model with the MLP outputs of ``layers`` zeroed (hooks on ``blocks.{l}.hook_mlp_out``, removed after)."""
+    """The model with the MLP outputs of ``layers`` zeroed (hooks on ``blocks.{l}.hook_mlp_out``, removed after).
+
+    BOS keeps its MLP output, as in the spliced model ([`replacement`][workbench.clt.quality.replacement]).
+    """
 
     def zero(out: torch.Tensor, hook: object) -> torch.Tensor:
-        return torch.zeros_like(out)
+        return torch.cat([out[:, :1], torch.zeros_like(out[:, 1:])], dim=1)
 
     with model.hooks(fwd_hooks=[(mlp_out_hook(layer), zero) for layer in layers]):
         yield model

@@ -33,10 +33,17 @@ class QualityRows:
 
 @dataclass
 class Replacement:
-    """Next-token loss (nats) of the original model and of the model with every MLP replaced."""
+    """Next-token loss (nats) of the original model and of the model with every MLP replaced.
+
+    Attributes:
+        original: The model's.
+        replacement: Every covered MLP replaced at every position but BOS.
+        with_bos: Replaced at BOS too (NaN in results made before it was measured).
+    """
 
     original: float
     replacement: float
+    with_bos: float = float("nan")
 
 
 def quality_per_language(
@@ -84,7 +91,10 @@ def loss_per_language(
         lang: store.reuse_json(
             analysis,
             key(lang),
-            lambda: Replacement(*replacement_loss(model, clt, documents[lang], store.run.batch_tokens)),
+            lambda: Replacement(
+                *replacement_loss(model, clt, documents[lang], store.run.batch_tokens),
+                replacement_loss(model, clt, documents[lang], store.run.batch_tokens, keep_bos=False)[1],
+            ),
             Replacement,
         )
         for lang in store.languages
