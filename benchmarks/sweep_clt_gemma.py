@@ -11,7 +11,7 @@ language): FVU pooled and in the worst language, L0, dead share; and training ro
 affine map alone (the skip, no features) is the first row.
 
 Usage: ``python benchmarks/sweep_clt_gemma.py [--documents 260] [--heldout 25] [--rows 90000]
-[--only NAME,...] [--out results/bench]``.
+[--only NAME,...] [--device cpu] [--out results/bench]``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 from bench_clt import documents  # noqa: E402
+from bench_forward import add_device_argument  # noqa: E402
 
 from workbench.clt.activations import document_rows  # noqa: E402
 from workbench.clt.training.rows import read_block  # noqa: E402
@@ -94,8 +95,9 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=2048)
     parser.add_argument("--only", default="", help="comma-separated configuration names (default: all)")
     parser.add_argument("--out", default="results/bench")
+    add_device_argument(parser)
     args = parser.parse_args()
-    model = load_model("gemma-3-270m")
+    model = load_model("gemma-3-270m", device=args.device)
     langs = list(GEMMA_CLT_LANGUAGES)
     layers = list(LAYERS)
     started = time.perf_counter()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 from jaxtyping import Float, Int
+from tqdm.auto import tqdm
 
 from workbench.clt.activations import document_rows
 from workbench.clt.training.parallel import read_shared
@@ -103,12 +104,27 @@ def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[
 
 
 def read_rows(
-    model: Model, docs: list[Int[torch.Tensor, " pos"]], forward_tokens: int, layers: list[int] | None
+    model: Model,
+    docs: list[Int[torch.Tensor, " pos"]],
+    forward_tokens: int,
+    layers: list[int] | None,
+    dtype: torch.dtype = torch.float32,
+    show_progress: bool = False,
 ) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
-    """``docs``' rows in order (shared out over the ranks under ``torchrun``)."""
+    """``docs``' rows in order (shared out over the ranks under ``torchrun``), in ``dtype``.
+
+    Each forward batch is cast as it comes, so a half-precision read never holds all rows in float32.
+    """
     if distributed.world().size > 1:
-        return read_shared(model, docs, forward_tokens, layers)
-    inputs, outputs = zip(*document_rows(model, docs, forward_tokens, layers))
+        x, y = read_shared(model, docs, forward_tokens, layers)
+        return x.to(dtype), y.to(dtype)
+    pieces = []
+    total = sum(max(len(doc) - 1, 0) for doc in docs)  # BOS is dropped
+    with tqdm(total=total, desc="clt: reading activations", unit=" rows", disable=not show_progress) as bar:
+        for x, y in document_rows(model, docs, forward_tokens, layers):
+            pieces.append((x.to(dtype), y.to(dtype)))
+            bar.update(len(x))
+    inputs, outputs = zip(*pieces)
     return torch.cat(inputs), torch.cat(outputs)
 
 
@@ -119,6 +135,7 @@ def read_block(
     block: int,
     layers: list[int] | None = None,
     kept: Block | None = None,
+    show_progress: bool = False,
 ) -> Block:
     """Block ``block``'s rows (BOS and padding dropped), of every layer or of ``layers`` only.
 
@@ -129,12 +146,13 @@ def read_block(
         block: The block.
         layers: Read only these layers (default: every one).
         kept: With ``settings.reuse``, the rows read before (they are not read again).
+        show_progress: Show a progress bar while reading (the whole set, with ``reuse``).
     """
     order_seed = settings.seed * 1_000_003 + block + 1
     if settings.reuse and kept is not None:
         x, y = kept.x, kept.y
     elif settings.reuse:
-        x, y = (part.half() for part in read_rows(model, documents, settings.forward_tokens, layers))
+        x, y = read_rows(model, documents, settings.forward_tokens, layers, torch.float16, show_progress)
     else:
         chosen = block_documents(len(documents), settings.block_documents, block, settings.seed)
         x, y = read_rows(model, [documents[i] for i in chosen], settings.forward_tokens, layers)

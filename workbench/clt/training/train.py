@@ -59,6 +59,8 @@ L0_GAIN = 0.01
 """How far the L0 controller moves a layer's lambda per step: at most this much in log."""
 SKIP_ROWS = 8192
 """Rows per call when the skip's moments are summed."""
+SCALE_ROWS = 65_536
+"""The most rows of the first block the scales are estimated on (a streamed block is smaller)."""
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,9 @@ def train_clt(
     optimizer = torch.optim.Adam(clt.parameters(), lr=settings.lr)
     state = _resume(folder, clt, optimizer, config, settings)
     covered = list(config.covered)  # only these layers are read, and the forward stops after the last
+    shown = show_progress and distributed.world().is_main
     if first is None or not settings.reuse:
-        first = read_block(model, documents, settings, state.block, covered)  # read once: scales and batches
+        first = read_block(model, documents, settings, state.block, covered, show_progress=shown)  # scales, batches
     elif state.block:
         first = read_block(model, documents, settings, state.block, covered, first)  # the resumed pass's order
     if state.step == 0:
@@ -171,7 +174,6 @@ def train_clt(
         state.lambdas = [1.0] * len(covered)
     batches = stream(model, documents, settings, state, first, covered)
     loss = _loss(clt, settings)
-    shown = show_progress and distributed.world().is_main
     with tqdm(total=settings.steps, initial=state.step, desc="clt", unit="step", disable=not shown) as bar:
         while state.step < settings.steps:
             entry = _step(clt, optimizer, loss, next(batches), settings, state)
@@ -238,12 +240,10 @@ def steer_lambdas(lambdas: list[float], l0: list[float], target: float) -> list[
 
 @torch.no_grad()
 def _start(clt: CrossLayerTranscoder, first: Block, settings: TrainSettings) -> None:
-    """A new run's start: scales from the first block, the skip fitted on it, the encoder tied if asked."""
-    x, y = first.shuffled()
-    clt.set_scales(x, y)
-    if clt.W_skip is not None:
-        chunks = ((x[i : i + SKIP_ROWS], y[i : i + SKIP_ROWS]) for i in range(0, len(x), SKIP_ROWS))
-        fit_skip(clt, moments_of(chunks))
+    """A new run's start: scales from the first block, the skip fitted on all of it, the encoder tied if asked."""
+    clt.set_scales(*first.rows(0, SCALE_ROWS))
+    if clt.W_skip is not None:  # in chunks: a reused block is every row, too big to copy at once
+        fit_skip(clt, moments_of(first.rows(i, i + SKIP_ROWS) for i in range(0, len(first), SKIP_ROWS)))
     if settings.tied_init:
         for layer in clt.config.covered:
             decoder = clt.W_dec[layer][0]  # [F, d]: to the feature's own layer
