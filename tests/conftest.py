@@ -104,3 +104,29 @@ def spread_clt(
         clt.out_scale.copy_(torch.tensor([2.0, 0.5, 1.5][:n_layers]))
     clt.clear_uncovered()
     return clt
+
+
+def known_skip_clt(
+    n_layers: int, d_model: int, n_features: int, model: str, seed: int = 1, skip_scale: float = 0.2, **kind
+):
+    """A float32 skip transcoder with every parameter set: random encoder and decoder biases, a
+    random skip (entries of size ``skip_scale``), thresholds in [0.01, 0.3], input scales powers of
+    two and output scales other than 1, so a file format's reader and writer meet every term.
+    ``kind``: more of :class:`CLTConfig` (``per_layer``, ``window``, ``layers``)."""
+    import torch
+
+    from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
+
+    L, D, F = n_layers, d_model, n_features
+    clt = CrossLayerTranscoder(CLTConfig(L, D, F, model=model, skip=True, **kind), seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        clt.b_enc.copy_(torch.randn(L, F, generator=g) * 0.3)
+        clt.b_dec.copy_(torch.randn(L, D, generator=g) * 0.1)
+        clt.log_threshold.copy_((torch.rand(L, F, generator=g) * 0.29 + 0.01).log())
+        clt.in_scale.copy_(2.0 ** torch.randint(-2, 3, (L,), generator=g).float())
+        clt.out_scale.copy_(torch.rand(L, generator=g) * 2 + 0.25)
+        assert clt.W_skip is not None
+        clt.W_skip.copy_(torch.randn(L, D, D, generator=g) * skip_scale)
+        clt.clear_uncovered()
+    return clt.eval()

@@ -15,6 +15,7 @@ import math
 
 import pytest
 import torch
+from conftest import known_skip_clt
 from safetensors.torch import save_file
 
 from workbench.analyses import clt_train
@@ -192,19 +193,8 @@ def test_a_clt_variant_reads_cross_layer_as_the_literal_forward(tmp_path, gemma3
 
 
 def _known(seed: int = 1, **kind) -> CrossLayerTranscoder:
-    """Random weights, a random skip, thresholds in [0.01, 0.3] and scales other than 1."""
-    clt = CrossLayerTranscoder(CLTConfig(L, D, F, model="gemma3", skip=True, **kind), seed=seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        clt.b_enc.copy_(torch.randn(L, F, generator=g) * 0.3)
-        clt.b_dec.copy_(torch.randn(L, D, generator=g) * 0.1)
-        clt.log_threshold.copy_((torch.rand(L, F, generator=g) * 0.29 + 0.01).log())
-        clt.in_scale.copy_(2.0 ** torch.randint(-2, 3, (L,), generator=g).float())
-        clt.out_scale.copy_(torch.rand(L, generator=g) * 2 + 0.25)
-        assert clt.W_skip is not None
-        clt.W_skip.copy_(torch.randn(L, D, D, generator=g) * 0.2)
-        clt.clear_uncovered()
-    return clt.eval()
+    """Every parameter set, a random skip among them (``known_skip_clt``)."""
+    return known_skip_clt(L, D, F, "gemma3", seed, 0.2, **kind)
 
 
 KINDS = {

@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import known_skip_clt
 from safetensors.torch import load_file, save_file
 
 from workbench.clt.formats import CheckpointError, load_transcoder, save_transcoder
 from workbench.clt.formats.circuit_tracer import load_circuit_tracer
-from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
+from workbench.clt.transcoder import CrossLayerTranscoder
 
 L, D, F = 3, 16, 8
 
 
 def _skip_clt(seed: int = 1, **kind) -> CrossLayerTranscoder:
-    """Random weights, skip and biases, thresholds in [0.01, 0.3], input scales powers of two, output scales not 1."""
-    clt = CrossLayerTranscoder(CLTConfig(L, D, F, model="tiny", skip=True, **kind), seed=seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        clt.b_enc.copy_(torch.randn(L, F, generator=g) * 0.3)
-        clt.b_dec.copy_(torch.randn(L, D, generator=g) * 0.1)
-        clt.log_threshold.copy_((torch.rand(L, F, generator=g) * 0.29 + 0.01).log())
-        clt.in_scale.copy_(2.0 ** torch.randint(-2, 3, (L,), generator=g).float())
-        clt.out_scale.copy_(torch.rand(L, generator=g) * 2 + 0.25)
-        assert clt.W_skip is not None
-        clt.W_skip.copy_(torch.randn(L, D, D, generator=g) * 0.3)
-        clt.clear_uncovered()
-    return clt.eval()
+    """Every parameter set, a random skip among them (``known_skip_clt``)."""
+    return known_skip_clt(L, D, F, "tiny", seed, 0.3, **kind)
 
 
 def _x(n: int = 64) -> torch.Tensor:
