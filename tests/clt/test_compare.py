@@ -171,6 +171,19 @@ def test_the_command_writes_the_table_json_and_page(folders, tmp_path, capsys):
     assert result.settings["heldout"] == 3 and result.run["languages"] == ["en", "fr"]
     assert result.versions["workbench"] and result.model["spec"] == "tiny"
     assert (out / PAGE).is_file()
+    _draws_in_a_browser(out / PAGE)
+
+
+def _draws_in_a_browser(page):
+    """Debian's headless Chromium (what `make test` installs) opens the page offline and plotly draws
+    every figure: three charts (nine SVG layers) and the four tables."""
+    import subprocess
+
+    from workbench.runs.images import find_browser
+
+    command = [find_browser(), "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom"]
+    dom = subprocess.run([*command, page.resolve().as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('class="main-svg"') >= 9 and dom.count("<table") >= 4
 
 
 @pytest.mark.parametrize(
