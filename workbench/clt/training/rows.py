@@ -113,19 +113,25 @@ def read_rows(
 ) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
     """``docs``' rows in order (shared out over the ranks under ``torchrun``), in ``dtype``.
 
-    Each forward batch is cast as it comes, so a half-precision read never holds all rows in float32.
+    Each forward batch is copied into tensors of every row made up front, so a half-precision read
+    never holds all rows in float32, nor twice.
     """
     if distributed.world().size > 1:
         x, y = read_shared(model, docs, forward_tokens, layers)
         return x.to(dtype), y.to(dtype)
-    pieces = []
     total = sum(max(len(doc) - 1, 0) for doc in docs)  # BOS is dropped
+    rows: list[torch.Tensor] = []
+    at = 0
     with tqdm(total=total, desc="clt: reading activations", unit=" rows", disable=not show_progress) as bar:
         for x, y in document_rows(model, docs, forward_tokens, layers):
-            pieces.append((x.to(dtype), y.to(dtype)))
+            if not rows:
+                rows = [part.new_empty((total, *part.shape[1:]), dtype=dtype) for part in (x, y)]
+            rows[0][at : at + len(x)], rows[1][at : at + len(x)] = x, y
+            at += len(x)
             bar.update(len(x))
-    inputs, outputs = zip(*pieces)
-    return torch.cat(inputs), torch.cat(outputs)
+    if not rows:
+        raise ValueError("The documents hold no rows (each is BOS alone): give documents with text.")
+    return rows[0][:at], rows[1][:at]
 
 
 def read_block(
