@@ -3,13 +3,14 @@
 The transcoder and what every part of the package needs of it sit at the top:
 [`transcoder`][workbench.clt.transcoder] holds the transcoder itself (encoders, cross-layer
 decoders), [`jumprelu`][workbench.clt.jumprelu] its features' activation,
-[`activations`][workbench.clt.activations] reads what it reads (the model's MLP inputs and outputs)
-and [`quality`][workbench.clt.quality] measures how well it stands in for the MLPs (FVU, L0, dead
+[`activations`][workbench.clt.activations] reads what it reads (the model's MLP inputs and outputs),
+[`skip`][workbench.clt.skip] fits a skip transcoder's affine skip in closed form, and
+[`quality`][workbench.clt.quality] measures how well it stands in for the MLPs (FVU, L0, dead
 features, the replacement model's loss). Around them, one sub-package per use, each importing only
 the top and the sub-packages listed before it:
 
 * [`formats`][workbench.clt.formats]: transcoder files, ours and other tools' (SAELens's, the CLT
-  paper's featflow and circuit-tracer's);
+  paper's featflow, circuit-tracer's and Gemma Scope 2's);
 * [`training`][workbench.clt.training]: the training loss and the streamed, resumable training,
   data-parallel under ``torchrun`` too;
 * [`features`][workbench.clt.features]: which features carry language identity, their cards and
@@ -18,7 +19,7 @@ the top and the sub-packages listed before it:
 * [`graphs`][workbench.clt.graphs]: attribution graphs on the local replacement model, their
   pruning, summaries, views and export;
 * [`runs`][workbench.clt.runs]: what the ``clt-*`` analyses keep in a run (its transcoder, the
-  measures per language).
+  measures per language), and ``clt-compare``'s transcoders side by side.
 """
 
 import importlib
