@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -141,16 +141,36 @@ def replacement_loss(
 
     ``keep_bos``: [`replacement`][workbench.clt.quality.replacement]'s.
     """
-    sums = [0.0, 0.0]
+    original, replaced = _losses(model, clt, documents, batch_tokens, (None, keep_bos))
+    return original, replaced
+
+
+@torch.no_grad()
+def replacement_losses(
+    model: Model, clt: CrossLayerTranscoder, documents: list[Int[torch.Tensor, " pos"]], batch_tokens: int = 2048
+) -> tuple[float, float, float]:
+    """``(original, replacement, replacement at BOS too)``: mean next-token losses in one pass over the batches."""
+    original, kept, with_bos = _losses(model, clt, documents, batch_tokens, (None, True, False))
+    return original, kept, with_bos
+
+
+def _losses(
+    model: Model,
+    clt: CrossLayerTranscoder,
+    documents: list[Int[torch.Tensor, " pos"]],
+    batch_tokens: int,
+    modes: tuple[bool | None, ...],
+) -> list[float]:
+    """Mean next-token loss per mode: None the model itself, else replaced with that ``keep_bos``."""
+    sums = [0.0] * len(modes)
     count = 0
-    device = model_device(model)
-    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, device):
+    for batch in iter_batches(documents, pad_id_of(model), batch_tokens, model_device(model)):
         real = batch.mask[:, 1:].bool()
-        sums[0] += float(next_token_losses(model, batch.tokens)[real].sum())
-        with replacement(model, clt, keep_bos):
-            sums[1] += float(next_token_losses(model, batch.tokens)[real].sum())
+        for i, keep_bos in enumerate(modes):
+            with nullcontext() if keep_bos is None else replacement(model, clt, keep_bos):
+                sums[i] += float(next_token_losses(model, batch.tokens)[real].sum())
         count += int(real.sum())
-    return sums[0] / max(count, 1), sums[1] / max(count, 1)
+    return [total / max(count, 1) for total in sums]
 
 
-__all__ = ["LayerQuality", "layer_quality", "replacement", "replacement_loss"]
+__all__ = ["LayerQuality", "layer_quality", "replacement", "replacement_loss", "replacement_losses"]

@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Int
 
 from workbench.clt.features.stats import FeatureStats, feature_stats
-from workbench.clt.quality import LayerQuality, layer_quality, replacement_loss
+from workbench.clt.quality import LayerQuality, layer_quality, replacement_losses
 from workbench.clt.transcoder import CrossLayerTranscoder
 from workbench.models.model import Model
 from workbench.runs.store import Store
@@ -91,10 +91,7 @@ def loss_per_language(
         lang: store.reuse_json(
             analysis,
             key(lang),
-            lambda: Replacement(
-                *replacement_loss(model, clt, documents[lang], store.run.batch_tokens),
-                replacement_loss(model, clt, documents[lang], store.run.batch_tokens, keep_bos=False)[1],
-            ),
+            lambda: Replacement(*replacement_losses(model, clt, documents[lang], store.run.batch_tokens)),
             Replacement,
         )
         for lang in store.languages

@@ -90,10 +90,6 @@ class Block:
         pick = self.order[start:end].to(self.x.device)
         return self.x[pick].float(), self.y[pick].float()
 
-    def shuffled(self) -> tuple[Float[torch.Tensor, "row layer d_model"], Float[torch.Tensor, "row layer d_model"]]:
-        """Every row in the shuffled order, in float32."""
-        return self.rows(0, len(self))
-
 
 def block_documents(n_documents: int, size: int, block: int, seed: int) -> list[int]:
     """The document indices of block ``block``: consecutive slices of one seeded permutation per pass."""
