@@ -152,6 +152,29 @@ def test_load_a_transcoder_and_refuse_one_of_another_model(tmp_path, tiny):
         _run(tmp_path / "missing", {"clt-train": clt_train.Options(load=str(tmp_path / "nowhere"), heldout=3)})
 
 
+def test_splice_fine_tunes_a_loaded_transcoder_that_the_slices_read_and_resumes(tmp_path, tiny, monkeypatch):
+    folder = tmp_path / "mine"
+    base = _clt(tiny, features=16)
+    base.save(folder)
+    train = clt_train.Options(load=str(folder), heldout=3, documents=6, splice_steps=4, splice_lr=1e-3)
+    _run(tmp_path / "run", {"clt-train": train, "clt-features": SMALL["clt-features"]})
+    result = clt_train.Result.load(tmp_path / "run")
+    assert result.splice is not None and result.splice.steps == 4 and len(result.splice.log) == 4
+    assert result.transcoder.endswith("spliced") and "clt_splice" in train_analysis.figures(result)
+    assert "fine-tuned through the spliced model" in train_analysis.verdict(result)
+    tuned = CrossLayerTranscoder.load(tmp_path / "run" / result.transcoder)
+    assert torch.equal(tuned.W_enc, base.W_enc) and not torch.equal(tuned.W_dec[0], base.W_dec[0])
+    _run(tmp_path / "plain", {"clt-train": clt_train.Options(load=str(folder), heldout=3)})
+    plain = clt_train.Result.load(tmp_path / "plain")
+    assert result.loss["en"].replacement != plain.loss["en"].replacement
+
+    def must_not_tune(*args, **kwargs):
+        raise AssertionError("fine-tuned again")
+
+    monkeypatch.setattr(train_analysis, "finetune_spliced", must_not_tune)
+    _run(tmp_path / "run", {"clt-train": train})
+
+
 def test_cli_groups_the_clt_actions(capsys):
     with pytest.raises(SystemExit):
         main(["clt", "--help"])

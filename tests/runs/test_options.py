@@ -139,6 +139,7 @@ def test_the_gemma_study_presets_parse_and_give_per_layer_transcoders(preset):
     if preset == "gemma-clt":
         assert len(run.languages) == 8
         assert analyses["clt-diff"].tuned == "finetune" and analyses["finetune"].sizes == (400,)
+        assert train.splice_steps > 0  # all 18 layers spliced compound their errors: the fine-tune aims at it
         assert list(analyses)[:2] == ["probe", "plnd"]
 
 

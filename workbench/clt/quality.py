@@ -94,11 +94,18 @@ def layer_quality(
 
 
 @contextmanager
-def replacement(model: Model, clt: CrossLayerTranscoder, keep_bos: bool = True) -> Iterator[Model]:
+def replacement(
+    model: Model,
+    clt: CrossLayerTranscoder,
+    keep_bos: bool = True,
+    on_write: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> Iterator[Model]:
     """The model with every covered layer's MLP output replaced by the transcoder's reconstruction (hooks).
 
     Layer ``l`` writes ``clt.reconstruct_layer(x_l, acts, l)``: its decoded features and, for a skip
-    transcoder, the skip of its MLP input ``x_l`` (the one its encoder read).
+    transcoder, the skip of its MLP input ``x_l`` (the one its encoder read). ``on_write(l, written,
+    out)``, when given, sees each layer's reconstruction beside the MLP output the model computed on
+    the same (replaced) stream, before BOS is restored.
     """
     acts: list[torch.Tensor] = [torch.zeros(0)] * clt.config.n_layers  # each set before it is read
     inputs: list[torch.Tensor] = [torch.zeros(0)] * clt.config.n_layers  # likewise: the MLP inputs read
@@ -117,6 +124,8 @@ def replacement(model: Model, clt: CrossLayerTranscoder, keep_bos: bool = True) 
 
         def hook(out: torch.Tensor, hook: object) -> torch.Tensor:
             written = clt.reconstruct_layer(inputs[layer], acts[: layer + 1], layer).to(out)
+            if on_write is not None:
+                on_write(layer, written, out)
             if keep_bos:  # every row starts with BOS: its MLP output stays the model's
                 written = torch.cat([out[:, :1], written[:, 1:]], dim=1)
             return written

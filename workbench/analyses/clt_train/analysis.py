@@ -9,23 +9,29 @@ parts, so an interrupted run resumes where it stopped; the finished transcoder i
 
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import asdict
 
 import plotly.graph_objects as go
 
 from workbench.analyses.clt_train.options import Options
-from workbench.analyses.clt_train.plots import loss_figure, quality_figure, training_figure
+from workbench.analyses.clt_train.plots import loss_figure, quality_figure, splice_figure, training_figure
 from workbench.analyses.clt_train.result import Result
 from workbench.clt.runs.measures import loss_per_language, quality_per_language
 from workbench.clt.runs.transcoder import (
+    SPLICED,
+    Splice,
     Training,
+    base_transcoder,
     keep_transcoder,
     load_given,
     transcoder,
     transcoder_folder,
 )
+from workbench.clt.training.splice import SpliceSettings, finetune_spliced
 from workbench.clt.training.train import TrainSettings, train_clt
-from workbench.clt.transcoder import CLTConfig
+from workbench.clt.transcoder import CLTConfig, CrossLayerTranscoder
 from workbench.data.corpus import Corpus
 from workbench.models.model import Model, model_source
 from workbench.runs.report import Section
@@ -63,13 +69,23 @@ def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
         training = store.reuse_json(
             NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training
         )
-        clt, source = transcoder(store), "trained"
+        clt, source = base_transcoder(store), "trained"
+    splice = None
+    if options.splice_steps:
+        splice = store.reuse_json(NAME, "splice.json", lambda: _splice(model, corpus, options, store, clt), Splice)
+        clt = transcoder(store)
     held = store.documents(model, corpus, options.heldout, "heldout")
     quality = quality_per_language(store, NAME, lambda lang: f"quality-{lang}.json", model, clt, held)
     loss = loss_per_language(store, NAME, lambda lang: f"loss-{lang}.json", model, clt, held)
     settings = {"split": "heldout", **options.to_dict()}
-    result = Result(asdict(clt.config), source, transcoder_folder(store), quality, loss, training, settings)
+    result = Result(asdict(clt.config), source, transcoder_folder(store), quality, loss, training, settings, splice)
     return store.keep(NAME, result)
+
+
+def _training_documents(model: Model, corpus: Corpus, options: Options, store: Store) -> list:
+    """The training verses of every language, one list (the analysis split)."""
+    docs = store.documents(model, corpus, options.documents, "analysis")
+    return [doc for lang_docs in docs.values() for doc in lang_docs]
 
 
 def _train(model: Model, corpus: Corpus, options: Options, store: Store, name: str) -> Training:
@@ -85,19 +101,33 @@ def _train(model: Model, corpus: Corpus, options: Options, store: Store, name: s
         skip=options.skip,
     )
     settings = train_settings(options, store)
-    docs = [
-        doc for lang_docs in store.documents(model, corpus, options.documents, "analysis").values() for doc in lang_docs
-    ]
+    docs = _training_documents(model, corpus, options, store)
     clt, state = train_clt(model, docs, config, settings, store.part(NAME, "checkpoint"), store.show_progress)
     keep_transcoder(store, clt.eval())
     return Training.of(state, settings)
 
 
+def _splice(model: Model, corpus: Corpus, options: Options, store: Store, base: CrossLayerTranscoder) -> Splice:
+    """Fine-tune a copy of ``base`` through the spliced model, keep it as the run's transcoder, log it.
+
+    Always from ``base`` (the trained or loaded one), so a fine-tune cut short is run again whole.
+    """
+    settings = SpliceSettings(steps=options.splice_steps, lr=options.splice_lr, seed=store.run.seed)
+    tuned = copy.deepcopy(base)
+    started = time.perf_counter()
+    docs = _training_documents(model, corpus, options, store)
+    log = finetune_spliced(model, tuned, docs, settings, store.show_progress)
+    keep_transcoder(store, tuned, SPLICED)
+    return Splice(time.perf_counter() - started, settings.steps, settings.lr, log)
+
+
 def figures(result: Result) -> dict[str, go.Figure]:
-    """The quality and loss figures, and the training curve where the transcoder was trained."""
+    """The quality and loss figures, and the training and spliced fine-tune curves where the run made them."""
     out = {"clt_quality": quality_figure(result), "clt_replacement_loss": loss_figure(result)}
     if result.training is not None:
         out["clt_training"] = training_figure(result)
+    if result.splice is not None:
+        out["clt_splice"] = splice_figure(result)
     return out
 
 
@@ -121,6 +151,13 @@ def verdict(result: Result) -> str:
     speed = ""
     if result.training is not None:
         speed = f" Trained on {result.training.rows:,} rows at {result.training.rows_per_second:,.0f} rows/s."
+    if result.splice is not None and result.splice.log:
+        first, last = result.splice.log[0], result.splice.log[-1]
+        speed += (
+            f" Then the decoders were fine-tuned through the spliced model for {result.splice.steps} steps "
+            f"({result.splice.seconds / 60:.1f} min): KL from the model {first['kl']:.3f} -> {last['kl']:.3f} nats per "
+            "token on the training batches (the numbers above are after it)."
+        )
     return f"{head} {cost}{speed}"
 
 

@@ -80,3 +80,29 @@ def training_figure(result: Result) -> go.Figure:
         showlegend=False,
     )
     return fig
+
+
+def splice_figure(result: Result) -> go.Figure:
+    """The spliced fine-tune's curve: the KL from the model and the layers' mean reconstruction error per step.
+
+    Raises:
+        ValueError: The run made no spliced fine-tune.
+    """
+    splice = result.splice
+    if splice is None:
+        raise ValueError("The run made no spliced fine-tune (--clt-train-splice-steps).")
+    steps = [entry["step"] + 1 for entry in splice.log]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("KL from the model (nats per token)", "mean normalised error of the layers"),
+    )
+    fig.add_trace(go.Scatter(x=steps, y=[e["kl"] for e in splice.log], mode="lines", name="KL"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=steps, y=[e["fvu"] for e in splice.log], mode="lines", name="error"), row=1, col=2)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(
+        title=f"Spliced fine-tune ({splice.steps} steps, {splice.seconds / 60:.1f} min, training batches)",
+        height=340,
+        showlegend=False,
+    )
+    return fig

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from workbench.clt.quality import LayerQuality
 from workbench.clt.runs.measures import Replacement
-from workbench.clt.runs.transcoder import Training
+from workbench.clt.runs.transcoder import Splice, Training
 from workbench.runs.results import Result as Base
 
 
@@ -23,6 +23,7 @@ class Result(Base):
     loss: dict[str, Replacement]
     training: Training | None = None
     settings: dict = field(default_factory=dict)
+    splice: Splice | None = None  # the spliced fine-tune, where the run made one (quality and loss are after it)
 
     def table(self) -> list[dict]:
         """One row per language and layer: FVU, L0 and dead share."""

@@ -21,7 +21,10 @@ from workbench.runs.store import Store
 ANALYSIS = "clt-train"
 """The analysis that makes the run's transcoder, and whose parts hold it."""
 TRANSCODER = "transcoder"
-"""The part holding the finished transcoder."""
+"""The part holding the finished transcoder (trained or loaded)."""
+
+SPLICED = "spliced"
+"""The part holding it after the spliced fine-tune (``--clt-train-splice-steps``): the one the other analyses read."""
 LOG_ENTRIES = 200
 """About how many entries of the training log are kept (every n-th step)."""
 
@@ -53,29 +56,61 @@ class Training:
         return cls(state.seconds, settings.steps * settings.batch_tokens, settings.steps, every, log)
 
 
+@dataclass
+class Splice:
+    """The spliced fine-tune of the transcoder's decoders.
+
+    Made by [`finetune_spliced`][workbench.clt.training.splice.finetune_spliced].
+
+    Attributes:
+        seconds: Its time.
+        steps: Its optimiser steps.
+        lr: Its learning rate.
+        log: Per step, the KL of the spliced model from the original (nats per token), the layers'
+            mean normalised reconstruction error, and the seconds it took.
+    """
+
+    seconds: float
+    steps: int
+    lr: float
+    log: list[dict] = field(default_factory=list)
+
+
 def transcoder(store: Store) -> CrossLayerTranscoder:
-    """The run's transcoder (trained or loaded by ``clt-train``), for the analyses that read it.
+    """The run's transcoder, for the analyses that read it: the spliced fine-tune's where the run made one.
 
     Raises:
         MissingResultError: The run has no transcoder yet.
     """
+    return _part(store, SPLICED if _has(store, SPLICED) else TRANSCODER)
 
+
+def base_transcoder(store: Store) -> CrossLayerTranscoder:
+    """The transcoder ``clt-train`` trained or loaded, before any spliced fine-tune.
+
+    Raises:
+        MissingResultError: The run has no transcoder yet.
+    """
+    return _part(store, TRANSCODER)
+
+
+def _part(store: Store, key: str) -> CrossLayerTranscoder:
     def missing() -> CrossLayerTranscoder:
         raise MissingResultError("No transcoder in this run yet; run clt-train first.")
 
-    return store.reuse(
-        ANALYSIS,
-        TRANSCODER,
-        missing,
-        lambda path: CrossLayerTranscoder.load(path, store.run.device),
-        _save,
-    )
+    return store.reuse(ANALYSIS, key, missing, lambda path: CrossLayerTranscoder.load(path, store.run.device), _save)
 
 
-def keep_transcoder(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTranscoder:
-    """Keep ``clt`` as the run's transcoder: for this session, and saved as the part the other analyses load."""
-    store.parts[ANALYSIS, TRANSCODER] = clt
-    part = store.part(ANALYSIS, TRANSCODER)
+def _has(store: Store, key: str) -> bool:
+    """Whether the run holds the part ``key`` (in this session or in its folder)."""
+    path = store.part(ANALYSIS, key)
+    return (ANALYSIS, key) in store.parts or (path is not None and path.exists())
+
+
+def keep_transcoder(store: Store, clt: CrossLayerTranscoder, key: str = TRANSCODER) -> CrossLayerTranscoder:
+    """Keep ``clt`` as the run's transcoder (``key``: or as its spliced fine-tune), for this session and saved."""
+    store.parts[ANALYSIS, key] = clt
+    part = store.part(ANALYSIS, key)
     if part is not None:
         distributed.on_main(lambda: _save(clt, part))  # under torchrun every rank holds the same transcoder
     return clt
@@ -83,7 +118,7 @@ def keep_transcoder(store: Store, clt: CrossLayerTranscoder) -> CrossLayerTransc
 
 def transcoder_folder(store: Store) -> str:
     """The folder of the run's transcoder, relative to the run folder ("" for a store without a folder)."""
-    part = store.part(ANALYSIS, TRANSCODER)
+    part = store.part(ANALYSIS, SPLICED if _has(store, SPLICED) else TRANSCODER)
     return str(part.relative_to(store.folder)) if part is not None and store.folder is not None else ""
 
 
