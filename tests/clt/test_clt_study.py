@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 from workbench.analyses.clt_study.analysis import Result, findings, verdict
+from workbench.analyses.clt_study.changes import changes_figure, faithfulness_table, verdict_table
+from workbench.runs.report import Table
 
 
 def _result(**changes) -> Result:
@@ -104,3 +106,20 @@ def test_the_probe_and_diff_claims_hold_fail_and_are_absent_by_their_numbers(tmp
     result.save(tmp_path)
     again = Result.load(tmp_path)
     assert again.probe == PROBE and findings(again) == result.findings
+
+
+def test_studies_side_by_side_show_which_verdicts_moved():
+    before = _result(fvu=[0.6] * 5, multilingual=[9, 5, 1, 0, 0], loss={"en": [3.0, 9.0], "de": [3.2, 7.2]})
+    after = _result(steering=[])
+    rows = verdict_table({"before": before, "after": after})
+    assert [r["claim"] for r in rows] == [f.claim for f in before.findings]
+    assert (rows[0]["before"], rows[0]["after"]) == ("does not hold", "holds")
+    assert (rows[4]["before"], rows[4]["after"]) == ("holds", "not measurable")
+    shown = Table(rows)._repr_html_()  # what a notebook displays
+    assert shown.count("<tr>") == len(rows) + 1 and "<th>before</th>" in shown and "does not hold" in shown
+    assert verdict_table({"after": after, "probe": _result(probe=PROBE)})[-1]["after"] == "not asked"
+    first, second = faithfulness_table({"before": before, "after": after})
+    assert first["worst FVU (max over layers)"] == 0.6 and second["worst FVU (max over layers)"] == 0.1
+    assert (first["extra loss, best language"], first["extra loss, worst language"]) == (4.0, 6.0)
+    assert (first["steering pairs that work"], second["steering pairs"]) == (2, 0)
+    assert len(changes_figure({"before": before, "after": after}).data) == 6

@@ -47,6 +47,16 @@ class Section:
     tables: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
+@dataclass
+class Table:
+    """Rows of same-keyed dicts that Jupyter shows as an HTML table (``_repr_html_``), as the report does."""
+
+    rows: list[dict[str, Any]]
+
+    def _repr_html_(self) -> str:
+        return html_table(self.rows)
+
+
 def html_table(rows: list[dict[str, Any]]) -> str:
     """A plain HTML table from a list of same-keyed dicts."""
     if not rows:
