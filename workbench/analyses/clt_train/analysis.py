@@ -10,7 +10,9 @@ parts, so an interrupted run resumes where it stopped; the finished transcoder i
 from __future__ import annotations
 
 import copy
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 
 import plotly.graph_objects as go
@@ -62,17 +64,16 @@ def train_settings(options: Options, store: Store) -> TrainSettings:
 def run(model: Model, corpus: Corpus, options: Options, store: Store) -> Result:
     """Train (or resume, or load) the transcoder, then measure it on held-out verses."""
     name = model_source(model).get("name", store.run.model)
+    docs = functools.cache(lambda: _training_documents(model, corpus, options, store))  # read once, if at all
     training = None
     if options.load:
         clt, source = keep_transcoder(store, load_given(options.load, model, name, options.load_variant)), options.load
     else:
-        training = store.reuse_json(
-            NAME, "training.json", lambda: _train(model, corpus, options, store, name), Training
-        )
+        training = store.reuse_json(NAME, "training.json", lambda: _train(model, options, store, name, docs), Training)
         clt, source = base_transcoder(store), "trained"
     splice = None
     if options.splice_steps:
-        splice = store.reuse_json(NAME, "splice.json", lambda: _splice(model, corpus, options, store, clt), Splice)
+        splice = store.reuse_json(NAME, "splice.json", lambda: _splice(model, options, store, clt, docs()), Splice)
         clt = transcoder(store)
     held = store.documents(model, corpus, options.heldout, "heldout")
     quality = quality_per_language(store, NAME, lambda lang: f"quality-{lang}.json", model, clt, held)
@@ -88,7 +89,7 @@ def _training_documents(model: Model, corpus: Corpus, options: Options, store: S
     return [doc for lang_docs in docs.values() for doc in lang_docs]
 
 
-def _train(model: Model, corpus: Corpus, options: Options, store: Store, name: str) -> Training:
+def _train(model: Model, options: Options, store: Store, name: str, docs: Callable[[], list]) -> Training:
     """Train the transcoder (resuming from the run's checkpoint), keep it as a part, log the run."""
     config = CLTConfig(
         model.cfg.n_layers,
@@ -101,13 +102,12 @@ def _train(model: Model, corpus: Corpus, options: Options, store: Store, name: s
         skip=options.skip,
     )
     settings = train_settings(options, store)
-    docs = _training_documents(model, corpus, options, store)
-    clt, state = train_clt(model, docs, config, settings, store.part(NAME, "checkpoint"), store.show_progress)
+    clt, state = train_clt(model, docs(), config, settings, store.part(NAME, "checkpoint"), store.show_progress)
     keep_transcoder(store, clt.eval())
     return Training.of(state, settings)
 
 
-def _splice(model: Model, corpus: Corpus, options: Options, store: Store, base: CrossLayerTranscoder) -> Splice:
+def _splice(model: Model, options: Options, store: Store, base: CrossLayerTranscoder, docs: list) -> Splice:
     """Fine-tune a copy of ``base`` through the spliced model, keep it as the run's transcoder, log it.
 
     Always from ``base`` (the trained or loaded one), so a fine-tune cut short is run again whole.
@@ -115,7 +115,6 @@ def _splice(model: Model, corpus: Corpus, options: Options, store: Store, base: 
     settings = SpliceSettings(steps=options.splice_steps, lr=options.splice_lr, seed=store.run.seed)
     tuned = copy.deepcopy(base)
     started = time.perf_counter()
-    docs = _training_documents(model, corpus, options, store)
     log = finetune_spliced(model, tuned, docs, settings, store.show_progress)
     keep_transcoder(store, tuned, SPLICED)
     return Splice(time.perf_counter() - started, settings.steps, settings.lr, log)

@@ -66,20 +66,13 @@ def training_figure(result: Result) -> go.Figure:
     if training is None:
         raise ValueError("The transcoder was loaded, not trained: it has no training curve.")
     log = training.log
-    steps = [entry["step"] for entry in log]
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("squared error (scaled units, summed over layers)", "L0 (all layers)")
+    return _curves(
+        [entry["step"] for entry in log],
+        ("squared error (scaled units, summed over layers)", [entry["mse"] for entry in log]),
+        ("L0 (all layers)", [entry["l0"] for entry in log]),
+        f"Training ({training.rows:,} rows, {training.seconds / 60:.1f} min)",
+        log_left=True,
     )
-    fig.add_trace(go.Scatter(x=steps, y=[entry["mse"] for entry in log], mode="lines", name="error"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=[entry["l0"] for entry in log], mode="lines", name="L0"), row=1, col=2)
-    fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_xaxes(title_text="step")
-    fig.update_layout(
-        title=f"Training ({training.rows:,} rows, {training.seconds / 60:.1f} min)",
-        height=340,
-        showlegend=False,
-    )
-    return fig
 
 
 def splice_figure(result: Result) -> go.Figure:
@@ -91,18 +84,27 @@ def splice_figure(result: Result) -> go.Figure:
     splice = result.splice
     if splice is None:
         raise ValueError("The run made no spliced fine-tune (--clt-train-splice-steps).")
-    steps = [entry["step"] + 1 for entry in splice.log]
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("KL from the model (nats per token)", "mean normalised error of the layers"),
+    return _curves(
+        [entry["step"] + 1 for entry in splice.log],
+        ("KL from the model (nats per token)", [entry["kl"] for entry in splice.log]),
+        ("mean normalised error of the layers", [entry["fvu"] for entry in splice.log]),
+        f"Spliced fine-tune ({splice.steps} steps, {splice.seconds / 60:.1f} min, training batches)",
     )
-    fig.add_trace(go.Scatter(x=steps, y=[e["kl"] for e in splice.log], mode="lines", name="KL"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=[e["fvu"] for e in splice.log], mode="lines", name="error"), row=1, col=2)
+
+
+def _curves(
+    steps: list[int],
+    left: tuple[str, list[float]],
+    right: tuple[str, list[float]],
+    title: str,
+    log_left: bool = False,
+) -> go.Figure:
+    """Two curves over the steps side by side, each ``(panel title, values)``."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(left[0], right[0]))
+    for col, (name, values) in enumerate((left, right), start=1):
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines", name=name), row=1, col=col)
+    if log_left:
+        fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step")
-    fig.update_layout(
-        title=f"Spliced fine-tune ({splice.steps} steps, {splice.seconds / 60:.1f} min, training batches)",
-        height=340,
-        showlegend=False,
-    )
+    fig.update_layout(title=title, height=340, showlegend=False)
     return fig

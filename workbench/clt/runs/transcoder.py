@@ -82,7 +82,7 @@ def transcoder(store: Store) -> CrossLayerTranscoder:
     Raises:
         MissingResultError: The run has no transcoder yet.
     """
-    return _part(store, SPLICED if _has(store, SPLICED) else TRANSCODER)
+    return _part(store, _current(store))
 
 
 def base_transcoder(store: Store) -> CrossLayerTranscoder:
@@ -101,10 +101,11 @@ def _part(store: Store, key: str) -> CrossLayerTranscoder:
     return store.reuse(ANALYSIS, key, missing, lambda path: CrossLayerTranscoder.load(path, store.run.device), _save)
 
 
-def _has(store: Store, key: str) -> bool:
-    """Whether the run holds the part ``key`` (in this session or in its folder)."""
-    path = store.part(ANALYSIS, key)
-    return (ANALYSIS, key) in store.parts or (path is not None and path.exists())
+def _current(store: Store) -> str:
+    """The part the run's analyses read: the spliced fine-tune where the run holds one, else the transcoder."""
+    path = store.part(ANALYSIS, SPLICED)
+    spliced = (ANALYSIS, SPLICED) in store.parts or (path is not None and path.exists())
+    return SPLICED if spliced else TRANSCODER
 
 
 def keep_transcoder(store: Store, clt: CrossLayerTranscoder, key: str = TRANSCODER) -> CrossLayerTranscoder:
@@ -118,7 +119,7 @@ def keep_transcoder(store: Store, clt: CrossLayerTranscoder, key: str = TRANSCOD
 
 def transcoder_folder(store: Store) -> str:
     """The folder of the run's transcoder, relative to the run folder ("" for a store without a folder)."""
-    part = store.part(ANALYSIS, SPLICED if _has(store, SPLICED) else TRANSCODER)
+    part = store.part(ANALYSIS, _current(store))
     return str(part.relative_to(store.folder)) if part is not None and store.folder is not None else ""
 
 

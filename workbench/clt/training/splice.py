@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Int
 from torch import nn
 from tqdm.auto import tqdm
@@ -93,7 +94,7 @@ def splice_step_loss(model: Model, clt: CrossLayerTranscoder, batch: Batch, mse:
 
     with replacement(model, clt, keep_bos=True, on_write=measured) as spliced:
         logits = torch.log_softmax(spliced(batch.tokens).float(), dim=-1)[real]
-    kl = (reference.exp() * (reference - logits)).sum(-1).mean()
+    kl = F.kl_div(logits, reference, log_target=True, reduction="batchmean")  # KL(model || spliced) per token
     error = torch.stack(errors).mean()
     return kl + mse * error, {"kl": float(kl.detach()), "fvu": float(error.detach())}
 
